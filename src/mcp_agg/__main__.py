@@ -1,0 +1,3 @@
+from mcp_agg.cli import main
+
+main()

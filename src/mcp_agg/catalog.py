@@ -1,0 +1,137 @@
+"""The merged catalog: every group's tools, resources, templates and prompts, namespaced.
+
+A catalog is an immutable snapshot, rebuilt whenever a group's listing changes and
+swapped in whole, so a request never sees half of an update. Lookups are dict hits:
+the catalog is on the path of every call.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pydantic import AnyUrl, ValidationError
+
+from mcp_agg.errors import NameCollisionError
+from mcp_agg.forwarding import (
+    ForwardingPrompt,
+    ForwardingResource,
+    ForwardingTemplate,
+    ForwardingTool,
+)
+from mcp_agg.group import ReplicaGroup
+from mcp_agg.naming import NameRegistry, exposed_name, exposed_uri
+
+__all__ = ["Catalog", "build_catalog"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    tools: dict[str, ForwardingTool] = field(default_factory=dict)
+    resources: dict[str, ForwardingResource] = field(default_factory=dict)
+    templates: tuple[ForwardingTemplate, ...] = ()
+    prompts: dict[str, ForwardingPrompt] = field(default_factory=dict)
+    #: Components left out because their exposed name was taken (refreshes only).
+    problems: tuple[str, ...] = ()
+
+    def signature(self) -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
+        """What clients see, to tell whether a rebuild changed anything worth announcing."""
+        return (
+            frozenset(t.to_mcp_tool().model_dump_json() for t in self.tools.values()),
+            frozenset(r.to_mcp_resource().model_dump_json() for r in self.resources.values()),
+            frozenset(t.to_mcp_template().model_dump_json() for t in self.templates),
+            frozenset(p.to_mcp_prompt().model_dump_json() for p in self.prompts.values()),
+        )
+
+    def resource(self, uri: str) -> ForwardingResource | None:
+        return self.resources.get(uri)
+
+    def template_for(self, uri: str) -> ForwardingTemplate | None:
+        for template in self.templates:
+            if template.matches(uri) is not None:
+                return template
+        return None
+
+
+def _tool_allowed(group: ReplicaGroup, name: str) -> bool:
+    server = group.server
+    if server.include_tools is not None and not any(
+        fnmatch.fnmatchcase(name, pattern) for pattern in server.include_tools
+    ):
+        return False
+    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in server.exclude_tools)
+
+
+def _uri_keys(uri: str) -> Iterable[str]:
+    """The URI as listed, and as pydantic normalizes it (what FastMCP looks up by)."""
+    yield uri
+    try:
+        normalized = str(AnyUrl(uri))
+    except ValidationError:
+        return
+    if normalized != uri:
+        yield normalized
+
+
+def build_catalog(groups: Iterable[ReplicaGroup], separator: str, *, strict: bool) -> Catalog:
+    """Merge the listings of every visible group, in config order.
+
+    With `strict`, a name collision is an error naming both sources (startup). Without,
+    the later component is left out and the problem is logged and kept (a refresh must
+    not take down a running gateway).
+    """
+    tool_names = NameRegistry("tool")
+    prompt_names = NameRegistry("prompt")
+    resource_names = NameRegistry("resource")
+    template_names = NameRegistry("resource template")
+    tools: dict[str, ForwardingTool] = {}
+    resources: dict[str, ForwardingResource] = {}
+    templates: list[ForwardingTemplate] = []
+    prompts: dict[str, ForwardingPrompt] = {}
+    problems: list[str] = []
+
+    def claim(registry: NameRegistry, exposed: str, group: str, original: str) -> bool:
+        try:
+            registry.claim(exposed, group, original)
+        except NameCollisionError as exc:
+            if strict:
+                raise
+            problems.append(str(exc))
+            logger.error("%s", exc)
+            return False
+        return True
+
+    for group in groups:
+        if group.server.failover_for is not None:
+            continue  # failover groups stand in for another group and are not listed
+        listing = group.listing
+        if listing is None:
+            continue
+        renames = group.server.rename_tools
+        for tool in listing.tools:
+            if not _tool_allowed(group, tool.name):
+                continue
+            exposed = exposed_name(group.prefix, separator, renames.get(tool.name, tool.name))
+            if claim(tool_names, exposed, group.name, tool.name):
+                tools[exposed] = ForwardingTool.create(exposed, tool, group, tool.name)
+        for prompt in listing.prompts:
+            exposed = exposed_name(group.prefix, separator, prompt.name)
+            if claim(prompt_names, exposed, group.name, prompt.name):
+                prompts[exposed] = ForwardingPrompt.create(exposed, prompt, group, prompt.name)
+        for resource in listing.resources:
+            original = str(resource.uri)
+            exposed = exposed_uri(group.prefix, original)
+            if claim(resource_names, exposed, group.name, original):
+                forwarding = ForwardingResource.create(exposed, resource, group, original)
+                for key in _uri_keys(exposed):
+                    resources[key] = forwarding
+        for template in listing.templates:
+            original = template.uri_template
+            exposed = exposed_uri(group.prefix, original)
+            if claim(template_names, exposed, group.name, original):
+                templates.append(ForwardingTemplate.create(exposed, template, group, original))
+    return Catalog(tools, resources, tuple(templates), prompts, tuple(problems))

@@ -1,0 +1,349 @@
+"""The `mcp-agg` command line: serve, tools, status, call, check, import.
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or config error. Everything but a
+command's own output goes to stderr; in `serve --transport stdio`, stdout is the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+import mcp_types
+import typer
+from fastmcp import Client
+
+from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
+from mcp_agg.errors import CatalogError, ConfigError
+from mcp_agg.gateway import Gateway
+
+__all__ = ["app", "main"]
+
+logger = logging.getLogger("mcp_agg")
+
+app = typer.Typer(
+    name="mcp-agg",
+    help="An aggregating MCP gateway: one MCP server in front of all of yours.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="servers.toml or mcpServers JSON [default: $MCP_AGG_CONFIG, then ./servers.toml]",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+LogLevelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--log-level",
+        help="debug, info, warning or error [default: info for serve, warning otherwise; "
+        "$MCP_AGG_LOG_LEVEL]",
+        show_default=False,
+    ),
+]
+
+_T = TypeVar("_T")
+
+
+def _setup_logging(level: str | None, default: str) -> None:
+    chosen = (level or os.environ.get("MCP_AGG_LOG_LEVEL") or default).upper()
+    if chosen not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        _fail(2, f"--log-level: unknown level {level!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(chosen)
+    # The SDK and FastMCP are chatty at INFO about every request.
+    for name in ("mcp", "fastmcp", "httpx", "httpx2", "uvicorn.access"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def _fail(code: int, message: str) -> typer.Exit:
+    typer.echo(f"mcp-agg: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _load(config_path: Path | None) -> Config:
+    try:
+        return load_config(find_config(config_path))
+    except ConfigError as exc:
+        raise _fail(2, f"config error: {exc}") from None
+
+
+def _run(fn: Callable[[], Awaitable[_T]]) -> _T:
+    try:
+        return anyio.run(fn)
+    except CatalogError as exc:
+        raise _fail(2, str(exc)) from None
+    except BaseExceptionGroup as group:
+        for leaf in _leaves(group):
+            if isinstance(leaf, CatalogError):
+                raise _fail(2, str(leaf)) from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+# ---------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    transport: Annotated[
+        Literal["stdio", "http"], typer.Option("--transport", "-t", help="stdio or http")
+    ] = "stdio",
+    host: Annotated[str, typer.Option(help="HTTP bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="HTTP port; the endpoint is /mcp.")] = 8000,
+    log_level: LogLevelOption = None,
+) -> None:
+    """Run the gateway: stdio (for Claude Desktop and IDEs) or streamable HTTP at /mcp."""
+    _setup_logging(log_level, "info")
+    gateway = Gateway(_load(config))
+    server = gateway.build_server()
+
+    async def run() -> None:
+        if transport == "http":
+            # uvicorn handles SIGINT/SIGTERM itself and unwinds the lifespan, which
+            # stops every backend.
+            await server.run_http_async(
+                host=host,
+                port=port,
+                show_banner=False,
+                log_level=logging.getLevelName(logging.getLogger().level).lower(),
+            )
+            return
+        async with anyio.create_task_group() as tg:
+
+            async def stop_on_signal() -> None:
+                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        logger.info("received %s, shutting down", signal.Signals(signum).name)
+                        tg.cancel_scope.cancel()
+                        return
+
+            tg.start_soon(stop_on_signal)
+            # Returns on stdin EOF (the client went away).
+            await server.run_stdio_async(show_banner=False)
+            tg.cancel_scope.cancel()
+
+    _run(run)
+
+
+# ---------------------------------------------------------------------------- tools
+
+
+@app.command()
+def tools(
+    config: ConfigOption = None, as_json: JsonOption = False, log_level: LogLevelOption = None
+) -> None:
+    """List the merged catalog: exposed name, server, original name, description."""
+    _setup_logging(log_level, "warning")
+    gateway = Gateway(_load(config))
+
+    async def collect() -> list[dict[str, Any]]:
+        async with gateway.running():
+            return [
+                {
+                    "name": name,
+                    "server": tool.group.name,
+                    "original_name": tool.original,
+                    "description": tool.description or "",
+                    "annotations": tool.definition.annotations.model_dump(
+                        by_alias=True, exclude_none=True
+                    )
+                    if tool.definition.annotations
+                    else None,
+                    "input_schema": tool.definition.input_schema,
+                }
+                for name, tool in sorted(gateway.catalog.tools.items())
+            ]
+
+    rows = _run(collect)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        _print_table(
+            ["TOOL", "SERVER", "ORIGINAL", "DESCRIPTION"],
+            [
+                [r["name"], r["server"], r["original_name"], _first_line(r["description"])]
+                for r in rows
+            ],
+        )
+    down = [u for u in gateway.upstreams if not u.stats.connects]
+    for upstream in down:
+        typer.echo(f"mcp-agg: {upstream.id} unavailable: {upstream.stats.last_error}", err=True)
+    if down and len(down) == len(gateway.upstreams):
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------- status
+
+
+@app.command()
+def status(
+    config: ConfigOption = None, as_json: JsonOption = False, log_level: LogLevelOption = None
+) -> None:
+    """Start every backend once and show each replica: state, tools, last error."""
+    _setup_logging(log_level, "warning")
+    gateway = Gateway(_load(config))
+
+    async def collect() -> list[dict[str, Any]]:
+        async with gateway.running():
+            return [
+                {
+                    "id": u.id,
+                    "server": u.group,
+                    "transport": u.spec.server.kind,
+                    "state": str(u.state),
+                    "protocol_version": u.stats.protocol_version,
+                    "backend": u.stats.server_name,
+                    "tools": len(u.listing.tools),
+                    "resources": len(u.listing.resources) + len(u.listing.templates),
+                    "prompts": len(u.listing.prompts),
+                    "in_flight": u.stats.in_flight,
+                    "last_error": u.stats.last_error,
+                }
+                for u in gateway.upstreams
+            ]
+
+    rows = _run(collect)
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+    else:
+        _print_table(
+            [
+                "REPLICA",
+                "SERVER",
+                "TRANSPORT",
+                "STATE",
+                "TOOLS",
+                "RESOURCES",
+                "PROMPTS",
+                "LAST ERROR",
+            ],
+            [
+                [
+                    r["id"],
+                    r["server"],
+                    r["transport"],
+                    r["state"],
+                    str(r["tools"]),
+                    str(r["resources"]),
+                    str(r["prompts"]),
+                    r["last_error"] or "",
+                ]
+                for r in rows
+            ],
+        )
+
+
+# ---------------------------------------------------------------------------- call
+
+
+@app.command()
+def call(
+    tool: Annotated[str, typer.Argument(help="Exposed tool name, as `mcp-agg tools` lists it.")],
+    args: Annotated[str, typer.Option("--args", "-a", help="Arguments as a JSON object.")] = "{}",
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    log_level: LogLevelOption = None,
+) -> None:
+    """Call one tool through the whole gateway and print its result."""
+    _setup_logging(log_level, "warning")
+    try:
+        arguments = json.loads(args)
+    except json.JSONDecodeError as exc:
+        raise _fail(2, f"--args is not valid JSON: {exc}") from None
+    if not isinstance(arguments, dict):
+        raise _fail(2, "--args must be a JSON object")
+    server = Gateway(_load(config)).build_server()
+
+    async def invoke() -> mcp_types.CallToolResult:
+        # An in-memory MCP client: the call takes the same path as a client's over stdio.
+        async with Client(server) as client:
+            result: mcp_types.CallToolResult = await client.call_tool_mcp(tool, arguments)
+            return result
+
+    result = _run(invoke)
+    if as_json:
+        typer.echo(result.model_dump_json(by_alias=True, exclude_none=True, indent=2))
+    else:
+        for block in result.content:
+            if isinstance(block, mcp_types.TextContent):
+                typer.echo(block.text)
+            else:
+                typer.echo(block.model_dump_json(by_alias=True, exclude_none=True))
+        if result.structured_content is not None and not result.content:
+            typer.echo(json.dumps(result.structured_content, indent=2))
+    if result.is_error:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------- check, import
+
+
+@app.command()
+def check(config: ConfigOption = None) -> None:
+    """Validate the config without starting anything."""
+    path = None
+    try:
+        path = find_config(config)
+        loaded = load_config(path)
+    except ConfigError as exc:
+        raise _fail(2, f"config error: {exc}") from None
+    specs = loaded.replica_specs()
+    groups = {s.group for s in specs}
+    typer.echo(f"{path}: ok ({len(groups)} servers, {len(specs)} replicas)")
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="A Claude Desktop style mcpServers JSON file.")],
+) -> None:
+    """Print the servers.toml equivalent of an mcpServers JSON file."""
+    try:
+        typer.echo(mcp_servers_to_toml(file), nl=False)
+    except ConfigError as exc:
+        raise _fail(2, f"config error: {exc}") from None
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _first_line(text: str) -> str:
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= 70 else line[:67] + "..."
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip())
+    for row in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,429 @@
+"""servers.toml: the pydantic models, `${VAR}` expansion, discovery and the mcpServers import.
+
+Every error names the file, the field path and the problem, because the person reading it
+has to find the line to fix; unknown keys are errors, because a typo must not pass silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mcp_agg.errors import ConfigError
+
+__all__ = [
+    "BalancerName",
+    "BreakerConfig",
+    "Config",
+    "GatewayConfig",
+    "ReplicaSpec",
+    "RetryConfig",
+    "ServerConfig",
+    "find_config",
+    "load_config",
+    "mcp_servers_to_toml",
+]
+
+CONFIG_ENV = "MCP_AGG_CONFIG"
+DEFAULT_CONFIG = "servers.toml"
+
+BalancerName = Literal["round-robin", "least-connections", "weighted", "random", "p2c-ewma"]
+
+#: Commands that mean "the Python running the gateway": Claude Desktop starts the
+#: gateway with a bare PATH from an arbitrary folder, where a plain `python` may be
+#: missing or be another interpreter without the backend's dependencies.
+_PYTHON_ALIASES = frozenset({"python", "python3", f"python{sys.version_info[0]}"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RetryConfig(_Model):
+    """Retry policy for calls that are safe to retry (see DESIGN.md)."""
+
+    attempts: Annotated[int, Field(ge=1, le=20)] = 3
+    base_delay: Annotated[float, Field(ge=0)] = 0.1
+    max_delay: Annotated[float, Field(ge=0)] = 5.0
+    budget_percent: Annotated[float, Field(ge=0, le=100)] = 20
+
+
+class BreakerConfig(_Model):
+    """Circuit breaker thresholds of one replica."""
+
+    failure_threshold: Annotated[int, Field(ge=1)] = 5
+    reset_timeout: Annotated[float, Field(gt=0)] = 30
+    half_open_calls: Annotated[int, Field(ge=1)] = 1
+
+
+class GatewayConfig(_Model):
+    """The `[gateway]` table."""
+
+    name: Annotated[str, Field(min_length=1)] = "mcp-agg"
+    separator: str = "_"
+    request_timeout: Annotated[float, Field(gt=0)] = 60
+    connect_timeout: Annotated[float, Field(gt=0)] = 20
+    balancer: BalancerName = "round-robin"
+    health_interval: Annotated[float, Field(ge=0)] = 15
+    retry: RetryConfig = RetryConfig()
+    breaker: BreakerConfig = BreakerConfig()
+
+
+class ServerConfig(_Model):
+    """One `[[servers]]` entry: a backend, or one replica of a backend sharing its `name`.
+
+    `command` alone starts a stdio server; `url` alone connects over HTTP or SSE;
+    both start the command and then connect to the url (a local HTTP backend the
+    gateway owns, reaped with it).
+    """
+
+    name: Annotated[str, Field(min_length=1)]
+    id: str | None = None
+    command: Annotated[str, Field(min_length=1)] | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    headers: dict[str, str] = {}
+    transport: Literal["http", "sse"] | None = None
+    prefix: str | None = None
+    weight: Annotated[float, Field(gt=0)] = 1
+    replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    enabled: bool = True
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    retry: RetryConfig | None = None
+    breaker: BreakerConfig | None = None
+    include_tools: list[str] | None = None
+    exclude_tools: list[str] = []
+    rename_tools: dict[str, str] = {}
+    failover_for: str | None = None
+    priority: int = 0
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ServerConfig:
+        if self.command is None and self.url is None:
+            raise ValueError("needs `command` (stdio) or `url` (HTTP/SSE)")
+        if self.transport is not None and self.url is None:
+            raise ValueError("`transport` applies only to a server with a `url`")
+        if self.headers and self.url is None:
+            raise ValueError("`headers` apply only to a server with a `url`")
+        if self.command is None and (self.args or self.env or self.cwd):
+            raise ValueError("`args`, `env` and `cwd` apply only to a server with a `command`")
+        if self.replicas > 1 and (self.command is None or self.url is not None):
+            raise ValueError("`replicas` applies only to a stdio server (`command` without `url`)")
+        if self.failover_for == self.name:
+            raise ValueError("`failover_for` names the server itself")
+        return self
+
+    @property
+    def kind(self) -> Literal["stdio", "http", "sse"]:
+        if self.url is None:
+            return "stdio"
+        return self.transport or "http"
+
+
+class Config(_Model):
+    """A whole servers.toml."""
+
+    gateway: GatewayConfig = GatewayConfig()
+    servers: list[ServerConfig] = []
+    #: The file this came from; relative paths in it are relative to its folder.
+    source: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="after")
+    def _check_groups(self) -> Config:
+        names = {s.name for s in self.servers}
+        for index, server in enumerate(self.servers):
+            if server.failover_for is not None and server.failover_for not in names:
+                raise ValueError(
+                    f"servers[{index}] ({server.name}): failover_for = "
+                    f"{server.failover_for!r} names no server"
+                )
+        for name in names:
+            members = [s for s in self.servers if s.name == name]
+            prefixes = {_effective_prefix(s) for s in members}
+            roles = {s.failover_for for s in members}
+            if len(prefixes) > 1:
+                raise ValueError(f"replicas of {name!r} disagree on `prefix`: {sorted(prefixes)}")
+            if len(roles) > 1:
+                raise ValueError(f"replicas of {name!r} disagree on `failover_for`")
+        seen: dict[str, str] = {}
+        for spec in self.replica_specs():
+            if spec.id in seen:
+                raise ValueError(f"two replicas have the id {spec.id!r}")
+            seen[spec.id] = spec.group
+        return self
+
+    @property
+    def base_dir(self) -> Path:
+        return self.source.parent if self.source is not None else Path.cwd()
+
+    def replica_specs(self) -> list[ReplicaSpec]:
+        """Every replica to run, enabled ones only, with ids and resolved launch details."""
+        specs: list[ReplicaSpec] = []
+        counts: dict[str, int] = {}
+        for server in self.servers:
+            if not server.enabled:
+                continue
+            for copy in range(server.replicas):
+                counts[server.name] = counts.get(server.name, 0) + 1
+                number = counts[server.name]
+                if server.id is None:
+                    replica_id = f"{server.name}-{number}"
+                elif server.replicas > 1:
+                    replica_id = f"{server.id}-{copy + 1}"
+                else:
+                    replica_id = server.id
+                specs.append(
+                    ReplicaSpec(
+                        group=server.name, id=replica_id, server=server, base_dir=self.base_dir
+                    )
+                )
+        return specs
+
+    def retry_for(self, server: ServerConfig) -> RetryConfig:
+        return server.retry or self.gateway.retry
+
+    def breaker_for(self, server: ServerConfig) -> BreakerConfig:
+        return server.breaker or self.gateway.breaker
+
+    def timeout_for(self, server: ServerConfig) -> float:
+        return server.timeout or self.gateway.request_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSpec:
+    """One replica to run: a server entry, its group and its id, and how to launch it."""
+
+    group: str
+    id: str
+    server: ServerConfig
+    base_dir: Path
+
+    @property
+    def prefix(self) -> str:
+        return _effective_prefix(self.server)
+
+    @property
+    def command(self) -> str | None:
+        command = self.server.command
+        if command is None:
+            return None
+        return sys.executable if command in _PYTHON_ALIASES else command
+
+    @property
+    def cwd(self) -> Path:
+        if self.server.cwd is None:
+            return self.base_dir
+        return (self.base_dir / self.server.cwd).resolve()
+
+
+def _effective_prefix(server: ServerConfig) -> str:
+    return server.name if server.prefix is None else server.prefix
+
+
+# ---------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------
+
+
+def find_config(explicit: Path | None = None) -> Path:
+    """`--config`, then `$MCP_AGG_CONFIG`, then `./servers.toml`."""
+    if explicit is not None:
+        candidate, origin = explicit, "--config"
+    elif os.environ.get(CONFIG_ENV):
+        candidate, origin = Path(os.environ[CONFIG_ENV]), CONFIG_ENV
+    else:
+        candidate, origin = Path(DEFAULT_CONFIG), "the current folder"
+    if not candidate.is_file():
+        raise ConfigError(f"no config file (from {origin})", source=candidate)
+    return candidate.resolve()
+
+
+def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Read, expand and validate a servers.toml or mcpServers JSON file."""
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from exc
+    if path.suffix.lower() == ".json":
+        raw = mcp_servers_to_raw(_parse_json(text, path), path)
+    else:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"invalid TOML: {exc}", source=path) from exc
+    return config_from_raw(raw, path, environ)
+
+
+def config_from_raw(raw: dict[str, Any], source: Path | None, environ: Mapping[str, str]) -> Config:
+    expanded = _expand(raw, "", environ, source)
+    try:
+        return Config.model_validate({**expanded, "source": source})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, expanded), source=source) from None
+
+
+_VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
+
+
+def _expand(value: Any, loc: str, environ: Mapping[str, str], source: Path | None) -> Any:
+    """Expand `${VAR}` and `${VAR:-default}` in every string; `$$` is a literal `$`."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            if match.group(0) == "$$":
+                return "$"
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise ConfigError(
+                f"environment variable ${{{name}}} is not set", source=source, loc=loc
+            )
+
+        return _VAR.sub(substitute, value)
+    if isinstance(value, dict):
+        return {
+            k: _expand(v, f"{loc}.{k}" if loc else k, environ, source) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_expand(v, f"{loc}[{i}]", environ, source) for i, v in enumerate(value)]
+    return value
+
+
+def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
+    """One line per problem: `servers[1] (notes).url: must start with http:// or https://`."""
+    lines = []
+    for error in exc.errors():
+        loc = _format_loc(error["loc"], raw)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            problem = "unknown key"
+        elif kind == "missing":
+            problem = "required key is missing"
+        elif kind == "string_pattern_mismatch" and error["loc"][-1] == "url":
+            problem = f"must start with http:// or https:// (got {error['input']!r})"
+        else:
+            problem = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"{loc}: {problem}" if loc else problem)
+    return "\n  ".join(lines) if len(lines) == 1 else "\n  " + "\n  ".join(lines)
+
+
+def _format_loc(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for index, part in enumerate(loc):
+        if isinstance(part, int):
+            parts[-1] += f"[{part}]"
+            if index == 1 and loc[0] == "servers":
+                servers = raw.get("servers")
+                if isinstance(servers, list) and part < len(servers):
+                    entry = servers[part]
+                    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+                        parts[-1] += f" ({entry['name']})"
+        elif isinstance(part, str) and not part.startswith(("function-", "literal[")):
+            parts.append(part)
+    return ".".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Claude Desktop style {"mcpServers": {...}}
+# ---------------------------------------------------------------------------
+
+_JSON_TRANSPORTS = {
+    "stdio": None,
+    "http": "http",
+    "streamable-http": "http",
+    "streamablehttp": "http",
+    "streamable_http": "http",
+    "sse": "sse",
+}
+_JSON_KEYS = {"command", "args", "env", "cwd", "url", "headers", "type", "transport", "disabled"}
+
+
+def _parse_json(text: str, path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"invalid JSON: {exc}", source=path) from exc
+    if not isinstance(data, dict):
+        raise ConfigError("expected a JSON object", source=path)
+    return data
+
+
+def mcp_servers_to_raw(data: dict[str, Any], source: Path | None) -> dict[str, Any]:
+    """Turn `{"mcpServers": {name: {...}}}` into the servers.toml structure."""
+    servers = data.get("mcpServers")
+    if not isinstance(servers, dict):
+        raise ConfigError('expected an object with an "mcpServers" object', source=source)
+    unknown_top = set(data) - {"mcpServers"}
+    if unknown_top:
+        raise ConfigError(f"unknown key {sorted(unknown_top)[0]!r}", source=source)
+    out: list[dict[str, Any]] = []
+    for name, entry in servers.items():
+        loc = f"mcpServers.{name}"
+        if not isinstance(entry, dict):
+            raise ConfigError("expected an object", source=source, loc=loc)
+        for key in entry:
+            if key not in _JSON_KEYS:
+                raise ConfigError("unknown key", source=source, loc=f"{loc}.{key}")
+        server: dict[str, Any] = {"name": name}
+        for key in ("command", "args", "env", "cwd", "url", "headers"):
+            if key in entry:
+                server[key] = entry[key]
+        kind = entry.get("type", entry.get("transport"))
+        if kind is not None:
+            normalized = str(kind).lower()
+            if normalized not in _JSON_TRANSPORTS:
+                raise ConfigError(
+                    f"unknown transport {kind!r} (stdio, http, streamable-http or sse)",
+                    source=source,
+                    loc=f"{loc}.type",
+                )
+            transport = _JSON_TRANSPORTS[normalized]
+            if transport is not None and "url" in entry:
+                server["transport"] = transport
+        if entry.get("disabled") is True:
+            server["enabled"] = False
+        out.append(server)
+    return {"servers": out}
+
+
+def mcp_servers_to_toml(path: Path) -> str:
+    """The servers.toml equivalent of an mcpServers JSON file, validated first."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from exc
+    raw = mcp_servers_to_raw(_parse_json(text, path), path)
+    # Validate the structure without expanding ${VAR}: the output keeps them as written.
+    config_from_raw(raw, path, _KeepVariables())
+    return tomli_w.dumps({"gateway": {"name": "mcp-agg"}, **raw})
+
+
+class _KeepVariables(Mapping[str, str]):
+    """An environment in which every variable is set to its own `${NAME}` reference."""
+
+    def __getitem__(self, key: str) -> str:
+        return "${" + key + "}"
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __iter__(self) -> Any:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0

@@ -1,0 +1,168 @@
+"""The exception tree of mcp-agg and the one place where failures are classified.
+
+```
+GatewayError
+├── ConfigError                 servers.toml / mcpServers JSON is invalid (exit code 2)
+├── CatalogError
+│   └── NameCollisionError      two backend components would get one exposed name
+└── UpstreamError               a backend could not serve a request
+    ├── UpstreamUnavailable     no replica could take the request; nothing was sent
+    ├── UpstreamConnectError    connecting or initializing the backend failed
+    └── UpstreamRequestError    the request was sent and the exchange failed
+        └── UpstreamTimeout     the request was sent and no answer came in time
+```
+
+A tool that ran and failed is *not* an exception here: its `CallToolResult` with
+`isError: true` is a result, relayed to the client unchanged.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+
+import anyio
+import httpx2
+from mcp.shared.exceptions import MCPError
+
+__all__ = [
+    "CatalogError",
+    "ConfigError",
+    "FailureKind",
+    "GatewayError",
+    "NameCollisionError",
+    "UpstreamConnectError",
+    "UpstreamError",
+    "UpstreamRequestError",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "classify",
+    "connection_lost",
+]
+
+
+class GatewayError(Exception):
+    """Base of every error mcp-agg raises on purpose."""
+
+
+class ConfigError(GatewayError):
+    """The configuration is invalid.
+
+    The message always names the file and, where there is one, the field path,
+    so a person can go straight to the line to fix.
+    """
+
+    def __init__(self, message: str, *, source: Path | str | None = None, loc: str = "") -> None:
+        self.source = str(source) if source is not None else None
+        self.loc = loc
+        self.problem = message
+        where = ": ".join(part for part in (self.source, loc) if part)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class CatalogError(GatewayError):
+    """The merged catalog cannot be built."""
+
+
+class NameCollisionError(CatalogError):
+    """Two different backend components map to one exposed name."""
+
+
+class UpstreamError(GatewayError):
+    """A backend replica could not serve a request."""
+
+    def __init__(self, message: str, *, replica: str | None = None) -> None:
+        self.replica = replica
+        super().__init__(message)
+
+
+class UpstreamUnavailable(UpstreamError):
+    """No replica could take the request: nothing reached a backend."""
+
+
+class UpstreamConnectError(UpstreamError):
+    """Starting, connecting to or initializing a backend failed."""
+
+
+class UpstreamRequestError(UpstreamError):
+    """The request was sent to a backend and the exchange failed."""
+
+
+class UpstreamTimeout(UpstreamRequestError):
+    """The request was sent and no answer came before the deadline."""
+
+
+class FailureKind(enum.Enum):
+    """How a failed backend call is to be treated (DESIGN.md, failure classification)."""
+
+    #: Nothing was sent: safe to try another replica, counts against the replica
+    #: only when connecting failed.
+    NOT_SENT = "not_sent"
+    #: The backend answered with a protocol error (invalid params, method not
+    #: found): the request itself is wrong, never retried, the replica is fine.
+    PROTOCOL = "protocol"
+    #: The request was sent and the connection broke or timed out: retried only
+    #: for tools that are safe to repeat; counts against the replica.
+    BROKEN = "broken"
+    #: The backend lost our session (HTTP 404 "Session not found"):
+    #: re-initialize, then retry; not the replica's fault.
+    SESSION_EXPIRED = "session_expired"
+
+
+# JSON-RPC codes: -32000 connection closed and -32001 request timeout are what the
+# mcp SDK uses for transport failures; the -326xx range is the peer's own answer.
+_CONNECTION_CLOSED = -32000
+_REQUEST_TIMEOUT = -32001
+_INTERNAL_ERROR = -32603
+
+
+def classify(exc: BaseException) -> FailureKind:
+    """Classify a failure of one backend request.
+
+    This is the only place that decides what a failure means; the retry policy,
+    the breaker and health all read its answer.
+    """
+    if isinstance(exc, UpstreamUnavailable | UpstreamConnectError):
+        return FailureKind.NOT_SENT
+    if isinstance(exc, UpstreamRequestError):
+        return FailureKind.BROKEN
+    if isinstance(exc, MCPError):
+        code = exc.error.code
+        text = exc.error.message.lower()
+        if "session not found" in text or "session terminated" in text:
+            return FailureKind.SESSION_EXPIRED
+        if code in (_CONNECTION_CLOSED, _REQUEST_TIMEOUT):
+            return FailureKind.BROKEN
+        if code == _INTERNAL_ERROR and ("connect" in text or "http" in text):
+            # mcp 2.x reports transport-level HTTP failures (401, 5xx) as -32603.
+            return FailureKind.BROKEN
+        return FailureKind.PROTOCOL
+    if isinstance(exc, httpx2.ConnectError | ConnectionRefusedError):
+        return FailureKind.NOT_SENT
+    if isinstance(
+        exc,
+        TimeoutError
+        | httpx2.HTTPError
+        | anyio.ClosedResourceError
+        | anyio.BrokenResourceError
+        | anyio.EndOfStream
+        | ConnectionError
+        | OSError,
+    ):
+        return FailureKind.BROKEN
+    if isinstance(exc, RuntimeError) and "not connected" in str(exc).lower():
+        return FailureKind.NOT_SENT
+    return FailureKind.BROKEN
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether a failure means the replica's session is gone and must be rebuilt.
+
+    A request timeout or a protocol error leaves the session usable; a closed
+    connection, a dead process or an expired HTTP session does not.
+    """
+    if isinstance(exc, MCPError):
+        return exc.error.code == _CONNECTION_CLOSED or classify(exc) is FailureKind.SESSION_EXPIRED
+    if isinstance(exc, UpstreamError | TimeoutError):
+        return False
+    return classify(exc) in (FailureKind.BROKEN, FailureKind.NOT_SENT)

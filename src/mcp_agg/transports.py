@@ -1,0 +1,100 @@
+"""Client transports to backends: stdio, streamable HTTP and SSE, as FastMCP builds them.
+
+Two FastMCP defaults are wrong for a gateway and are replaced here:
+- FastMCP's streamable HTTP transport keeps the SDK's 1 MiB cap on one server-sent
+  event, so a large result would fail only when its backend is remote;
+- the SDK session validates structured content against the backend's output schema,
+  turning a backend's schema slip into a gateway error. The end client validates
+  what it receives; a relay must pass results through as they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx2
+import mcp_types
+from fastmcp.client.transports import (
+    ClientTransport,
+    SSETransport,
+    StdioTransport,
+)
+from fastmcp.client.transports.base import SessionKwargs, TransportOptions
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
+from typing_extensions import Unpack
+
+if TYPE_CHECKING:
+    from mcp_agg.config import ReplicaSpec
+
+__all__ = ["RelaySession", "StreamableHttpRelayTransport", "make_transport", "relay_options"]
+
+#: Read timeout for one HTTP backend response; the gateway's own deadline is shorter.
+_HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+
+
+class RelaySession(ClientSession):
+    """A client session that relays results without policing their output schema."""
+
+    async def validate_tool_result(self, name: str, result: mcp_types.CallToolResult) -> None:
+        return None
+
+
+def relay_options() -> TransportOptions:
+    # forward_incoming_headers stays False: the caller's Authorization header must
+    # never reach a backend (MCP security best practices, no token passthrough).
+    return TransportOptions(session_class=RelaySession, forward_incoming_headers=False)
+
+
+class StreamableHttpRelayTransport(ClientTransport):
+    """Streamable HTTP to a backend with no cap on the size of one server-sent event."""
+
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.url = url
+        self.headers = dict(headers)
+
+    @contextlib.asynccontextmanager
+    async def connect_session(
+        self,
+        *,
+        transport_options: TransportOptions | None = None,
+        **session_kwargs: Unpack[SessionKwargs],
+    ) -> AsyncIterator[ClientSession]:
+        options = transport_options or relay_options()
+        http_client = create_mcp_http_client(headers=self.headers, timeout=_HTTP_TIMEOUT)
+        async with (
+            http_client,
+            streamable_http_client(self.url, http_client=http_client, max_sse_event_size=None) as (
+                read_stream,
+                write_stream,
+            ),
+            options.session_class(read_stream, write_stream, **session_kwargs) as session,
+        ):
+            yield session
+
+    def __repr__(self) -> str:
+        return f"<StreamableHttpRelayTransport(url={self.url!r})>"
+
+
+def make_transport(spec: ReplicaSpec) -> ClientTransport:
+    """The transport for one replica, from its config entry."""
+    server = spec.server
+    if server.url is not None:
+        if server.kind == "sse":
+            return SSETransport(server.url, headers=dict(server.headers))
+        return StreamableHttpRelayTransport(server.url, server.headers)
+    command = spec.command
+    assert command is not None  # the config model guarantees command or url
+    env: dict[str, Any] = dict(server.env)
+    return StdioTransport(
+        command=command,
+        args=list(server.args),
+        env=env,
+        cwd=str(spec.cwd),
+        # The replica's session is long-lived and ours alone: closing it must end the
+        # process (and its process group), never leave it running for reuse.
+        keep_alive=False,
+    )

@@ -1,0 +1,430 @@
+"""Upstream: one backend replica, its long-lived MCP session and its life cycle.
+
+A replica keeps one client session for its whole life; every call reuses it (FastMCP's
+own proxy opens a session, or spawns a process, per call). A supervisor task connects,
+fetches the replica's listing, serves until the session is lost, and reconnects with
+jittered exponential backoff until the gateway stops:
+
+    registered → connecting → connected ⇄ error → stopped
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import mcp_types
+from fastmcp import Client
+from fastmcp.client.messages import MessageHandler
+from mcp.shared.exceptions import MCPError
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    wait_exponential_jitter,
+)
+
+from mcp_agg.config import ReplicaSpec
+from mcp_agg.errors import (
+    UpstreamConnectError,
+    UpstreamRequestError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    connection_lost,
+)
+from mcp_agg.process import launched_process
+from mcp_agg.transports import make_transport, relay_options
+
+__all__ = ["Listing", "ReplicaState", "Upstream"]
+
+logger = logging.getLogger(__name__)
+
+#: Reconnect backoff: 0.5 s doubling to 30 s, with jitter so replicas that failed
+#: together do not come back in lockstep.
+RECONNECT_WAIT = wait_exponential_jitter(initial=0.5, max=30.0, jitter=0.5)
+#: How often a launched HTTP backend's port is probed while it starts.
+_LAUNCH_POLL = 0.1
+#: A session that lived this long (seconds) was not a crash loop.
+STABLE_AFTER = 5.0
+_METHOD_NOT_FOUND = -32601
+
+
+class ReplicaState(enum.StrEnum):
+    REGISTERED = "registered"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    ERROR = "error"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What one replica offers, as the backend described it (raw MCP types)."""
+
+    tools: tuple[mcp_types.Tool, ...] = ()
+    resources: tuple[mcp_types.Resource, ...] = ()
+    templates: tuple[mcp_types.ResourceTemplate, ...] = ()
+    prompts: tuple[mcp_types.Prompt, ...] = ()
+
+
+@dataclass(slots=True)
+class ReplicaStats:
+    calls: int = 0
+    failures: int = 0
+    in_flight: int = 0
+    connects: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    connected_at: float | None = None
+    protocol_version: str | None = None
+    server_name: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class _ListChangedHandler(MessageHandler):
+    """Turns a backend's list_changed notifications into a listing refresh."""
+
+    def __init__(self, on_change: Callable[[], None]) -> None:
+        self._on_change = on_change
+
+    async def on_tool_list_changed(self, message: mcp_types.ToolListChangedNotification) -> None:
+        self._on_change()
+
+    async def on_resource_list_changed(
+        self, message: mcp_types.ResourceListChangedNotification
+    ) -> None:
+        self._on_change()
+
+    async def on_prompt_list_changed(
+        self, message: mcp_types.PromptListChangedNotification
+    ) -> None:
+        self._on_change()
+
+
+class Upstream:
+    """One backend replica."""
+
+    def __init__(
+        self,
+        spec: ReplicaSpec,
+        *,
+        connect_timeout: float,
+        on_change: Callable[[Upstream], None] = lambda _: None,
+    ) -> None:
+        self.spec = spec
+        self.connect_timeout = connect_timeout
+        self.state = ReplicaState.REGISTERED
+        self.listing = Listing()
+        self.stats = ReplicaStats()
+        self._on_change = on_change
+        self._client: Client[Any] | None = None
+        self._lost = anyio.Event()
+        self._stopping = False
+        self._stop_event = anyio.Event()
+        self._refresh = anyio.Event()
+        #: Set once the first connection attempt has succeeded or failed.
+        self.first_attempt = anyio.Event()
+        #: Set when the supervisor has closed the session and ended.
+        self.stopped = anyio.Event()
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def group(self) -> str:
+        return self.spec.group
+
+    @property
+    def available(self) -> bool:
+        return self.state is ReplicaState.CONNECTED and self._client is not None
+
+    def __repr__(self) -> str:
+        return f"<Upstream {self.id} {self.state}>"
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def run(self) -> None:
+        """Supervise the replica until `stop()`: connect, serve, reconnect with backoff."""
+        flapping = 0
+        try:
+            while not self._stopping:
+                retrying = AsyncRetrying(
+                    wait=RECONNECT_WAIT,
+                    retry=retry_if_exception_type(Exception),
+                    stop=self._should_stop,
+                    sleep=self._sleep_unless_stopping,
+                    before_sleep=self._log_retry,
+                    reraise=True,
+                )
+                with contextlib.suppress(Exception):
+                    async for attempt in retrying:
+                        with attempt:
+                            await self._serve_once()
+                # The session worked and was lost. Reconnect at once, unless it keeps
+                # dying young: then back off as for a failure to connect.
+                lived = time.time() - (self.stats.connected_at or 0.0)
+                flapping = flapping + 1 if lived < STABLE_AFTER else 0
+                if flapping and not self._stopping:
+                    delay = min(30.0, 0.5 * 2 ** min(flapping, 6))
+                    logger.warning(
+                        "backend %s keeps dropping; reconnecting in %.1fs", self.id, delay
+                    )
+                    await self._sleep_unless_stopping(delay)
+        finally:
+            self.state = ReplicaState.STOPPED
+            self.first_attempt.set()
+            self.stopped.set()
+            self._notify()
+
+    async def stop(self) -> None:
+        """Ask the supervisor to close the session and stop; returns at once."""
+        self._stopping = True
+        self._stop_event.set()
+        self._lost.set()
+
+    def _should_stop(self, _state: RetryCallState) -> bool:
+        return self._stopping
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            await self._stop_event.wait()
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        if self._stopping:
+            return
+        delay = state.next_action.sleep if state.next_action else 0.0
+        logger.warning("backend %s: %s; retrying in %.1fs", self.id, self.stats.last_error, delay)
+
+    async def _serve_once(self) -> None:
+        """One connection: connect, list, serve until lost. Raises if connecting fails."""
+        self.state = ReplicaState.CONNECTING
+        self._lost = anyio.Event()
+        self._notify()
+        try:
+            async with self._connected_client() as client:
+                self._client = client
+                self.stats.connects += 1
+                self.stats.connected_at = time.time()
+                self.stats.protocol_version = client.protocol_version
+                info = client.server_info
+                self.stats.server_name = info.name if info else None
+                self.state = ReplicaState.CONNECTED
+                logger.info(
+                    "backend %s connected (%s, protocol %s): %d tools, %d resources, "
+                    "%d templates, %d prompts",
+                    self.id,
+                    self.spec.server.kind,
+                    client.protocol_version,
+                    len(self.listing.tools),
+                    len(self.listing.resources),
+                    len(self.listing.templates),
+                    len(self.listing.prompts),
+                )
+                self.first_attempt.set()
+                self._notify()
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._refresh_on_request, client)
+                    await self._lost.wait()
+                    tg.cancel_scope.cancel()
+        except Exception as exc:
+            if self._stopping:
+                return
+            self._record_error(exc)
+            self.state = ReplicaState.ERROR
+            self.first_attempt.set()
+            self._notify()
+            raise
+        finally:
+            self._client = None
+        if not self._stopping:
+            logger.warning("backend %s: connection lost: %s", self.id, self.stats.last_error)
+            self.state = ReplicaState.ERROR
+            self._notify()
+
+    @contextlib.asynccontextmanager
+    async def _connected_client(self) -> AsyncIterator[Client[Any]]:
+        """A connected, listed client; the launched process (if any) lives as long as it."""
+        server = self.spec.server
+        async with contextlib.AsyncExitStack() as stack:
+            deadline = anyio.current_time() + self.connect_timeout
+            try:
+                with anyio.fail_after(self.connect_timeout):
+                    if server.url is not None and server.command is not None:
+                        command = self.spec.command
+                        assert command is not None
+                        await stack.enter_async_context(
+                            launched_process(
+                                command, list(server.args), dict(server.env), self.spec.cwd
+                            )
+                        )
+                    client = await self._connect(
+                        stack, launched=server.command is not None, deadline=deadline
+                    )
+                    self.listing = await self._fetch_listing(client)
+            except TimeoutError as exc:
+                raise UpstreamConnectError(
+                    f"did not connect within connect_timeout ({self.connect_timeout:g}s)",
+                    replica=self.id,
+                ) from exc
+            yield client
+
+    async def _connect(
+        self, stack: contextlib.AsyncExitStack, *, launched: bool, deadline: float
+    ) -> Client[Any]:
+        while True:
+            client: Client[Any] = Client(
+                make_transport(self.spec),
+                name=f"mcp-agg/{self.id}",
+                message_handler=_ListChangedHandler(self._refresh.set),
+                init_timeout=self.connect_timeout,
+            )
+            # Not exposed by the constructor: the session class and header policy of a relay.
+            client._transport_options = relay_options()
+            try:
+                await client.__aenter__()  # type: ignore[no-untyped-call]
+            except Exception:
+                # A backend the gateway launched may still be binding its port.
+                if launched and self.spec.server.url and anyio.current_time() < deadline:
+                    await anyio.sleep(_LAUNCH_POLL)
+                    continue
+                raise
+            stack.push_async_callback(_close_quietly, client)
+            return client
+
+    async def _fetch_listing(self, client: Client[Any]) -> Listing:
+        caps = client.server_capabilities
+        tools: list[mcp_types.Tool] = []
+        resources: list[mcp_types.Resource] = []
+        templates: list[mcp_types.ResourceTemplate] = []
+        prompts: list[mcp_types.Prompt] = []
+        if caps is None or caps.tools is not None:
+            tools = await _optional(client.list_tools())
+        if caps is None or caps.resources is not None:
+            resources = await _optional(client.list_resources())
+            templates = await _optional(client.list_resource_templates())
+        if caps is None or caps.prompts is not None:
+            prompts = await _optional(client.list_prompts())
+        return Listing(tuple(tools), tuple(resources), tuple(templates), tuple(prompts))
+
+    async def _refresh_on_request(self, client: Client[Any]) -> None:
+        """Refetch the listing whenever the backend says a list changed."""
+        while True:
+            await self._refresh.wait()
+            self._refresh = anyio.Event()
+            try:
+                self.listing = await self._fetch_listing(client)
+            except Exception as exc:
+                self._lose(exc)
+                return
+            logger.info("backend %s: listing refreshed", self.id)
+            self._notify()
+
+    def _notify(self) -> None:
+        try:
+            self._on_change(self)
+        except Exception:
+            logger.exception("change handler failed for %s", self.id)
+
+    def _record_error(self, exc: BaseException) -> None:
+        self.stats.last_error = _describe(exc)
+        self.stats.last_error_at = time.time()
+
+    def _lose(self, exc: BaseException) -> None:
+        """The session is unusable: record why and let the supervisor reconnect."""
+        self._record_error(exc)
+        if self.state is ReplicaState.CONNECTED:
+            self.state = ReplicaState.ERROR
+        self._lost.set()
+
+    # ------------------------------------------------------------------ requests
+
+    def _require_client(self) -> Client[Any]:
+        client = self._client
+        if client is None or self.state is not ReplicaState.CONNECTED:
+            raise UpstreamUnavailable(f"backend {self.id} is {self.state}", replica=self.id)
+        return client
+
+    @contextlib.asynccontextmanager
+    async def _request(self, what: str) -> AsyncIterator[Client[Any]]:
+        client = self._require_client()
+        self.stats.in_flight += 1
+        self.stats.calls += 1
+        try:
+            yield client
+        except MCPError as exc:
+            if connection_lost(exc):
+                self.stats.failures += 1
+                self._lose(exc)
+                raise UpstreamRequestError(
+                    f"backend {self.id}: {what}: {_describe(exc)}", replica=self.id
+                ) from exc
+            raise  # the backend's own JSON-RPC error: relayed as it is
+        except TimeoutError as exc:
+            self.stats.failures += 1
+            raise UpstreamTimeout(f"backend {self.id}: {what}: timed out", replica=self.id) from exc
+        except (UpstreamUnavailable, anyio.get_cancelled_exc_class()):
+            raise
+        except Exception as exc:
+            self.stats.failures += 1
+            if connection_lost(exc):
+                self._lose(exc)
+            raise UpstreamRequestError(
+                f"backend {self.id}: {what}: {_describe(exc)}", replica=self.id
+            ) from exc
+        finally:
+            self.stats.in_flight -= 1
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> mcp_types.CallToolResult:
+        async with self._request(f"tools/call {name}") as client:
+            return await client.call_tool_mcp(name, arguments, meta=meta)
+
+    async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
+        async with self._request(f"resources/read {uri}") as client:
+            return await client.read_resource_mcp(uri)
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None
+    ) -> mcp_types.GetPromptResult:
+        async with self._request(f"prompts/get {name}") as client:
+            return await client.get_prompt_mcp(name, arguments)
+
+
+async def _optional(coro: Any) -> list[Any]:
+    """A list call that a backend may not implement: "method not found" is an empty list."""
+    try:
+        return list(await coro)
+    except MCPError as exc:
+        if exc.error.code == _METHOD_NOT_FOUND:
+            return []
+        raise
+
+
+async def _close_quietly(client: Client[Any]) -> None:
+    # A dead HTTP backend makes leaving the client re-raise its connect error.
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+        await client.close()  # type: ignore[no-untyped-call]
+        await client.transport.close()
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line reason for status output and logs."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {cause}"
+    return text.splitlines()[0] if text else type(exc).__name__
