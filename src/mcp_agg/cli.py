@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ from fastmcp import Client
 from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
 from mcp_agg.errors import CatalogError, ConfigError
 from mcp_agg.gateway import Gateway
+from mcp_agg.serving import serve_http, serve_stdio
 
 __all__ = ["app", "main"]
 
@@ -124,28 +124,10 @@ def serve(
 
     async def run() -> None:
         if transport == "http":
-            # uvicorn handles SIGINT/SIGTERM itself and unwinds the lifespan, which
-            # stops every backend.
-            await server.run_http_async(
-                host=host,
-                port=port,
-                show_banner=False,
-                log_level=logging.getLevelName(logging.getLogger().level).lower(),
-            )
-            return
-        async with anyio.create_task_group() as tg:
-
-            async def stop_on_signal() -> None:
-                with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for signum in signals:
-                        logger.info("received %s, shutting down", signal.Signals(signum).name)
-                        tg.cancel_scope.cancel()
-                        return
-
-            tg.start_soon(stop_on_signal)
-            # Returns on stdin EOF (the client went away).
-            await server.run_stdio_async(show_banner=False)
-            tg.cancel_scope.cancel()
+            level = logging.getLevelName(logging.getLogger().level).lower()
+            await serve_http(server, host=host, port=port, log_level=level)
+        else:
+            await serve_stdio(server)
 
     _run(run)
 

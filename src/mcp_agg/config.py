@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from mcp_agg.errors import ConfigError
 
@@ -42,7 +42,9 @@ BalancerName = Literal["round-robin", "least-connections", "weighted", "random",
 #: Commands that mean "the Python running the gateway": Claude Desktop starts the
 #: gateway with a bare PATH from an arbitrary folder, where a plain `python` may be
 #: missing or be another interpreter without the backend's dependencies.
-_PYTHON_ALIASES = frozenset({"python", "python3", f"python{sys.version_info[0]}"})
+_PYTHON_ALIASES = frozenset(
+    {"python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+)
 
 
 class _Model(BaseModel):
@@ -138,7 +140,7 @@ class Config(_Model):
     gateway: GatewayConfig = GatewayConfig()
     servers: list[ServerConfig] = []
     #: The file this came from; relative paths in it are relative to its folder.
-    source: Path | None = Field(default=None, exclude=True)
+    _source: Path | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_groups(self) -> Config:
@@ -165,8 +167,12 @@ class Config(_Model):
         return self
 
     @property
+    def source(self) -> Path | None:
+        return self._source
+
+    @property
     def base_dir(self) -> Path:
-        return self.source.parent if self.source is not None else Path.cwd()
+        return self._source.parent if self._source is not None else Path.cwd()
 
     def replica_specs(self) -> list[ReplicaSpec]:
         """Every replica to run, enabled ones only, with ids and resolved launch details."""
@@ -270,9 +276,11 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
 def config_from_raw(raw: dict[str, Any], source: Path | None, environ: Mapping[str, str]) -> Config:
     expanded = _expand(raw, "", environ, source)
     try:
-        return Config.model_validate({**expanded, "source": source})
+        config = Config.model_validate(expanded)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, expanded), source=source) from None
+    config._source = source.resolve() if source is not None else None
+    return config
 
 
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
@@ -286,10 +294,11 @@ def _expand(value: Any, loc: str, environ: Mapping[str, str], source: Path | Non
             if match.group(0) == "$$":
                 return "$"
             name, default = match.group(1), match.group(2)
-            if name in environ:
-                return environ[name]
+            value = environ.get(name)
+            if value is not None and (value or default is None):
+                return value
             if default is not None:
-                return default
+                return default  # as in a POSIX shell: unset or empty
             raise ConfigError(
                 f"environment variable ${{{name}}} is not set", source=source, loc=loc
             )
@@ -408,8 +417,17 @@ def mcp_servers_to_toml(path: Path) -> str:
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from exc
     raw = mcp_servers_to_raw(_parse_json(text, path), path)
-    # Validate the structure without expanding ${VAR}: the output keeps them as written.
-    config_from_raw(raw, path, _KeepVariables())
+    # Validate without expanding ${VAR}: the output keeps them as written. A url that is
+    # only a variable cannot be checked until it is expanded, so it stands in as valid.
+    checkable = {
+        "servers": [
+            {**s, "url": "http://variable.invalid"}
+            if isinstance(s.get("url"), str) and s["url"].startswith("${")
+            else s
+            for s in raw["servers"]
+        ]
+    }
+    config_from_raw(checkable, path, _KeepVariables())
     return tomli_w.dumps({"gateway": {"name": "mcp-agg"}, **raw})
 
 

@@ -24,6 +24,7 @@ from mcp_agg.catalog import Catalog, build_catalog
 from mcp_agg.config import Config
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.provider import GatewayProvider
+from mcp_agg.reaper import Reaper
 from mcp_agg.upstream import Upstream
 
 __all__ = ["Gateway"]
@@ -62,6 +63,7 @@ class Gateway:
             for name, replicas in members.items()
         }
         self.catalog = Catalog()
+        self.reaper = Reaper()
         self._changed = anyio.Event()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
 
@@ -91,6 +93,7 @@ class Gateway:
                 logger.error("gateway shutdown failed", exc_info=supervisor.exception())
 
     async def _supervise(self, started: anyio.Event, stop: anyio.Event) -> None:
+        self.reaper.start()
         async with anyio.create_task_group() as tg:
             for upstream in self.upstreams:
                 tg.start_soon(upstream.run, name=f"upstream {upstream.id}")
@@ -113,12 +116,19 @@ class Gateway:
                 await upstream.first_attempt.wait()
 
     async def _stop(self, tg: anyio.abc.TaskGroup) -> None:
+        logger.info("stopping %d backend replicas", len(self.upstreams))
         with anyio.CancelScope(shield=True):
             for upstream in self.upstreams:
                 await upstream.stop()
             with anyio.move_on_after(_STOP_GRACE):
                 for upstream in self.upstreams:
                     await upstream.stopped.wait()
+        self.reaper.close()
+        left = [u.id for u in self.upstreams if not u.stopped.is_set()]
+        if left:
+            logger.error("replicas still stopping after %gs, cancelled: %s", _STOP_GRACE, left)
+        else:
+            logger.info("all backend replicas stopped")
         tg.cancel_scope.cancel()
 
     def _log_summary(self) -> None:
@@ -142,6 +152,8 @@ class Gateway:
     # ------------------------------------------------------------------ catalog refresh
 
     def _on_upstream_change(self, upstream: Upstream) -> None:
+        # A replica that changed state may have started a process: guard its group.
+        self.reaper.adopt_children()
         self._changed.set()
 
     async def _rebuild_on_change(self) -> None:

@@ -1,0 +1,34 @@
+# One command each: `make run` sets up and runs the gateway on ./servers.toml,
+# `make test` sets up and runs every check (ruff, mypy, pytest).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run run-stdio test lint typecheck clean
+
+$(BIN)/mcp-agg: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+setup: $(BIN)/mcp-agg
+
+run: setup  ## the gateway over streamable HTTP at http://127.0.0.1:8000/mcp
+	$(BIN)/mcp-agg serve --config servers.toml --transport http
+
+run-stdio: setup  ## the gateway over stdio, as Claude Desktop runs it
+	$(BIN)/mcp-agg serve --config servers.toml
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,125 @@
+"""Serving the gateway on stdio or streamable HTTP, stoppable by SIGINT and SIGTERM.
+
+Both fronts replace one piece of FastMCP's `run_*_async`, for the same reason: a stop
+signal must always unwind the lifespan, which stops and reaps every backend.
+- stdio: FastMCP reads stdin in a worker thread, and a blocked thread read cannot be
+  cancelled, so the server would wait for the client's next line before it could stop.
+  Here stdin is read by the event loop.
+- HTTP: uvicorn takes over SIGINT/SIGTERM while it serves and raises the signal again
+  once it has shut down, which kills the process before the lifespan has unwound. Here
+  the signals stay ours, and a signal asks uvicorn to shut down gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import anyio
+import uvicorn
+from fastmcp import FastMCP
+from fastmcp.server.context import reset_transport, set_transport
+from mcp.server.stdio import stdio_server
+
+__all__ = ["serve_http", "serve_stdio"]
+
+logger = logging.getLogger("mcp_agg")
+
+#: Longest JSON-RPC line accepted from the client (a large tool argument fits).
+_MAX_LINE = 64 * 1024 * 1024
+
+
+class _EventLoopStdin:
+    """Lines of the process's stdin, read by the event loop (cancellable)."""
+
+    def __init__(self) -> None:
+        self._fd = os.dup(0)
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_MAX_LINE, loop=loop)
+        pipe = os.fdopen(self._fd, "rb", buffering=0)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader, loop=loop), pipe
+        )
+        try:
+            while line := await reader.readline():
+                yield line.decode("utf-8", errors="replace")
+        finally:
+            transport.close()
+
+
+async def serve_stdio(server: FastMCP[Any]) -> None:
+    """What `server.run_stdio_async()` does, with stdin read by the event loop.
+
+    Returns on stdin EOF (the client went away) or on SIGINT/SIGTERM.
+    """
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    logger.info("received %s, shutting down", signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    return
+
+        tg.start_soon(stop_on_signal)
+        await _serve_stdio(server)
+        tg.cancel_scope.cancel()
+
+
+async def _serve_stdio(server: FastMCP[Any]) -> None:
+    token = set_transport("stdio")
+    try:
+        # FastMCP has no public way to serve stdio with a given stdin stream: its
+        # lifespan manager and low-level server are used here as run_stdio_async does.
+        async with (
+            server._lifespan_manager(),
+            stdio_server(stdin=_EventLoopStdin()) as (read_stream, write_stream),  # type: ignore[arg-type]
+        ):
+            low_level = server._mcp_server
+            await low_level.run(
+                read_stream, write_stream, low_level.create_initialization_options()
+            )
+    finally:
+        reset_transport(token)
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway's handler decides."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_http(server: FastMCP[Any], *, host: str, port: int, log_level: str) -> None:
+    """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully."""
+    app = server.http_app(transport="http")
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, lifespan="on", timeout_graceful_shutdown=2
+    )
+    web = _Uvicorn(config)
+    async with anyio.create_task_group() as tg:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for signum in signals:
+                    logger.info("received %s, shutting down", signal.Signals(signum).name)
+                    if web.started:
+                        web.should_exit = True  # let in-flight requests finish
+                    else:
+                        tg.cancel_scope.cancel()  # still starting the backends
+                    return
+
+        tg.start_soon(stop_on_signal)
+        # As run_http_async does: the lifespan (every backend) spans the web server.
+        async with server._lifespan_manager():
+            logger.info("serving MCP on http://%s:%d/mcp", host, port)
+            await web.serve()
+        tg.cancel_scope.cancel()

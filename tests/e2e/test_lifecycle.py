@@ -1,0 +1,168 @@
+"""Start-up and shutdown of `mcp-agg serve` as a process: signals, EOF, and no leaks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from tests.e2e.procs import (
+    PYTHON,
+    SERVERS,
+    alive,
+    descendants,
+    free_port,
+    kill_group,
+    port_open,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+def lifecycle_config(folder: Path, clock_port: int) -> Path:
+    """stdio, a launcher with a child (as npx/uvx), a launched HTTP backend, a broken one."""
+    config = folder / "servers.toml"
+    config.write_text(
+        f"""
+[gateway]
+connect_timeout = 20
+
+[[servers]]
+name = "notes"
+command = "python"
+args = ["{SERVERS / "notes.py"}"]
+env = {{ NOTES_DIR = "{folder / "notes"}" }}
+
+[[servers]]
+name = "wrapped"
+command = "sh"
+args = ["-c", "{PYTHON} {SERVERS / "units.py"}; exit $?"]
+
+[[servers]]
+name = "clock"
+command = "python"
+args = ["{SERVERS / "clock.py"}", "--transport", "http", "--port", "{clock_port}"]
+url = "http://127.0.0.1:{clock_port}/mcp"
+
+[[servers]]
+name = "broken"
+command = "python"
+args = ["-c", "import sys; sys.exit(3)"]
+"""
+    )
+    return config
+
+
+def rpc(stdin: IO[bytes], stdout: IO[bytes], method: str, params: dict[str, Any], id: int) -> Any:
+    stdin.write(
+        json.dumps({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).encode()
+        + b"\n"
+    )
+    stdin.flush()
+    while True:
+        line = stdout.readline()
+        assert line, f"gateway closed stdout before answering {method}"
+        message = json.loads(line)
+        if message.get("id") == id:
+            return message["result"]
+
+
+def start_stdio_gateway(config: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
+    """A gateway on stdio, initialized by a raw JSON-RPC client; returns it and its tree."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdin is not None
+    assert proc.stdout is not None
+    init = rpc(
+        proc.stdin,
+        proc.stdout,
+        "initialize",
+        {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "lifecycle-test", "version": "1"},
+        },
+        1,
+    )
+    assert init["serverInfo"]["name"] == "mcp-agg"
+    proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
+    proc.stdin.flush()
+    tools = rpc(proc.stdin, proc.stdout, "tools/list", {}, 2)["tools"]
+    names = {t["name"] for t in tools}
+    assert {"notes_add_note", "wrapped_convert", "clock_echo"} <= names
+    return proc, descendants(proc.pid)
+
+
+def assert_reaped(proc: subprocess.Popen[bytes], tree: set[int]) -> None:
+    # notes, sh, sh's python, clock (the broken one is between retries or exited)
+    assert len(tree) >= 4, f"expected the backends under the gateway, found {tree}"
+    proc.wait(timeout=30)
+    wait_until(lambda: not alive(tree), 10, f"backend processes {alive(tree)} to exit")
+
+
+@pytest.mark.parametrize("how", ["stdin-eof", "SIGTERM", "SIGINT"])
+def test_stdio_gateway_shutdown_reaps_every_backend(tmp_path: Path, how: str) -> None:
+    proc, tree = start_stdio_gateway(lifecycle_config(tmp_path, free_port()))
+    try:
+        assert proc.stdin is not None
+        if how == "stdin-eof":
+            proc.stdin.close()
+        else:
+            proc.send_signal(getattr(signal, how))
+        assert_reaped(proc, tree)
+        assert proc.returncode == 0
+    finally:
+        kill_group(proc)
+
+
+def test_http_gateway_sigterm_reaps_every_backend(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            PYTHON,
+            "-m",
+            "mcp_agg",
+            "serve",
+            "-c",
+            str(lifecycle_config(tmp_path, free_port())),
+            "--transport",
+            "http",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: port_open(port) or proc.poll() is not None, 60, "the HTTP gateway")
+        assert proc.poll() is None
+        tree = descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        assert_reaped(proc, tree)
+        assert proc.returncode == 0
+        assert proc.stdout is not None
+        assert proc.stdout.read() == b"", "the gateway wrote to stdout"
+    finally:
+        kill_group(proc)
+
+
+def test_gateway_killed_with_sigkill_leaves_no_backend(tmp_path: Path) -> None:
+    """A crash cannot run shutdown code: the backends must still go."""
+    proc, tree = start_stdio_gateway(lifecycle_config(tmp_path, free_port()))
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        assert_reaped(proc, tree)
+    finally:
+        kill_group(proc)
+        for pid in alive(tree):
+            os.kill(pid, signal.SIGKILL)
