@@ -8,19 +8,21 @@ launchers cannot leave their children behind.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import logging
 import os
 import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 import anyio
 from anyio.abc import Process
 from mcp.os.posix.utilities import terminate_posix_process_tree
 
-__all__ = ["launched_process", "stderr_target"]
+__all__ = ["OutputCapture", "launched_process"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,30 +30,86 @@ logger = logging.getLogger(__name__)
 TERMINATE_GRACE = 2.0
 
 
-def stderr_target() -> int:
-    """Where a child's output goes: the gateway's stderr (stdout is the protocol)."""
-    try:
-        return sys.stderr.fileno()
-    except (AttributeError, OSError, ValueError):
-        return subprocess.DEVNULL
+class OutputCapture:
+    """A backend's stderr: logged line by line under its replica id, the last lines kept.
+
+    A backend that fails to start usually says why on stderr ("ModuleNotFoundError",
+    "address already in use"); keeping the tail lets `status` and the logs show it.
+    """
+
+    def __init__(self, label: str, keep: int = 20) -> None:
+        self.label = label
+        self.tail: collections.deque[str] = collections.deque(maxlen=keep)
+        self._logger = logging.getLogger(f"mcp_agg.backend.{label}")
+        self._writer: IO[str] | None = None
+        self._pump: asyncio.Task[None] | None = None
+
+    def open(self) -> IO[str]:
+        """A pipe's write end to hand to the child as its stderr; read by the event loop."""
+        read_fd, write_fd = os.pipe()
+        self._writer = os.fdopen(write_fd, "w")
+        self._pump = asyncio.create_task(self._read(os.fdopen(read_fd, "rb", buffering=0)))
+        return self._writer
+
+    def close_writer(self) -> None:
+        """Drop our copy of the write end once the child has its own (EOF when it exits)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    async def aclose(self) -> None:
+        self.close_writer()
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            with anyio.move_on_after(1):
+                await asyncio.wait({pump})
+            pump.cancel()
+
+    @property
+    def last_line(self) -> str | None:
+        return self.tail[-1] if self.tail else None
+
+    async def _read(self, pipe: IO[bytes]) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1024 * 1024)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+        try:
+            while True:
+                try:
+                    raw = await reader.readline()
+                except ValueError:  # a line over the limit: skip it
+                    continue
+                if not raw:
+                    return
+                line = raw.decode("utf-8", errors="replace").rstrip()
+                if line:
+                    self.tail.append(line)
+                    self._logger.info("%s", line)
+        finally:
+            transport.close()
 
 
 @contextlib.asynccontextmanager
 async def launched_process(
-    command: str, args: list[str], env: dict[str, str], cwd: Path
+    command: str, args: list[str], env: dict[str, str], cwd: Path, output: OutputCapture
 ) -> AsyncIterator[Process]:
     """Run a backend process for the duration of the context, then reap its whole group."""
     full_env = {**os.environ, **env}
-    target = stderr_target()
-    process = await anyio.open_process(
-        [command, *args],
-        stdin=subprocess.DEVNULL,
-        stdout=target,
-        stderr=target,
-        cwd=cwd,
-        env=full_env,
-        start_new_session=True,
-    )
+    target = output.open()
+    try:
+        process = await anyio.open_process(
+            [command, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=target,
+            stderr=target,
+            cwd=cwd,
+            env=full_env,
+            start_new_session=True,
+        )
+    finally:
+        output.close_writer()
     logger.debug("launched %s (pid %d)", command, process.pid)
     try:
         yield process
@@ -61,3 +119,4 @@ async def launched_process(
             with anyio.move_on_after(TERMINATE_GRACE):
                 await process.wait()
             await process.aclose()
+            await output.aclose()

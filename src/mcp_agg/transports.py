@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 import httpx2
 import mcp_types
@@ -79,8 +79,8 @@ class StreamableHttpRelayTransport(ClientTransport):
         return f"<StreamableHttpRelayTransport(url={self.url!r})>"
 
 
-def make_transport(spec: ReplicaSpec) -> ClientTransport:
-    """The transport for one replica, from its config entry."""
+def make_transport(spec: ReplicaSpec, stderr: IO[str] | None = None) -> ClientTransport:
+    """The transport for one replica, from its config entry; a stdio child's stderr to `stderr`."""
     server = spec.server
     if server.url is not None:
         if server.kind == "sse":
@@ -97,4 +97,5 @@ def make_transport(spec: ReplicaSpec) -> ClientTransport:
         # The replica's session is long-lived and ours alone: closing it must end the
         # process (and its process group), never leave it running for reuse.
         keep_alive=False,
+        log_file=cast("TextIO | None", stderr),
     )

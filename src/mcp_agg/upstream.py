@@ -38,7 +38,7 @@ from mcp_agg.errors import (
     UpstreamUnavailable,
     connection_lost,
 )
-from mcp_agg.process import launched_process
+from mcp_agg.process import OutputCapture, launched_process
 from mcp_agg.transports import make_transport, relay_options
 
 __all__ = ["Listing", "ReplicaState", "Upstream"]
@@ -123,6 +123,7 @@ class Upstream:
         self.listing = Listing()
         self.stats = ReplicaStats()
         self._on_change = on_change
+        self.output = OutputCapture(spec.id)
         self._client: Client[Any] | None = None
         self._lost = anyio.Event()
         self._stopping = False
@@ -250,53 +251,63 @@ class Upstream:
 
     @contextlib.asynccontextmanager
     async def _connected_client(self) -> AsyncIterator[Client[Any]]:
-        """A connected, listed client; the launched process (if any) lives as long as it."""
+        """A connected, listed client; the backend's process (if any) lives as long as it."""
         server = self.spec.server
         async with contextlib.AsyncExitStack() as stack:
-            deadline = anyio.current_time() + self.connect_timeout
+            stack.push_async_callback(self.output.aclose)
             try:
                 with anyio.fail_after(self.connect_timeout):
                     if server.url is not None and server.command is not None:
-                        command = self.spec.command
-                        assert command is not None
-                        await stack.enter_async_context(
-                            launched_process(
-                                command, list(server.args), dict(server.env), self.spec.cwd
-                            )
-                        )
-                    client = await self._connect(
-                        stack, launched=server.command is not None, deadline=deadline
-                    )
+                        client = await self._connect_launched(stack)
+                    else:
+                        stderr = self.output.open() if server.url is None else None
+                        try:
+                            client = await self._enter(stack, make_transport(self.spec, stderr))
+                        finally:
+                            self.output.close_writer()
                     self.listing = await self._fetch_listing(client)
             except TimeoutError as exc:
                 raise UpstreamConnectError(
                     f"did not connect within connect_timeout ({self.connect_timeout:g}s)",
                     replica=self.id,
                 ) from exc
+            except Exception:
+                await self.output.aclose()  # read what the backend said before it failed
+                raise
             yield client
 
-    async def _connect(
-        self, stack: contextlib.AsyncExitStack, *, launched: bool, deadline: float
-    ) -> Client[Any]:
-        while True:
-            client: Client[Any] = Client(
-                make_transport(self.spec),
-                name=f"mcp-agg/{self.id}",
-                message_handler=_ListChangedHandler(self._refresh.set),
-                init_timeout=self.connect_timeout,
+    async def _connect_launched(self, stack: contextlib.AsyncExitStack) -> Client[Any]:
+        """Start an HTTP backend's process, then connect once it listens."""
+        server = self.spec.server
+        command = self.spec.command
+        assert command is not None
+        process = await stack.enter_async_context(
+            launched_process(
+                command, list(server.args), dict(server.env), self.spec.cwd, self.output
             )
-            # Not exposed by the constructor: the session class and header policy of a relay.
-            client._transport_options = relay_options()
+        )
+        while True:
             try:
-                await client.__aenter__()  # type: ignore[no-untyped-call]
+                return await self._enter(stack, make_transport(self.spec))
             except Exception:
-                # A backend the gateway launched may still be binding its port.
-                if launched and self.spec.server.url and anyio.current_time() < deadline:
-                    await anyio.sleep(_LAUNCH_POLL)
-                    continue
-                raise
-            stack.push_async_callback(_close_quietly, client)
-            return client
+                if process.returncode is not None:
+                    raise UpstreamConnectError(
+                        f"process exited with code {process.returncode}", replica=self.id
+                    ) from None
+                await anyio.sleep(_LAUNCH_POLL)  # still binding its port
+
+    async def _enter(self, stack: contextlib.AsyncExitStack, transport: Any) -> Client[Any]:
+        client: Client[Any] = Client(
+            transport,
+            name=f"mcp-agg/{self.id}",
+            message_handler=_ListChangedHandler(self._refresh.set),
+            init_timeout=self.connect_timeout,
+        )
+        # Not exposed by the constructor: the session class and header policy of a relay.
+        client._transport_options = relay_options()
+        await client.__aenter__()  # type: ignore[no-untyped-call]
+        stack.push_async_callback(_close_quietly, client)
+        return client
 
     async def _fetch_listing(self, client: Client[Any]) -> Listing:
         caps = client.server_capabilities
@@ -333,7 +344,8 @@ class Upstream:
             logger.exception("change handler failed for %s", self.id)
 
     def _record_error(self, exc: BaseException) -> None:
-        self.stats.last_error = _describe(exc)
+        said = self.output.last_line
+        self.stats.last_error = _describe(exc) + (f" (stderr: {said})" if said else "")
         self.stats.last_error_at = time.time()
 
     def _lose(self, exc: BaseException) -> None:
