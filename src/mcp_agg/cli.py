@@ -18,6 +18,7 @@ import anyio
 import mcp_types
 import typer
 from fastmcp import Client
+from mcp.shared.exceptions import MCPError
 
 from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
 from mcp_agg.errors import CatalogError, ConfigError
@@ -68,9 +69,33 @@ def _setup_logging(level: str | None, default: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(chosen)
+    # FastMCP logs through its own (rich) handler and not to the root: one format for all.
+    fastmcp_logger = logging.getLogger("fastmcp")
+    fastmcp_logger.handlers.clear()
+    fastmcp_logger.propagate = True
+    server_logger = logging.getLogger("fastmcp.server.server")
+    if not any(isinstance(f, _BackendErrorFilter) for f in server_logger.filters):
+        server_logger.addFilter(_BackendErrorFilter())
     # The SDK and FastMCP are chatty at INFO about every request.
-    for name in ("mcp", "fastmcp", "httpx", "httpx2", "uvicorn.access"):
+    for name in ("mcp", "fastmcp", "httpx", "httpx2", "httpcore2", "uvicorn.access"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+class _BackendErrorFilter(logging.Filter):
+    """A backend's JSON-RPC error is relayed to the client as it is: not a gateway fault.
+
+    FastMCP logs such an error with a traceback at ERROR; here it becomes one INFO line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, MCPError):
+            record.msg = f"{record.getMessage()}: backend answered: {error}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
 
 
 def _fail(code: int, message: str) -> typer.Exit:

@@ -9,6 +9,7 @@ rebuilt through FastMCP's own result types.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import mcp_types
@@ -98,7 +99,7 @@ class ForwardingTool(Tool):
         try:
             raw = await self._group.call_tool(self._original, arguments)
         except UpstreamError as exc:
-            raise ToolError(f"{self.name}: {exc}") from exc
+            raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
         return ToolResult.from_mcp_result(_hop(raw))
 
 
@@ -132,7 +133,7 @@ async def _read(group: ReplicaGroup, backend_uri: str, exposed: str) -> Resource
     try:
         raw = await group.read_resource(backend_uri)
     except UpstreamError as exc:
-        raise ResourceError(f"{exposed}: {exc}") from exc
+        raise ResourceError(f"{exposed}: {exc}", log_level=logging.WARNING) from exc
     return _RawResourceResult.wrap(_hop(raw), backend_uri)
 
 
@@ -273,5 +274,5 @@ class ForwardingPrompt(Prompt):
         try:
             raw = await self._group.get_prompt(self._original, arguments)
         except UpstreamError as exc:
-            raise PromptError(f"{self.name}: {exc}") from exc
+            raise PromptError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
         return _RawPromptResult.wrap(_hop(raw))
