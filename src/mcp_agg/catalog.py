@@ -23,6 +23,7 @@ from mcp_agg.forwarding import (
 )
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import NameRegistry, exposed_name, exposed_uri
+from mcp_agg.resilience.retry import retry_safe
 
 __all__ = ["Catalog", "build_catalog"]
 
@@ -117,7 +118,13 @@ def build_catalog(groups: Iterable[ReplicaGroup], separator: str, *, strict: boo
                 continue
             exposed = exposed_name(group.prefix, separator, renames.get(tool.name, tool.name))
             if claim(tool_names, exposed, group.name, tool.name):
-                tools[exposed] = ForwardingTool.create(exposed, tool, group, tool.name)
+                safe = retry_safe(
+                    tool.name,
+                    tool.annotations,
+                    idempotent=group.server.idempotent_tools,
+                    non_idempotent=group.server.non_idempotent_tools,
+                )
+                tools[exposed] = ForwardingTool.create(exposed, tool, group, tool.name, safe=safe)
         for prompt in listing.prompts:
             exposed = exposed_name(group.prefix, separator, prompt.name)
             if claim(prompt_names, exposed, group.name, prompt.name):

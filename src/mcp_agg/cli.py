@@ -6,6 +6,7 @@ command's own output goes to stderr; in `serve --transport stdio`, stdout is the
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
 from mcp_agg.errors import CatalogError, ConfigError
 from mcp_agg.gateway import Gateway
 from mcp_agg.serving import serve_http, serve_stdio
+from mcp_agg.upstream import Upstream
 
 __all__ = ["app", "main"]
 
@@ -211,58 +213,85 @@ def tools(
 def status(
     config: ConfigOption = None, as_json: JsonOption = False, log_level: LogLevelOption = None
 ) -> None:
-    """Start every backend once and show each replica: state, tools, last error."""
+    """Start every backend once and show each replica: state, breaker, load, last error."""
     _setup_logging(log_level, "warning")
     gateway = Gateway(_load(config))
 
     async def collect() -> list[dict[str, Any]]:
         async with gateway.running():
-            return [
-                {
-                    "id": u.id,
-                    "server": u.group,
-                    "transport": u.spec.server.kind,
-                    "state": str(u.state),
-                    "protocol_version": u.stats.protocol_version,
-                    "backend": u.stats.server_name,
-                    "tools": len(u.listing.tools),
-                    "resources": len(u.listing.resources) + len(u.listing.templates),
-                    "prompts": len(u.listing.prompts),
-                    "in_flight": u.stats.in_flight,
-                    "last_error": u.stats.last_error,
-                }
-                for u in gateway.upstreams
-            ]
+            return [replica_status(u) for u in gateway.upstreams]
 
     rows = _run(collect)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
-    else:
-        _print_table(
+        return
+    _print_table(
+        [
+            "REPLICA",
+            "SERVER",
+            "TRANSPORT",
+            "STATE",
+            "BREAKER",
+            "HEALTH",
+            "TOOLS",
+            "CALLS",
+            "FAILED",
+            "IN-FLIGHT",
+            "LATENCY",
+            "LAST ERROR",
+        ],
+        [
             [
-                "REPLICA",
-                "SERVER",
-                "TRANSPORT",
-                "STATE",
-                "TOOLS",
-                "RESOURCES",
-                "PROMPTS",
-                "LAST ERROR",
-            ],
-            [
-                [
-                    r["id"],
-                    r["server"],
-                    r["transport"],
-                    r["state"],
-                    str(r["tools"]),
-                    str(r["resources"]),
-                    str(r["prompts"]),
-                    r["last_error"] or "",
-                ]
-                for r in rows
-            ],
-        )
+                r["id"],
+                r["server"],
+                r["transport"],
+                r["state"],
+                r["breaker"],
+                "ok" if r["healthy"] else "ejected",
+                str(r["tools"]),
+                str(r["calls"]),
+                str(r["failures"]),
+                str(r["in_flight"]),
+                f"{r['latency_ms']:.1f}ms" if r["latency_ms"] else "-",
+                r["last_error"] or "",
+            ]
+            for r in rows
+        ],
+    )
+
+
+def replica_status(upstream: Upstream) -> dict[str, Any]:
+    """One replica's live state, as `status --json` prints it."""
+    stats, health = upstream.stats, upstream.health
+    return {
+        "id": upstream.id,
+        "server": upstream.group,
+        "transport": upstream.spec.server.kind,
+        "state": str(upstream.state),
+        "protocol_version": stats.protocol_version,
+        "backend": stats.server_name,
+        "breaker": str(upstream.breaker.state),
+        "breaker_opened": upstream.breaker.opened,
+        "healthy": health.healthy,
+        "last_health_check": _iso(health.last_probe_at),
+        "last_health_check_ok": health.last_probe_ok,
+        "tools": len(upstream.listing.tools),
+        "resources": len(upstream.listing.resources) + len(upstream.listing.templates),
+        "prompts": len(upstream.listing.prompts),
+        "calls": stats.calls,
+        "failures": stats.failures,
+        "in_flight": stats.in_flight,
+        "latency_ms": round(upstream.latency * 1000, 3),
+        "connects": stats.connects,
+        "last_error": stats.last_error,
+        "last_error_at": _iso(stats.last_error_at),
+    }
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(stamp, tz=datetime.UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------- call

@@ -58,6 +58,11 @@ class RetryConfig(_Model):
     base_delay: Annotated[float, Field(ge=0)] = 0.1
     max_delay: Annotated[float, Field(ge=0)] = 5.0
     budget_percent: Annotated[float, Field(ge=0, le=100)] = 20
+    #: Retries always allowed per second, however few calls there were.
+    budget_min_per_second: Annotated[float, Field(ge=0)] = 1.0
+    #: Seconds one attempt may take before the next replica is tried (safe tools
+    #: only); unset, an attempt may use the whole remaining deadline.
+    attempt_timeout: Annotated[float, Field(gt=0)] | None = None
 
 
 class BreakerConfig(_Model):
@@ -66,6 +71,11 @@ class BreakerConfig(_Model):
     failure_threshold: Annotated[int, Field(ge=1)] = 5
     reset_timeout: Annotated[float, Field(gt=0)] = 30
     half_open_calls: Annotated[int, Field(ge=1)] = 1
+    #: Also open when this share of the calls in the last `window` seconds failed,
+    #: once there were at least `min_calls` of them.
+    failure_rate: Annotated[float, Field(gt=0, le=1)] = 0.5
+    window: Annotated[float, Field(gt=0)] = 30
+    min_calls: Annotated[int, Field(ge=1)] = 10
 
 
 class GatewayConfig(_Model):
@@ -77,6 +87,10 @@ class GatewayConfig(_Model):
     connect_timeout: Annotated[float, Field(gt=0)] = 20
     balancer: BalancerName = "round-robin"
     health_interval: Annotated[float, Field(ge=0)] = 15
+    #: Failed probes in a row that eject a replica from balancing.
+    unhealthy_threshold: Annotated[int, Field(ge=1)] = 3
+    #: Good probes in a row that readmit it.
+    healthy_threshold: Annotated[int, Field(ge=1)] = 2
     retry: RetryConfig = RetryConfig()
     breaker: BreakerConfig = BreakerConfig()
 
@@ -101,6 +115,7 @@ class ServerConfig(_Model):
     prefix: str | None = None
     weight: Annotated[float, Field(gt=0)] = 1
     replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    balancer: BalancerName | None = None
     enabled: bool = True
     timeout: Annotated[float, Field(gt=0)] | None = None
     retry: RetryConfig | None = None
@@ -108,6 +123,10 @@ class ServerConfig(_Model):
     include_tools: list[str] | None = None
     exclude_tools: list[str] = []
     rename_tools: dict[str, str] = {}
+    #: Glob patterns over the backend's tool names: safe to repeat after a failure
+    #: that may have reached the backend, or never, whatever the tool's annotations say.
+    idempotent_tools: list[str] = []
+    non_idempotent_tools: list[str] = []
     failover_for: str | None = None
     priority: int = 0
 
@@ -154,11 +173,11 @@ class Config(_Model):
         for name in names:
             members = [s for s in self.servers if s.name == name]
             prefixes = {_effective_prefix(s) for s in members}
-            roles = {s.failover_for for s in members}
             if len(prefixes) > 1:
                 raise ValueError(f"replicas of {name!r} disagree on `prefix`: {sorted(prefixes)}")
-            if len(roles) > 1:
-                raise ValueError(f"replicas of {name!r} disagree on `failover_for`")
+            for key in ("failover_for", "priority", "balancer"):
+                if len({repr(getattr(s, key)) for s in members}) > 1:
+                    raise ValueError(f"replicas of {name!r} disagree on `{key}`")
         seen: dict[str, str] = {}
         for spec in self.replica_specs():
             if spec.id in seen:
@@ -198,10 +217,15 @@ class Config(_Model):
         return specs
 
     def retry_for(self, server: ServerConfig) -> RetryConfig:
-        return server.retry or self.gateway.retry
+        """The gateway's retry settings, with the keys the server sets replaced."""
+        if server.retry is None:
+            return self.gateway.retry
+        return self.gateway.retry.model_copy(update=server.retry.model_dump(exclude_unset=True))
 
     def breaker_for(self, server: ServerConfig) -> BreakerConfig:
-        return server.breaker or self.gateway.breaker
+        if server.breaker is None:
+            return self.gateway.breaker
+        return self.gateway.breaker.model_copy(update=server.breaker.model_dump(exclude_unset=True))
 
     def timeout_for(self, server: ServerConfig) -> float:
         return server.timeout or self.gateway.request_timeout

@@ -38,6 +38,7 @@ __all__ = [
     "UpstreamUnavailable",
     "classify",
     "connection_lost",
+    "counts_against_replica",
 ]
 
 
@@ -166,3 +167,17 @@ def connection_lost(exc: BaseException) -> bool:
     if isinstance(exc, UpstreamError | TimeoutError):
         return False
     return classify(exc) in (FailureKind.BROKEN, FailureKind.NOT_SENT)
+
+
+def counts_against_replica(exc: BaseException) -> bool:
+    """Whether a failure feeds the replica's circuit breaker.
+
+    The replica failed us: the exchange broke or timed out after sending, or
+    connecting failed. A backend's own answer (an error result, invalid params),
+    an expired session, and anything decided locally (no replica free, breaker
+    open, rate limit) say nothing against the replica.
+    """
+    kind = classify(exc)
+    if kind is FailureKind.BROKEN:
+        return True
+    return kind is FailureKind.NOT_SENT and isinstance(exc, UpstreamConnectError)

@@ -58,10 +58,17 @@ class ForwardingTool(Tool):
     _group: ReplicaGroup = PrivateAttr()
     _original: str = PrivateAttr()
     _definition: mcp_types.Tool = PrivateAttr()
+    _safe: bool = PrivateAttr(default=False)
 
     @classmethod
     def create(
-        cls, exposed: str, definition: mcp_types.Tool, group: ReplicaGroup, original: str
+        cls,
+        exposed: str,
+        definition: mcp_types.Tool,
+        group: ReplicaGroup,
+        original: str,
+        *,
+        safe: bool = False,
     ) -> ForwardingTool:
         tool = cls(
             name=exposed,
@@ -74,6 +81,7 @@ class ForwardingTool(Tool):
         tool._group = group
         tool._original = original
         tool._definition = definition.model_copy(update={"name": exposed})
+        tool._safe = safe
         return tool
 
     @property
@@ -88,6 +96,11 @@ class ForwardingTool(Tool):
     def definition(self) -> mcp_types.Tool:
         return self._definition
 
+    @property
+    def safe(self) -> bool:
+        """Safe to repeat after a failure that may have reached the backend."""
+        return self._safe
+
     def to_mcp_tool(self, **overrides: Any) -> mcp_types.Tool:
         # The backend's definition as it was (schemas, annotations, icons, _meta), renamed.
         name = overrides.get("name", self.name)
@@ -97,7 +110,7 @@ class ForwardingTool(Tool):
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
         try:
-            raw = await self._group.call_tool(self._original, arguments)
+            raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
         except UpstreamError as exc:
             raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
         return ToolResult.from_mcp_result(_hop(raw))

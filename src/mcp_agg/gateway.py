@@ -21,10 +21,13 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from mcp.server.connection import Connection
 
 from mcp_agg.catalog import Catalog, build_catalog
-from mcp_agg.config import Config
+from mcp_agg.config import BreakerConfig, Config
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.provider import GatewayProvider
 from mcp_agg.reaper import Reaper
+from mcp_agg.resilience.balancer import make_balancer
+from mcp_agg.resilience.breaker import CircuitBreaker
+from mcp_agg.resilience.health import HealthPolicy
 from mcp_agg.upstream import Upstream
 
 __all__ = ["Gateway"]
@@ -42,11 +45,19 @@ _MODERN_ERA = "2026-"
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
+        gateway = config.gateway
+        health = HealthPolicy(
+            interval=gateway.health_interval,
+            unhealthy_threshold=gateway.unhealthy_threshold,
+            healthy_threshold=gateway.healthy_threshold,
+        )
         self.upstreams = [
             Upstream(
                 spec,
-                connect_timeout=config.gateway.connect_timeout,
+                connect_timeout=gateway.connect_timeout,
                 on_change=self._on_upstream_change,
+                breaker=_breaker(config.breaker_for(spec.server)),
+                health=health,
             )
             for spec in config.replica_specs()
         ]
@@ -59,9 +70,19 @@ class Gateway:
                 replicas,
                 prefix=replicas[0].spec.prefix,
                 timeout=config.timeout_for(replicas[0].spec.server),
+                retry=config.retry_for(replicas[0].spec.server),
+                balancer=make_balancer(replicas[0].spec.server.balancer or gateway.balancer),
             )
             for name, replicas in members.items()
         }
+        standbys = sorted(
+            (g for g in self.groups.values() if g.server.failover_for is not None),
+            key=lambda g: g.server.priority,
+        )
+        for standby in standbys:
+            primary = self.groups.get(standby.server.failover_for or "")
+            if primary is not None:
+                primary.failovers.append(standby)
         self.catalog = Catalog()
         self.reaper = Reaper()
         self._changed = anyio.Event()
@@ -201,6 +222,17 @@ class Gateway:
             providers=[provider],
             middleware=[_ConnectionTracker(self)],
         )
+
+
+def _breaker(config: BreakerConfig) -> CircuitBreaker:
+    return CircuitBreaker(
+        failure_threshold=config.failure_threshold,
+        reset_timeout=config.reset_timeout,
+        half_open_calls=config.half_open_calls,
+        failure_rate=config.failure_rate,
+        window=config.window,
+        min_calls=config.min_calls,
+    )
 
 
 class _ConnectionTracker(Middleware):

@@ -1,40 +1,96 @@
 """ReplicaGroup: the replicas that share one `name`, seen as one backend.
 
-Every proxied request goes through its group, which picks a replica and bounds the
-whole exchange with the request deadline. A request that could not be sent to one
-replica (it is down or reconnecting) moves on to the next: nothing reached a backend,
-so this is safe for every tool.
+Every proxied request goes through its group:
+
+1. the balancer picks a replica that is connected, healthy and admitted by its breaker,
+   and that this call has not tried yet;
+2. a failure is classified once (errors.py): it feeds the replica's breaker if it
+   counts against the replica, and is retried (tenacity: exponential backoff with full
+   jitter, within the attempts, the deadline and the retry budget) only if it is safe:
+   nothing was sent, or the tool is safe to repeat;
+3. when every replica has failed the call, the failover groups are tried in priority
+   order with the same original name;
+4. `request_timeout` bounds all of it; on expiry the backend request is cancelled
+   (`notifications/cancelled`) and the caller gets an error naming the timeout.
+
+Every attempt of one logical call carries the same idempotency key in `_meta`.
 """
 
 from __future__ import annotations
 
-import itertools
+import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio
 import mcp_types
+from tenacity import AsyncRetrying, RetryCallState
 
-from mcp_agg.config import ServerConfig
-from mcp_agg.errors import UpstreamTimeout, UpstreamUnavailable
+from mcp_agg.config import RetryConfig, ServerConfig
+from mcp_agg.errors import (
+    FailureKind,
+    UpstreamError,
+    UpstreamRequestError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    classify,
+    counts_against_replica,
+)
+from mcp_agg.resilience.balancer import Balancer, RoundRobin
+from mcp_agg.resilience.retry import (
+    IDEMPOTENCY_KEY,
+    RetryBudget,
+    backoff,
+    is_retryable,
+    stop_for,
+)
 from mcp_agg.upstream import Listing, Upstream
 
 __all__ = ["ReplicaGroup"]
 
+logger = logging.getLogger(__name__)
+
 _T = TypeVar("_T")
+Send = Callable[[Upstream, dict[str, Any]], Awaitable[_T]]
+
+
+class _GroupExhausted(UpstreamError):
+    """Every replica this call could use has failed it (or none was free)."""
+
+    def __init__(self, message: str, last: BaseException | None, *, sent: bool) -> None:
+        super().__init__(message)
+        self.last = last
+        #: Whether any attempt may have reached a backend.
+        self.sent = sent
 
 
 class ReplicaGroup:
-    """One backend: one namespace, one or more replicas."""
+    """One backend: one namespace, one or more replicas, and its standbys."""
 
-    def __init__(self, name: str, replicas: list[Upstream], *, prefix: str, timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        replicas: list[Upstream],
+        *,
+        prefix: str,
+        timeout: float,
+        retry: RetryConfig | None = None,
+        balancer: Balancer | None = None,
+    ) -> None:
         if not replicas:
             raise ValueError(f"group {name!r} has no replicas")
         self.name = name
         self.replicas = replicas
         self.prefix = prefix
         self.timeout = timeout
-        self._turn = itertools.count()
+        self.retry = retry or RetryConfig()
+        self.balancer: Balancer = balancer or RoundRobin()
+        self.budget = RetryBudget(
+            self.retry.budget_percent, min_per_second=self.retry.budget_min_per_second
+        )
+        #: Groups tried, in this order, when every replica of this one failed a call.
+        self.failovers: list[ReplicaGroup] = []
 
     @property
     def server(self) -> ServerConfig:
@@ -52,45 +108,180 @@ class ReplicaGroup:
                 return replica.listing
         return None
 
-    def _candidates(self) -> list[Upstream]:
-        """Available replicas, starting at the next one in round-robin order."""
-        count = len(self.replicas)
-        start = next(self._turn) % count
-        ordered = self.replicas[start:] + self.replicas[:start]
-        return [replica for replica in ordered if replica.available]
-
-    async def _dispatch(self, what: str, send: Callable[[Upstream], Awaitable[_T]]) -> _T:
-        try:
-            with anyio.fail_after(self.timeout):
-                last: UpstreamUnavailable | None = None
-                for replica in self._candidates():
-                    try:
-                        return await send(replica)
-                    except UpstreamUnavailable as exc:
-                        last = exc  # never sent: the next replica may take it
-                states = ", ".join(f"{r.id} {r.state}" for r in self.replicas)
-                reason = f"; last: {last}" if last else ""
-                raise UpstreamUnavailable(
-                    f"{what}: no replica of {self.name!r} is available ({states}){reason}"
-                )
-        except TimeoutError as exc:
-            raise UpstreamTimeout(
-                f"{what}: no answer from {self.name!r} within {self.timeout:g}s"
-            ) from exc
+    # ------------------------------------------------------------------ requests
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], *, meta: dict[str, Any] | None = None
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        meta: dict[str, Any] | None = None,
+        safe: bool = False,
     ) -> mcp_types.CallToolResult:
         return await self._dispatch(
-            f"tool {name!r}", lambda replica: replica.call_tool(name, arguments, meta=meta)
+            f"tool {name!r}",
+            lambda replica, m: replica.call_tool(name, arguments, meta=m),
+            meta=meta,
+            safe=safe,
         )
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
-        return await self._dispatch(f"resource {uri!r}", lambda replica: replica.read_resource(uri))
+        return await self._dispatch(
+            f"resource {uri!r}", lambda replica, _: replica.read_resource(uri), safe=True
+        )
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None
     ) -> mcp_types.GetPromptResult:
         return await self._dispatch(
-            f"prompt {name!r}", lambda replica: replica.get_prompt(name, arguments)
+            f"prompt {name!r}", lambda replica, _: replica.get_prompt(name, arguments), safe=True
         )
+
+    async def _dispatch(
+        self,
+        what: str,
+        send: Send[_T],
+        *,
+        meta: dict[str, Any] | None = None,
+        safe: bool,
+    ) -> _T:
+        meta = {**(meta or {}), IDEMPOTENCY_KEY: uuid.uuid4().hex}
+        deadline = anyio.current_time() + self.timeout
+        try:
+            with anyio.fail_after(self.timeout):
+                last: _GroupExhausted | None = None
+                chain = (self, *self.failovers)
+                for group in chain:
+                    try:
+                        return await group._call(
+                            what, send, meta, safe=safe, deadline=deadline, last=group is chain[-1]
+                        )
+                    except _GroupExhausted as exc:
+                        last = exc
+                        if exc.sent and not safe:
+                            break  # it may have run once: never run it on a standby too
+                        if group is not self or self.failovers:
+                            logger.warning("%s: %s", what, exc)
+                assert last is not None
+                raise _unwrap(last)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"{what}: no answer from {self.name!r} within request_timeout "
+                f"({self.timeout:g}s); the backend request was cancelled"
+            ) from exc
+
+    async def _call(
+        self,
+        what: str,
+        send: Send[_T],
+        meta: dict[str, Any],
+        *,
+        safe: bool,
+        deadline: float,
+        last: bool,
+    ) -> _T:
+        """One group's attempts at a call: balancer, breaker, retries.
+
+        Each attempt prefers a replica this call has not tried. Once all have been
+        tried the group has failed the call and the next group in the failover chain
+        takes over; the last group in the chain retries its replicas again instead.
+        """
+        tried: set[str] = set()
+        sent = False
+        failure: BaseException | None = None
+        self.budget.record_call()
+
+        def retryable(state: RetryCallState) -> bool:
+            outcome = state.outcome
+            if outcome is None or not outcome.failed:
+                return False
+            exc = outcome.exception()
+            if exc is None or isinstance(exc, _GroupExhausted):
+                return False
+            return is_retryable(classify(exc), safe=safe) and self.budget.try_spend()
+
+        retrying = AsyncRetrying(
+            wait=backoff(self.retry),
+            stop=stop_for(self.retry, deadline - anyio.current_time()),
+            retry=retryable,
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    replica = self._pick(tried) or (self._pick(set()) if last else None)
+                    if replica is None:
+                        raise _GroupExhausted(self._nobody(tried, failure), failure, sent=sent)
+                    tried.add(replica.id)
+                    try:
+                        return await self._attempt(replica, send, meta, safe=safe)
+                    except Exception as exc:
+                        failure = exc
+                        sent = sent or classify(exc) is not FailureKind.NOT_SENT
+                        raise
+        except _GroupExhausted:
+            raise
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is FailureKind.PROTOCOL:
+                raise  # the backend's own answer: relayed as it is
+            raise _GroupExhausted(f"{self.name!r}: {exc}", exc, sent=sent) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    async def _attempt(
+        self, replica: Upstream, send: Send[_T], meta: dict[str, Any], *, safe: bool
+    ) -> _T:
+        if not replica.breaker.acquire():
+            raise UpstreamUnavailable(f"backend {replica.id}: circuit open", replica=replica.id)
+        limit = self.retry.attempt_timeout if safe else None
+        try:
+            if limit is None:
+                result = await send(replica, meta)
+            else:
+                try:
+                    with anyio.fail_after(limit):
+                        result = await send(replica, meta)
+                except TimeoutError as exc:
+                    raise UpstreamTimeout(
+                        f"backend {replica.id}: no answer within attempt_timeout ({limit:g}s)",
+                        replica=replica.id,
+                    ) from exc
+        except anyio.get_cancelled_exc_class():
+            replica.breaker.release()  # the call's deadline, not the replica's verdict
+            raise
+        except Exception as exc:
+            if counts_against_replica(exc):
+                replica.breaker.record_failure()
+            else:
+                replica.breaker.release()
+            raise
+        replica.breaker.record_success()  # an isError result is a working backend
+        return result
+
+    def _pick(self, tried: set[str]) -> Upstream | None:
+        candidates = [
+            r for r in self.replicas if r.id not in tried and r.available and r.breaker.allows()
+        ]
+        if not candidates:
+            return None
+        return self.balancer.pick(candidates)
+
+    def _nobody(self, tried: set[str], last: BaseException | None) -> str:
+        states = ", ".join(
+            f"{r.id} {'tried' if r.id in tried else r.state}"
+            + ("" if r.breaker.allows() else " (circuit open)")
+            + ("" if r.health.healthy else " (unhealthy)")
+            for r in self.replicas
+        )
+        reason = f"; last error: {last}" if last else ""
+        return f"no replica of {self.name!r} could take it ({states}){reason}"
+
+
+def _unwrap(exc: _GroupExhausted) -> UpstreamError:
+    """The error for the caller: the last real failure when there was one."""
+    last = exc.last
+    if isinstance(last, UpstreamError):
+        return type(last)(str(exc), replica=last.replica)
+    if last is not None:
+        return UpstreamRequestError(str(exc))
+    return UpstreamUnavailable(str(exc))

@@ -39,6 +39,9 @@ from mcp_agg.errors import (
     connection_lost,
 )
 from mcp_agg.process import OutputCapture, launched_process
+from mcp_agg.resilience.balancer import PeakEwma
+from mcp_agg.resilience.breaker import CircuitBreaker
+from mcp_agg.resilience.health import HealthPolicy, HealthState
 from mcp_agg.transports import make_transport, relay_options
 
 __all__ = ["Listing", "ReplicaState", "Upstream"]
@@ -47,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 #: Reconnect backoff: 0.5 s doubling to 30 s, with jitter so replicas that failed
 #: together do not come back in lockstep.
-RECONNECT_WAIT = wait_exponential_jitter(initial=0.5, max=30.0, jitter=0.5)
+RECONNECT_WAIT = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=0.5)
 #: How often a launched HTTP backend's port is probed while it starts.
 _LAUNCH_POLL = 0.1
 #: A session that lived this long (seconds) was not a crash loop.
@@ -116,9 +119,14 @@ class Upstream:
         *,
         connect_timeout: float,
         on_change: Callable[[Upstream], None] = lambda _: None,
+        breaker: CircuitBreaker | None = None,
+        health: HealthPolicy | None = None,
     ) -> None:
         self.spec = spec
         self.connect_timeout = connect_timeout
+        self.breaker = breaker or CircuitBreaker()
+        self.health = HealthState(health or HealthPolicy(interval=0))
+        self.ewma = PeakEwma()
         self.state = ReplicaState.REGISTERED
         self.listing = Listing()
         self.stats = ReplicaStats()
@@ -144,7 +152,25 @@ class Upstream:
 
     @property
     def available(self) -> bool:
-        return self.state is ReplicaState.CONNECTED and self._client is not None
+        """Connected and not ejected by health checks (the breaker is the group's concern)."""
+        return (
+            self.state is ReplicaState.CONNECTED
+            and self._client is not None
+            and self.health.healthy
+        )
+
+    # What a balancing strategy reads (resilience.balancer.LoadView).
+    @property
+    def weight(self) -> float:
+        return self.spec.server.weight
+
+    @property
+    def in_flight(self) -> int:
+        return self.stats.in_flight
+
+    @property
+    def latency(self) -> float:
+        return self.ewma.value
 
     def __repr__(self) -> str:
         return f"<Upstream {self.id} {self.state}>"
@@ -217,6 +243,7 @@ class Upstream:
                 info = client.server_info
                 self.stats.server_name = info.name if info else None
                 self.state = ReplicaState.CONNECTED
+                self.health.reset()
                 logger.info(
                     "backend %s connected (%s, protocol %s): %d tools, %d resources, "
                     "%d templates, %d prompts",
@@ -232,6 +259,8 @@ class Upstream:
                 self._notify()
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._refresh_on_request, client)
+                    if self.health.policy.interval > 0:
+                        tg.start_soon(self._check_health)
                     await self._lost.wait()
                     tg.cancel_scope.cancel()
         except Exception as exc:
@@ -361,6 +390,11 @@ class Upstream:
         client = self._client
         if client is None or self.state is not ReplicaState.CONNECTED:
             raise UpstreamUnavailable(f"backend {self.id} is {self.state}", replica=self.id)
+        if _session_closed(client):
+            # The process died or the connection dropped since the last call: nothing
+            # has been sent yet, so another replica may take this one.
+            self._lose(UpstreamConnectError("connection closed", replica=self.id))
+            raise UpstreamUnavailable(f"backend {self.id}: connection closed", replica=self.id)
         return client
 
     @contextlib.asynccontextmanager
@@ -368,8 +402,10 @@ class Upstream:
         client = self._require_client()
         self.stats.in_flight += 1
         self.stats.calls += 1
+        started = time.monotonic()
         try:
             yield client
+            self.ewma.observe(time.monotonic() - started)
         except MCPError as exc:
             if connection_lost(exc):
                 self.stats.failures += 1
@@ -381,7 +417,12 @@ class Upstream:
         except TimeoutError as exc:
             self.stats.failures += 1
             raise UpstreamTimeout(f"backend {self.id}: {what}: timed out", replica=self.id) from exc
-        except (UpstreamUnavailable, anyio.get_cancelled_exc_class()):
+        except anyio.get_cancelled_exc_class():
+            # Abandoned (deadline, attempt timeout, client cancel): its latency is at
+            # least this long, which is what a balancer should know of a hung replica.
+            self.ewma.observe(time.monotonic() - started)
+            raise
+        except UpstreamUnavailable:
             raise
         except Exception as exc:
             self.stats.failures += 1
@@ -392,6 +433,38 @@ class Upstream:
             ) from exc
         finally:
             self.stats.in_flight -= 1
+
+    async def probe(self) -> None:
+        """One health probe: a cheap request that works in both protocol eras.
+
+        `ping` does not exist in the modern era; `tools/list` is served by every
+        server the gateway lists tools from.
+        """
+        client = self._require_client()
+        with anyio.fail_after(self.health.policy.timeout):
+            await client.session.list_tools()
+
+    async def _check_health(self) -> None:
+        policy = self.health.policy
+        while True:
+            await anyio.sleep(policy.interval)
+            try:
+                await self.probe()
+            except Exception as exc:
+                changed = self.health.record(ok=False)
+                if changed:
+                    logger.warning(
+                        "backend %s ejected: health probe failed: %s", self.id, _describe(exc)
+                    )
+                if connection_lost(exc) or isinstance(exc, UpstreamUnavailable):
+                    self._lose(exc)
+                    return
+            else:
+                changed = self.health.record(ok=True)
+                if changed:
+                    logger.info("backend %s readmitted: health probes pass", self.id)
+            if changed:
+                self._notify()
 
     async def call_tool(
         self,
@@ -422,6 +495,19 @@ async def _optional(coro: Any) -> list[Any]:
         if exc.error.code == _METHOD_NOT_FOUND:
             return []
         raise
+
+
+def _session_closed(client: Client[Any]) -> bool:
+    """Whether the client's session has already lost its connection.
+
+    The SDK marks its dispatcher closed when the transport ends (a stdio process exited,
+    an HTTP stream broke); there is no public flag, so this reads it defensively.
+    """
+    try:
+        dispatcher = getattr(client.session, "_dispatcher", None)
+    except RuntimeError:
+        return True  # no session at all
+    return bool(getattr(dispatcher, "_closed", False))
 
 
 async def _close_quietly(client: Client[Any]) -> None:

@@ -1,0 +1,1 @@
+"""The pieces of the call path that keep the gateway up when backends are not."""
