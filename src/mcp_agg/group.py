@@ -45,13 +45,15 @@ from mcp_agg.resilience.retry import (
     is_retryable,
     stop_for,
 )
-from mcp_agg.upstream import Listing, Upstream
+from mcp_agg.upstream import Listing, ReplicaState, Upstream
 
 __all__ = ["ReplicaGroup"]
 
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
+#: How often a call waiting for a reconnecting replica looks again (seconds).
+_RECONNECT_POLL = 0.02
 Send = Callable[[Upstream, dict[str, Any]], Awaitable[_T]]
 
 
@@ -209,7 +211,9 @@ class ReplicaGroup:
         try:
             async for attempt in retrying:
                 with attempt:
-                    replica = self._pick(tried) or (self._pick(set()) if last else None)
+                    replica = self._pick(tried)
+                    if replica is None and last:
+                        replica = await self._await_replica(deadline)
                     if replica is None:
                         raise _GroupExhausted(self._nobody(tried, failure), failure, sent=sent)
                     tried.add(replica.id)
@@ -257,6 +261,17 @@ class ReplicaGroup:
             raise
         replica.breaker.record_success()  # an isError result is a working backend
         return result
+
+    async def _await_replica(self, deadline: float) -> Upstream | None:
+        """Any admitted replica, waiting while one is reconnecting (a restart, an
+        expired HTTP session being re-initialized) but never past the deadline."""
+        while True:
+            replica = self._pick(set())
+            if replica is not None or anyio.current_time() >= deadline:
+                return replica
+            if not any(r.state is ReplicaState.CONNECTING for r in self.replicas):
+                return None
+            await anyio.sleep(_RECONNECT_POLL)
 
     def _pick(self, tried: set[str]) -> Upstream | None:
         candidates = [

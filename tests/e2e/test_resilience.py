@@ -395,3 +395,24 @@ async def test_replica_failing_health_probes_is_ejected_and_readmitted(
         await wait_for(lambda: r1.health.healthy, 10, "r1 readmitted")
         served = {text(await client.call_tool_mcp("svc_read", {"key": f"a{i}"})) for i in range(4)}
         assert f"r1-{faulty.tag}" in served
+
+
+async def test_failover_group_takes_over_when_every_replica_fails(
+    tmp_path: Path, faulty: Faulty
+) -> None:
+    faulty.mode("r1", "hang")
+    toml = gateway_table(attempt_timeout=0.5, request_timeout=3)
+    toml += stdio_replicas(faulty, "svc", ["r1"])
+    toml += stdio_replicas(faulty, "standby", ["s1"], 'failover_for = "svc"\npriority = 0')
+    async with running(tmp_path, toml) as (_, client):
+        names = {tool.name for tool in await client.list_tools()}
+        assert "svc_read" in names
+        assert not any(name.startswith("standby_") for name in names)  # hidden
+        result = await client.call_tool_mcp("svc_read", {"key": "f1"})
+        assert result.is_error is False, text(result)
+        assert text(result) == f"s1-{faulty.tag}"
+        # A non-idempotent call that may have run on r1 is never run on the standby too.
+        faulty.mode("r1", "hang")
+        unsafe = await client.call_tool_mcp("svc_write", {"key": "w1"})
+        assert unsafe.is_error is True
+        assert [line[0] for line in faulty.executions("write")] == [f"r1-{faulty.tag}"]
