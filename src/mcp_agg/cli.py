@@ -124,6 +124,20 @@ def _run(fn: Callable[[], Awaitable[_T]]) -> _T:
         raise
 
 
+def _snapshot(
+    config: Path | None, log_level: str | None, read: Callable[[Gateway], _T]
+) -> tuple[Gateway, _T]:
+    """Start the gateway once, read something off it, and stop it."""
+    _setup_logging(log_level, "warning")
+    gateway = Gateway(_load(config))
+
+    async def run() -> _T:
+        async with gateway.running():
+            return read(gateway)
+
+    return gateway, _run(run)
+
+
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     out: list[BaseException] = []
     for exc in group.exceptions:
@@ -167,28 +181,25 @@ def tools(
     config: ConfigOption = None, as_json: JsonOption = False, log_level: LogLevelOption = None
 ) -> None:
     """List the merged catalog: exposed name, server, original name, description."""
-    _setup_logging(log_level, "warning")
-    gateway = Gateway(_load(config))
 
-    async def collect() -> list[dict[str, Any]]:
-        async with gateway.running():
-            return [
-                {
-                    "name": name,
-                    "server": tool.group.name,
-                    "original_name": tool.original,
-                    "description": tool.description or "",
-                    "annotations": tool.definition.annotations.model_dump(
-                        by_alias=True, exclude_none=True
-                    )
-                    if tool.definition.annotations
-                    else None,
-                    "input_schema": tool.definition.input_schema,
-                }
-                for name, tool in sorted(gateway.catalog.tools.items())
-            ]
+    def collect(gateway: Gateway) -> list[dict[str, Any]]:
+        return [
+            {
+                "name": name,
+                "server": tool.group.name,
+                "original_name": tool.original,
+                "description": tool.description or "",
+                "annotations": tool.definition.annotations.model_dump(
+                    by_alias=True, exclude_none=True
+                )
+                if tool.definition.annotations
+                else None,
+                "input_schema": tool.definition.input_schema,
+            }
+            for name, tool in sorted(gateway.catalog.tools.items())
+        ]
 
-    rows = _run(collect)
+    gateway, rows = _snapshot(config, log_level, collect)
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
     else:
@@ -214,14 +225,7 @@ def status(
     config: ConfigOption = None, as_json: JsonOption = False, log_level: LogLevelOption = None
 ) -> None:
     """Start every backend once and show each replica: state, breaker, load, last error."""
-    _setup_logging(log_level, "warning")
-    gateway = Gateway(_load(config))
-
-    async def collect() -> list[dict[str, Any]]:
-        async with gateway.running():
-            return [replica_status(u) for u in gateway.upstreams]
-
-    rows = _run(collect)
+    _, rows = _snapshot(config, log_level, lambda g: [replica_status(u) for u in g.upstreams])
     if as_json:
         typer.echo(json.dumps(rows, indent=2))
         return

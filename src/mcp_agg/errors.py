@@ -117,6 +117,15 @@ _REQUEST_TIMEOUT = -32001
 _INTERNAL_ERROR = -32603
 
 
+#: Failures to connect: nothing was sent, and the replica is at fault.
+_CONNECT_ERRORS = (
+    UpstreamConnectError,
+    httpx2.ConnectError,
+    httpx2.ConnectTimeout,
+    ConnectionRefusedError,
+)
+
+
 def classify(exc: BaseException) -> FailureKind:
     """Classify a failure of one backend request.
 
@@ -138,8 +147,8 @@ def classify(exc: BaseException) -> FailureKind:
             # mcp 2.x reports transport-level HTTP failures (401, 5xx) as -32603.
             return FailureKind.BROKEN
         return FailureKind.PROTOCOL
-    if isinstance(exc, httpx2.ConnectError | ConnectionRefusedError):
-        return FailureKind.NOT_SENT
+    if isinstance(exc, _CONNECT_ERRORS):
+        return FailureKind.NOT_SENT  # no connection, so no request
     if isinstance(
         exc,
         TimeoutError
@@ -180,4 +189,4 @@ def counts_against_replica(exc: BaseException) -> bool:
     kind = classify(exc)
     if kind is FailureKind.BROKEN:
         return True
-    return kind is FailureKind.NOT_SENT and isinstance(exc, UpstreamConnectError)
+    return kind is FailureKind.NOT_SENT and isinstance(exc, _CONNECT_ERRORS)

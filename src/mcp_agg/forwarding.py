@@ -43,6 +43,16 @@ _R = TypeVar(
 )
 
 
+_D = TypeVar("_D", mcp_types.Tool, mcp_types.Resource, mcp_types.ResourceTemplate, mcp_types.Prompt)
+
+
+def _renamed(definition: _D, field: str, value: str) -> _D:
+    """The backend's definition as listed, with its name (or URI) set to `value`."""
+    if getattr(definition, field) == value:
+        return definition
+    return definition.model_copy(update={field: value})
+
+
 def _hop(result: _R) -> _R:
     """The result as it is, less the backend's connection-scoped `_meta` keys."""
     meta = result.meta
@@ -103,10 +113,7 @@ class ForwardingTool(Tool):
 
     def to_mcp_tool(self, **overrides: Any) -> mcp_types.Tool:
         # The backend's definition as it was (schemas, annotations, icons, _meta), renamed.
-        name = overrides.get("name", self.name)
-        if name == self._definition.name:
-            return self._definition
-        return self._definition.model_copy(update={"name": name})
+        return _renamed(self._definition, "name", overrides.get("name", self.name))
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
         try:
@@ -178,10 +185,7 @@ class ForwardingResource(Resource):
         return self._original
 
     def to_mcp_resource(self, **overrides: Any) -> mcp_types.Resource:
-        uri = overrides.get("uri", self._definition.uri)
-        if uri == self._definition.uri:
-            return self._definition
-        return self._definition.model_copy(update={"uri": str(uri)})
+        return _renamed(self._definition, "uri", str(overrides.get("uri", self._definition.uri)))
 
     async def _read(self) -> ResourceResult:
         return await _read(self._group, self._original, str(self._definition.uri))
@@ -232,9 +236,7 @@ class ForwardingTemplate(ResourceTemplate):
 
     def to_mcp_template(self, **overrides: Any) -> mcp_types.ResourceTemplate:
         uri_template = overrides.get("uri_template", self.uri_template)
-        if uri_template == self._definition.uri_template:
-            return self._definition
-        return self._definition.model_copy(update={"uri_template": uri_template})
+        return _renamed(self._definition, "uri_template", uri_template)
 
     async def _read(self, uri: str, params: dict[str, Any]) -> ResourceResult:
         return await _read(self._group, self.backend_uri(uri), uri)
@@ -278,10 +280,7 @@ class ForwardingPrompt(Prompt):
         return self._original
 
     def to_mcp_prompt(self, **overrides: Any) -> mcp_types.Prompt:
-        name = overrides.get("name", self.name)
-        if name == self._definition.name:
-            return self._definition
-        return self._definition.model_copy(update={"name": name})
+        return _renamed(self._definition, "name", overrides.get("name", self.name))
 
     async def _render(self, arguments: dict[str, Any] | None = None) -> PromptResult:
         try:

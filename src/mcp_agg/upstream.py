@@ -32,10 +32,12 @@ from tenacity import (
 
 from mcp_agg.config import ReplicaSpec
 from mcp_agg.errors import (
+    FailureKind,
     UpstreamConnectError,
     UpstreamRequestError,
     UpstreamTimeout,
     UpstreamUnavailable,
+    classify,
     connection_lost,
 )
 from mcp_agg.process import OutputCapture, launched_process
@@ -428,9 +430,13 @@ class Upstream:
             self.stats.failures += 1
             if connection_lost(exc):
                 self._lose(exc)
-            raise UpstreamRequestError(
-                f"backend {self.id}: {what}: {_describe(exc)}", replica=self.id
-            ) from exc
+            # Keep the one classification: a failure to connect sent nothing.
+            error = (
+                UpstreamConnectError
+                if classify(exc) is FailureKind.NOT_SENT
+                else UpstreamRequestError
+            )
+            raise error(f"backend {self.id}: {what}: {_describe(exc)}", replica=self.id) from exc
         finally:
             self.stats.in_flight -= 1
 

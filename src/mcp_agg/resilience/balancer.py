@@ -113,11 +113,18 @@ class P2CPeakEwma:
         if len(candidates) == 1:
             return candidates[0]
         a, b = self._rng.sample(list(candidates), 2)
-        return a if _cost(a) <= _cost(b) else b
+        # A replica with no latency measured yet is taken to be as slow as the slowest
+        # measured one, so its load still counts and it is not flooded while it warms up.
+        unknown = max((c.latency for c in candidates), default=0.0) or _UNKNOWN_LATENCY
+        return a if _cost(a, unknown) <= _cost(b, unknown) else b
 
 
-def _cost(replica: LoadView) -> float:
-    return replica.latency * (replica.in_flight + 1)
+#: Latency assumed (seconds) when no candidate has been measured yet.
+_UNKNOWN_LATENCY = 0.001
+
+
+def _cost(replica: LoadView, unknown: float) -> float:
+    return (replica.latency or unknown) * (replica.in_flight + 1)
 
 
 class PeakEwma:
