@@ -43,6 +43,22 @@ _R = TypeVar(
 )
 
 
+def _relay(raw: mcp_types.CallToolResult) -> ToolResult:
+    """A ToolResult that hands the backend's result to the wire as it is.
+
+    `ToolResult.from_mcp_result` would first convert every content block into a new
+    one, only for `to_mcp_result` to return the raw result anyway.
+    """
+    result = ToolResult.model_construct(
+        content=raw.content,
+        structured_content=raw.structured_content,
+        meta=raw.meta,
+        is_error=raw.is_error,
+    )
+    result._raw_mcp_result = raw
+    return result
+
+
 _D = TypeVar("_D", mcp_types.Tool, mcp_types.Resource, mcp_types.ResourceTemplate, mcp_types.Prompt)
 
 
@@ -120,7 +136,7 @@ class ForwardingTool(Tool):
             raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
         except UpstreamError as exc:
             raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
-        return ToolResult.from_mcp_result(_hop(raw))
+        return _relay(_hop(raw))
 
 
 class _RawResourceResult(ResourceResult):

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import mcp_types
@@ -480,7 +480,16 @@ class Upstream:
         meta: dict[str, Any] | None = None,
     ) -> mcp_types.CallToolResult:
         async with self._request(f"tools/call {name}") as client:
-            return await client.call_tool_mcp(name, arguments, meta=meta)
+            # The session directly: FastMCP's call_tool_mcp adds a span, trace-context
+            # injection and two watcher tasks per call. The one watcher that matters (an
+            # HTTP error is raised in the session's task, not in the caller's) is kept
+            # for HTTP backends; a stdio session fails pending requests on its own.
+            request = client.session.call_tool(
+                name, arguments, meta=cast("mcp_types.RequestParamsMeta | None", meta)
+            )
+            if self.spec.server.url is None:
+                return await request
+            return await client._await_with_session_monitoring(request)
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
         async with self._request(f"resources/read {uri}") as client:
