@@ -245,15 +245,18 @@ class _ConnectionTracker(Middleware):
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
 
-    async def on_request(
+    async def on_initialize(
         self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
     ) -> Any:
+        # Only handshake-era connections initialize, and only they take unsolicited
+        # list_changed notifications: tracking them here keeps this off every call.
+        result = await call_next(context)
         ctx = context.fastmcp_context
-        if ctx is not None and ctx.request_context is not None:
-            connection = getattr(ctx.request_context.session, "_connection", None)
+        if ctx is not None:
+            connection = getattr(ctx.session, "_connection", None)
             if isinstance(connection, Connection):
                 self._gateway.track(connection)
-        return await call_next(context)
+        return result
 
 
 async def _first_of(event_wait: Awaitable[object], task: asyncio.Task[None]) -> None:
