@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = ["ForwardingPrompt", "ForwardingResource", "ForwardingTemplate", "ForwardingTool"]
 
+logger = logging.getLogger(__name__)
+
 #: Result `_meta` keys that describe the backend's connection, not the result: the
 #: gateway's own connection to the client states its own.
 _CONNECTION_META_KEYS = frozenset(
@@ -137,6 +139,17 @@ class ForwardingTool(Tool):
         except UpstreamError as exc:
             raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
         return _relay(_hop(raw))
+
+    async def relay(self, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
+        """The call as a wire result: the backend's, or a tool error when none came."""
+        try:
+            return _hop(await self._group.call_tool(self._original, arguments, safe=self._safe))
+        except UpstreamError as exc:
+            logger.warning("%s: %s", self.name, exc)
+            return mcp_types.CallToolResult(
+                content=[mcp_types.TextContent(type="text", text=f"{self.name}: {exc}")],
+                is_error=True,
+            )
 
 
 class _RawResourceResult(ResourceResult):
