@@ -71,6 +71,22 @@ def _renamed(definition: _D, field: str, value: str) -> _D:
     return definition.model_copy(update={field: value})
 
 
+def _hop_wire(result: dict[str, Any]) -> dict[str, Any]:
+    """`_hop` for a result in its wire form, stated in the modern era's terms.
+
+    A handshake-era backend sends no `resultType`; its result is complete by definition,
+    which a modern-era client must be told (the server's output check requires it, and
+    drops it again for a handshake-era client).
+    """
+    if "resultType" not in result:
+        result = {**result, "resultType": "complete"}
+    meta = result.get("_meta")
+    if not isinstance(meta, dict) or _CONNECTION_META_KEYS.isdisjoint(meta):
+        return result
+    kept = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
+    return {**result, "_meta": kept} if kept else {k: v for k, v in result.items() if k != "_meta"}
+
+
 def _hop(result: _R) -> _R:
     """The result as it is, less the backend's connection-scoped `_meta` keys."""
     meta = result.meta
@@ -138,18 +154,16 @@ class ForwardingTool(Tool):
             raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
         except UpstreamError as exc:
             raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
-        return _relay(_hop(raw))
+        return _relay(mcp_types.CallToolResult.model_validate(_hop_wire(raw), by_name=False))
 
-    async def relay(self, arguments: dict[str, Any]) -> mcp_types.CallToolResult:
-        """The call as a wire result: the backend's, or a tool error when none came."""
+    async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The call as a wire result: the backend's JSON, or a tool error when none came."""
         try:
-            return _hop(await self._group.call_tool(self._original, arguments, safe=self._safe))
+            raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
         except UpstreamError as exc:
             logger.warning("%s: %s", self.name, exc)
-            return mcp_types.CallToolResult(
-                content=[mcp_types.TextContent(type="text", text=f"{self.name}: {exc}")],
-                is_error=True,
-            )
+            raw = {"content": [{"type": "text", "text": f"{self.name}: {exc}"}], "isError": True}
+        return _hop_wire(raw)
 
 
 class _RawResourceResult(ResourceResult):

@@ -119,7 +119,8 @@ class ReplicaGroup:
         *,
         meta: dict[str, Any] | None = None,
         safe: bool = False,
-    ) -> mcp_types.CallToolResult:
+    ) -> dict[str, Any]:
+        """The call's result in its wire form (see `Upstream.call_tool`)."""
         return await self._dispatch(
             f"tool {name!r}",
             lambda replica, m: replica.call_tool(name, arguments, meta=m),

@@ -16,12 +16,13 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import anyio
 import mcp_types
 from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
+from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError
 from tenacity import (
     AsyncRetrying,
@@ -478,17 +479,28 @@ class Upstream:
         arguments: dict[str, Any],
         *,
         meta: dict[str, Any] | None = None,
-    ) -> mcp_types.CallToolResult:
+    ) -> dict[str, Any]:
+        """A tools/call, answered in its wire form (the JSON object the backend sent).
+
+        A relay does not need the result as objects: the SDK would validate the backend's
+        JSON twice into a `CallToolResult` only for the gateway to dump it again. The
+        request goes out as the SDK's own `ClientSession.call_tool` sends it (the session's
+        per-era stamp sets the protocol `_meta` and the Mcp-* headers), but the answer is
+        kept as JSON; the gateway's server validates it once, for the client's protocol
+        version, on the way out. Errors are the SDK's (MCPError on a JSON-RPC error).
+        """
         async with self._request(f"tools/call {name}") as client:
-            # The session directly: FastMCP's call_tool_mcp adds a span, trace-context
-            # injection and two watcher tasks per call. The one watcher that matters (an
-            # HTTP error is raised in the session's task, not in the caller's) is kept
-            # for HTTP backends; a stdio session fails pending requests on its own.
-            request = client.session.call_tool(
-                name, arguments, meta=cast("mcp_types.RequestParamsMeta | None", meta)
-            )
+            session = client.session
+            params: dict[str, Any] = {"name": name, "arguments": arguments}
+            if meta:
+                params["_meta"] = dict(meta)
+            data: dict[str, Any] = {"method": "tools/call", "params": params}
+            options: CallOptions = {}
+            session._stamp(data, options)
+            request = session._dispatcher.send_raw_request("tools/call", data["params"], options)
             if self.spec.server.url is None:
                 return await request
+            # An HTTP error is raised in the session's task, not in the caller's: watch it.
             return await client._await_with_session_monitoring(request)
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:

@@ -53,7 +53,7 @@ def write_config(folder: Path, backends: Backends, extra: str = "") -> Path:
     config.write_text(
         f"""
 [gateway]
-connect_timeout = 20
+connect_timeout = 60
 request_timeout = 30
 
 [[servers]]

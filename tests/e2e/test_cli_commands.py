@@ -20,7 +20,7 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path.write_text(
         f"""
 [gateway]
-connect_timeout = 20
+connect_timeout = 60
 
 [[servers]]
 name = "notes"

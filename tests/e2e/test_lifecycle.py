@@ -31,7 +31,7 @@ def lifecycle_config(folder: Path, clock_port: int) -> Path:
     config.write_text(
         f"""
 [gateway]
-connect_timeout = 20
+connect_timeout = 60
 
 [[servers]]
 name = "notes"

@@ -114,7 +114,7 @@ async def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 GATEWAY = """
 [gateway]
-connect_timeout = 20
+connect_timeout = 60
 request_timeout = {request_timeout}
 health_interval = {health_interval}
 balancer = "{balancer}"
