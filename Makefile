@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run run-stdio test lint typecheck clean
+.PHONY: setup run run-stdio test lint typecheck bench bench-quick clean
 
 $(BIN)/mcp-agg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ typecheck: setup
 
 test: lint typecheck
 	$(BIN)/pytest
+
+bench: setup  ## the full benchmark (several minutes); writes docs/benchmarks.md
+	$(BIN)/python bench/run.py --markdown docs/benchmarks.md
+
+bench-quick: setup  ## a few calls per row, so the benchmark cannot rot (run by CI)
+	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
