@@ -1,0 +1,353 @@
+"""Benchmark: mcp-agg against talking to the backend directly, and against FastMCP's proxies.
+
+    python bench/run.py [--quick] [--markdown docs/benchmarks.md] [--paths direct,agg-stdio]
+
+One process tree, one run: every path is measured on the same machine in the same minutes,
+and every figure is also given as a ratio to the direct path measured in this run, since
+absolute figures say little across machines. What each row measures: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shlex
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import PATHS, Env, Reaper, open_front, peak_rss_mib
+from report import Row, Table, machine_info, mib, ms, per_second, secs, write_markdown
+from workloads import blob_latency, median, percentile, sequential_echo, throughput
+
+#: Backends behind every gateway in the call rows, so each one really aggregates (FastMCP's
+#: mcpServers proxy with a single server is a plain one-backend proxy); calls go to b1.
+FRONTED = 2
+IN_FLIGHT = 16
+HTTP_SESSIONS = 4
+SLOW = "fastmcp-mcpservers"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Call counts; `slow_*` apply to FastMCP's mcpServers proxy, seconds per call."""
+
+    mode: str
+    #: Rounds of the call rows: each round starts every path afresh, the paths taking turns.
+    rounds: int
+    warmup: int
+    seq_calls: int
+    tp_warmup: int
+    tp_calls: int
+    blob_kb: int
+    blob_calls: int
+    slow_warmup: int
+    slow_calls: int
+    startup_backends: tuple[int, ...]
+    startup_runs: int
+    #: The most backends the mcpServers proxy is started with (it starts them all per request).
+    slow_startup_max: int
+    rss_calls: int
+    slow_rss_calls: int
+    #: Let each front stop by itself before its process groups are killed (else kill at once).
+    graceful: bool
+
+
+# Call counts are per round; the mcpServers proxy takes part in the first round only.
+FULL = Plan("full", 3, 30, 200, 64, 1000, 1024, 10, 1, 5, (1, 5, 20), 3, 20, 5, 1, True)
+QUICK = Plan("quick", 1, 5, 30, 16, 160, 64, 5, 0, 1, (1, 5), 1, 1, 3, 0, False)
+
+
+class Progress:
+    """One line per finished measurement on stderr, so a long run shows it is alive."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, message: str) -> None:
+        print(f"[{time.monotonic() - self.started:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+@dataclass(slots=True)
+class Rows:
+    seq_p50: Row
+    seq_p99: Row
+    tp_one: Row
+    tp_multi: Row
+    blob: Row
+    startup: dict[int, Row]
+    rss: Row
+
+
+def _rows(plan: Plan) -> Rows:
+    rss_backends = max(plan.startup_backends)
+    rounds = f"{plan.rounds} rounds of " if plan.rounds > 1 else ""
+    median_of = f", median of {plan.rounds} rounds" if plan.rounds > 1 else ""
+    return Rows(
+        seq_p50=Row(f"echo latency p50 ({rounds}{plan.seq_calls} sequential calls)", ms),
+        seq_p99=Row("echo latency p99", ms),
+        tp_one=Row(f"throughput, {IN_FLIGHT} in flight, 1 session{median_of}", per_second),
+        tp_multi=Row(
+            f"throughput, {IN_FLIGHT} in flight, {HTTP_SESSIONS} sessions ‡{median_of}", per_second
+        ),
+        blob=Row(f"blob({plan.blob_kb}) latency, median of {rounds}{plan.blob_calls} calls", ms),
+        startup={
+            n: Row(f"start → complete tools/list, {_count(n, 'backend')}", secs)
+            for n in plan.startup_backends
+        },
+        rss=Row(f"peak RSS (VmHWM) of the front process, {rss_backends} backends §", mib),
+    )
+
+
+@dataclass(slots=True)
+class CallSamples:
+    """Raw figures of the call rows, pooled over rounds, per path."""
+
+    seq: dict[str, list[float]] = field(default_factory=dict)
+    tp_one: dict[str, list[float]] = field(default_factory=dict)
+    tp_multi: dict[str, list[float]] = field(default_factory=dict)
+    blob: dict[str, list[float]] = field(default_factory=dict)
+
+
+async def _guarded(
+    rows: list[Row], path: str, what: str, log: Progress, step: Awaitable[None]
+) -> bool:
+    """Run one path's measurement; a failure marks its cells and the run goes on."""
+    try:
+        await step
+    except Exception as exc:  # any library failure: mark the cells, report, go on
+        for row in rows:
+            row.failed.add(path)
+        log(f"{PATHS[path]}: {what} FAILED: {exc!r}")
+        return False
+    return True
+
+
+async def _measure_calls(
+    plan: Plan, path: str, env: Env, got: CallSamples, log: Progress, tag: str
+) -> None:
+    """One round of rows 1-3 for one path: sequential latency, throughput, large result."""
+    slow = path == SLOW
+    name = f"{PATHS[path]}{tag}"
+    async with open_front(path, 1 if path == "direct" else FRONTED, env) as front:
+        session = front.sessions[0]
+        await session.resolve_names()
+        seq_calls = plan.slow_calls if slow else plan.seq_calls
+        warmup = plan.slow_warmup if slow else plan.warmup
+        samples = await sequential_echo(session, seq_calls, warmup)
+        got.seq.setdefault(path, []).extend(samples)
+        log(f"{name}: echo p50 {ms(percentile(samples, 50))}")
+        calls = plan.slow_calls if slow else plan.tp_calls
+        tp_warmup = 0 if slow else plan.tp_warmup
+        rate = await throughput([session], calls, min(IN_FLIGHT, calls), tp_warmup)
+        got.tp_one.setdefault(path, []).append(rate)
+        log(f"{name}: throughput {per_second(rate)}")
+        if front.url is not None:
+            extra = [await front.new_session() for _ in range(HTTP_SESSIONS - 1)]
+            rate = await throughput([session, *extra], calls, IN_FLIGHT, tp_warmup)
+            got.tp_multi.setdefault(path, []).append(rate)
+            log(f"{name}: {HTTP_SESSIONS}-session throughput {per_second(rate)}")
+        blob_calls = plan.slow_calls if slow else plan.blob_calls
+        samples = await blob_latency(session, plan.blob_kb, blob_calls, min(warmup, 1))
+        got.blob.setdefault(path, []).extend(samples)
+        log(f"{name}: blob median {ms(median(samples))}")
+
+
+async def _call_rows(plan: Plan, paths: list[str], env: Env, rows: Rows, log: Progress) -> bool:
+    """Rows 1-3: `plan.rounds` rounds, in each a fresh front per path, the paths in turn.
+
+    Latency samples are pooled over the rounds; throughput is the median of the rounds'
+    rates. Taking turns spreads the machine's slow spells over every path alike.
+    """
+    ok = True
+    got = CallSamples()
+    for round_ in range(plan.rounds):
+        tag = f" (round {round_ + 1}/{plan.rounds})" if plan.rounds > 1 else ""
+        for path in paths:
+            if path == SLOW and round_ > 0:
+                continue
+            targets = [rows.seq_p50, rows.seq_p99, rows.tp_one, rows.blob]
+            if path == "agg-http":
+                targets.append(rows.tp_multi)
+            step = _measure_calls(plan, path, env, got, log, tag)
+            ok &= await _guarded(targets, path, "call rows", log, step)
+    for path, samples in got.seq.items():
+        rows.seq_p50.values[path] = percentile(samples, 50)
+        rows.seq_p99.values[path] = percentile(samples, 99)
+    for row, rates in ((rows.tp_one, got.tp_one), (rows.tp_multi, got.tp_multi)):
+        for path, values in rates.items():
+            row.values[path] = median(values)
+    for path, samples in got.blob.items():
+        rows.blob.values[path] = median(samples)
+    return ok
+
+
+async def _measure_startup(
+    path: str, backends: int, env: Env, log: Progress, rss_calls: int | None, out: list[float],
+    rss: Row,
+) -> None:  # fmt: skip
+    """Seconds from spawning the front to a complete listing into `out`; then its VmHWM."""
+    started = time.perf_counter()
+    async with open_front(path, backends, env) as front:
+        await front.list_complete()
+        elapsed = time.perf_counter() - started
+        out.append(elapsed)
+        log(f"{PATHS[path]}: {backends} backends listed in {secs(elapsed)}")
+        if rss_calls is None:
+            return
+        session = front.sessions[0]
+        if rss_calls:
+            await session.resolve_names()
+        for _ in range(rss_calls):
+            await session.call("echo", text="rss")
+        rss.values[path] = peak_rss_mib(front.pid)
+        log(f"{PATHS[path]}: VmHWM {mib(rss.values[path])}")
+
+
+async def _startup_rows(plan: Plan, paths: list[str], env: Env, rows: Rows, log: Progress) -> bool:
+    """Rows 4-5: start each front with N backends; RSS on the last run with the most backends.
+
+    The paths take turns within each run, so a slow drift of the machine hits all alike.
+    """
+    ok = True
+    rss_backends = max(plan.startup_backends)
+    for backends in plan.startup_backends:
+        row = rows.startup[backends]
+        times: dict[str, list[float]] = {path: [] for path in paths}
+        for run in range(plan.startup_runs):
+            for path in paths:
+                if path == SLOW and backends > plan.slow_startup_max:
+                    continue
+                rss_calls: int | None = None
+                if backends == rss_backends and run == plan.startup_runs - 1:
+                    rss_calls = plan.slow_rss_calls if path == SLOW else plan.rss_calls
+                targets = [row] + ([rows.rss] if rss_calls is not None else [])
+                step = _measure_startup(path, backends, env, log, rss_calls, times[path], rows.rss)
+                ok &= await _guarded(targets, path, f"startup ({backends})", log, step)
+        for path, samples in times.items():
+            if samples and path not in row.failed:
+                row.values[path] = median(samples)
+    return ok
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' * (number != 1)}"
+
+
+def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
+    columns = {
+        path: PATHS[path] + (" †" if path == SLOW else "") for path in PATHS if path in paths
+    }
+    rows.tp_multi.ref_value = rows.tp_one.values.get("direct")
+    ratios = (
+        "Each cell: the figure, then (in brackets) the figure ÷ direct's figure in the same row"
+        " and run; lower is better for times and memory, higher for throughput."
+    )
+    slow = "† FastMCP's mcpServers proxy starts every configured backend for each request"
+    calls = Table(
+        "Calls",
+        columns,
+        [rows.seq_p50, rows.seq_p99, rows.tp_one, rows.tp_multi, rows.blob],
+        [
+            ratios,
+            f"Every gateway fronts {FRONTED} backends (b1, b2) and the calls go to b1; direct"
+            " is one fastmcp Client on b1's own stdio. Each round starts every path afresh, the"
+            f" paths taking turns; latency rows follow {_count(plan.warmup, 'warm-up call')};"
+            f" throughput calls `sleep_ms(0)` {plan.tp_calls} times per round after"
+            f" {plan.tp_warmup} warm-up calls.",
+            f"{slow}, so its column has one round of {_count(plan.slow_calls, 'call')} per row"
+            f" after {_count(plan.slow_warmup, 'warm-up call')}, with {plan.slow_calls} in"
+            f" flight instead of {IN_FLIGHT} for throughput.",
+            f"‡ HTTP only (a stdio process has one session); its ratio is to direct's"
+            f" 1-session throughput. blob({plan.blob_kb}) returns {plan.blob_kb} KiB of text,"
+            " which FastMCP sends twice (text and structured content).",
+        ],
+    )
+    slow_rows = f"{slow}: here it runs with at most {_count(plan.slow_startup_max, 'backend')}"
+    if plan.slow_startup_max >= max(plan.startup_backends):
+        slow_rows = f"{slow}; {_count(plan.slow_rss_calls, 'call')} before its RSS is read"
+    startup = Table(
+        "Startup and memory",
+        columns,
+        [*rows.startup.values(), rows.rss],
+        [
+            ratios,
+            "Start: from spawning the front to a tools/list that holds every backend's tools,"
+            f" median of {_count(plan.startup_runs, 'run')}; direct is direct parallel: N"
+            " fastmcp Clients starting the N backends at once and listing each.",
+            f"§ Read after the listing and {_count(plan.rss_calls, 'echo call')}; the front"
+            " process alone, not its backends. The direct column is one backend process, for"
+            " scale.",
+            f"{slow_rows}.",
+        ],
+    )
+    if SLOW not in paths:
+        for table in (calls, startup):
+            table.notes = [note for note in table.notes if not note.startswith("†")]
+    return [calls, startup]
+
+
+async def _run(plan: Plan, paths: list[str], env: Env, log: Progress) -> tuple[Rows, bool]:
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)  # SIGTERM unwinds like Ctrl-C
+    rows = _rows(plan)
+    ok = await _call_rows(plan, paths, env, rows, log)
+    ok &= await _startup_rows(plan, paths, env, rows, log)
+    return rows, ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every path, print the tables, optionally write them into a Markdown file."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few calls per row (for CI)")
+    parser.add_argument("--markdown", type=Path, help="write the tables into this Markdown file")
+    parser.add_argument(
+        "--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}"
+    )
+    args = parser.parse_args(argv)
+    paths = [path for path in args.paths.split(",") if path]
+    if unknown := [path for path in paths if path not in PATHS]:
+        parser.error(f"unknown path(s): {', '.join(unknown)}")
+    plan = QUICK if args.quick else FULL
+    command = shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])])
+
+    log = Progress()
+    reaper = Reaper()
+    workdir = Path(tempfile.mkdtemp(prefix="mcp-agg-bench-"))
+    ok, left = False, 0
+    try:
+        with (workdir / "children.log").open("a") as child_log:
+            env = Env(workdir, child_log, reaper, graceful=plan.graceful, say=log)
+            rows, ok = asyncio.run(_run(plan, paths, env, log))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        log("interrupted")
+        return 130
+    finally:
+        left = reaper.sweep()
+        if left:
+            log(f"killed {left} process(es) still running at the end")
+        if ok and not left:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"the processes' stderr is kept in {workdir / 'children.log'}")
+    took = time.monotonic() - log.started
+    tables = _tables(plan, paths, rows)
+    block = "\n\n".join([machine_info(plan.mode, command, took), *(t.markdown() for t in tables)])
+    print(block)
+    if args.markdown:
+        write_markdown(args.markdown, block)
+        log(f"wrote {args.markdown}")
+    return 0 if ok and not left else 1
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(BrokenPipeError):
+        sys.exit(main())
