@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BEGIN", "END", "Row", "Table", "machine_info", "write_markdown"]
+__all__ = ["BEGIN", "END", "Row", "Table", "machine_info", "source_state", "write_markdown"]
 
 REPO = Path(__file__).resolve().parents[1]
 #: The part of a Markdown file that --markdown rewrites; the text around it is kept.
@@ -116,20 +116,22 @@ def _memory() -> str:
     return "unknown"
 
 
-def _git() -> str:
-    """The commit measured, and whether the gateway's source differed from it."""
+def _run_git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(REPO), *args], capture_output=True, text=True, check=True, timeout=10
+    ).stdout.strip()
+
+
+def source_state() -> tuple[str, str]:
+    """(what to print, what to compare): the commit and the state of the gateway's source."""
     try:
-        commit = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()  # fmt: skip
+        commit = _run_git("rev-parse", "--short", "HEAD")
+        tree = _run_git("rev-parse", "HEAD:src")
+        dirty = _run_git("status", "--porcelain", "--", "src")
     except (OSError, subprocess.SubprocessError):
-        return "unknown commit"
-    return f"git {commit}" + (", with uncommitted changes in src/" if dirty else "")
+        return "unknown commit", ""
+    label = f"git {commit}" + (", with uncommitted changes in src/" if dirty else "")
+    return label, f"{tree}\n{dirty}"
 
 
 def _version(package: str) -> str:
@@ -139,9 +141,11 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def machine_info(mode: str, command: str, took: float) -> str:
+def machine_info(
+    mode: str, command: str, took: float, started: datetime.datetime, source: str
+) -> str:
     """Markdown bullets: when, where and with what the figures were measured."""
-    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = started.strftime("%Y-%m-%d %H:%M UTC")
     items = [
         ("Run", f"{mode} (`{command}`), {now}, {took:.0f} s wall time"),
         ("CPU", f"{_cpu_model()}, {os.cpu_count()} cores; memory {_memory()}"),
@@ -150,7 +154,7 @@ def machine_info(mode: str, command: str, took: float) -> str:
         (
             "Packages",
             f"fastmcp {_version('fastmcp')}, mcp {_version('mcp')}, "
-            f"mcp-agg {_version('mcp-agg')} ({_git()})",
+            f"mcp-agg {_version('mcp-agg')} ({source})",
         ),
     ]
     return "\n".join(f"- **{key}**: {value}" for key, value in items)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import shlex
 import shutil
 import signal
@@ -23,7 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness import PATHS, Env, Reaper, open_front, peak_rss_mib
-from report import Row, Table, machine_info, mib, ms, per_second, secs, write_markdown
+from report import (
+    Row,
+    Table,
+    machine_info,
+    mib,
+    ms,
+    per_second,
+    secs,
+    source_state,
+    write_markdown,
+)
 from workloads import blob_latency, median, percentile, sequential_echo, throughput
 
 #: Backends behind every gateway in the call rows, so each one really aggregates (FastMCP's
@@ -198,7 +209,7 @@ async def _measure_startup(
         await front.list_complete()
         elapsed = time.perf_counter() - started
         out.append(elapsed)
-        log(f"{PATHS[path]}: {backends} backends listed in {secs(elapsed)}")
+        log(f"{PATHS[path]}: {_count(backends, 'backend')} listed in {secs(elapsed)}")
         if rss_calls is None:
             return
         session = front.sessions[0]
@@ -320,6 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])])
 
     log = Progress()
+    started = datetime.datetime.now(datetime.UTC)
+    source, source_key = source_state()
     reaper = Reaper()
     workdir = Path(tempfile.mkdtemp(prefix="mcp-agg-bench-"))
     ok, left = False, 0
@@ -339,8 +352,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             log(f"the processes' stderr is kept in {workdir / 'children.log'}")
     took = time.monotonic() - log.started
+    end_source, end_key = source_state()
+    if end_key != source_key:  # every front imports mcp_agg afresh from src/ when it starts
+        source += f"; src/ changed during the run, now {end_source}"
     tables = _tables(plan, paths, rows)
-    block = "\n\n".join([machine_info(plan.mode, command, took), *(t.markdown() for t in tables)])
+    info = machine_info(plan.mode, command, took, started, source)
+    block = "\n\n".join([info, *(table.markdown() for table in tables)])
     print(block)
     if args.markdown:
         write_markdown(args.markdown, block)
