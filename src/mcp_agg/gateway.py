@@ -121,7 +121,9 @@ class Gateway:
             for upstream in self.upstreams:
                 tg.start_soon(upstream.run, name=f"upstream {upstream.id}")
             try:
-                await self._wait_first_attempts()
+                await self._wait_first_attempts(stop)
+                if stop.is_set():
+                    return  # stopped while starting: straight to reaping
                 self.catalog = build_catalog(
                     self.groups.values(), self.config.gateway.separator, strict=True
                 )
@@ -132,11 +134,22 @@ class Gateway:
             finally:
                 await self._stop(tg)
 
-    async def _wait_first_attempts(self) -> None:
-        # Each first attempt is bounded by connect_timeout; the margin covers teardown.
+    async def _wait_first_attempts(self, stop: anyio.Event) -> None:
+        """Until every replica has connected or failed once, or the gateway is stopped.
+
+        Each first attempt is bounded by connect_timeout; the margin covers teardown.
+        """
         with anyio.move_on_after(self.config.gateway.connect_timeout + 5):
-            for upstream in self.upstreams:
-                await upstream.first_attempt.wait()
+            async with anyio.create_task_group() as tg:
+
+                async def until_stopped() -> None:
+                    await stop.wait()
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(until_stopped)
+                for upstream in self.upstreams:
+                    await upstream.first_attempt.wait()
+                tg.cancel_scope.cancel()
 
     async def _stop(self, tg: anyio.abc.TaskGroup) -> None:
         logger.info("stopping %d backend replicas", len(self.upstreams))

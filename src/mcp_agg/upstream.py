@@ -140,6 +140,7 @@ class Upstream:
         self._stopping = False
         self._stop_event = anyio.Event()
         self._refresh = anyio.Event()
+        self._attempt: anyio.CancelScope | None = None
         #: Set once the first connection attempt has succeeded or failed.
         self.first_attempt = anyio.Event()
         #: Set when the supervisor has closed the session and ended.
@@ -218,6 +219,8 @@ class Upstream:
         self._stopping = True
         self._stop_event.set()
         self._lost.set()
+        if self._attempt is not None:
+            self._attempt.cancel()
 
     def _should_stop(self, _state: RetryCallState) -> bool:
         return self._stopping
@@ -288,7 +291,12 @@ class Upstream:
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.output.aclose)
             try:
-                with anyio.fail_after(self.connect_timeout):
+                with anyio.fail_after(self.connect_timeout), anyio.CancelScope() as attempt:
+                    # stop() cancels a connection attempt at once: a backend still
+                    # starting must not hold up (or outlive) a shutdown.
+                    self._attempt = attempt
+                    if self._stopping:
+                        attempt.cancel()
                     if server.url is not None and server.command is not None:
                         client = await self._connect_launched(stack)
                     else:
@@ -306,6 +314,10 @@ class Upstream:
             except Exception:
                 await self.output.aclose()  # read what the backend said before it failed
                 raise
+            finally:
+                self._attempt = None
+            if attempt.cancelled_caught:
+                raise UpstreamConnectError("stopped while connecting", replica=self.id)
             yield client
 
     async def _connect_launched(self, stack: contextlib.AsyncExitStack) -> Client[Any]:

@@ -18,6 +18,7 @@ from tests.e2e.procs import (
     descendants,
     free_port,
     kill_group,
+    pids_with_arg,
     port_open,
     wait_until,
 )
@@ -165,4 +166,38 @@ def test_gateway_killed_with_sigkill_leaves_no_backend(tmp_path: Path) -> None:
     finally:
         kill_group(proc)
         for pid in alive(tree):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_while_backends_are_still_starting_reaps_them(tmp_path: Path) -> None:
+    """A stop during startup must not wait for connect_timeout, nor leave a backend."""
+    marker = f"still-starting-{tmp_path.name}"
+    config = tmp_path / "servers.toml"
+    config.write_text(
+        f"""
+[gateway]
+connect_timeout = 120
+
+[[servers]]
+name = "slow"
+command = "python"
+args = ["-c", "import time; time.sleep(300)", "{marker}"]
+"""
+    )
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: bool(pids_with_arg(marker)), 30, "the slow backend to start")
+        tree = descendants(proc.pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)  # far less than connect_timeout
+        assert proc.returncode == 0
+        wait_until(lambda: not alive(tree) and not pids_with_arg(marker), 10, "the backend to go")
+    finally:
+        kill_group(proc)
+        for pid in pids_with_arg(marker):
             os.kill(pid, signal.SIGKILL)
