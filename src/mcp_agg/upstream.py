@@ -15,7 +15,7 @@ import enum
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -90,7 +90,6 @@ class ReplicaStats:
     connected_at: float | None = None
     protocol_version: str | None = None
     server_name: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class _ListChangedHandler(MessageHandler):

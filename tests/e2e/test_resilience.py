@@ -12,8 +12,8 @@ import os
 import signal
 import subprocess
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from fastmcp import Client
 from mcp_agg.config import load_config
 from mcp_agg.gateway import Gateway
 from mcp_agg.resilience.breaker import BreakerState
-from tests.e2e.faultproxy import fault_proxy
+from tests.e2e.faultproxy import FaultProxy, fault_proxy
 from tests.e2e.procs import PYTHON, free_port, kill_group, pids_with_arg, port_open, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -90,6 +90,34 @@ args = {faulty.args(replica)!r}
 """
         for replica in replicas
     ).replace("'", '"')
+
+
+@contextmanager
+def http_replicas(faulty: Faulty, count: int) -> Iterator[list[int]]:
+    """`count` faulty backends over HTTP (h0, h1, ...), started by the test; their ports."""
+    ports = [free_port() for _ in range(count)]
+    procs = [
+        subprocess.Popen(
+            [PYTHON, *faulty.args(f"h{i}"), "--transport", "http", "--port", str(port)],
+            start_new_session=True,
+        )
+        for i, port in enumerate(ports)
+    ]
+    try:
+        for port in ports:
+            wait_until(lambda p=port: port_open(p), 30, f"backend on {port}")
+        yield ports
+    finally:
+        for proc in procs:
+            kill_group(proc)
+
+
+def proxied(name: str, *proxies: FaultProxy) -> str:
+    """Replicas of `name`, one behind each fault proxy."""
+    return "".join(
+        f'\n[[servers]]\nname = "{name}"\nurl = "http://127.0.0.1:{proxy.port}/mcp"\n'
+        for proxy in proxies
+    )
 
 
 @asynccontextmanager
@@ -261,73 +289,38 @@ async def test_all_replicas_down_fails_fast_without_hammering(tmp_path: Path) ->
 async def test_p2c_ewma_moves_traffic_away_from_a_slow_replica(
     tmp_path: Path, faulty: Faulty
 ) -> None:
-    ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen(
-            [PYTHON, *faulty.args(f"h{i}"), "--transport", "http", "--port", str(port)],
-            start_new_session=True,
-        )
-        for i, port in enumerate(ports)
-    ]
-    try:
-        for port in ports:
-            wait_until(lambda p=port: port_open(p), 30, f"backend on {port}")
-        with fault_proxy(ports[0]) as slow, fault_proxy(ports[1]) as fast:
-            toml = gateway_table(balancer="p2c-ewma", health_interval=0) + "".join(
-                f"""
-[[servers]]
-name = "svc"
-url = "http://127.0.0.1:{proxy.port}/mcp"
-"""
-                for proxy in (slow, fast)
-            )
-            async with running(tmp_path, toml) as (_, client):
-                slow.set("latency", 0.15)
-                served = collections.Counter()
-                for i in range(60):
-                    result = await client.call_tool_mcp("svc_read", {"key": f"p{i}"})
-                    assert result.is_error is False
-                    served[text(result)] += 1
-                assert served[f"h1-{faulty.tag}"] >= 48, served  # at least 80% to the fast one
-    finally:
-        for proc in procs:
-            kill_group(proc)
+    with (
+        http_replicas(faulty, 2) as ports,
+        fault_proxy(ports[0]) as slow,
+        fault_proxy(ports[1]) as fast,
+    ):
+        toml = gateway_table(balancer="p2c-ewma", health_interval=0) + proxied("svc", slow, fast)
+        async with running(tmp_path, toml) as (_, client):
+            slow.set("latency", 0.15)
+            served = collections.Counter()
+            for i in range(60):
+                result = await client.call_tool_mcp("svc_read", {"key": f"p{i}"})
+                assert result.is_error is False
+                served[text(result)] += 1
+            assert served[f"h1-{faulty.tag}"] >= 48, served  # at least 80% to the fast one
 
 
 async def test_hung_http_replica_behind_a_blackhole_fails_over(
     tmp_path: Path, faulty: Faulty
 ) -> None:
-    ports = [free_port(), free_port()]
-    procs = [
-        subprocess.Popen(
-            [PYTHON, *faulty.args(f"h{i}"), "--transport", "http", "--port", str(port)],
-            start_new_session=True,
-        )
-        for i, port in enumerate(ports)
-    ]
-    try:
-        for port in ports:
-            wait_until(lambda p=port: port_open(p), 30, f"backend on {port}")
-        with fault_proxy(ports[0]) as broken, fault_proxy(ports[1]) as healthy:
-            toml = gateway_table(attempt_timeout=0.5, failure_threshold=2, health_interval=0)
-            toml += "".join(
-                f"""
-[[servers]]
-name = "svc"
-url = "http://127.0.0.1:{proxy.port}/mcp"
-"""
-                for proxy in (broken, healthy)
-            )
-            async with running(tmp_path, toml) as (gateway, client):
-                broken.set("blackhole")
-                for i in range(6):
-                    result = await client.call_tool_mcp("svc_read", {"key": f"b{i}"})
-                    assert result.is_error is False, text(result)
-                    assert text(result) == f"h1-{faulty.tag}"
-                assert gateway.upstreams[0].breaker.state is BreakerState.OPEN
-    finally:
-        for proc in procs:
-            kill_group(proc)
+    with (
+        http_replicas(faulty, 2) as ports,
+        fault_proxy(ports[0]) as broken,
+        fault_proxy(ports[1]) as healthy,
+    ):
+        toml = gateway_table(attempt_timeout=0.5, failure_threshold=2, health_interval=0)
+        async with running(tmp_path, toml + proxied("svc", broken, healthy)) as (gateway, client):
+            broken.set("blackhole")
+            for i in range(6):
+                result = await client.call_tool_mcp("svc_read", {"key": f"b{i}"})
+                assert result.is_error is False, text(result)
+                assert text(result) == f"h1-{faulty.tag}"
+            assert gateway.upstreams[0].breaker.state is BreakerState.OPEN
 
 
 async def test_stdio_backend_killed_between_calls_is_respawned(
