@@ -38,3 +38,8 @@ bench-quick: setup  ## a few calls per row, so the benchmark cannot rot (run by 
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+.PHONY: conformance
+conformance: setup  ## the official MCP conformance suite: the backend alone vs through the gateway
+	npm ci --prefix conformance --loglevel=error --no-audit --no-fund
+	$(BIN)/python conformance/run.py

@@ -22,6 +22,7 @@ from mcp_agg.config import (
     mcp_servers_to_toml,
 )
 from mcp_agg.errors import ConfigError
+from mcp_agg.security.origin import HostOriginPolicy
 
 # DESIGN.md's example, every field, plus an explicit [gateway.breaker] override.
 FULL_TOML = """\
@@ -993,3 +994,112 @@ def test_server_config_is_frozen() -> None:
     server = ServerConfig(name="a", command="x")
     with pytest.raises(ValueError, match="frozen"):
         server.name = "b"
+
+
+# ------------------------------------------------- [gateway] allowed_hosts / allowed_origins
+
+
+def test_allowed_hosts_and_origins_default_to_unset(tmp_path: Path) -> None:
+    gw = load_text(tmp_path, "[gateway]\n").gateway
+    assert gw.allowed_hosts is None
+    assert gw.allowed_origins is None
+
+
+def test_allowed_hosts_and_origins_are_read(tmp_path: Path) -> None:
+    gw = load_text(
+        tmp_path,
+        "[gateway]\n"
+        'allowed_hosts = ["mcp.example.com", "gw.internal:*", "[::1]:8000", "${GW_HOST}:*"]\n'
+        'allowed_origins = ["https://app.example.com", "http://localhost:*", "vscode-webview://x"]\n',
+        environ={"GW_HOST": "10.0.0.5"},
+    ).gateway
+    assert gw.allowed_hosts == ["mcp.example.com", "gw.internal:*", "[::1]:8000", "10.0.0.5:*"]
+    assert gw.allowed_origins == [
+        "https://app.example.com",
+        "http://localhost:*",
+        "vscode-webview://x",
+    ]
+
+
+def test_empty_allowed_origins_is_valid(tmp_path: Path) -> None:
+    """No browser origin at all: requests without Origin still pass."""
+    assert load_text(tmp_path, "[gateway]\nallowed_origins = []\n").gateway.allowed_origins == []
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "problem"),
+    [
+        ('["http://mcp.example.com"]', "allowed_hosts[0]", "a Host has no scheme"),
+        ('["ok:*", "::1"]', "allowed_hosts[1]", "write IPv6 addresses in brackets"),
+        ('["*.example.com"]', "allowed_hosts[0]", "'*' may only stand for the whole port"),
+        ('["*"]', "allowed_hosts[0]", "'*' may only stand for the whole port"),
+        ('["example.com:99999"]', "allowed_hosts[0]", "port out of range"),
+        ('["a b"]', "allowed_hosts[0]", "not a host pattern: 'a b'"),
+        ('"localhost:*"', "allowed_hosts", "valid list"),
+        ("[]", "allowed_hosts", "lists no host, so every request would be refused"),
+    ],
+)
+def test_bad_allowed_hosts(tmp_path: Path, value: str, where: str, problem: str) -> None:
+    message = config_error(tmp_path, f"[gateway]\nallowed_hosts = {value}\n")
+    assert f"gateway.{where}: " in message, message
+    assert problem in message, message
+
+
+@pytest.mark.parametrize(
+    ("value", "where", "problem"),
+    [
+        ('["app.example.com"]', "allowed_origins[0]", "an origin has a scheme"),
+        ('["https://ok", "https://app.example.com/"]', "allowed_origins[1]", "has no path"),
+        ('["https://app.example.com/mcp"]', "allowed_origins[0]", "has no path"),
+        ('["https://*.example.com"]', "allowed_origins[0]", "'*' may only stand for the whole"),
+        ('["http://localhost:0"]', "allowed_origins[0]", "port out of range"),
+        ("[1]", "allowed_origins[0]", "valid string"),
+    ],
+)
+def test_bad_allowed_origins(tmp_path: Path, value: str, where: str, problem: str) -> None:
+    message = config_error(tmp_path, f"[gateway]\nallowed_origins = {value}\n")
+    assert f"gateway.{where}: " in message, message
+    assert problem in message, message
+
+
+def test_host_origin_policy_on_a_loopback_bind() -> None:
+    policy = HostOriginPolicy.for_bind("127.0.0.1")
+    for host in ("127.0.0.1:8000", "localhost:1", "LOCALHOST:1", "[::1]:8000", "localhost"):
+        assert policy.host_allowed(host), host
+    for host in (None, "", "evil.example.com", "localhost.evil.com:80", "127.0.0.1:80x"):
+        assert not policy.host_allowed(host), host
+    for origin in (None, "http://localhost:5173", "https://127.0.0.1:1", "http://[::1]"):
+        assert policy.origin_allowed(origin), origin
+    for origin in ("null", "http://evil.example.com", "http://localhost.evil.com", "file://"):
+        assert not policy.origin_allowed(origin), origin
+
+
+def test_host_origin_policy_on_another_loopback_address() -> None:
+    assert HostOriginPolicy.for_bind("127.0.0.2").host_allowed("127.0.0.2:8000")
+    assert HostOriginPolicy.for_bind("::1").host_allowed("[::1]:8000")
+
+
+def test_host_origin_policy_on_a_public_bind_accepts_any_host_but_no_foreign_origin() -> None:
+    for bind in ("0.0.0.0", "::", "192.168.1.10", "gateway.example.com"):
+        policy = HostOriginPolicy.for_bind(bind)
+        assert policy.allowed_hosts is None
+        assert policy.host_allowed("evil.example.com")
+        assert policy.origin_allowed(None)
+        assert policy.origin_allowed("http://localhost:6274")
+        assert not policy.origin_allowed("http://evil.example.com")
+
+
+def test_configured_lists_replace_the_defaults() -> None:
+    policy = HostOriginPolicy.for_bind(
+        "127.0.0.1", ["mcp.example.com", "gw:*"], ["https://app.example.com"]
+    )
+    assert policy.host_allowed("mcp.example.com")
+    assert policy.host_allowed("gw:9000")
+    assert not policy.host_allowed("mcp.example.com:8000")  # an exact pattern has no port
+    assert not policy.host_allowed("localhost:8000")
+    assert policy.origin_allowed("https://app.example.com")
+    assert not policy.origin_allowed("https://app.example.com:8443")
+    assert not policy.origin_allowed("http://localhost:8000")
+    public = HostOriginPolicy.for_bind("0.0.0.0", ["mcp.example.com"], [])
+    assert not public.host_allowed("evil.example.com")
+    assert not public.origin_allowed("http://localhost:1")

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import AnyUrl, ValidationError
 
@@ -55,6 +56,39 @@ class Catalog:
         for template in self.templates:
             if template.matches(uri) is not None:
                 return template
+        return None
+
+    def route_uri(self, uri: str) -> tuple[ReplicaGroup, str] | None:
+        """The group that owns an exposed resource URI, and the URI its backend knows."""
+        resource = self.resource(uri)
+        if resource is not None:
+            return resource.group, resource.original
+        template = self.template_for(uri)
+        if template is not None:
+            return template.group, template.backend_uri(uri)
+        return None
+
+    def route_completion(
+        self, ref: Mapping[str, Any]
+    ) -> tuple[ReplicaGroup, dict[str, Any]] | None:
+        """The group that owns a completion's reference, and the reference in its terms.
+
+        A prompt is named by its exposed name, a resource template by its exposed URI
+        template (or a resource by its URI), as the client saw them listed.
+        """
+        kind = ref.get("type")
+        if kind == "ref/prompt":
+            prompt = self.prompts.get(str(ref.get("name")))
+            if prompt is not None:
+                return prompt.group, {**ref, "name": prompt.original}
+        elif kind == "ref/resource":
+            uri = str(ref.get("uri"))
+            for template in self.templates:
+                if template.uri_template == uri:
+                    return template.group, {**ref, "uri": template.original}
+            route = self.route_uri(uri)
+            if route is not None:
+                return route[0], {**ref, "uri": route[1]}
         return None
 
 

@@ -166,7 +166,9 @@ def serve(
     async def run() -> None:
         if transport == "http":
             level = logging.getLevelName(logging.getLogger().level).lower()
-            await serve_http(server, host=host, port=port, log_level=level)
+            await serve_http(
+                server, host=host, port=port, log_level=level, settings=gateway.config.gateway
+            )
         else:
             await serve_stdio(server)
 

@@ -17,9 +17,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
 from mcp_agg.errors import ConfigError
+from mcp_agg.security.origin import check_host_list, check_host_pattern, check_origin_pattern
 
 __all__ = [
     "BalancerName",
@@ -93,6 +102,19 @@ class GatewayConfig(_Model):
     healthy_threshold: Annotated[int, Field(ge=1)] = 2
     retry: RetryConfig = RetryConfig()
     breaker: BreakerConfig = BreakerConfig()
+    #: HTTP front only: the `Host` values accepted (`name`, `name:port`, `name:*` for any
+    #: port); replaces the default, which is loopback names on a loopback bind and any
+    #: Host otherwise. See `mcp_agg.security.origin` for the whole rule.
+    allowed_hosts: (
+        Annotated[
+            list[Annotated[str, AfterValidator(check_host_pattern)]],
+            AfterValidator(check_host_list),
+        ]
+        | None
+    ) = None
+    #: HTTP front only: the browser `Origin` values accepted (`https://name`, `...:port`,
+    #: `...:*`); replaces the default (loopback origins). A request without Origin passes.
+    allowed_origins: list[Annotated[str, AfterValidator(check_origin_pattern)]] | None = None
 
 
 class ServerConfig(_Model):

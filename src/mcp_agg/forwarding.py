@@ -71,7 +71,7 @@ def _renamed(definition: _D, field: str, value: str) -> _D:
     return definition.model_copy(update={field: value})
 
 
-def _hop_wire(result: dict[str, Any]) -> dict[str, Any]:
+def hop_wire(result: dict[str, Any]) -> dict[str, Any]:
     """`_hop` for a result in its wire form, stated in the modern era's terms.
 
     A handshake-era backend sends no `resultType`; its result is complete by definition,
@@ -154,7 +154,7 @@ class ForwardingTool(Tool):
             raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
         except UpstreamError as exc:
             raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
-        return _relay(mcp_types.CallToolResult.model_validate(_hop_wire(raw), by_name=False))
+        return _relay(mcp_types.CallToolResult.model_validate(hop_wire(raw), by_name=False))
 
     async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """The call as a wire result: the backend's JSON, or a tool error when none came."""
@@ -163,7 +163,7 @@ class ForwardingTool(Tool):
         except UpstreamError as exc:
             logger.warning("%s: %s", self.name, exc)
             raw = {"content": [{"type": "text", "text": f"{self.name}: {exc}"}], "isError": True}
-        return _hop_wire(raw)
+        return hop_wire(raw)
 
 
 class _RawResourceResult(ResourceResult):
@@ -224,6 +224,10 @@ class ForwardingResource(Resource):
         return resource
 
     @property
+    def group(self) -> ReplicaGroup:
+        return self._group
+
+    @property
     def original(self) -> str:
         return self._original
 
@@ -267,6 +271,10 @@ class ForwardingTemplate(ResourceTemplate):
         template._exposed_head = exposed.split("{", 1)[0]
         template._original_head = original.split("{", 1)[0]
         return template
+
+    @property
+    def group(self) -> ReplicaGroup:
+        return self._group
 
     @property
     def original(self) -> str:
@@ -317,6 +325,10 @@ class ForwardingPrompt(Prompt):
         prompt._original = original
         prompt._definition = definition.model_copy(update={"name": exposed})
         return prompt
+
+    @property
+    def group(self) -> ReplicaGroup:
+        return self._group
 
     @property
     def original(self) -> str:

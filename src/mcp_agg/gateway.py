@@ -21,12 +21,23 @@ from fastmcp import FastMCP
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
+from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ToolsListChanged,
+)
 
 from mcp_agg.catalog import Catalog, build_catalog
 from mcp_agg.config import BreakerConfig, Config
+from mcp_agg.forwarding import hop_wire
 from mcp_agg.group import ReplicaGroup
+from mcp_agg.naming import exposed_uri
 from mcp_agg.provider import GatewayProvider
 from mcp_agg.reaper import Reaper
+from mcp_agg.relay import Caller, LogLevels, connection_of, current_caller
 from mcp_agg.resilience.balancer import make_balancer
 from mcp_agg.resilience.breaker import CircuitBreaker
 from mcp_agg.resilience.health import HealthPolicy
@@ -58,6 +69,7 @@ class Gateway:
                 spec,
                 connect_timeout=gateway.connect_timeout,
                 on_change=self._on_upstream_change,
+                on_resource_updated=self._on_resource_updated,
                 breaker=_breaker(config.breaker_for(spec.server)),
                 health=health,
             )
@@ -89,6 +101,13 @@ class Gateway:
         self.reaper = Reaper()
         self._changed = anyio.Event()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        #: Log levels clients asked for; backends send at the most verbose of them.
+        self.log_levels = LogLevels()
+        #: Modern-era clients hear of changes on `subscriptions/listen` streams fed by this.
+        self.bus = InMemorySubscriptionBus()
+        #: Who is subscribed to each exposed resource URI: handshake-era connections
+        #: (told directly) and modern-era listen streams (told through the bus).
+        self._subscribers: dict[str, weakref.WeakSet[object]] = {}
 
     # ------------------------------------------------------------------ life cycle
 
@@ -210,7 +229,13 @@ class Gateway:
                 )
 
     async def _announce(self, *, tools: bool, resources: bool, prompts: bool) -> None:
-        """Tell connected clients which lists changed, where their era allows it."""
+        """Tell connected clients which lists changed, in their era's way."""
+        if tools:
+            await self.bus.publish(ToolsListChanged())
+        if resources:
+            await self.bus.publish(ResourcesListChanged())
+        if prompts:
+            await self.bus.publish(PromptsListChanged())
         for connection in list(self._connections):
             if connection.protocol_version.startswith(_MODERN_ERA):
                 continue  # modern era: list_changed travels only on subscriptions/listen
@@ -226,6 +251,60 @@ class Gateway:
 
     def track(self, connection: Connection) -> None:
         self._connections.add(connection)
+
+    # ------------------------------------------------------------------ session state
+
+    async def set_log_level(self, connection: Connection | None, level: str) -> None:
+        """A client's `logging/setLevel`: kept for its connection, and backends are
+        asked for the most verbose level any client wants."""
+        if connection is not None:
+            self.log_levels.set(connection, level)  # type: ignore[arg-type]
+        wanted = self.log_levels.most_verbose() or level
+        async with anyio.create_task_group() as tg:
+            for upstream in self.upstreams:
+                if upstream.log_level != wanted:
+                    tg.start_soon(_quietly, upstream.set_log_level(wanted), upstream.id)  # type: ignore[arg-type]
+
+    async def subscribe(self, subscriber: object, uri: str) -> None:
+        """Subscribe a client connection or listen stream to an exposed resource URI;
+        the owning backend is subscribed once, however many clients are."""
+        route = self.catalog.route_uri(uri)
+        if route is None:
+            raise MCPError(mcp_types.INVALID_PARAMS, f"Unknown resource: {uri}")
+        group, backend_uri = route
+        await group.subscribe(backend_uri)
+        self._subscribers.setdefault(uri, weakref.WeakSet()).add(subscriber)
+
+    async def unsubscribe(self, subscriber: object, uri: str) -> None:
+        """The backend is unsubscribed when its last subscriber leaves."""
+        subscribers = self._subscribers.get(uri)
+        if subscribers is not None:
+            subscribers.discard(subscriber)
+        if subscribers:
+            return
+        self._subscribers.pop(uri, None)
+        route = self.catalog.route_uri(uri)
+        if route is not None:
+            await route[0].unsubscribe(route[1])
+
+    async def roots_changed(self) -> None:
+        """A client's roots changed: backends that asked for roots should ask again."""
+        async with anyio.create_task_group() as tg:
+            for upstream in self.upstreams:
+                tg.start_soon(_quietly, upstream.roots_changed(), upstream.id)
+
+    async def _on_resource_updated(self, upstream: Upstream, backend_uri: str) -> None:
+        """A backend resource changed: tell the clients subscribed to it."""
+        uri = exposed_uri(upstream.spec.prefix, backend_uri)
+        await self.bus.publish(ResourceUpdated(uri=uri))
+        subscribers = list(self._subscribers.get(uri, ()))
+        if not subscribers:
+            # Its last subscriber's connection closed without unsubscribing.
+            await _quietly(self.unsubscribe(None, uri), f"unsubscribe {uri}")
+        for subscriber in subscribers:
+            if isinstance(subscriber, Connection):
+                with anyio.move_on_after(1.0), contextlib.suppress(Exception):
+                    await subscriber.send_resource_updated(uri)
 
     # ------------------------------------------------------------------ serving
 
@@ -254,14 +333,124 @@ class _GatewayServer(FastMCP[Any]):
     def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._gateway = gateway
+        server = self._mcp_server
+        server.add_request_handler(
+            "resources/subscribe", mcp_types.SubscribeRequestParams, self._on_subscribe
+        )
+        server.add_request_handler(
+            "resources/unsubscribe", mcp_types.UnsubscribeRequestParams, self._on_unsubscribe
+        )
+        server.add_request_handler(
+            "completion/complete", mcp_types.CompleteRequestParams, self._on_complete
+        )
+        server.add_notification_handler(
+            "notifications/roots/list_changed",
+            mcp_types.NotificationParams,
+            self._on_roots_changed,
+        )
+        self._listen = ListenHandler(gateway.bus)
+        server.add_request_handler(
+            "subscriptions/listen", mcp_types.SubscriptionsListenRequestParams, self._on_listen
+        )
+
+    def _caller(self, ctx: ServerRequestContext) -> Caller:
+        return Caller.of(ctx, self._gateway.log_levels)
 
     async def _on_call_tool(
         self, ctx: ServerRequestContext, params: mcp_types.CallToolRequestParams
     ) -> Any:
-        tool = self._gateway.catalog.tools.get(params.name)
-        if tool is None or not _calls_bypass(self.middleware):
-            return await super()._on_call_tool(ctx, params)
-        return await tool.relay(params.arguments or {})
+        token = current_caller.set(self._caller(ctx))
+        try:
+            tool = self._gateway.catalog.tools.get(params.name)
+            if tool is None or not _calls_bypass(self.middleware):
+                return await super()._on_call_tool(ctx, params)
+            return await tool.relay(params.arguments or {})
+        finally:
+            current_caller.reset(token)
+
+    async def _on_read_resource(
+        self, ctx: ServerRequestContext, params: mcp_types.ReadResourceRequestParams
+    ) -> Any:
+        token = current_caller.set(self._caller(ctx))
+        try:
+            return await super()._on_read_resource(ctx, params)
+        finally:
+            current_caller.reset(token)
+
+    async def _on_get_prompt(
+        self, ctx: ServerRequestContext, params: mcp_types.GetPromptRequestParams
+    ) -> Any:
+        token = current_caller.set(self._caller(ctx))
+        try:
+            return await super()._on_get_prompt(ctx, params)
+        finally:
+            current_caller.reset(token)
+
+    async def _on_set_logging_level(
+        self, ctx: ServerRequestContext, params: mcp_types.SetLevelRequestParams
+    ) -> mcp_types.EmptyResult:
+        result = await super()._on_set_logging_level(ctx, params)
+        await self._gateway.set_log_level(connection_of(ctx), params.level)
+        return result
+
+    async def _on_subscribe(
+        self, ctx: ServerRequestContext, params: mcp_types.SubscribeRequestParams
+    ) -> mcp_types.EmptyResult:
+        connection = connection_of(ctx)
+        if connection is None:
+            raise MCPError(mcp_types.INVALID_REQUEST, "resources/subscribe needs a session")
+        await self._gateway.subscribe(connection, str(params.uri))
+        return mcp_types.EmptyResult()
+
+    async def _on_roots_changed(
+        self, ctx: ServerRequestContext, params: mcp_types.NotificationParams | None
+    ) -> None:
+        await self._gateway.roots_changed()
+
+    async def _on_listen(
+        self, ctx: ServerRequestContext, params: mcp_types.SubscriptionsListenRequestParams
+    ) -> Any:
+        """A modern-era change stream (the SDK's ListenHandler), whose resource
+        subscriptions hold the owning backends' subscriptions while it lasts."""
+        stream = _ListenStream()
+        uris = list(params.notifications.resource_subscriptions or ())
+        try:
+            for uri in uris:
+                await self._gateway.subscribe(stream, uri)
+            return await self._listen(ctx, params)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for uri in uris:
+                    await _quietly(self._gateway.unsubscribe(stream, uri), f"unsubscribe {uri}")
+
+    async def _on_unsubscribe(
+        self, ctx: ServerRequestContext, params: mcp_types.UnsubscribeRequestParams
+    ) -> mcp_types.EmptyResult:
+        connection = connection_of(ctx)
+        if connection is not None:
+            await self._gateway.unsubscribe(connection, str(params.uri))
+        return mcp_types.EmptyResult()
+
+    async def _on_complete(
+        self, ctx: ServerRequestContext, params: mcp_types.CompleteRequestParams
+    ) -> Any:
+        wire = params.model_dump(by_alias=True, mode="json", exclude_none=True)
+        route = self._gateway.catalog.route_completion(wire["ref"])
+        if route is None:
+            # As a server without that prompt or template would: nothing to offer.
+            return mcp_types.CompleteResult(completion=mcp_types.Completion(values=[]))
+        group, ref = route
+        wire["ref"] = ref
+        wire.pop("_meta", None)
+        token = current_caller.set(self._caller(ctx))
+        try:
+            return hop_wire(await group.complete(wire))
+        finally:
+            current_caller.reset(token)
+
+
+class _ListenStream:
+    """Stands for one listen stream among a resource's subscribers."""
 
 
 def _calls_bypass(middleware: list[Middleware]) -> bool:
@@ -305,6 +494,13 @@ class _ConnectionTracker(Middleware):
             if isinstance(connection, Connection):
                 self._gateway.track(connection)
         return result
+
+
+async def _quietly(call: Awaitable[object], what: str) -> None:
+    try:
+        await call
+    except Exception as exc:
+        logger.warning("%s: %s", what, exc)
 
 
 async def _first_of(event_wait: Awaitable[object], task: asyncio.Task[None]) -> None:

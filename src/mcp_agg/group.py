@@ -140,6 +140,29 @@ class ReplicaGroup:
             f"prompt {name!r}", lambda replica, _: replica.get_prompt(name, arguments), safe=True
         )
 
+    async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A completion/complete in wire form; `params.ref` already names the backend's."""
+        return await self._dispatch(
+            "completion", lambda replica, _: replica.complete(params), safe=True
+        )
+
+    async def subscribe(self, uri: str) -> None:
+        """Subscribe to a backend resource through one replica, which keeps it across
+        reconnects and relays its updates."""
+        if any(uri in r.subscriptions for r in self.replicas):
+            return
+        await self._dispatch(
+            f"subscription to {uri!r}", lambda replica, _: replica.subscribe(uri), safe=True
+        )
+
+    async def unsubscribe(self, uri: str) -> None:
+        for replica in self.replicas:
+            if uri in replica.subscriptions:
+                try:
+                    await replica.unsubscribe(uri)
+                except Exception as exc:  # a lost session has dropped it anyway
+                    logger.info("unsubscribe %r on %s: %s", uri, replica.id, exc)
+
     async def _dispatch(
         self,
         what: str,

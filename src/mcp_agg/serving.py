@@ -9,6 +9,11 @@ signal must always unwind the lifespan, which stops and reaps every backend.
 - HTTP: uvicorn takes over SIGINT/SIGTERM while it serves and raises the signal again
   once it has shut down, which kills the process before the lifespan has unwound. Here
   the signals stay ours, and a signal asks uvicorn to shut down gracefully.
+
+The HTTP front also checks `Host` and `Origin` before anything else (DNS-rebinding
+protection, `mcp_agg.security.origin`). The session lifecycle is the SDK's and needs nothing here:
+`initialize` returns `Mcp-Session-Id`, GET with it opens the standalone SSE stream,
+DELETE ends the session, and an unknown or ended session id gets 404.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ import uvicorn
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from mcp.server.stdio import stdio_server
+
+from mcp_agg.config import GatewayConfig
+from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
 
 __all__ = ["serve_http", "serve_stdio"]
 
@@ -144,9 +152,28 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-async def serve_http(server: FastMCP[Any], *, host: str, port: int, log_level: str) -> None:
-    """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully."""
-    app = server.http_app(transport="http")
+async def serve_http(
+    server: FastMCP[Any],
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    settings: GatewayConfig,
+) -> None:
+    """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully.
+
+    `settings` gives `allowed_hosts` and `allowed_origins`.
+    """
+    policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
+    logger.info(
+        "HTTP front accepts Host %s and Origin %s (or none)",
+        "any" if policy.allowed_hosts is None else ", ".join(policy.allowed_hosts),
+        ", ".join(policy.allowed_origins) or "none",
+    )
+    # FastMCP's own guard is turned off explicitly (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION
+    # would otherwise stack a second one with other rules): ours replaces it, origin.py
+    # says why.
+    app = HostOriginGuard(server.http_app(transport="http", host_origin_protection=False), policy)
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level, lifespan="on", timeout_graceful_shutdown=2
     )

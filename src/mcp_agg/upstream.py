@@ -14,7 +14,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +42,7 @@ from mcp_agg.errors import (
     connection_lost,
 )
 from mcp_agg.process import OutputCapture, launched_process
+from mcp_agg.relay import Caller, current_caller
 from mcp_agg.resilience.balancer import PeakEwma
 from mcp_agg.resilience.breaker import CircuitBreaker
 from mcp_agg.resilience.health import HealthPolicy, HealthState
@@ -59,6 +60,8 @@ _LAUNCH_POLL = 0.1
 #: A session that lived this long (seconds) was not a crash loop.
 STABLE_AFTER = 5.0
 _METHOD_NOT_FOUND = -32601
+#: How long closing a backend session may take before it is abandoned (seconds).
+_CLOSE_GRACE = 2.0
 
 
 class ReplicaState(enum.StrEnum):
@@ -93,10 +96,17 @@ class ReplicaStats:
 
 
 class _ListChangedHandler(MessageHandler):
-    """Turns a backend's list_changed notifications into a listing refresh."""
+    """Turns a backend's list_changed notifications into a listing refresh, and relays
+    its resource updates."""
 
-    def __init__(self, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, on_change: Callable[[], None], on_updated: Callable[[str], Awaitable[None]]
+    ) -> None:
         self._on_change = on_change
+        self._on_updated = on_updated
+
+    async def on_resource_updated(self, message: mcp_types.ResourceUpdatedNotification) -> None:
+        await self._on_updated(str(message.params.uri))
 
     async def on_tool_list_changed(self, message: mcp_types.ToolListChangedNotification) -> None:
         self._on_change()
@@ -123,6 +133,7 @@ class Upstream:
         on_change: Callable[[Upstream], None] = lambda _: None,
         breaker: CircuitBreaker | None = None,
         health: HealthPolicy | None = None,
+        on_resource_updated: Callable[[Upstream, str], Awaitable[None]] | None = None,
     ) -> None:
         self.spec = spec
         self.connect_timeout = connect_timeout
@@ -133,6 +144,13 @@ class Upstream:
         self.listing = Listing()
         self.stats = ReplicaStats()
         self._on_change = on_change
+        self._on_resource_updated = on_resource_updated
+        #: The client requests whose calls are in flight on this session, oldest first.
+        self._callers: list[Caller] = []
+        #: The log level backends are asked to send at (`logging/setLevel`), if any.
+        self.log_level: mcp_types.LoggingLevel | None = None
+        #: Backend URIs the gateway holds a subscription for on this replica.
+        self.subscriptions: set[str] = set()
         self.output = OutputCapture(spec.id)
         self._client: Client[Any] | None = None
         self._lost = anyio.Event()
@@ -305,6 +323,7 @@ class Upstream:
                         finally:
                             self.output.close_writer()
                     self.listing = await self._fetch_listing(client)
+                    await self._restore_session_state(client)
             except TimeoutError as exc:
                 raise UpstreamConnectError(
                     f"did not connect within connect_timeout ({self.connect_timeout:g}s)",
@@ -343,11 +362,25 @@ class Upstream:
         client: Client[Any] = Client(
             transport,
             name=f"mcp-agg/{self.id}",
-            message_handler=_ListChangedHandler(self._refresh.set),
+            # A lambda, not `self._refresh.set`: the event is replaced after each refresh.
+            message_handler=_ListChangedHandler(
+                lambda: self._refresh.set(), self._resource_updated
+            ),
             init_timeout=self.connect_timeout,
+            # The handshake era, which every backend speaks (other SDKs speak no other):
+            # on it a backend may log, ask for sampling, elicitation and roots during a
+            # call and announce changes, all of which the gateway relays to its clients.
+            # On the modern era a FastMCP backend refuses imperative elicitation.
+            mode="legacy",
         )
         # Not exposed by the constructor: the session class and header policy of a relay.
         client._transport_options = relay_options()
+        # The SDK's own callbacks, not FastMCP's wrappers: the gateway relays the
+        # backend's requests as they are to the client whose call they belong to.
+        client._session_kwargs["logging_callback"] = self._relay_log
+        client._session_kwargs["sampling_callback"] = self._relay_sampling
+        client._session_kwargs["elicitation_callback"] = self._relay_elicitation
+        client._session_kwargs["list_roots_callback"] = self._relay_roots
         await client.__aenter__()  # type: ignore[no-untyped-call]
         stack.push_async_callback(_close_quietly, client)
         return client
@@ -366,6 +399,22 @@ class Upstream:
         if caps is None or caps.prompts is not None:
             prompts = await _optional(client.list_prompts())
         return Listing(tuple(tools), tuple(resources), tuple(templates), tuple(prompts))
+
+    async def _restore_session_state(self, client: Client[Any]) -> None:
+        """What clients set up through the gateway, applied to a new backend session."""
+        caps = client.server_capabilities
+        try:
+            if self.log_level is not None and caps is not None and caps.logging is not None:
+                await client.session.set_logging_level(self.log_level)
+            for uri in sorted(self.subscriptions):
+                await client.session.subscribe_resource(uri)
+        except MCPError as exc:
+            # The backend refused what it accepted on its last session: keep serving.
+            logger.warning("backend %s: restoring session state: %s", self.id, exc)
+
+    async def _resource_updated(self, uri: str) -> None:
+        if self._on_resource_updated is not None:
+            await self._on_resource_updated(self, uri)
 
     async def _refresh_on_request(self, client: Client[Any]) -> None:
         """Refetch the listing whenever the backend says a list changed."""
@@ -417,6 +466,9 @@ class Upstream:
         self.stats.in_flight += 1
         self.stats.calls += 1
         started = time.monotonic()
+        caller = current_caller.get()
+        if caller is not None:
+            self._callers.append(caller)
         try:
             yield client
             self.ewma.observe(time.monotonic() - started)
@@ -451,6 +503,109 @@ class Upstream:
             raise error(f"backend {self.id}: {what}: {_describe(exc)}", replica=self.id) from exc
         finally:
             self.stats.in_flight -= 1
+            if caller is not None:
+                self._callers.remove(caller)
+
+    # ------------------------------------------------------------------ relayed to clients
+
+    def _owner(self) -> Caller | None:
+        """The client request that a log message or server request now belongs to.
+
+        The newest call in flight, provided every call in flight came from the same
+        client connection; otherwise nobody (see relay.py).
+        """
+        callers = self._callers
+        if not callers:
+            return None
+        newest = callers[-1]
+        connection = newest.connection
+        if connection is None and len(callers) > 1:
+            return None
+        if any(c.connection is not connection for c in callers):
+            return None
+        return newest
+
+    async def _relay_log(self, params: mcp_types.LoggingMessageNotificationParams) -> None:
+        logger.debug(
+            "backend %s log [%s] %s: %s", self.id, params.level, params.logger, params.data
+        )
+        caller = self._owner()
+        if caller is not None:
+            with contextlib.suppress(Exception):  # the client went away: its loss
+                await caller.log(params)
+
+    async def _relay_request(self, request: mcp_types.ServerRequest, result_type: type[Any]) -> Any:
+        what = f"{request.method} from backend {self.id}"
+        caller = self._owner()
+        if caller is None:
+            reason = (
+                "calls of several clients are in flight on this backend session"
+                if self._callers
+                else "no client call is in flight on this backend session"
+            )
+            return mcp_types.ErrorData(
+                code=mcp_types.INVALID_REQUEST,
+                message=f"{what}: the gateway cannot tell which client to ask: {reason}",
+            )
+        try:
+            return await caller.request(request, result_type, what)
+        except MCPError as exc:
+            return exc.error
+        except Exception as exc:
+            return mcp_types.ErrorData(
+                code=mcp_types.INTERNAL_ERROR, message=f"{what}: the client was not asked: {exc}"
+            )
+
+    async def _relay_sampling(
+        self, context: Any, params: mcp_types.CreateMessageRequestParams
+    ) -> Any:
+        result_type = (
+            mcp_types.CreateMessageResultWithTools
+            if params.tools
+            else mcp_types.CreateMessageResult
+        )
+        return await self._relay_request(mcp_types.CreateMessageRequest(params=params), result_type)
+
+    async def _relay_elicitation(self, context: Any, params: mcp_types.ElicitRequestParams) -> Any:
+        return await self._relay_request(
+            mcp_types.ElicitRequest(params=params), mcp_types.ElicitResult
+        )
+
+    async def _relay_roots(self, context: Any) -> Any:
+        return await self._relay_request(mcp_types.ListRootsRequest(), mcp_types.ListRootsResult)
+
+    # ------------------------------------------------------------------ session state
+
+    async def set_log_level(self, level: mcp_types.LoggingLevel) -> None:
+        """Ask the backend to send log messages from `level` up (kept for reconnects)."""
+        self.log_level = level
+        client = self._client
+        caps = client.server_capabilities if client is not None else None
+        if client is None or caps is None or caps.logging is None:
+            return
+        async with self._request("logging/setLevel") as client:
+            await client.session.set_logging_level(level)
+
+    async def subscribe(self, uri: str) -> None:
+        async with self._request(f"resources/subscribe {uri}") as client:
+            await client.session.subscribe_resource(uri)
+        self.subscriptions.add(uri)
+
+    async def unsubscribe(self, uri: str) -> None:
+        self.subscriptions.discard(uri)
+        async with self._request(f"resources/unsubscribe {uri}") as client:
+            await client.session.unsubscribe_resource(uri)
+
+    async def roots_changed(self) -> None:
+        """Tell the backend the client's roots changed, if it is connected."""
+        client = self._client
+        if client is not None and self.state is ReplicaState.CONNECTED:
+            await client.session.send_roots_list_changed()
+
+    async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A completion/complete, params and result in their wire form."""
+        async with self._request("completion/complete") as client:
+            return await self._send_raw(client, "completion/complete", params)
 
     async def probe(self) -> None:
         """One health probe: a cheap request that works in both protocol eras.
@@ -501,18 +656,32 @@ class Upstream:
         version, on the way out. Errors are the SDK's (MCPError on a JSON-RPC error).
         """
         async with self._request(f"tools/call {name}") as client:
-            session = client.session
             params: dict[str, Any] = {"name": name, "arguments": arguments}
             if meta:
                 params["_meta"] = dict(meta)
-            data: dict[str, Any] = {"method": "tools/call", "params": params}
-            options: CallOptions = {}
-            session._stamp(data, options)
-            request = session._dispatcher.send_raw_request("tools/call", data["params"], options)
-            if self.spec.server.url is None:
-                return await request
-            # An HTTP error is raised in the session's task, not in the caller's: watch it.
-            return await client._await_with_session_monitoring(request)
+            return await self._send_raw(client, "tools/call", params)
+
+    async def _send_raw(
+        self, client: Client[Any], method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Send a request as the SDK's session would, and keep its answer as JSON.
+
+        The session's per-era stamp sets the protocol `_meta` and the Mcp-* headers;
+        the calling client's progress token, if it gave one, gets the backend's
+        progress for this request.
+        """
+        session = client.session
+        data: dict[str, Any] = {"method": method, "params": params}
+        options: CallOptions = {}
+        session._stamp(data, options)
+        caller = current_caller.get()
+        if caller is not None and caller.progress:
+            options["on_progress"] = caller.report_progress
+        request = session._dispatcher.send_raw_request(method, data["params"], options)
+        if self.spec.server.url is None:
+            return await request
+        # An HTTP error is raised in the session's task, not in the caller's: watch it.
+        return await client._await_with_session_monitoring(request)
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
         async with self._request(f"resources/read {uri}") as client:
@@ -549,9 +718,14 @@ def _session_closed(client: Client[Any]) -> bool:
 
 
 async def _close_quietly(client: Client[Any]) -> None:
-    # A dead HTTP backend makes leaving the client re-raise its connect error.
-    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+    """Close a session, never for longer than `_CLOSE_GRACE`.
+
+    A dead HTTP backend makes leaving the client re-raise its connect error, and a hung
+    one would hold a handshake-era session's closing DELETE for the HTTP timeout.
+    """
+    with anyio.move_on_after(_CLOSE_GRACE, shield=True), contextlib.suppress(Exception):
         await client.close()  # type: ignore[no-untyped-call]
+    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
         await client.transport.close()
 
 

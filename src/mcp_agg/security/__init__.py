@@ -1,0 +1,1 @@
+"""What guards the HTTP front: DNS-rebinding protection (and, later, auth and limits)."""
