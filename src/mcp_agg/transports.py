@@ -1,6 +1,7 @@
-"""Client transports to backends: stdio, streamable HTTP and SSE, as FastMCP builds them.
+"""Client transports to backends: stdio, streamable HTTP and SSE.
 
-Two FastMCP defaults are wrong for a gateway and are replaced here:
+Three FastMCP/SDK defaults are wrong for a gateway and are replaced here:
+- the SDK's stdio reader is quadratic in a message's length (stdio.py has a linear one);
 - FastMCP's streamable HTTP transport keeps the SDK's 1 MiB cap on one server-sent
   event, so a large result would fail only when its backend is remote;
 - the SDK session validates structured content against the backend's output schema,
@@ -11,21 +12,20 @@ Two FastMCP defaults are wrong for a gateway and are replaced here:
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import AsyncIterator
-from typing import IO, TYPE_CHECKING, Any, TextIO, cast
+from typing import IO, TYPE_CHECKING, TextIO, cast
 
 import httpx2
 import mcp_types
-from fastmcp.client.transports import (
-    ClientTransport,
-    SSETransport,
-    StdioTransport,
-)
+from fastmcp.client.transports import ClientTransport, SSETransport
 from fastmcp.client.transports.base import SessionKwargs, TransportOptions
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 from typing_extensions import Unpack
+
+from mcp_agg.stdio import StdioRelayTransport
 
 if TYPE_CHECKING:
     from mcp_agg.config import ReplicaSpec
@@ -88,14 +88,12 @@ def make_transport(spec: ReplicaSpec, stderr: IO[str] | None = None) -> ClientTr
         return StreamableHttpRelayTransport(server.url, server.headers)
     command = spec.command
     assert command is not None  # the config model guarantees command or url
-    env: dict[str, Any] = dict(server.env)
-    return StdioTransport(
-        command=command,
-        args=list(server.args),
-        env=env,
-        cwd=str(spec.cwd),
-        # The replica's session is long-lived and ours alone: closing it must end the
-        # process (and its process group), never leave it running for reuse.
-        keep_alive=False,
-        log_file=cast("TextIO | None", stderr),
+    # The replica's session is long-lived and ours alone: closing it ends the process
+    # (and its process group), never leaves it running for reuse.
+    return StdioRelayTransport(
+        command,
+        list(server.args),
+        dict(server.env),
+        str(spec.cwd),
+        cast("TextIO", stderr) if stderr is not None else sys.stderr,
     )
