@@ -31,13 +31,18 @@ from mcp_agg.errors import ConfigError
 from mcp_agg.security.origin import check_host_list, check_host_pattern, check_origin_pattern
 
 __all__ = [
+    "AuthConfig",
     "BalancerName",
     "BreakerConfig",
     "Config",
     "GatewayConfig",
+    "RateConfig",
+    "RateLimitConfig",
     "ReplicaSpec",
     "RetryConfig",
+    "RoleConfig",
     "ServerConfig",
+    "TokenConfig",
     "find_config",
     "load_config",
     "mcp_servers_to_toml",
@@ -87,6 +92,71 @@ class BreakerConfig(_Model):
     min_calls: Annotated[int, Field(ge=1)] = 10
 
 
+class TokenConfig(_Model):
+    """One static bearer token (`[[gateway.auth.tokens]]`): read it from the environment."""
+
+    token: Annotated[str, Field(min_length=1)]
+    client_id: Annotated[str, Field(min_length=1)]
+    roles: list[str] = []
+
+
+class AuthConfig(_Model):
+    """`[gateway.auth]`: who may use the HTTP front."""
+
+    type: Literal["bearer", "jwt"]
+    tokens: list[TokenConfig] = []
+    #: JWT: the expected issuer and audience, and where the signing key comes from.
+    issuer: str | None = None
+    audience: str | list[str] | None = None
+    jwks_uri: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    public_key: str | None = None
+    #: JWT: the claim that lists the caller's roles, and the one that names it.
+    roles_claim: str = "roles"
+    client_id_claim: str = "sub"
+
+    @model_validator(mode="after")
+    def _check_type(self) -> AuthConfig:
+        if self.type == "bearer":
+            if not self.tokens:
+                raise ValueError('type = "bearer" needs at least one [[gateway.auth.tokens]]')
+            if self.jwks_uri or self.public_key or self.issuer or self.audience:
+                raise ValueError(
+                    '`issuer`, `audience`, `jwks_uri` and `public_key` apply to type = "jwt"'
+                )
+            seen: set[str] = set()
+            for index, token in enumerate(self.tokens):
+                if token.token in seen:
+                    raise ValueError(f"tokens[{index}] ({token.client_id}): token given twice")
+                seen.add(token.token)
+        else:
+            if self.tokens:
+                raise ValueError('`tokens` apply to type = "bearer"')
+            if (self.jwks_uri is None) == (self.public_key is None):
+                raise ValueError('type = "jwt" needs exactly one of `jwks_uri` and `public_key`')
+        return self
+
+
+class RoleConfig(_Model):
+    """`[gateway.roles.NAME]`: glob patterns over exposed names; deny wins over allow."""
+
+    allow: list[str] = []
+    deny: list[str] = []
+
+
+class RateConfig(_Model):
+    """A token bucket: `burst` calls at once, refilled at `requests_per_second`."""
+
+    requests_per_second: Annotated[float, Field(gt=0)]
+    burst: Annotated[int, Field(ge=1)]
+
+
+class RateLimitConfig(RateConfig):
+    """`[gateway.rate_limit]`, per client identity; `tools` overrides it for the exposed
+    names matching a glob pattern (the first pattern that matches, in order)."""
+
+    tools: dict[str, RateConfig] = {}
+
+
 class GatewayConfig(_Model):
     """The `[gateway]` table."""
 
@@ -115,6 +185,20 @@ class GatewayConfig(_Model):
     #: HTTP front only: the browser `Origin` values accepted (`https://name`, `...:port`,
     #: `...:*`); replaces the default (loopback origins). A request without Origin passes.
     allowed_origins: list[Annotated[str, AfterValidator(check_origin_pattern)]] | None = None
+    #: HTTP front: authentication; without it a non-loopback bind needs `--insecure`.
+    auth: AuthConfig | None = None
+    roles: dict[str, RoleConfig] = {}
+    rate_limit: RateLimitConfig | None = None
+    #: Calls whose arguments, or results, are larger (as JSON) are refused.
+    max_argument_bytes: Annotated[int, Field(gt=0)] | None = None
+    max_result_bytes: Annotated[int, Field(gt=0)] | None = None
+    #: Tool pinning against `lock_file` (`mcp-agg lock` writes it): `warn` reports a tool
+    #: whose definition changed, `enforce` also withholds it; `off` does neither.
+    pin: Literal["off", "warn", "enforce"] = "warn"
+    lock_file: Annotated[str, Field(min_length=1)] = "servers.lock"
+    #: One JSON line per call is appended here (relative to the config's folder).
+    audit_log: str | None = None
+    audit_arguments: bool = False
 
 
 class ServerConfig(_Model):
@@ -151,6 +235,10 @@ class ServerConfig(_Model):
     non_idempotent_tools: list[str] = []
     failover_for: str | None = None
     priority: int = 0
+    #: Bulkhead: calls to this server at once (all its replicas); more wait up to
+    #: `queue_timeout` seconds for a slot, then are refused.
+    max_concurrent: Annotated[int, Field(ge=1)] | None = None
+    queue_timeout: Annotated[float, Field(ge=0)] = 10
 
     @model_validator(mode="after")
     def _check_shape(self) -> ServerConfig:
@@ -185,6 +273,14 @@ class Config(_Model):
 
     @model_validator(mode="after")
     def _check_groups(self) -> Config:
+        auth = self.gateway.auth
+        for index, token in enumerate(auth.tokens if auth is not None else ()):
+            for role in token.roles:
+                if role not in self.gateway.roles:
+                    raise ValueError(
+                        f"gateway.auth.tokens[{index}] ({token.client_id}): role {role!r} "
+                        "is not defined in [gateway.roles]"
+                    )
         names = {s.name for s in self.servers}
         for index, server in enumerate(self.servers):
             if server.failover_for is not None and server.failover_for not in names:

@@ -5,11 +5,15 @@ GatewayError
 ├── ConfigError                 servers.toml / mcpServers JSON is invalid (exit code 2)
 ├── CatalogError
 │   └── NameCollisionError      two backend components would get one exposed name
-└── UpstreamError               a backend could not serve a request
-    ├── UpstreamUnavailable     no replica could take the request; nothing was sent
-    ├── UpstreamConnectError    connecting or initializing the backend failed
-    └── UpstreamRequestError    the request was sent and the exchange failed
-        └── UpstreamTimeout     the request was sent and no answer came in time
+├── UpstreamError               a backend could not serve a request
+│   ├── UpstreamUnavailable     no replica could take the request; nothing was sent
+│   ├── UpstreamConnectError    connecting or initializing the backend failed
+│   └── UpstreamRequestError    the request was sent and the exchange failed
+│       └── UpstreamTimeout     the request was sent and no answer came in time
+└── RefusedError                the gateway itself declined a call (never a backend's fault)
+    ├── RateLimited             the caller's rate limit is spent for now
+    ├── BulkheadFull            the server's `max_concurrent` calls stayed busy
+    └── TooLarge                arguments or result over `max_argument_bytes`/`max_result_bytes`
 ```
 
 A tool that ran and failed is *not* an exception here: its `CallToolResult` with
@@ -26,11 +30,15 @@ import httpx2
 from mcp.shared.exceptions import MCPError
 
 __all__ = [
+    "BulkheadFull",
     "CatalogError",
     "ConfigError",
     "FailureKind",
     "GatewayError",
     "NameCollisionError",
+    "RateLimited",
+    "RefusedError",
+    "TooLarge",
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamRequestError",
@@ -93,6 +101,27 @@ class UpstreamTimeout(UpstreamRequestError):
     """The request was sent and no answer came before the deadline."""
 
 
+class RefusedError(GatewayError):
+    """The gateway declined a call by its own rules; no backend saw it (or its result
+    was withheld). Never retried, never counted against a replica's breaker or health."""
+
+
+class RateLimited(RefusedError):
+    """The caller's token bucket is empty."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class BulkheadFull(RefusedError):
+    """Every one of a server's `max_concurrent` slots stayed busy for `queue_timeout`."""
+
+
+class TooLarge(RefusedError):
+    """A call's arguments or its result are over the configured size limit."""
+
+
 class FailureKind(enum.Enum):
     """How a failed backend call is to be treated (DESIGN.md, failure classification)."""
 
@@ -132,6 +161,10 @@ def classify(exc: BaseException) -> FailureKind:
     This is the only place that decides what a failure means; the retry policy,
     the breaker and health all read its answer.
     """
+    if isinstance(exc, RefusedError):
+        # Decided here by the gateway's own rules: like a backend's protocol error it
+        # is final for this call and says nothing against any replica.
+        return FailureKind.PROTOCOL
     if isinstance(exc, UpstreamUnavailable | UpstreamConnectError):
         return FailureKind.NOT_SENT
     if isinstance(exc, UpstreamRequestError):

@@ -32,7 +32,7 @@ from mcp.shared.subscriptions import (
 
 from mcp_agg.catalog import Catalog, build_catalog
 from mcp_agg.config import BreakerConfig, Config
-from mcp_agg.forwarding import hop_wire
+from mcp_agg.forwarding import ForwardingTool, hop_wire
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import exposed_uri
 from mcp_agg.provider import GatewayProvider
@@ -252,6 +252,17 @@ class Gateway:
     def track(self, connection: Connection) -> None:
         self._connections.add(connection)
 
+    # ------------------------------------------------------------------ calls
+
+    def tool_for_caller(self, name: str) -> ForwardingTool | None:
+        """The tool the current caller may call under `name`; None is "unknown tool"."""
+        return self.catalog.tools.get(name)
+
+    async def call(self, tool: ForwardingTool, arguments: dict[str, Any]) -> dict[str, Any]:
+        """One client call of a backend tool, as a wire result: admitted by the
+        gateway's limits, relayed through the tool's group, audited."""
+        return await tool.relay(arguments)
+
     # ------------------------------------------------------------------ session state
 
     async def set_log_level(self, connection: Connection | None, level: str) -> None:
@@ -361,10 +372,10 @@ class _GatewayServer(FastMCP[Any]):
     ) -> Any:
         token = current_caller.set(self._caller(ctx))
         try:
-            tool = self._gateway.catalog.tools.get(params.name)
+            tool = self._gateway.tool_for_caller(params.name)
             if tool is None or not _calls_bypass(self.middleware):
                 return await super()._on_call_tool(ctx, params)
-            return await tool.relay(params.arguments or {})
+            return await self._gateway.call(tool, params.arguments or {})
         finally:
             current_caller.reset(token)
 
