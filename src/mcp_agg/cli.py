@@ -1,4 +1,4 @@
-"""The `mcp-agg` command line: serve, tools, status, call, check, import.
+"""The `mcp-agg` command line: serve, tools, lock, status, call, check, import.
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or config error. Everything but a
 command's own output goes to stderr; in `serve --transport stdio`, stdout is the protocol.
@@ -24,6 +24,9 @@ from mcp.shared.exceptions import MCPError
 from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
 from mcp_agg.errors import CatalogError, ConfigError
 from mcp_agg.gateway import Gateway
+from mcp_agg.pinning import lock_catalog, read_lock, write_lock
+from mcp_agg.redact import RedactingFilter, redact
+from mcp_agg.security.origin import is_loopback
 from mcp_agg.serving import serve_http, serve_stdio
 from mcp_agg.upstream import Upstream
 
@@ -68,6 +71,7 @@ def _setup_logging(level: str | None, default: str) -> None:
         _fail(2, f"--log-level: unknown level {level!r}")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # configured secrets never reach the logs
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(chosen)
@@ -117,10 +121,14 @@ def _run(fn: Callable[[], Awaitable[_T]]) -> _T:
         return anyio.run(fn)
     except CatalogError as exc:
         raise _fail(2, str(exc)) from None
+    except ConfigError as exc:  # the lock file, read at startup
+        raise _fail(2, f"config error: {exc}") from None
     except BaseExceptionGroup as group:
         for leaf in _leaves(group):
             if isinstance(leaf, CatalogError):
                 raise _fail(2, str(leaf)) from None
+            if isinstance(leaf, ConfigError):
+                raise _fail(2, f"config error: {leaf}") from None
         raise
 
 
@@ -128,8 +136,14 @@ def _snapshot(
     config: Path | None, log_level: str | None, read: Callable[[Gateway], _T]
 ) -> tuple[Gateway, _T]:
     """Start the gateway once, read something off it, and stop it."""
+    return _snapshot_of(_load(config), log_level, read)
+
+
+def _snapshot_of(
+    loaded: Config, log_level: str | None, read: Callable[[Gateway], _T]
+) -> tuple[Gateway, _T]:
     _setup_logging(log_level, "warning")
-    gateway = Gateway(_load(config))
+    gateway = Gateway(loaded)
 
     async def run() -> _T:
         async with gateway.running():
@@ -156,12 +170,30 @@ def serve(
     ] = "stdio",
     host: Annotated[str, typer.Option(help="HTTP bind address.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="HTTP port; the endpoint is /mcp.")] = 8000,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Serve HTTP on a non-loopback address without [gateway.auth] (anyone who "
+            "can reach the port may use every backend).",
+        ),
+    ] = False,
     log_level: LogLevelOption = None,
 ) -> None:
     """Run the gateway: stdio (for Claude Desktop and IDEs) or streamable HTTP at /mcp."""
     _setup_logging(log_level, "info")
-    gateway = Gateway(_load(config))
-    server = gateway.build_server()
+    loaded = _load(config)
+    if transport == "http" and loaded.gateway.auth is None and not is_loopback(host):
+        if not insecure:
+            raise _fail(
+                2,
+                f"refusing to serve HTTP on {host} without authentication: anyone who can "
+                "reach it could use every backend. Configure [gateway.auth] in the config "
+                "(see README, 'Running it for a team'), bind to 127.0.0.1, or pass --insecure.",
+            )
+        logger.warning("serving HTTP on %s WITHOUT authentication (--insecure)", host)
+    gateway = Gateway(loaded)
+    server = gateway.build_server(http=transport == "http")
 
     async def run() -> None:
         if transport == "http":
@@ -185,6 +217,9 @@ def tools(
     """List the merged catalog: exposed name, server, original name, description."""
 
     def collect(gateway: Gateway) -> list[dict[str, Any]]:
+        pinner = gateway.pinner
+        pinning = pinner.mode != "off" and pinner.lock is not None
+        listed = {**gateway.catalog.tools, **pinner.withheld}
         return [
             {
                 "name": name,
@@ -197,26 +232,93 @@ def tools(
                 if tool.definition.annotations
                 else None,
                 "input_schema": tool.definition.input_schema,
+                # Against the lock file: ok, changed or new (None: no lock, or pin = "off").
+                "pin": pinner.report.status(name) if pinning else None,
+                "pin_changes": list(pinner.report.changed.get(name, ())),
+                "withheld": name in pinner.withheld,
             }
-            for name, tool in sorted(gateway.catalog.tools.items())
+            for name, tool in sorted(listed.items())
         ]
 
     gateway, rows = _snapshot(config, log_level, collect)
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(redact(json.dumps(rows, indent=2)))
+    elif any(r["pin"] is not None for r in rows):  # a PIN column while pinning is on
+        _print_table(
+            ["TOOL", "SERVER", "ORIGINAL", "PIN", "DESCRIPTION"],
+            [
+                [
+                    r["name"],
+                    r["server"],
+                    r["original_name"],
+                    _pin_mark(r),
+                    redact(_first_line(r["description"])),
+                ]
+                for r in rows
+            ],
+        )
     else:
         _print_table(
             ["TOOL", "SERVER", "ORIGINAL", "DESCRIPTION"],
             [
-                [r["name"], r["server"], r["original_name"], _first_line(r["description"])]
+                [r["name"], r["server"], r["original_name"], redact(_first_line(r["description"]))]
                 for r in rows
             ],
         )
     down = [u for u in gateway.upstreams if not u.stats.connects]
     for upstream in down:
-        typer.echo(f"mcp-agg: {upstream.id} unavailable: {upstream.stats.last_error}", err=True)
+        typer.echo(
+            redact(f"mcp-agg: {upstream.id} unavailable: {upstream.stats.last_error}"), err=True
+        )
     if down and len(down) == len(gateway.upstreams):
         raise typer.Exit(1)
+
+
+def _pin_mark(row: dict[str, Any]) -> str:
+    """`ok`, `new`, `changed:description,schema`; `!` when withheld (pin = "enforce")."""
+    mark = str(row["pin"])
+    if row["pin_changes"]:
+        mark += ":" + ",".join(row["pin_changes"])
+    return mark + ("!" if row["withheld"] else "")
+
+
+# ---------------------------------------------------------------------------- lock
+
+
+@app.command()
+def lock(config: ConfigOption = None, log_level: LogLevelOption = None) -> None:
+    """Pin every tool as it is now: write the lock file ([gateway] lock_file)."""
+    loaded = _load(config)
+    path = loaded.base_dir / loaded.gateway.lock_file
+    try:
+        previous = read_lock(path)
+    except ConfigError:
+        previous = None  # a broken lock is replaced whole
+    # Pinning off: every tool as the backends offer it now, and no old lock to apply.
+    unpinned = loaded.model_copy(
+        update={"gateway": loaded.gateway.model_copy(update={"pin": "off"})}
+    )
+    gateway, _ = _snapshot_of(unpinned, log_level, lambda g: None)
+    down = sorted(
+        name
+        for name, group in gateway.groups.items()
+        if not any(u.stats.connects for u in group.replicas)
+    )
+    if down and len(down) == len(gateway.groups):
+        raise _fail(1, "no backend reachable: lock file not written")
+    pinned = lock_catalog(gateway.catalog, {}, previous, keep=down)
+    try:
+        write_lock(path, pinned)
+    except OSError as exc:
+        raise _fail(1, f"cannot write {path}: {exc.strerror or exc}") from None
+    kept = [name for name, entry in pinned.tools.items() if entry.server in down]
+    for server in down:
+        typer.echo(
+            f"mcp-agg: {server} unavailable: its entries in the previous lock are kept", err=True
+        )
+    typer.echo(
+        f"{path}: {len(pinned.tools)} tools pinned" + (f" ({len(kept)} kept)" if kept else "")
+    )
 
 
 # ---------------------------------------------------------------------------- status
@@ -229,7 +331,7 @@ def status(
     """Start every backend once and show each replica: state, breaker, load, last error."""
     _, rows = _snapshot(config, log_level, lambda g: [replica_status(u) for u in g.upstreams])
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        typer.echo(redact(json.dumps(rows, indent=2)))
         return
     _print_table(
         [
@@ -259,7 +361,7 @@ def status(
                 str(r["failures"]),
                 str(r["in_flight"]),
                 f"{r['latency_ms']:.1f}ms" if r["latency_ms"] else "-",
-                r["last_error"] or "",
+                redact(r["last_error"] or ""),
             ]
             for r in rows
         ],

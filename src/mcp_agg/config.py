@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from mcp_agg.errors import ConfigError
+from mcp_agg.redact import Redactor, secrets_of
 from mcp_agg.security.origin import check_host_list, check_host_pattern, check_origin_pattern
 
 __all__ = [
@@ -197,7 +198,7 @@ class GatewayConfig(_Model):
     pin: Literal["off", "warn", "enforce"] = "warn"
     lock_file: Annotated[str, Field(min_length=1)] = "servers.lock"
     #: One JSON line per call is appended here (relative to the config's folder).
-    audit_log: str | None = None
+    audit_log: Annotated[str, Field(min_length=1)] | None = None
     audit_arguments: bool = False
 
 
@@ -293,7 +294,7 @@ class Config(_Model):
             prefixes = {_effective_prefix(s) for s in members}
             if len(prefixes) > 1:
                 raise ValueError(f"replicas of {name!r} disagree on `prefix`: {sorted(prefixes)}")
-            for key in ("failover_for", "priority", "balancer"):
+            for key in ("failover_for", "priority", "balancer", "max_concurrent", "queue_timeout"):
                 if len({repr(getattr(s, key)) for s in members}) > 1:
                     raise ValueError(f"replicas of {name!r} disagree on `{key}`")
         seen: dict[str, str] = {}
@@ -405,6 +406,8 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=path) from None
     if path.suffix.lower() == ".json":
         raw = mcp_servers_to_raw(_parse_json(text, path), path)
     else:
@@ -412,15 +415,22 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"invalid TOML: {exc}", source=path) from exc
+        except RecursionError:
+            raise ConfigError("invalid TOML: nested too deeply", source=path) from None
     return config_from_raw(raw, path, environ)
 
 
 def config_from_raw(raw: dict[str, Any], source: Path | None, environ: Mapping[str, str]) -> Config:
-    expanded = _expand(raw, "", environ, source)
+    try:
+        expanded = _expand(raw, "", environ, source)
+    except RecursionError:
+        raise ConfigError("a value is nested too deeply", source=source) from None
     try:
         config = Config.model_validate(expanded)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, expanded), source=source) from None
+        # No secret (a header, env value or token) may be echoed by an error message.
+        hide = Redactor(secrets_of(expanded))
+        raise ConfigError(hide(_describe(exc, expanded)), source=source) from None
     config._source = source.resolve() if source is not None else None
     return config
 
@@ -509,6 +519,8 @@ def _parse_json(text: str, path: Path) -> dict[str, Any]:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"invalid JSON: {exc}", source=path) from exc
+    except RecursionError:
+        raise ConfigError("invalid JSON: nested too deeply", source=path) from None
     if not isinstance(data, dict):
         raise ConfigError("expected a JSON object", source=path)
     return data
@@ -558,6 +570,8 @@ def mcp_servers_to_toml(path: Path) -> str:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror or exc}", source=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text (byte {exc.start})", source=path) from None
     raw = mcp_servers_to_raw(_parse_json(text, path), path)
     # Validate without expanding ${VAR}: the output keeps them as written. A url that is
     # only a variable cannot be checked until it is expanded, so it stands in as valid.

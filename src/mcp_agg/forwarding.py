@@ -9,7 +9,9 @@ rebuilt through FastMCP's own result types.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import mcp_types
@@ -20,12 +22,20 @@ from fastmcp.resources.template import ResourceTemplate
 from fastmcp.tools.base import Tool, ToolResult
 from pydantic import AnyUrl, PrivateAttr
 
-from mcp_agg.errors import UpstreamError
+from mcp_agg.audit import note_failure
+from mcp_agg.errors import RefusedError, UpstreamError
+from mcp_agg.redact import redact
 
 if TYPE_CHECKING:
     from mcp_agg.group import ReplicaGroup
 
-__all__ = ["ForwardingPrompt", "ForwardingResource", "ForwardingTemplate", "ForwardingTool"]
+__all__ = [
+    "ForwardingPrompt",
+    "ForwardingResource",
+    "ForwardingTemplate",
+    "ForwardingTool",
+    "tool_calls",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +49,13 @@ _CONNECTION_META_KEYS = frozenset(
         mcp_types.CLIENT_CAPABILITIES_META_KEY,
     }
 )
+
+#: How a `ForwardingTool` run by FastMCP's own call path (when middleware takes part in
+#: calls) makes its call: the gateway sets its `Gateway.call` here, so that path gets the
+#: same limits and audit as the direct one. Unset, the tool relays to its group directly.
+tool_calls: contextvars.ContextVar[
+    Callable[[ForwardingTool, dict[str, Any]], Awaitable[dict[str, Any]]] | None
+] = contextvars.ContextVar("mcp_agg_tool_calls", default=None)
 
 _R = TypeVar(
     "_R", mcp_types.CallToolResult, mcp_types.ReadResourceResult, mcp_types.GetPromptResult
@@ -150,19 +167,26 @@ class ForwardingTool(Tool):
         return _renamed(self._definition, "name", overrides.get("name", self.name))
 
     async def run(self, arguments: dict[str, Any]) -> ToolResult:
-        try:
-            raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
-        except UpstreamError as exc:
-            raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
-        return _relay(mcp_types.CallToolResult.model_validate(hop_wire(raw), by_name=False))
+        call = tool_calls.get()
+        if call is None:
+            try:
+                raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
+            except (UpstreamError, RefusedError) as exc:
+                raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
+            wire = hop_wire(raw)
+        else:
+            wire = await call(self, arguments)
+        return _relay(mcp_types.CallToolResult.model_validate(wire, by_name=False))
 
     async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """The call as a wire result: the backend's JSON, or a tool error when none came."""
         try:
             raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
-        except UpstreamError as exc:
+        except (UpstreamError, RefusedError) as exc:
             logger.warning("%s: %s", self.name, exc)
-            raw = {"content": [{"type": "text", "text": f"{self.name}: {exc}"}], "isError": True}
+            note_failure(exc)  # the audit log tells this error from the tool's own
+            text = redact(f"{self.name}: {exc}")
+            raw = {"content": [{"type": "text", "text": text}], "isError": True}
         return hop_wire(raw)
 
 
@@ -195,7 +219,7 @@ class _RawResourceResult(ResourceResult):
 async def _read(group: ReplicaGroup, backend_uri: str, exposed: str) -> ResourceResult:
     try:
         raw = await group.read_resource(backend_uri)
-    except UpstreamError as exc:
+    except (UpstreamError, RefusedError) as exc:
         raise ResourceError(f"{exposed}: {exc}", log_level=logging.WARNING) from exc
     return _RawResourceResult.wrap(_hop(raw), backend_uri)
 
@@ -340,6 +364,6 @@ class ForwardingPrompt(Prompt):
     async def _render(self, arguments: dict[str, Any] | None = None) -> PromptResult:
         try:
             raw = await self._group.get_prompt(self._original, arguments)
-        except UpstreamError as exc:
+        except (UpstreamError, RefusedError) as exc:
             raise PromptError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
         return _RawPromptResult.wrap(_hop(raw))

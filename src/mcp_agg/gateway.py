@@ -30,17 +30,21 @@ from mcp.shared.subscriptions import (
     ToolsListChanged,
 )
 
+from mcp_agg import audit, redact
 from mcp_agg.catalog import Catalog, build_catalog
 from mcp_agg.config import BreakerConfig, Config
-from mcp_agg.forwarding import ForwardingTool, hop_wire
+from mcp_agg.forwarding import ForwardingTool, hop_wire, tool_calls
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import exposed_uri
+from mcp_agg.pinning import Pinner
 from mcp_agg.provider import GatewayProvider
 from mcp_agg.reaper import Reaper
 from mcp_agg.relay import Caller, LogLevels, connection_of, current_caller
 from mcp_agg.resilience.balancer import make_balancer
 from mcp_agg.resilience.breaker import CircuitBreaker
 from mcp_agg.resilience.health import HealthPolicy
+from mcp_agg.security.auth import CallerAccess, build_verifier
+from mcp_agg.security.limits import CallLimits
 from mcp_agg.upstream import Upstream
 
 __all__ = ["Gateway"]
@@ -108,6 +112,24 @@ class Gateway:
         #: Who is subscribed to each exposed resource URI: handshake-era connections
         #: (told directly) and modern-era listen streams (told through the bus).
         self._subscribers: dict[str, weakref.WeakSet[object]] = {}
+        #: Per-role access on an authenticated HTTP front (`build_server(http=True)`
+        #: with `[gateway.auth]`); None: every caller sees everything, at no cost.
+        self.access: CallerAccess | None = None
+        #: Rate limits and size limits of `tools/call` (`security/limits.py`).
+        self.limits = CallLimits(gateway)
+        #: Tool pinning against the lock file, applied to every catalog built.
+        self.pinner = Pinner(gateway.pin, config.base_dir / gateway.lock_file)
+        #: One JSON line per tools/call; None (no cost per call) without `audit_log`.
+        self.audit = (
+            None
+            if gateway.audit_log is None
+            else audit.AuditLog(
+                config.base_dir / gateway.audit_log,
+                arguments=gateway.audit_arguments,
+                auth=gateway.auth,
+            )
+        )
+        redact.install(redact.secrets_of(config.model_dump()))
 
     # ------------------------------------------------------------------ life cycle
 
@@ -119,6 +141,7 @@ class Gateway:
         lifespan in one cancel scope and leaves it in another, which a task group held
         across the `yield` would not survive.
         """
+        self.pinner.load()  # a broken lock file stops startup (ConfigError)
         started = anyio.Event()
         stop = anyio.Event()
         supervisor = asyncio.create_task(self._supervise(started, stop), name="mcp-agg gateway")
@@ -143,8 +166,8 @@ class Gateway:
                 await self._wait_first_attempts(stop)
                 if stop.is_set():
                     return  # stopped while starting: straight to reaping
-                self.catalog = build_catalog(
-                    self.groups.values(), self.config.gateway.separator, strict=True
+                self.catalog = self.pinner.apply(
+                    build_catalog(self.groups.values(), self.config.gateway.separator, strict=True)
                 )
                 self._log_summary()
                 tg.start_soon(self._rebuild_on_change, name="catalog")
@@ -179,6 +202,8 @@ class Gateway:
                 for upstream in self.upstreams:
                     await upstream.stopped.wait()
         self.reaper.close()
+        if self.audit is not None:
+            self.audit.close()
         left = [u.id for u in self.upstreams if not u.stopped.is_set()]
         if left:
             logger.error("replicas still stopping after %gs, cancelled: %s", _STOP_GRACE, left)
@@ -217,7 +242,10 @@ class Gateway:
             await anyio.sleep(_REBUILD_DEBOUNCE)
             self._changed = anyio.Event()
             before = self.catalog
-            after = build_catalog(self.groups.values(), self.config.gateway.separator, strict=False)
+            after = self.pinner.apply(
+                build_catalog(self.groups.values(), self.config.gateway.separator, strict=False),
+                reload=True,
+            )
             old, new = before.signature(), after.signature()
             self.catalog = after
             if old != new:
@@ -256,12 +284,43 @@ class Gateway:
 
     def tool_for_caller(self, name: str) -> ForwardingTool | None:
         """The tool the current caller may call under `name`; None is "unknown tool"."""
-        return self.catalog.tools.get(name)
+        tool = self.catalog.tools.get(name)
+        if tool is None or self.access is None or self.access.grant().allows(name):
+            return tool
+        return None
+
+    def uri_allowed(self, uri: str) -> bool:
+        """Whether the current caller may see the exposed resource URI (a resource, or
+        one of a template it may see); an unknown URI is not allowed."""
+        if self.access is None:
+            return True
+        grant = self.access.grant()
+        resource = self.catalog.resource(uri)
+        if resource is not None:
+            return grant.allows(str(resource.to_mcp_resource().uri))
+        template = self.catalog.template_for(uri)
+        return template is not None and grant.allows(template.uri_template)
+
+    def completion_allowed(self, ref: dict[str, Any]) -> bool:
+        """Whether the current caller may see what a `completion/complete` ref names."""
+        if self.access is None:
+            return True
+        if ref.get("type") == "ref/prompt":
+            return self.access.grant().allows(str(ref.get("name")))
+        uri = str(ref.get("uri"))
+        if any(t.uri_template == uri for t in self.catalog.templates):
+            return self.access.grant().allows(uri)
+        return self.uri_allowed(uri)
 
     async def call(self, tool: ForwardingTool, arguments: dict[str, Any]) -> dict[str, Any]:
         """One client call of a backend tool, as a wire result: admitted by the
         gateway's limits, relayed through the tool's group, audited."""
-        return await tool.relay(arguments)
+        with audit.record(self.audit, tool.name, tool.group.name, arguments) as entry:
+            refused = self.limits.admit(tool.name, arguments)  # rate limit, argument size
+            if refused is not None:
+                return entry.refused(refused)
+            relayed = await tool.relay(arguments)
+            return entry.result(self.limits.checked(tool.name, relayed), relayed)  # result size
 
     # ------------------------------------------------------------------ session state
 
@@ -280,7 +339,7 @@ class Gateway:
         """Subscribe a client connection or listen stream to an exposed resource URI;
         the owning backend is subscribed once, however many clients are."""
         route = self.catalog.route_uri(uri)
-        if route is None:
+        if route is None or not self.uri_allowed(uri):
             raise MCPError(mcp_types.INVALID_PARAMS, f"Unknown resource: {uri}")
         group, backend_uri = route
         await group.subscribe(backend_uri)
@@ -319,14 +378,26 @@ class Gateway:
 
     # ------------------------------------------------------------------ serving
 
-    def build_server(self) -> FastMCP[Any]:
-        """The FastMCP server that serves the catalog; its lifespan is `running()`."""
-        provider = GatewayProvider(lambda: self.catalog, lifespan=self.running)
+    def build_server(self, *, http: bool = False) -> FastMCP[Any]:
+        """The FastMCP server that serves the catalog; its lifespan is `running()`.
+
+        For the HTTP front (`http`) with `[gateway.auth]`, the server verifies bearer
+        tokens (401 without a valid one) and shows each caller what its roles allow.
+        """
+        settings = self.config.gateway
+        if http and settings.auth is not None:
+            self.access = CallerAccess(settings)
+        provider = GatewayProvider(
+            lambda: self.catalog,
+            lifespan=self.running,
+            access=self.access.grant if self.access is not None else None,
+        )
         return _GatewayServer(
             self,
-            name=self.config.gateway.name,
+            name=settings.name,
             providers=[provider],
             middleware=[_ConnectionTracker(self)],
+            auth=build_verifier(self.access.auth) if self.access is not None else None,
         )
 
 
@@ -373,8 +444,20 @@ class _GatewayServer(FastMCP[Any]):
         token = current_caller.set(self._caller(ctx))
         try:
             tool = self._gateway.tool_for_caller(params.name)
+            if tool is None and self._gateway.audit is not None:
+                self._gateway.audit.write(
+                    tool=params.name,
+                    server=None,
+                    outcome="unknown_tool",
+                    arguments=params.arguments,
+                )
             if tool is None or not _calls_bypass(self.middleware):
-                return await super()._on_call_tool(ctx, params)
+                # FastMCP's path runs the tool, which calls back into `Gateway.call`.
+                calls = tool_calls.set(self._gateway.call)
+                try:
+                    return await super()._on_call_tool(ctx, params)
+                finally:
+                    tool_calls.reset(calls)
             return await self._gateway.call(tool, params.arguments or {})
         finally:
             current_caller.reset(token)
@@ -447,7 +530,7 @@ class _GatewayServer(FastMCP[Any]):
     ) -> Any:
         wire = params.model_dump(by_alias=True, mode="json", exclude_none=True)
         route = self._gateway.catalog.route_completion(wire["ref"])
-        if route is None:
+        if route is None or not self._gateway.completion_allowed(wire["ref"]):
             # As a server without that prompt or template would: nothing to offer.
             return mcp_types.CompleteResult(completion=mcp_types.Completion(values=[]))
         group, ref = route

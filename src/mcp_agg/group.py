@@ -27,8 +27,10 @@ import anyio
 import mcp_types
 from tenacity import AsyncRetrying, RetryCallState
 
+from mcp_agg.audit import note_attempt
 from mcp_agg.config import RetryConfig, ServerConfig
 from mcp_agg.errors import (
+    BulkheadFull,
     FailureKind,
     UpstreamError,
     UpstreamRequestError,
@@ -45,6 +47,7 @@ from mcp_agg.resilience.retry import (
     is_retryable,
     stop_for,
 )
+from mcp_agg.security.limits import Bulkhead
 from mcp_agg.upstream import Listing, ReplicaState, Upstream
 
 __all__ = ["ReplicaGroup"]
@@ -93,6 +96,13 @@ class ReplicaGroup:
         )
         #: Groups tried, in this order, when every replica of this one failed a call.
         self.failovers: list[ReplicaGroup] = []
+        server = replicas[0].spec.server
+        #: `max_concurrent` calls to all replicas together; None is unlimited.
+        self.bulkhead = (
+            None
+            if server.max_concurrent is None
+            else Bulkhead(name, server.max_concurrent, server.queue_timeout)
+        )
 
     @property
     def server(self) -> ServerConfig:
@@ -143,7 +153,7 @@ class ReplicaGroup:
     async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
         """A completion/complete in wire form; `params.ref` already names the backend's."""
         return await self._dispatch(
-            "completion", lambda replica, _: replica.complete(params), safe=True
+            "completion", lambda replica, _: replica.complete(params), safe=True, limited=False
         )
 
     async def subscribe(self, uri: str) -> None:
@@ -152,7 +162,10 @@ class ReplicaGroup:
         if any(uri in r.subscriptions for r in self.replicas):
             return
         await self._dispatch(
-            f"subscription to {uri!r}", lambda replica, _: replica.subscribe(uri), safe=True
+            f"subscription to {uri!r}",
+            lambda replica, _: replica.subscribe(uri),
+            safe=True,
+            limited=False,
         )
 
     async def unsubscribe(self, uri: str) -> None:
@@ -170,31 +183,61 @@ class ReplicaGroup:
         *,
         meta: dict[str, Any] | None = None,
         safe: bool,
+        limited: bool = True,
     ) -> _T:
+        """The whole call: bulkhead slot, failover chain, deadline.
+
+        A `limited` request (a tool call, resource read or prompt) holds one slot of the
+        group's bulkhead for all its attempts; a standby holds one of its own while it
+        serves the call. A full bulkhead raises `BulkheadFull` (a refusal, so no
+        replica's breaker or health ever hears of it).
+        """
         meta = {**(meta or {}), IDEMPOTENCY_KEY: uuid.uuid4().hex}
         deadline = anyio.current_time() + self.timeout
         try:
             with anyio.fail_after(self.timeout):
-                last: _GroupExhausted | None = None
-                chain = (self, *self.failovers)
-                for group in chain:
-                    try:
-                        return await group._call(
-                            what, send, meta, safe=safe, deadline=deadline, last=group is chain[-1]
-                        )
-                    except _GroupExhausted as exc:
-                        last = exc
-                        if exc.sent and not safe:
-                            break  # it may have run once: never run it on a standby too
-                        if group is not self or self.failovers:
-                            logger.warning("%s: %s", what, exc)
-                assert last is not None
-                raise _unwrap(last)
+                if self.bulkhead is None or not limited:
+                    return await self._chain(what, send, meta, safe, deadline, limited)
+                async with self.bulkhead.slot():
+                    return await self._chain(what, send, meta, safe, deadline, limited)
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"{what}: no answer from {self.name!r} within request_timeout "
                 f"({self.timeout:g}s); the backend request was cancelled"
             ) from exc
+
+    async def _chain(
+        self,
+        what: str,
+        send: Send[_T],
+        meta: dict[str, Any],
+        safe: bool,
+        deadline: float,
+        limited: bool,
+    ) -> _T:
+        """This group, then its failovers in priority order, until one serves the call."""
+        last: _GroupExhausted | None = None
+        chain = (self, *self.failovers)
+        for group in chain:
+            try:
+                if group is self or group.bulkhead is None or not limited:
+                    return await group._call(
+                        what, send, meta, safe=safe, deadline=deadline, last=group is chain[-1]
+                    )
+                async with group.bulkhead.slot():
+                    return await group._call(
+                        what, send, meta, safe=safe, deadline=deadline, last=group is chain[-1]
+                    )
+            except BulkheadFull as exc:  # a standby with no slot free: on to the next
+                logger.warning("%s: %s", what, exc)
+            except _GroupExhausted as exc:
+                last = exc
+                if exc.sent and not safe:
+                    break  # it may have run once: never run it on a standby too
+                if group is not self or self.failovers:
+                    logger.warning("%s: %s", what, exc)
+        assert last is not None  # this group is first, and raises or fails the call
+        raise _unwrap(last)
 
     async def _call(
         self,
@@ -241,6 +284,7 @@ class ReplicaGroup:
                     if replica is None:
                         raise _GroupExhausted(self._nobody(tried, failure), failure, sent=sent)
                     tried.add(replica.id)
+                    note_attempt(replica.id)
                     try:
                         return await self._attempt(replica, send, meta, safe=safe)
                     except Exception as exc:

@@ -2,6 +2,10 @@
 
 FastMCP's default `_get_*` methods list everything and filter; on the path of every
 call that would cost a full listing, so lookups go straight to the catalog's dicts.
+
+With `access` (an authenticated HTTP front), lists and lookups keep only what the current
+caller's roles allow, so FastMCP's own "unknown tool/resource/prompt" answers apply to a
+hidden name (`mcp_agg.security.access`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from mcp_agg.catalog import Catalog
+    from mcp_agg.security.access import Grant
 
 __all__ = ["GatewayProvider"]
 
@@ -33,10 +38,13 @@ class GatewayProvider(Provider):
         self,
         catalog: Callable[[], Catalog],
         lifespan: Callable[[], AbstractAsyncContextManager[object]] | None = None,
+        access: Callable[[], Grant] | None = None,
     ) -> None:
         super().__init__()
         self._catalog = catalog
         self._lifespan = lifespan
+        #: The current caller's grant; None: everything is visible (no auth, stdio).
+        self._access = access
 
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
@@ -47,33 +55,64 @@ class GatewayProvider(Provider):
             yield
 
     async def _list_tools(self) -> Sequence[ForwardingTool]:
-        return list(self._catalog().tools.values())
+        tools = self._catalog().tools
+        if self._access is None:
+            return list(tools.values())
+        grant = self._access()
+        return [t for name, t in tools.items() if grant.allows(name)]
 
     async def _get_tool(
         self, name: str, version: VersionSpec | None = None
     ) -> ForwardingTool | None:
+        if self._access is not None and not self._access().allows(name):
+            return None
         return self._catalog().tools.get(name)
 
     async def _list_resources(self) -> Sequence[ForwardingResource]:
-        return list({id(r): r for r in self._catalog().resources.values()}.values())
+        resources = list({id(r): r for r in self._catalog().resources.values()}.values())
+        if self._access is None:
+            return resources
+        grant = self._access()
+        return [r for r in resources if grant.allows(_listed_uri(r))]
 
     async def _get_resource(
         self, uri: str, version: VersionSpec | None = None
     ) -> ForwardingResource | None:
-        return self._catalog().resource(uri)
+        resource = self._catalog().resource(uri)
+        if resource is None or self._access is None or self._access().allows(_listed_uri(resource)):
+            return resource
+        return None
 
     async def _list_resource_templates(self) -> Sequence[ForwardingTemplate]:
-        return list(self._catalog().templates)
+        templates = self._catalog().templates
+        if self._access is None:
+            return list(templates)
+        grant = self._access()
+        return [t for t in templates if grant.allows(t.uri_template)]
 
     async def _get_resource_template(
         self, uri: str, version: VersionSpec | None = None
     ) -> ForwardingTemplate | None:
-        return self._catalog().template_for(uri)
+        template = self._catalog().template_for(uri)
+        if template is None or self._access is None or self._access().allows(template.uri_template):
+            return template
+        return None
 
     async def _list_prompts(self) -> Sequence[ForwardingPrompt]:
-        return list(self._catalog().prompts.values())
+        prompts = self._catalog().prompts
+        if self._access is None:
+            return list(prompts.values())
+        grant = self._access()
+        return [p for name, p in prompts.items() if grant.allows(name)]
 
     async def _get_prompt(
         self, name: str, version: VersionSpec | None = None
     ) -> ForwardingPrompt | None:
+        if self._access is not None and not self._access().allows(name):
+            return None
         return self._catalog().prompts.get(name)
+
+
+def _listed_uri(resource: ForwardingResource) -> str:
+    """The exposed URI as clients see it listed (what role patterns match)."""
+    return str(resource.to_mcp_resource().uri)

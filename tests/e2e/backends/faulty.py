@@ -1,9 +1,10 @@
 """A backend that tests can tell to fail, hang or slow down, and that counts what it runs.
 
 Behaviour is read from the file named by `--mode-file` at every request, so a test can
-change it while the process runs: `ok`, `hang`, `slow:MS`, or `hang-probes` (tools/list
-never answers, calls still do). Every tool execution appends `REPLICA TOOL KEY IDEMPOTENCY`
-to `--count-file`, so a test can see what ran, where and how often.
+change it while the process runs: `ok`, `hang`, `hold` (a call waits until the mode is
+no longer `hold`), `slow:MS`, or `hang-probes` (tools/list never answers, calls still
+do). Every tool execution appends `REPLICA TOOL KEY IDEMPOTENCY` to `--count-file`, so
+a test can see what ran, where and how often.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ async def behave() -> None:
     current = mode()
     if current == "hang":
         await asyncio.Event().wait()
+    while current == "hold":
+        await asyncio.sleep(0.02)
+        current = mode()
     if current.startswith("slow:"):
         await asyncio.sleep(int(current.split(":")[1]) / 1000)
 
@@ -67,6 +71,14 @@ async def write(key: str, ctx: Context) -> str:
     record("write", key, ctx)
     await behave()
     return args.replica
+
+
+@mcp.tool
+async def echo(text: str, ctx: Context) -> str:
+    """Answers with its argument (a result as large as the test wants)."""
+    record("echo", str(len(text)), ctx)
+    await behave()
+    return text
 
 
 @mcp.tool
