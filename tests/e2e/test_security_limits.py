@@ -126,7 +126,7 @@ async def test_rate_limit_refuses_after_the_burst_and_recovers(
     async with running(tmp_path, toml) as (gateway, client):
         refused = await until_refused(client, "burst")
         assert text(refused).startswith(
-            "svc_read: rate limit for client 'anonymous' exceeded: retry in "
+            "svc_read: rate limit for client 'stdio' exceeded: retry in "
         )
         assert refused.meta is not None
         retry_after = refused.meta[RETRY_AFTER_META]
@@ -166,7 +166,7 @@ async def test_limits_hold_on_fastmcps_call_path_too(tmp_path: Path, faulty: Fau
     middleware = _SeesCalls()
     async with running(tmp_path, toml, middleware) as (_, client):
         refused = await until_refused(client, "m")
-        assert "rate limit for client 'anonymous' exceeded" in text(refused)
+        assert "rate limit for client 'stdio' exceeded" in text(refused)
         assert refused.meta is not None
         assert refused.meta[RETRY_AFTER_META] > 0
         large = await client.call_tool_mcp("svc_echo", {"text": "x" * 200})
