@@ -67,6 +67,9 @@ class Reaper:
         if not Path("/proc/self/stat").exists():
             logger.warning("no /proc: backends are not guarded against a gateway crash")
             return
+        # Children from before the gateway started are not its backends (a process that
+        # embeds a Gateway may have others): never adopt them.
+        self._known |= _children(os.getpid())
         self._process = subprocess.Popen(
             [sys.executable, "-m", "mcp_agg.reaper"],
             stdin=subprocess.PIPE,

@@ -19,10 +19,8 @@ from tests.e2e.procs import (
     backend_process,
     descendants,
     free_port,
-    kill_group,
     pids_with_arg,
-    port_open,
-    wait_until,
+    served_gateway,
 )
 
 
@@ -131,29 +129,8 @@ def http_gateway(
     tmp_path_factory: pytest.TempPathFactory, backends: Backends
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     config = write_config(tmp_path_factory.mktemp("http"), backends)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            PYTHON,
-            "-m",
-            "mcp_agg",
-            "serve",
-            "-c",
-            str(config),
-            "--transport",
-            "http",
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 60, "the HTTP gateway")
-        assert proc.poll() is None, f"gateway exited with {proc.returncode}"
-        yield f"http://127.0.0.1:{port}/mcp", proc, config
-    finally:
-        kill_group(proc)
+    with served_gateway(config) as (url, proc):
+        yield url, proc, config
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")

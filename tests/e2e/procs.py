@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import IO
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = REPO / "examples" / "servers"
@@ -102,6 +103,35 @@ def backend_process(script: str, *args: str, port: int) -> Iterator[subprocess.P
         wait_until(lambda: port_open(port) or proc.poll() is not None, 30, f"{script} on {port}")
         assert proc.poll() is None, f"{script} exited with {proc.returncode}"
         yield proc
+    finally:
+        kill_group(proc)
+
+
+@contextmanager
+def served_gateway(
+    config: Path,
+    *args: str,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    stderr: IO[bytes] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`mcp-agg serve --transport http -c config [args]` until its port answers: its
+    /mcp URL and process; the process group is killed on exit."""
+    port = port or free_port()
+    proc = subprocess.Popen(
+        [
+            *(PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)),
+            *("--transport", "http", "--port", str(port), *args),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        env={**os.environ, **env} if env is not None else None,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: port_open(port) or proc.poll() is not None, 60, "the HTTP gateway")
+        assert proc.poll() is None, f"gateway exited with {proc.returncode}"
+        yield f"http://127.0.0.1:{port}/mcp", proc
     finally:
         kill_group(proc)
 

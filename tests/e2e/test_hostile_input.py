@@ -28,7 +28,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.procs import PYTHON, SERVERS, free_port, kill_group, port_open, wait_until
+from tests.e2e.procs import (
+    SERVERS,
+    free_port,
+    served_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -115,25 +119,13 @@ args = ["{SERVERS / "units.py"}"]
     )
     port = free_port()
     stderr = folder / "gateway.stderr"
-    with stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [
-                *(PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)),
-                *("--transport", "http", "--port", str(port)),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            start_new_session=True,
-        )
-    try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 90, "the HTTP gateway")
-        assert proc.poll() is None, f"gateway exited with {proc.returncode}"
-        url = f"http://127.0.0.1:{port}/mcp"
-        # A hang is a failure, not a stuck run.
-        with httpx.Client(timeout=httpx.Timeout(20)) as http:
-            yield Gateway(url, proc, stderr, http, open_session(http, url), open_session(http, url))
-    finally:
-        kill_group(proc)
+    # The client's timeout: a hang is a failure, not a stuck run.
+    with (
+        stderr.open("wb") as err,
+        served_gateway(config, port=port, stderr=err) as (url, proc),
+        httpx.Client(timeout=httpx.Timeout(20)) as http,
+    ):
+        yield Gateway(url, proc, stderr, http, open_session(http, url), open_session(http, url))
 
 
 # ---------------------------------------------------------------- checks

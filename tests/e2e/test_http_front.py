@@ -20,7 +20,11 @@ import pytest_asyncio
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from tests.e2e.procs import PYTHON, SERVERS, free_port, kill_group, port_open, wait_until
+from tests.e2e.procs import (
+    SERVERS,
+    free_port,
+    served_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -91,20 +95,8 @@ command = "python"
 args = ["{SERVERS / "units.py"}"]
 """
     )
-    proc = subprocess.Popen(
-        [
-            *(PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)),
-            *("--transport", "http", "--port", str(port)),
-        ],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 60, "the HTTP gateway")
-        assert proc.poll() is None, f"gateway exited with {proc.returncode}"
-        yield Gateway(f"http://127.0.0.1:{port}/mcp", port)
-    finally:
-        kill_group(proc)
+    with served_gateway(config, port=port) as (url, _):
+        yield Gateway(url, port)
 
 
 @pytest_asyncio.fixture

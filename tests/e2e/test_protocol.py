@@ -29,7 +29,15 @@ from mcp.client.subscriptions import listen
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 
-from tests.e2e.procs import PYTHON, REPO, free_port, kill_group, port_open, wait_until
+from tests.e2e.procs import (
+    PYTHON,
+    REPO,
+    free_port,
+    kill_group,
+    port_open,
+    served_gateway,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -53,7 +61,7 @@ class Setup:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     folder = tmp_path_factory.mktemp("protocol")
     events = folder / "events.txt"
-    backend_port, gateway_port = free_port(), free_port()
+    backend_port = free_port()
     backend = subprocess.Popen(
         [
             *(PYTHON, str(BACKEND), "--events-file", str(events)),
@@ -83,28 +91,14 @@ name = "ph"
 url = "http://127.0.0.1:{backend_port}/mcp"
 """
     )
-    gateway = subprocess.Popen(
-        [
-            *(PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)),
-            "--transport",
-            "http",
-            "--port",
-            str(gateway_port),
-        ],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     try:
-        for proc, port in ((backend, backend_port), (gateway, gateway_port)):
-            wait_until(
-                lambda p=proc, n=port: port_open(n) or p.poll() is not None,
-                60,
-                f"port {port}",
-            )
-            assert proc.poll() is None, f"{proc.args} exited with {proc.returncode}"
-        yield Setup(config, events, f"http://127.0.0.1:{gateway_port}/mcp")
+        wait_until(
+            lambda: port_open(backend_port) or backend.poll() is not None, 60, "the HTTP backend"
+        )
+        assert backend.poll() is None, f"the HTTP backend exited with {backend.returncode}"
+        with served_gateway(config) as (url, _):
+            yield Setup(config, events, url)
     finally:
-        kill_group(gateway)
         kill_group(backend)
 
 

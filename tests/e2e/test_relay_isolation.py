@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,12 @@ from fastmcp import Client
 from fastmcp.client.elicitation import ElicitResult
 from fastmcp.client.transports import StreamableHttpTransport
 
-from tests.e2e.procs import PYTHON, REPO, free_port, kill_group, port_open, wait_until
+from tests.e2e.procs import (
+    PYTHON,
+    REPO,
+    free_port,
+    served_gateway,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -90,20 +94,8 @@ command = "sh"
 args = ["-c", {json.dumps(pipeline)}]
 """
     )
-    gateway = subprocess.Popen(
-        [
-            *(PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)),
-            *("--transport", "http", "--port", str(port)),
-        ],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: port_open(port) or gateway.poll() is not None, 60, "the gateway")
-        assert gateway.poll() is None, f"gateway exited with {gateway.returncode}"
-        yield Setup(f"http://127.0.0.1:{port}/mcp", events, wire)
-    finally:
-        kill_group(gateway)
+    with served_gateway(config, port=port) as (url, _):
+        yield Setup(url, events, wire)
 
 
 class Person:

@@ -9,7 +9,6 @@ environment through `${VAR}`) in front of the notes and units demo servers and t
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import warnings
@@ -28,7 +27,15 @@ from fastmcp.server.auth.providers.jwt import RSAKeyPair
 from mcp.client.subscriptions import listen
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
-from tests.e2e.procs import PYTHON, SERVERS, free_port, kill_group, port_open, wait_until
+from tests.e2e.procs import (
+    PYTHON,
+    SERVERS,
+    free_port,
+    kill_group,
+    port_open,
+    served_gateway,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -72,21 +79,6 @@ name = "units"
 command = "python"
 args = ["{SERVERS / "units.py"}"]
 """
-
-
-def start_gateway(config: Path, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            *(PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)),
-            *("--transport", "http", "--port", str(port)),
-        ],
-        stdout=subprocess.DEVNULL,
-        env={**os.environ, **env},
-        start_new_session=True,
-    )
-    wait_until(lambda: port_open(port) or proc.poll() is not None, 60, "the HTTP gateway")
-    assert proc.poll() is None, f"gateway exited with {proc.returncode}"
-    return proc
 
 
 @dataclass(frozen=True)
@@ -157,11 +149,8 @@ headers = {{ Authorization = "Bearer ${{BACKEND_TOKEN}}", X-Backend-Key = "backe
             lambda: port_open(backend_port) or backend.poll() is not None, 30, "headers backend"
         )
         assert backend.poll() is None, f"headers backend exited with {backend.returncode}"
-        proc = start_gateway(config, port, TOKENS)
-        try:
-            yield BearerGateway(f"http://127.0.0.1:{port}/mcp", record)
-        finally:
-            kill_group(proc)
+        with served_gateway(config, port=port, env=TOKENS) as (url, _):
+            yield BearerGateway(url, record)
     finally:
         kill_group(backend)
 
@@ -176,7 +165,6 @@ class JwtGateway:
 def jwt_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JwtGateway]:
     folder = tmp_path_factory.mktemp("auth-jwt")
     keys = RSAKeyPair.generate()
-    port = free_port()
     config = folder / "servers.toml"
     config.write_text(
         f"""
@@ -194,11 +182,8 @@ client_id_claim = "email"
 {_servers(folder)}
 """
     )
-    proc = start_gateway(config, port, {"JWT_PUBLIC_KEY": keys.public_key})
-    try:
-        yield JwtGateway(f"http://127.0.0.1:{port}/mcp", keys)
-    finally:
-        kill_group(proc)
+    with served_gateway(config, env={"JWT_PUBLIC_KEY": keys.public_key}) as (url, _):
+        yield JwtGateway(url, keys)
 
 
 @pytest_asyncio.fixture

@@ -8,7 +8,6 @@ test can tell a refused call from one that ran.
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -26,7 +25,7 @@ from mcp_agg.config import load_config
 from mcp_agg.gateway import Gateway
 from mcp_agg.resilience.breaker import BreakerState
 from mcp_agg.security.limits import RETRY_AFTER_META
-from tests.e2e.procs import PYTHON, free_port, kill_group, port_open, wait_until
+from tests.e2e.procs import served_gateway
 from tests.e2e.test_resilience import Faulty, stdio_replicas, text, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -283,21 +282,8 @@ async def test_oversized_arguments_and_results_are_refused(tmp_path: Path, fault
 def http_gateway(folder: Path, toml: str) -> Iterator[str]:
     config = folder / "servers.toml"
     config.write_text(toml)
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            *(PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)),
-            *("--transport", "http", "--port", str(port), "--log-level", "warning"),
-        ],
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 60, "the HTTP gateway")
-        assert proc.poll() is None, f"gateway exited with {proc.returncode}"
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        kill_group(proc)
+    with served_gateway(config, "--log-level", "warning") as (url, _):
+        yield url
 
 
 async def test_limits_through_a_served_http_gateway(tmp_path: Path, faulty: Faulty) -> None:
