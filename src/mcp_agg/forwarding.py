@@ -255,6 +255,11 @@ class ForwardingResource(Resource):
     def original(self) -> str:
         return self._original
 
+    @property
+    def exposed(self) -> str:
+        """The URI clients see it listed under (what role patterns match)."""
+        return str(self._definition.uri)
+
     def to_mcp_resource(self, **overrides: Any) -> mcp_types.Resource:
         return _renamed(self._definition, "uri", str(overrides.get("uri", self._definition.uri)))
 

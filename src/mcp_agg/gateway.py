@@ -285,31 +285,32 @@ class Gateway:
     def tool_for_caller(self, name: str) -> ForwardingTool | None:
         """The tool the current caller may call under `name`; None is "unknown tool"."""
         tool = self.catalog.tools.get(name)
-        if tool is None or self.access is None or self.access.grant().allows(name):
-            return tool
-        return None
+        return tool if tool is not None and self.visible(name) else None
+
+    def visible(self, name: str) -> bool:
+        """Whether the current caller's roles let it see an exposed name or URI."""
+        return self.access is None or self.access.grant().allows(name)
 
     def uri_allowed(self, uri: str) -> bool:
         """Whether the current caller may see the exposed resource URI (a resource, or
         one of a template it may see); an unknown URI is not allowed."""
         if self.access is None:
             return True
-        grant = self.access.grant()
         resource = self.catalog.resource(uri)
         if resource is not None:
-            return grant.allows(str(resource.to_mcp_resource().uri))
+            return self.visible(resource.exposed)
         template = self.catalog.template_for(uri)
-        return template is not None and grant.allows(template.uri_template)
+        return template is not None and self.visible(template.uri_template)
 
     def completion_allowed(self, ref: dict[str, Any]) -> bool:
         """Whether the current caller may see what a `completion/complete` ref names."""
         if self.access is None:
             return True
         if ref.get("type") == "ref/prompt":
-            return self.access.grant().allows(str(ref.get("name")))
+            return self.visible(str(ref.get("name")))
         uri = str(ref.get("uri"))
         if any(t.uri_template == uri for t in self.catalog.templates):
-            return self.access.grant().allows(uri)
+            return self.visible(uri)
         return self.uri_allowed(uri)
 
     async def call(self, tool: ForwardingTool, arguments: dict[str, Any]) -> dict[str, Any]:

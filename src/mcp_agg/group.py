@@ -18,6 +18,7 @@ Every attempt of one logical call carries the same idempotency key in `_meta`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -196,9 +197,7 @@ class ReplicaGroup:
         deadline = anyio.current_time() + self.timeout
         try:
             with anyio.fail_after(self.timeout):
-                if self.bulkhead is None or not limited:
-                    return await self._chain(what, send, meta, safe, deadline, limited)
-                async with self.bulkhead.slot():
+                async with self._slot(limited):
                     return await self._chain(what, send, meta, safe, deadline, limited)
         except TimeoutError as exc:
             raise UpstreamTimeout(
@@ -220,11 +219,8 @@ class ReplicaGroup:
         chain = (self, *self.failovers)
         for group in chain:
             try:
-                if group is self or group.bulkhead is None or not limited:
-                    return await group._call(
-                        what, send, meta, safe=safe, deadline=deadline, last=group is chain[-1]
-                    )
-                async with group.bulkhead.slot():
+                # This group's own slot is already held (`_dispatch`); a standby takes one.
+                async with contextlib.nullcontext() if group is self else group._slot(limited):
                     return await group._call(
                         what, send, meta, safe=safe, deadline=deadline, last=group is chain[-1]
                     )
@@ -238,6 +234,12 @@ class ReplicaGroup:
                     logger.warning("%s: %s", what, exc)
         assert last is not None  # this group is first, and raises or fails the call
         raise _unwrap(last)
+
+    def _slot(self, limited: bool) -> contextlib.AbstractAsyncContextManager[object]:
+        """A slot of the group's bulkhead for a limited request; nothing to hold otherwise."""
+        if self.bulkhead is None or not limited:
+            return contextlib.nullcontext()
+        return self.bulkhead.slot()
 
     async def _call(
         self,

@@ -73,13 +73,13 @@ class GatewayProvider(Provider):
         if self._access is None:
             return resources
         grant = self._access()
-        return [r for r in resources if grant.allows(_listed_uri(r))]
+        return [r for r in resources if grant.allows(r.exposed)]
 
     async def _get_resource(
         self, uri: str, version: VersionSpec | None = None
     ) -> ForwardingResource | None:
         resource = self._catalog().resource(uri)
-        if resource is None or self._access is None or self._access().allows(_listed_uri(resource)):
+        if resource is None or self._access is None or self._access().allows(resource.exposed):
             return resource
         return None
 
@@ -111,8 +111,3 @@ class GatewayProvider(Provider):
         if self._access is not None and not self._access().allows(name):
             return None
         return self._catalog().prompts.get(name)
-
-
-def _listed_uri(resource: ForwardingResource) -> str:
-    """The exposed URI as clients see it listed (what role patterns match)."""
-    return str(resource.to_mcp_resource().uri)

@@ -18,6 +18,22 @@ SERVERS = REPO / "examples" / "servers"
 PYTHON = sys.executable
 
 
+def demo_servers(folder: Path) -> str:
+    """`[[servers]]` entries for the notes and units demo backends (notes kept in `folder`)."""
+    return f"""
+[[servers]]
+name = "notes"
+command = "python"
+args = ["{SERVERS / "notes.py"}"]
+env = {{ NOTES_DIR = "{folder / "notes"}" }}
+
+[[servers]]
+name = "units"
+command = "python"
+args = ["{SERVERS / "units.py"}"]
+"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -91,16 +107,22 @@ def pids_with_arg(fragment: str) -> set[int]:
 
 
 @contextmanager
-def backend_process(script: str, *args: str, port: int) -> Iterator[subprocess.Popen[bytes]]:
-    """A demo backend served over HTTP/SSE by the test itself (not by the gateway)."""
+def backend_process(
+    script: str | Path, *args: str, port: int, timeout: float = 30
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A backend served over HTTP/SSE by the test itself (not by the gateway): a demo
+    server of examples/servers by name, or any script by path."""
+    path = script if isinstance(script, Path) else SERVERS / script
     proc = subprocess.Popen(
-        [PYTHON, str(SERVERS / script), *args, "--port", str(port)],
+        [PYTHON, str(path), *args, "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 30, f"{script} on {port}")
+        wait_until(
+            lambda: port_open(port) or proc.poll() is not None, timeout, f"{script} on {port}"
+        )
         assert proc.poll() is None, f"{script} exited with {proc.returncode}"
         yield proc
     finally:

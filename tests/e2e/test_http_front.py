@@ -21,7 +21,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from tests.e2e.procs import (
-    SERVERS,
+    demo_servers,
     free_port,
     served_gateway,
 )
@@ -82,18 +82,7 @@ def configured_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gat
 connect_timeout = 60
 allowed_hosts = ["mcp.example.test", "127.0.0.1:{port}"]
 allowed_origins = ["https://app.example.test", "http://127.0.0.1:*"]
-
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{SERVERS / "notes.py"}"]
-env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-"""
+{demo_servers(folder)}"""
     )
     with served_gateway(config, port=port) as (url, _):
         yield Gateway(url, port)

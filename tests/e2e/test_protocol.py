@@ -9,7 +9,6 @@ streamable HTTP) in front of `backends/protocol.py` twice, once as a stdio backe
 from __future__ import annotations
 
 import itertools
-import subprocess
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -32,11 +31,9 @@ from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 from tests.e2e.procs import (
     PYTHON,
     REPO,
+    backend_process,
     free_port,
-    kill_group,
-    port_open,
     served_gateway,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -62,18 +59,6 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     folder = tmp_path_factory.mktemp("protocol")
     events = folder / "events.txt"
     backend_port = free_port()
-    backend = subprocess.Popen(
-        [
-            *(PYTHON, str(BACKEND), "--events-file", str(events)),
-            "--transport",
-            "http",
-            "--port",
-            str(backend_port),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     config = folder / "servers.toml"
     config.write_text(
         f"""
@@ -91,15 +76,19 @@ name = "ph"
 url = "http://127.0.0.1:{backend_port}/mcp"
 """
     )
-    try:
-        wait_until(
-            lambda: port_open(backend_port) or backend.poll() is not None, 60, "the HTTP backend"
-        )
-        assert backend.poll() is None, f"the HTTP backend exited with {backend.returncode}"
-        with served_gateway(config) as (url, _):
-            yield Setup(config, events, url)
-    finally:
-        kill_group(backend)
+    with (
+        backend_process(
+            BACKEND,
+            "--events-file",
+            str(events),
+            "--transport",
+            "http",
+            port=backend_port,
+            timeout=60,
+        ),
+        served_gateway(config) as (url, _),
+    ):
+        yield Setup(config, events, url)
 
 
 class Recorder(MessageHandler):

@@ -29,7 +29,8 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from tests.e2e.procs import (
     PYTHON,
-    SERVERS,
+    backend_process,
+    demo_servers,
     free_port,
     kill_group,
     port_open,
@@ -66,21 +67,6 @@ deny = ["units_*", "units://*"]
 """
 
 
-def _servers(folder: Path) -> str:
-    return f"""
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{SERVERS / "notes.py"}"]
-env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-"""
-
-
 @dataclass(frozen=True)
 class BearerGateway:
     url: str
@@ -93,15 +79,6 @@ def bearer_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BearerG
     record = folder / "headers.jsonl"
     record.touch()
     backend_port, port = free_port(), free_port()
-    backend = subprocess.Popen(
-        [
-            *(PYTHON, str(BACKENDS / "headers.py")),
-            *("--record-file", str(record), "--port", str(backend_port)),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
     config = folder / "servers.toml"
     config.write_text(
         f"""
@@ -132,7 +109,7 @@ token = "${{NOBODY_TOKEN}}"
 client_id = "nobody"
 roles = []
 {ROLES}
-{_servers(folder)}
+{demo_servers(folder)}
 [[servers]]
 name = "proto"
 command = "python"
@@ -144,15 +121,11 @@ url = "http://127.0.0.1:{backend_port}/mcp"
 headers = {{ Authorization = "Bearer ${{BACKEND_TOKEN}}", X-Backend-Key = "backend-key" }}
 """
     )
-    try:
-        wait_until(
-            lambda: port_open(backend_port) or backend.poll() is not None, 30, "headers backend"
-        )
-        assert backend.poll() is None, f"headers backend exited with {backend.returncode}"
-        with served_gateway(config, port=port, env=TOKENS) as (url, _):
-            yield BearerGateway(url, record)
-    finally:
-        kill_group(backend)
+    with (
+        backend_process(BACKENDS / "headers.py", "--record-file", str(record), port=backend_port),
+        served_gateway(config, port=port, env=TOKENS) as (url, _),
+    ):
+        yield BearerGateway(url, record)
 
 
 @dataclass(frozen=True)
@@ -179,7 +152,7 @@ public_key = "${{JWT_PUBLIC_KEY}}"
 roles_claim = "realm_access.roles"
 client_id_claim = "email"
 {ROLES}
-{_servers(folder)}
+{demo_servers(folder)}
 """
     )
     with served_gateway(config, env={"JWT_PUBLIC_KEY": keys.public_key}) as (url, _):
