@@ -91,6 +91,8 @@ def _catalog() -> Any:
     template = SimpleNamespace(uri_template="notes://notes/note/{title}")
     return SimpleNamespace(
         tools=tools,
+        local={},
+        tool=tools.get,
         prompts=prompts,
         templates=(template,),
         resources={},

@@ -1103,3 +1103,137 @@ def test_configured_lists_replace_the_defaults() -> None:
     public = HostOriginPolicy.for_bind("0.0.0.0", ["mcp.example.com"], [])
     assert not public.host_allowed("evil.example.com")
     assert not public.origin_allowed("http://localhost:1")
+
+
+# ---------------------------------------------------------------------------- profiles
+
+PROFILED = """\
+[gateway]
+request_timeout = 30
+[gateway.retry]
+attempts = 2
+
+[[servers]]
+name = "github"
+url = "https://api.example.com/mcp"
+headers = { Authorization = "Bearer x" }
+
+[[servers]]
+name = "github"
+url = "https://api2.example.com/mcp"
+
+[[servers]]
+name = "notes"
+command = "notes-server"
+
+[profiles.staging.gateway]
+request_timeout = 5
+[profiles.staging.gateway.retry]
+base_delay = 0.5
+[profiles.staging.servers.github]
+url = "${STAGING_URL}"
+
+[profiles.quiet.servers.notes]
+enabled = false
+"""
+
+
+def test_no_profile_leaves_the_base_config_and_ignores_profiles(tmp_path: Path) -> None:
+    # ${STAGING_URL} is unset: a profile not chosen is not expanded.
+    config = load_text(tmp_path, PROFILED, environ={})
+    assert config.profile is None
+    assert config.gateway.request_timeout == 30
+    assert [s.url for s in config.servers[:2]] == [
+        "https://api.example.com/mcp",
+        "https://api2.example.com/mcp",
+    ]
+
+
+def test_profile_overrides_gateway_keys_and_every_replica_of_a_server(tmp_path: Path) -> None:
+    path = write(tmp_path, PROFILED)
+    config = load_config(
+        path, {"STAGING_URL": "https://staging.example.com/mcp"}, profile="staging"
+    )
+    assert config.profile == "staging"
+    assert config.gateway.request_timeout == 5
+    # Nested tables merge key by key: attempts stays, base_delay changes.
+    assert (config.gateway.retry.attempts, config.gateway.retry.base_delay) == (2, 0.5)
+    assert [s.url for s in config.servers[:2]] == ["https://staging.example.com/mcp"] * 2
+    assert config.servers[0].headers == {"Authorization": "Bearer x"}  # untouched keys stay
+    assert config.servers[2].enabled
+
+
+def test_profile_from_the_environment(tmp_path: Path) -> None:
+    config = load_text(tmp_path, PROFILED, environ={"MCP_AGG_PROFILE": "quiet"})
+    assert config.profile == "quiet"
+    assert not config.servers[2].enabled
+    assert [s.group for s in config.replica_specs()] == ["github", "github"]
+
+
+def test_unknown_profile_names_the_ones_defined(tmp_path: Path) -> None:
+    path = write(tmp_path, PROFILED)
+    with pytest.raises(ConfigError, match=r"profile 'prod' is not defined \(quiet, staging\)"):
+        load_config(path, {}, profile="prod")
+
+
+@pytest.mark.parametrize(
+    ("table", "problem"),
+    [
+        ("[profiles.x.servers.nope]\nurl = 'http://a'", r"profiles\.x\.servers\.nope: names no"),
+        ("[profiles.x.servers.notes]\nname = 'other'", r"profiles\.x\.servers\.notes\.name: a"),
+        ("[profiles.x]\nfanout = 1", r"profiles\.x\.fanout: unknown key"),
+        ("[profiles]\nx = 3", r"profiles\.x: must be a table"),
+    ],
+)
+def test_broken_profiles_are_errors_even_when_not_chosen(
+    tmp_path: Path, table: str, problem: str
+) -> None:
+    base = "[[servers]]\nname = 'notes'\ncommand = 'n'\n"
+    with pytest.raises(ConfigError, match=problem):
+        load_text(tmp_path, base + table, environ={})
+
+
+def test_a_profile_value_is_validated_like_the_base(tmp_path: Path) -> None:
+    text = PROFILED + "[profiles.bad.gateway]\nrequest_timeout = -1\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=r"gateway\.request_timeout: Input should be greater"):
+        load_config(path, {}, profile="bad")
+
+
+# ---------------------------------------------------------------------------- [[fanout]]
+
+
+def test_fanout_entries_parse(tmp_path: Path) -> None:
+    config = load_text(
+        tmp_path,
+        "[[servers]]\nname = 'search'\ncommand = 's'\nreplicas = 2\n"
+        "[[fanout]]\nname = 'everywhere'\ntargets = ['a_q', 'b_q']\nstrategy = 'first-success'\n"
+        "[[fanout]]\nname = 'vote'\ngroup = 'search'\ntool = 'query'\n"
+        "strategy = 'majority-vote'\ntimeout = 3\n",
+    )
+    first, second = config.fanout
+    assert (first.targets, first.strategy, first.timeout) == (["a_q", "b_q"], "first-success", 20)
+    assert (second.group, second.tool, second.strategy) == ("search", "query", "majority-vote")
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ("name = 'f'", r"fanout\[0\] \(f\): needs either `targets` or `group`"),
+        ("name = 'f'\ntargets = ['a']", r"fanout\[0\] \(f\): `targets` needs at least two"),
+        ("name = 'f'\ntargets = ['a', 'a']", r"names a tool twice"),
+        ("name = 'f'\ngroup = 'notes'", r"`group` needs `tool`"),
+        ("name = 'f'\ngroup = 'nope'\ntool = 't'", r"group = 'nope' names no server"),
+        ("name = 'f'\ntargets = ['a', 'b']\nstrategy = 'fastest'", r"fanout\[0\] \(f\)\.strategy"),
+    ],
+)
+def test_broken_fanout_entries(tmp_path: Path, entry: str, problem: str) -> None:
+    base = "[[servers]]\nname = 'notes'\ncommand = 'n'\n[[fanout]]\n"
+    with pytest.raises(ConfigError, match=problem):
+        load_text(tmp_path, base + entry)
+
+
+def test_two_fanouts_with_one_name(tmp_path: Path) -> None:
+    entry = "[[fanout]]\nname = 'f'\ntargets = ['a', 'b']\n"
+    with pytest.raises(ConfigError, match=r"fanout\[1\] \(f\): two \[\[fanout\]\] tools"):
+        load_text(tmp_path, entry * 2)

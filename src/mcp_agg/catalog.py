@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from pydantic import AnyUrl, ValidationError
 
@@ -26,7 +26,14 @@ from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import NameRegistry, exposed_name, exposed_uri
 from mcp_agg.resilience.retry import retry_safe
 
-__all__ = ["Catalog", "build_catalog"]
+if TYPE_CHECKING:
+    from mcp_agg.local import LocalTool
+
+__all__ = ["Catalog", "LocalTools", "build_catalog", "with_local_tools"]
+
+#: Makes some of the gateway's own tools for a catalog of backend tools (a fan-out's
+#: targets are looked up in it, for example).
+LocalTools = Callable[["Catalog"], Mapping[str, "LocalTool"]]
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +46,20 @@ class Catalog:
     prompts: dict[str, ForwardingPrompt] = field(default_factory=dict)
     #: Components left out because their exposed name was taken (refreshes only).
     problems: tuple[str, ...] = ()
+    #: The gateway's own tools (`mcp_agg.local`), by exposed name.
+    local: dict[str, LocalTool] = field(default_factory=dict)
+
+    def tool(self, name: str) -> ForwardingTool | LocalTool | None:
+        """The tool exposed under `name`: a backend's or the gateway's own."""
+        return self.tools.get(name) or self.local.get(name)
 
     def signature(self) -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
         """What clients see, to tell whether a rebuild changed anything worth announcing."""
         return (
-            frozenset(t.to_mcp_tool().model_dump_json() for t in self.tools.values()),
+            frozenset(
+                t.to_mcp_tool().model_dump_json()
+                for t in (*self.tools.values(), *self.local.values())
+            ),
             frozenset(r.to_mcp_resource().model_dump_json() for r in self.resources.values()),
             frozenset(t.to_mcp_template().model_dump_json() for t in self.templates),
             frozenset(p.to_mcp_prompt().model_dump_json() for p in self.prompts.values()),
@@ -176,3 +192,30 @@ def build_catalog(groups: Iterable[ReplicaGroup], separator: str, *, strict: boo
             if claim(template_names, exposed, group.name, original):
                 templates.append(ForwardingTemplate.create(exposed, template, group, original))
     return Catalog(tools, resources, tuple(templates), prompts, tuple(problems))
+
+
+def with_local_tools(catalog: Catalog, sources: Iterable[LocalTools], *, strict: bool) -> Catalog:
+    """The catalog with the gateway's own tools added.
+
+    A local tool whose name a backend tool already has is a collision: an error with
+    `strict` (startup), else left out with the problem logged and kept (a refresh).
+    """
+    local: dict[str, LocalTool] = {}
+    problems = list(catalog.problems)
+    for source in sources:
+        for name, tool in source(catalog).items():
+            if name in catalog.tools or name in local:
+                owner = catalog.tools[name].server if name in catalog.tools else local[name].server
+                message = (
+                    f"tool name collision: the gateway's own tool {name!r} ({tool.server}) and "
+                    f"{owner!r} tool {name!r}; rename one of them"
+                )
+                if strict:
+                    raise NameCollisionError(message)
+                logger.error("%s", message)
+                problems.append(message)
+                continue
+            local[name] = tool
+    if not local and len(problems) == len(catalog.problems):
+        return catalog
+    return replace(catalog, local=local, problems=tuple(problems))

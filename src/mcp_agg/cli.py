@@ -51,6 +51,15 @@ ConfigOption = Annotated[
         show_default=False,
     ),
 ]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Apply the config's [profiles.NAME] table [default: $MCP_AGG_PROFILE]",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 LogLevelOption = Annotated[
     str | None,
@@ -109,9 +118,9 @@ def _fail(code: int, message: str) -> typer.Exit:
     raise typer.Exit(code)
 
 
-def _load(config_path: Path | None) -> Config:
+def _load(config_path: Path | None, profile: str | None = None) -> Config:
     try:
-        return load_config(find_config(config_path))
+        return load_config(find_config(config_path), profile=profile)
     except ConfigError as exc:
         raise _fail(2, f"config error: {exc}") from None
 
@@ -133,10 +142,10 @@ def _run(fn: Callable[[], Awaitable[_T]]) -> _T:
 
 
 def _snapshot(
-    config: Path | None, log_level: str | None, read: Callable[[Gateway], _T]
+    config: Path | None, profile: str | None, log_level: str | None, read: Callable[[Gateway], _T]
 ) -> tuple[Gateway, _T]:
     """Start the gateway once, read something off it, and stop it."""
-    return _snapshot_of(_load(config), log_level, read)
+    return _snapshot_of(_load(config, profile), log_level, read)
 
 
 def _snapshot_of(
@@ -165,6 +174,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 @app.command()
 def serve(
     config: ConfigOption = None,
+    profile: ProfileOption = None,
     transport: Annotated[
         Literal["stdio", "http"], typer.Option("--transport", "-t", help="stdio or http")
     ] = "stdio",
@@ -182,7 +192,7 @@ def serve(
 ) -> None:
     """Run the gateway: stdio (for Claude Desktop and IDEs) or streamable HTTP at /mcp."""
     _setup_logging(log_level, "info")
-    loaded = _load(config)
+    loaded = _load(config, profile)
     if transport == "http" and loaded.gateway.auth is None and not is_loopback(host):
         if not insecure:
             raise _fail(
@@ -212,7 +222,10 @@ def serve(
 
 @app.command()
 def tools(
-    config: ConfigOption = None, as_json: JsonOption = False, log_level: LogLevelOption = None
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+    as_json: JsonOption = False,
+    log_level: LogLevelOption = None,
 ) -> None:
     """List the merged catalog: exposed name, server, original name, description."""
 
@@ -240,7 +253,7 @@ def tools(
             for name, tool in sorted(listed.items())
         ]
 
-    gateway, rows = _snapshot(config, log_level, collect)
+    gateway, rows = _snapshot(config, profile, log_level, collect)
     if as_json:
         typer.echo(redact(json.dumps(rows, indent=2)))
     elif any(r["pin"] is not None for r in rows):  # a PIN column while pinning is on
@@ -286,9 +299,11 @@ def _pin_mark(row: dict[str, Any]) -> str:
 
 
 @app.command()
-def lock(config: ConfigOption = None, log_level: LogLevelOption = None) -> None:
+def lock(
+    config: ConfigOption = None, profile: ProfileOption = None, log_level: LogLevelOption = None
+) -> None:
     """Pin every tool as it is now: write the lock file ([gateway] lock_file)."""
-    loaded = _load(config)
+    loaded = _load(config, profile)
     path = loaded.base_dir / loaded.gateway.lock_file
     try:
         previous = read_lock(path)
@@ -326,10 +341,15 @@ def lock(config: ConfigOption = None, log_level: LogLevelOption = None) -> None:
 
 @app.command()
 def status(
-    config: ConfigOption = None, as_json: JsonOption = False, log_level: LogLevelOption = None
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+    as_json: JsonOption = False,
+    log_level: LogLevelOption = None,
 ) -> None:
     """Start every backend once and show each replica: state, breaker, load, last error."""
-    _, rows = _snapshot(config, log_level, lambda g: [replica_status(u) for u in g.upstreams])
+    _, rows = _snapshot(
+        config, profile, log_level, lambda g: [replica_status(u) for u in g.upstreams]
+    )
     if as_json:
         typer.echo(redact(json.dumps(rows, indent=2)))
         return
@@ -410,6 +430,7 @@ def call(
     tool: Annotated[str, typer.Argument(help="Exposed tool name, as `mcp-agg tools` lists it.")],
     args: Annotated[str, typer.Option("--args", "-a", help="Arguments as a JSON object.")] = "{}",
     config: ConfigOption = None,
+    profile: ProfileOption = None,
     as_json: JsonOption = False,
     log_level: LogLevelOption = None,
 ) -> None:
@@ -421,7 +442,7 @@ def call(
         raise _fail(2, f"--args is not valid JSON: {exc}") from None
     if not isinstance(arguments, dict):
         raise _fail(2, "--args must be a JSON object")
-    server = Gateway(_load(config)).build_server()
+    server = Gateway(_load(config, profile)).build_server()
 
     async def invoke() -> mcp_types.CallToolResult:
         # An in-memory MCP client: the call takes the same path as a client's over stdio.
@@ -448,12 +469,12 @@ def call(
 
 
 @app.command()
-def check(config: ConfigOption = None) -> None:
-    """Validate the config without starting anything."""
+def check(config: ConfigOption = None, profile: ProfileOption = None) -> None:
+    """Validate the config without starting anything (every profile is checked)."""
     path = None
     try:
         path = find_config(config)
-        loaded = load_config(path)
+        loaded = load_config(path, profile=profile)
     except ConfigError as exc:
         raise _fail(2, f"config error: {exc}") from None
     specs = loaded.replica_specs()

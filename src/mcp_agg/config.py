@@ -32,10 +32,12 @@ from mcp_agg.redact import Redactor, secrets_of
 from mcp_agg.security.origin import check_host_list, check_host_pattern, check_origin_pattern
 
 __all__ = [
+    "AdminConfig",
     "AuthConfig",
     "BalancerName",
     "BreakerConfig",
     "Config",
+    "FanoutConfig",
     "GatewayConfig",
     "RateConfig",
     "RateLimitConfig",
@@ -44,12 +46,14 @@ __all__ = [
     "RoleConfig",
     "ServerConfig",
     "TokenConfig",
+    "TracingConfig",
     "find_config",
     "load_config",
     "mcp_servers_to_toml",
 ]
 
 CONFIG_ENV = "MCP_AGG_CONFIG"
+PROFILE_ENV = "MCP_AGG_PROFILE"
 DEFAULT_CONFIG = "servers.toml"
 
 BalancerName = Literal["round-robin", "least-connections", "weighted", "random", "p2c-ewma"]
@@ -158,6 +162,31 @@ class RateLimitConfig(RateConfig):
     tools: dict[str, RateConfig] = {}
 
 
+class TracingConfig(_Model):
+    """`[gateway.tracing]`: OpenTelemetry spans (needs `pip install mcp-agg[otel]`).
+
+    Present, it turns tracing on: a span per client call and per backend attempt, with
+    W3C trace context sent on to HTTP backends. Absent, tracing costs nothing.
+    """
+
+    #: `otlp` sends spans over OTLP/HTTP (to `endpoint`, else `$OTEL_EXPORTER_OTLP_*`);
+    #: `console` prints them to stderr (for trying it out).
+    exporter: Literal["otlp", "console"] = "otlp"
+    endpoint: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    service_name: Annotated[str, Field(min_length=1)] = "mcp-agg"
+    #: Share of client calls traced (parent-based: a caller's sampled trace is kept).
+    sample_ratio: Annotated[float, Field(ge=0, le=1)] = 1.0
+
+
+class AdminConfig(_Model):
+    """`[gateway.admin]`: the admin HTTP API (servers' state, register, unregister).
+
+    Off unless present; every request needs `Authorization: Bearer <token>`.
+    """
+
+    token: Annotated[str, Field(min_length=16)]
+
+
 class GatewayConfig(_Model):
     """The `[gateway]` table."""
 
@@ -200,6 +229,18 @@ class GatewayConfig(_Model):
     #: One JSON line per call is appended here (relative to the config's folder).
     audit_log: Annotated[str, Field(min_length=1)] | None = None
     audit_arguments: bool = False
+    #: HTTP front: Prometheus metrics at `/metrics` (`serve --metrics-port` serves them
+    #: on a port of their own, for the stdio front too).
+    metrics: bool = True
+    tracing: TracingConfig | None = None
+    admin: AdminConfig | None = None
+    #: Adds the gateway's own `gateway_health` and `gateway_metrics` tools.
+    expose_gateway_tools: bool = False
+    #: `list`: `tools/list` lists every tool. `search`: it lists a search tool and a call
+    #: tool instead, as it also does with `list` once more than `max_listed_tools` are
+    #: exposed (clients refuse long lists: VS Code stops at 128).
+    tool_mode: Literal["list", "search"] = "list"
+    max_listed_tools: Annotated[int, Field(ge=1)] | None = 128
 
 
 class ServerConfig(_Model):
@@ -264,13 +305,47 @@ class ServerConfig(_Model):
         return self.transport or "http"
 
 
+class FanoutConfig(_Model):
+    """One `[[fanout]]`: a tool of the gateway's own that calls several targets at once.
+
+    The targets are exposed tool names (`targets`), or one tool on every replica of
+    a server (`group` and `tool`).
+    """
+
+    name: Annotated[str, Field(min_length=1)]
+    description: str | None = None
+    targets: list[Annotated[str, Field(min_length=1)]] | None = None
+    group: Annotated[str, Field(min_length=1)] | None = None
+    tool: Annotated[str, Field(min_length=1)] | None = None
+    strategy: Literal["first-success", "all-wait", "majority-vote"] = "all-wait"
+    timeout: Annotated[float, Field(gt=0)] = 20
+
+    @model_validator(mode="after")
+    def _check_targets(self) -> FanoutConfig:
+        if (self.targets is None) == (self.group is None):
+            raise ValueError("needs either `targets` or `group` (with `tool`)")
+        if self.targets is not None:
+            if self.tool is not None:
+                raise ValueError("`tool` goes with `group`, not with `targets`")
+            if len(self.targets) < 2:
+                raise ValueError("`targets` needs at least two tool names")
+            if len(set(self.targets)) != len(self.targets):
+                raise ValueError("`targets` names a tool twice")
+        elif self.tool is None:
+            raise ValueError("`group` needs `tool`: the backend tool to call on every replica")
+        return self
+
+
 class Config(_Model):
     """A whole servers.toml."""
 
     gateway: GatewayConfig = GatewayConfig()
     servers: list[ServerConfig] = []
+    fanout: list[FanoutConfig] = []
     #: The file this came from; relative paths in it are relative to its folder.
     _source: Path | None = PrivateAttr(default=None)
+    #: The `[profiles.NAME]` applied, if any (a reload applies the same one).
+    _profile: str | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check_groups(self) -> Config:
@@ -297,6 +372,14 @@ class Config(_Model):
             for key in ("failover_for", "priority", "balancer", "max_concurrent", "queue_timeout"):
                 if len({repr(getattr(s, key)) for s in members}) > 1:
                     raise ValueError(f"replicas of {name!r} disagree on `{key}`")
+        fanouts: set[str] = set()
+        for index, fanout in enumerate(self.fanout):
+            where = f"fanout[{index}] ({fanout.name})"
+            if fanout.name in fanouts:
+                raise ValueError(f"{where}: two [[fanout]] tools are named {fanout.name!r}")
+            fanouts.add(fanout.name)
+            if fanout.group is not None and fanout.group not in names:
+                raise ValueError(f"{where}: group = {fanout.group!r} names no server")
         seen: dict[str, str] = {}
         for spec in self.replica_specs():
             if spec.id in seen:
@@ -307,6 +390,10 @@ class Config(_Model):
     @property
     def source(self) -> Path | None:
         return self._source
+
+    @property
+    def profile(self) -> str | None:
+        return self._profile
 
     @property
     def base_dir(self) -> Path:
@@ -399,9 +486,15 @@ def find_config(explicit: Path | None = None) -> Path:
     return candidate.resolve()
 
 
-def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
-    """Read, expand and validate a servers.toml or mcpServers JSON file."""
+def load_config(
+    path: Path, environ: Mapping[str, str] | None = None, *, profile: str | None = None
+) -> Config:
+    """Read, expand and validate a servers.toml or mcpServers JSON file.
+
+    `profile` (else `$MCP_AGG_PROFILE`) names the `[profiles.NAME]` table applied.
+    """
     environ = os.environ if environ is None else environ
+    profile = profile or environ.get(PROFILE_ENV) or None
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -417,10 +510,17 @@ def load_config(path: Path, environ: Mapping[str, str] | None = None) -> Config:
             raise ConfigError(f"invalid TOML: {exc}", source=path) from exc
         except RecursionError:
             raise ConfigError("invalid TOML: nested too deeply", source=path) from None
-    return config_from_raw(raw, path, environ)
+    return config_from_raw(raw, path, environ, profile=profile)
 
 
-def config_from_raw(raw: dict[str, Any], source: Path | None, environ: Mapping[str, str]) -> Config:
+def config_from_raw(
+    raw: dict[str, Any],
+    source: Path | None,
+    environ: Mapping[str, str],
+    *,
+    profile: str | None = None,
+) -> Config:
+    raw = apply_profile(raw, profile, source)
     try:
         expanded = _expand(raw, "", environ, source)
     except RecursionError:
@@ -432,7 +532,86 @@ def config_from_raw(raw: dict[str, Any], source: Path | None, environ: Mapping[s
         hide = Redactor(secrets_of(expanded))
         raise ConfigError(hide(_describe(exc, expanded)), source=source) from None
     config._source = source.resolve() if source is not None else None
+    config._profile = profile
     return config
+
+
+def apply_profile(raw: dict[str, Any], profile: str | None, source: Path | None) -> dict[str, Any]:
+    """The document with `[profiles.NAME]` merged in, and the `profiles` table removed.
+
+    A profile's `gateway` table is merged into `[gateway]` (tables key by key, other
+    values replaced); its `servers.SERVER` tables into every `[[servers]]` entry named
+    SERVER (all its replicas). Every profile is checked, chosen or not, so a typo in
+    one is found before the day it is used; `${VAR}`s are expanded after merging, so a
+    profile not chosen may name variables that are not set.
+    """
+    profiles = raw.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ConfigError(
+            "must be a table of [profiles.NAME] tables", source=source, loc="profiles"
+        )
+    servers = raw.get("servers", [])
+    names = (
+        {s["name"] for s in servers if isinstance(s, dict) and isinstance(s.get("name"), str)}
+        if isinstance(servers, list)
+        else set()
+    )
+    for name, table in profiles.items():
+        loc = f"profiles.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError("must be a table", source=source, loc=loc)
+        for key, value in table.items():
+            if key not in ("gateway", "servers"):
+                raise ConfigError(
+                    "unknown key (a profile overrides `gateway` and `servers`)",
+                    source=source,
+                    loc=f"{loc}.{key}",
+                )
+            if not isinstance(value, dict):
+                raise ConfigError("must be a table", source=source, loc=f"{loc}.{key}")
+        for server, fields in table.get("servers", {}).items():
+            where = f"{loc}.servers.{server}"
+            if server not in names:
+                raise ConfigError("names no [[servers]] entry", source=source, loc=where)
+            if not isinstance(fields, dict):
+                raise ConfigError(
+                    "must be a table of the server's fields", source=source, loc=where
+                )
+            if "name" in fields:
+                raise ConfigError(
+                    "a profile cannot rename a server", source=source, loc=f"{where}.name"
+                )
+    out = {k: v for k, v in raw.items() if k != "profiles"}
+    if profile is None:
+        return out
+    if profile not in profiles:
+        known = ", ".join(sorted(profiles)) or "none is defined"
+        raise ConfigError(f"profile {profile!r} is not defined ({known})", source=source)
+    chosen = profiles[profile]
+    if "gateway" in chosen:
+        gateway = raw.get("gateway", {})
+        out["gateway"] = _merged(gateway if isinstance(gateway, dict) else {}, chosen["gateway"])
+    overrides = chosen.get("servers", {})
+    if overrides and isinstance(servers, list):
+        out["servers"] = [
+            _merged(s, overrides[s["name"]])
+            if isinstance(s, dict) and isinstance(s.get("name"), str) and s["name"] in overrides
+            else s
+            for s in servers
+        ]
+    return out
+
+
+def _merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `override`'s keys: tables merged key by key, other values replaced."""
+    out = dict(base)
+    for key, value in override.items():
+        current = out.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            out[key] = _merged(current, value)
+        else:
+            out[key] = value
+    return out
 
 
 _VAR = re.compile(r"\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
@@ -488,8 +667,8 @@ def _format_loc(loc: tuple[Any, ...], raw: dict[str, Any]) -> str:
     for index, part in enumerate(loc):
         if isinstance(part, int):
             parts[-1] += f"[{part}]"
-            if index == 1 and loc[0] == "servers":
-                servers = raw.get("servers")
+            if index == 1 and loc[0] in ("servers", "fanout"):
+                servers = raw.get(loc[0])
                 if isinstance(servers, list) and part < len(servers):
                     entry = servers[part]
                     if isinstance(entry, dict) and isinstance(entry.get("name"), str):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import mcp_types
 from fastmcp.exceptions import PromptError, ResourceError, ToolError
@@ -30,10 +30,13 @@ if TYPE_CHECKING:
     from mcp_agg.group import ReplicaGroup
 
 __all__ = [
+    "CallTarget",
     "ForwardingPrompt",
     "ForwardingResource",
     "ForwardingTemplate",
     "ForwardingTool",
+    "hop_wire",
+    "relay_result",
     "tool_calls",
 ]
 
@@ -50,11 +53,29 @@ _CONNECTION_META_KEYS = frozenset(
     }
 )
 
-#: How a `ForwardingTool` run by FastMCP's own call path (when middleware takes part in
-#: calls) makes its call: the gateway sets its `Gateway.call` here, so that path gets the
-#: same limits and audit as the direct one. Unset, the tool relays to its group directly.
+
+class CallTarget(Protocol):
+    """What `Gateway.call` calls: a backend's tool (`ForwardingTool`) or one of the
+    gateway's own (`mcp_agg.local.LocalTool`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def server(self) -> str:
+        """The server named in the audit log and metrics."""
+        ...
+
+    async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The call's result in its wire form."""
+        ...
+
+
+#: How a tool run by FastMCP's own call path (when middleware takes part in calls)
+#: makes its call: the gateway sets its `Gateway.call` here, so that path gets the
+#: same limits and audit as the direct one. Unset, the tool relays directly.
 tool_calls: contextvars.ContextVar[
-    Callable[[ForwardingTool, dict[str, Any]], Awaitable[dict[str, Any]]] | None
+    Callable[[CallTarget, dict[str, Any]], Awaitable[dict[str, Any]]] | None
 ] = contextvars.ContextVar("mcp_agg_tool_calls", default=None)
 
 _R = TypeVar(
@@ -62,7 +83,7 @@ _R = TypeVar(
 )
 
 
-def _relay(raw: mcp_types.CallToolResult) -> ToolResult:
+def relay_result(raw: mcp_types.CallToolResult) -> ToolResult:
     """A ToolResult that hands the backend's result to the wire as it is.
 
     `ToolResult.from_mcp_result` would first convert every content block into a new
@@ -154,6 +175,10 @@ class ForwardingTool(Tool):
         return self._original
 
     @property
+    def server(self) -> str:
+        return self._group.name
+
+    @property
     def definition(self) -> mcp_types.Tool:
         return self._definition
 
@@ -176,7 +201,7 @@ class ForwardingTool(Tool):
             wire = hop_wire(raw)
         else:
             wire = await call(self, arguments)
-        return _relay(mcp_types.CallToolResult.model_validate(wire, by_name=False))
+        return relay_result(mcp_types.CallToolResult.model_validate(wire, by_name=False))
 
     async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """The call as a wire result: the backend's JSON, or a tool error when none came."""

@@ -31,11 +31,12 @@ from mcp.shared.subscriptions import (
 )
 
 from mcp_agg import audit, redact
-from mcp_agg.catalog import Catalog, build_catalog
+from mcp_agg.catalog import Catalog, LocalTools, build_catalog, with_local_tools
 from mcp_agg.config import BreakerConfig, Config
-from mcp_agg.forwarding import ForwardingTool, hop_wire, tool_calls
+from mcp_agg.forwarding import CallTarget, hop_wire, tool_calls
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import exposed_uri
+from mcp_agg.ops import ops_routes
 from mcp_agg.pinning import Pinner
 from mcp_agg.provider import GatewayProvider
 from mcp_agg.reaper import Reaper
@@ -102,6 +103,9 @@ class Gateway:
             if primary is not None:
                 primary.failovers.append(standby)
         self.catalog = Catalog()
+        #: Where the gateway's own tools come from (fan-out, gateway tools), applied to
+        #: every catalog built.
+        self.local_tools: list[LocalTools] = []
         self.reaper = Reaper()
         self._changed = anyio.Event()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
@@ -166,9 +170,7 @@ class Gateway:
                 await self._wait_first_attempts(stop)
                 if stop.is_set():
                     return  # stopped while starting: straight to reaping
-                self.catalog = self.pinner.apply(
-                    build_catalog(self.groups.values(), self.config.gateway.separator, strict=True)
-                )
+                self.catalog = self._build_catalog(strict=True)
                 self._log_summary()
                 tg.start_soon(self._rebuild_on_change, name="catalog")
                 started.set()
@@ -231,6 +233,16 @@ class Gateway:
 
     # ------------------------------------------------------------------ catalog refresh
 
+    def _build_catalog(self, *, strict: bool) -> Catalog:
+        """The backends' listings merged, pinned, and with the gateway's own tools.
+
+        `strict` (startup): a name collision is an error; a refresh leaves the later
+        name out instead, and reports pinning changes only once.
+        """
+        merged = build_catalog(self.groups.values(), self.config.gateway.separator, strict=strict)
+        pinned = self.pinner.apply(merged, reload=not strict)
+        return with_local_tools(pinned, self.local_tools, strict=strict)
+
     def _on_upstream_change(self, upstream: Upstream) -> None:
         # A replica that changed state may have started a process: guard its group.
         self.reaper.adopt_children()
@@ -242,10 +254,7 @@ class Gateway:
             await anyio.sleep(_REBUILD_DEBOUNCE)
             self._changed = anyio.Event()
             before = self.catalog
-            after = self.pinner.apply(
-                build_catalog(self.groups.values(), self.config.gateway.separator, strict=False),
-                reload=True,
-            )
+            after = self._build_catalog(strict=False)
             old, new = before.signature(), after.signature()
             self.catalog = after
             if old != new:
@@ -282,9 +291,9 @@ class Gateway:
 
     # ------------------------------------------------------------------ calls
 
-    def tool_for_caller(self, name: str) -> ForwardingTool | None:
+    def tool_for_caller(self, name: str) -> CallTarget | None:
         """The tool the current caller may call under `name`; None is "unknown tool"."""
-        tool = self.catalog.tools.get(name)
+        tool = self.catalog.tool(name)
         return tool if tool is not None and self.visible(name) else None
 
     def visible(self, name: str) -> bool:
@@ -313,10 +322,10 @@ class Gateway:
             return self.visible(uri)
         return self.uri_allowed(uri)
 
-    async def call(self, tool: ForwardingTool, arguments: dict[str, Any]) -> dict[str, Any]:
-        """One client call of a backend tool, as a wire result: admitted by the
-        gateway's limits, relayed through the tool's group, audited."""
-        with audit.record(self.audit, tool.name, tool.group.name, arguments) as entry:
+    async def call(self, tool: CallTarget, arguments: dict[str, Any]) -> dict[str, Any]:
+        """One client call of a tool, as a wire result: admitted by the gateway's
+        limits, relayed (a backend tool through its group), audited."""
+        with audit.record(self.audit, tool.name, tool.server, arguments) as entry:
             refused = self.limits.admit(tool.name, arguments)  # rate limit, argument size
             if refused is not None:
                 return entry.refused(refused)
@@ -393,13 +402,17 @@ class Gateway:
             lifespan=self.running,
             access=self.access.grant if self.access is not None else None,
         )
-        return _GatewayServer(
+        server = _GatewayServer(
             self,
             name=settings.name,
             providers=[provider],
             middleware=[_ConnectionTracker(self)],
             auth=build_verifier(self.access.auth) if self.access is not None else None,
         )
+        if http:
+            for route in ops_routes(self):
+                server._additional_http_routes.append(route)  # what custom_route() adds to
+        return server
 
 
 class _GatewayServer(FastMCP[Any]):

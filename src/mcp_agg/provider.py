@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from mcp_agg.catalog import Catalog
+    from mcp_agg.local import LocalTool
     from mcp_agg.security.access import Grant
 
 __all__ = ["GatewayProvider"]
@@ -54,19 +55,20 @@ class GatewayProvider(Provider):
         async with self._lifespan():
             yield
 
-    async def _list_tools(self) -> Sequence[ForwardingTool]:
-        tools = self._catalog().tools
+    async def _list_tools(self) -> Sequence[ForwardingTool | LocalTool]:
+        catalog = self._catalog()
+        tools: list[ForwardingTool | LocalTool] = [*catalog.tools.values(), *catalog.local.values()]
         if self._access is None:
-            return list(tools.values())
+            return tools
         grant = self._access()
-        return [t for name, t in tools.items() if grant.allows(name)]
+        return [t for t in tools if grant.allows(t.name)]
 
     async def _get_tool(
         self, name: str, version: VersionSpec | None = None
-    ) -> ForwardingTool | None:
+    ) -> ForwardingTool | LocalTool | None:
         if self._access is not None and not self._access().allows(name):
             return None
-        return self._catalog().tools.get(name)
+        return self._catalog().tool(name)
 
     async def _list_resources(self) -> Sequence[ForwardingResource]:
         resources = list({id(r): r for r in self._catalog().resources.values()}.values())
