@@ -233,7 +233,7 @@ def tools(
         pinner = gateway.pinner
         pinning = pinner.mode != "off" and pinner.lock is not None
         listed = {**gateway.catalog.tools, **pinner.withheld}
-        return [
+        rows = [
             {
                 "name": name,
                 "server": tool.group.name,
@@ -250,8 +250,26 @@ def tools(
                 "pin_changes": list(pinner.report.changed.get(name, ())),
                 "withheld": name in pinner.withheld,
             }
-            for name, tool in sorted(listed.items())
+            for name, tool in listed.items()
         ]
+        # The gateway's own tools (fan-outs...): no backend original, never pinned.
+        rows += [
+            {
+                "name": name,
+                "server": tool.server,
+                "original_name": None,
+                "description": tool.description or "",
+                "annotations": tool.annotations.model_dump(by_alias=True, exclude_none=True)
+                if tool.annotations
+                else None,
+                "input_schema": tool.parameters,
+                "pin": None,
+                "pin_changes": [],
+                "withheld": False,
+            }
+            for name, tool in gateway.catalog.local.items()
+        ]
+        return sorted(rows, key=lambda row: str(row["name"]))
 
     gateway, rows = _snapshot(config, profile, log_level, collect)
     if as_json:
@@ -263,7 +281,7 @@ def tools(
                 [
                     r["name"],
                     r["server"],
-                    r["original_name"],
+                    r["original_name"] or "-",
                     _pin_mark(r),
                     redact(_first_line(r["description"])),
                 ]
@@ -274,7 +292,12 @@ def tools(
         _print_table(
             ["TOOL", "SERVER", "ORIGINAL", "DESCRIPTION"],
             [
-                [r["name"], r["server"], r["original_name"], redact(_first_line(r["description"]))]
+                [
+                    r["name"],
+                    r["server"],
+                    r["original_name"] or "-",
+                    redact(_first_line(r["description"])),
+                ]
                 for r in rows
             ],
         )
@@ -288,7 +311,10 @@ def tools(
 
 
 def _pin_mark(row: dict[str, Any]) -> str:
-    """`ok`, `new`, `changed:description,schema`; `!` when withheld (pin = "enforce")."""
+    """`ok`, `new`, `changed:description,schema`; `!` when withheld (pin = "enforce");
+    `-` for a tool that is not pinned (the gateway's own)."""
+    if row["pin"] is None:
+        return "-"
     mark = str(row["pin"])
     if row["pin_changes"]:
         mark += ":" + ",".join(row["pin_changes"])

@@ -33,6 +33,7 @@ from mcp.shared.subscriptions import (
 from mcp_agg import audit, redact
 from mcp_agg.catalog import Catalog, LocalTools, build_catalog, with_local_tools
 from mcp_agg.config import BreakerConfig, Config
+from mcp_agg.fanout import fanout_tools
 from mcp_agg.forwarding import CallTarget, hop_wire, tool_calls
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import exposed_uri
@@ -106,6 +107,7 @@ class Gateway:
         #: Where the gateway's own tools come from (fan-out, gateway tools), applied to
         #: every catalog built.
         self.local_tools: list[LocalTools] = []
+        self.local_tools.append(fanout_tools(self))
         self.reaper = Reaper()
         self._changed = anyio.Event()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()

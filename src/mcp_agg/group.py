@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import anyio
@@ -195,10 +195,40 @@ class ReplicaGroup:
         """
         meta = {**(meta or {}), IDEMPOTENCY_KEY: uuid.uuid4().hex}
         deadline = anyio.current_time() + self.timeout
+        with self._deadline(what):
+            async with self._slot(limited):
+                return await self._chain(what, send, meta, safe, deadline, limited)
+
+    async def call_tool_on(
+        self,
+        replica: Upstream,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        meta: dict[str, Any] | None = None,
+        safe: bool = False,
+    ) -> dict[str, Any]:
+        """A tools/call on `replica` itself, never balanced to another (a fan-out over
+        a group's replicas): one attempt under its breaker, in a slot of the group's
+        bulkhead, within `request_timeout`, with an idempotency key. No retry and no
+        failover: no other replica would stand for this one."""
+        what = f"tool {name!r} on {replica.id}"
+        meta = {**(meta or {}), IDEMPOTENCY_KEY: uuid.uuid4().hex}
+        with self._deadline(what):
+            async with self._slot(True):
+                if not replica.available:
+                    raise UpstreamUnavailable(f"{what}: {_down(replica)}", replica=replica.id)
+                note_attempt(replica.id)
+                return await self._attempt(
+                    replica, lambda r, m: r.call_tool(name, arguments, meta=m), meta, safe=safe
+                )
+
+    @contextlib.contextmanager
+    def _deadline(self, what: str) -> Iterator[None]:
+        """`request_timeout` over a whole call; on expiry the backend request is cancelled."""
         try:
             with anyio.fail_after(self.timeout):
-                async with self._slot(limited):
-                    return await self._chain(what, send, meta, safe, deadline, limited)
+                yield
         except TimeoutError as exc:
             raise UpstreamTimeout(
                 f"{what}: no answer from {self.name!r} within request_timeout "
@@ -360,6 +390,15 @@ class ReplicaGroup:
         )
         reason = f"; last error: {last}" if last else ""
         return f"no replica of {self.name!r} could take it ({states}){reason}"
+
+
+def _down(replica: Upstream) -> str:
+    """Why a replica cannot take a call now."""
+    why = str(replica.state) + ("" if replica.health.healthy else ", unhealthy")
+    last = replica.stats.last_error
+    return f"backend {replica.id} is not available ({why})" + (
+        f"; last error: {last}" if last else ""
+    )
 
 
 def _unwrap(exc: _GroupExhausted) -> UpstreamError:
