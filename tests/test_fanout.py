@@ -358,7 +358,7 @@ def setup(fanouts: list[dict[str, Any]], listings: dict[str, list[mcp_types.Tool
         name: ReplicaGroup(name, [upstream(config, i, tools)], prefix=name, timeout=5)
         for i, (name, tools) in enumerate(listings.items())
     }
-    gateway = SimpleNamespace(config=config, groups=groups)
+    gateway = SimpleNamespace(config=config, groups=groups, visible=lambda name: True)
     return Setup(gateway, fanout_tools(gateway))  # type: ignore[arg-type]
 
 
@@ -433,7 +433,7 @@ async def test_group_fanout_targets_every_replica() -> None:
     )
     replicas = [upstream(config, i, [read_only("q", "text")]) for i in range(3)]
     group = ReplicaGroup("s", replicas, prefix="s", timeout=5)
-    gateway = SimpleNamespace(config=config, groups={"s": group})
+    gateway = SimpleNamespace(config=config, groups={"s": group}, visible=lambda name: True)
     tools = fanout_tools(gateway)(build_catalog([group], "_", strict=True))  # type: ignore[arg-type]
     assert tools["fan"].targets == ("s-1", "s-2", "s-3")
     assert tools["fan"].description == "Calls tool 'q' on every replica of 's' at once (all-wait)."
@@ -503,3 +503,15 @@ async def test_call_tool_on_respects_the_breaker() -> None:
     with pytest.raises(UpstreamUnavailable, match="circuit open"):
         await group.call_tool_on(replica, "q", {})
     assert seen == [[]]
+
+
+async def test_a_target_the_callers_roles_hide_is_not_called() -> None:
+    allowed, hidden = Fake("a_q", answer=text("a")), Fake("b_q", answer=text("b"))
+    config = FanoutConfig(name="fan", targets=["a_q", "b_q"], strategy="all-wait")
+    tool = FanoutTool.create(config, [allowed, hidden], visible=lambda name: name != "b_q")
+    result = await tool.relay({"q": 1})
+    assert hidden.calls == []  # granting the fan-out does not grant its targets
+    assert allowed.calls == [{"q": 1}]
+    found = meta(result)
+    assert found["errors"] == {"b_q": "not allowed for this caller"}
+    assert (found["contacted"], found["successful"]) == (1, 1)

@@ -132,6 +132,7 @@ class FanoutTool(LocalTool):
     _targets: dict[str, CallTarget] = PrivateAttr()
     _labels: tuple[str, ...] = PrivateAttr()
     _missing: dict[str, str] = PrivateAttr()
+    _visible: Callable[[str], bool] | None = PrivateAttr(default=None)
 
     @classmethod
     def create(
@@ -143,10 +144,12 @@ class FanoutTool(LocalTool):
         missing: Mapping[str, str] | None = None,
         parameters: dict[str, Any] | None = None,
         read_only: bool = False,
+        visible: Callable[[str], bool] | None = None,
     ) -> FanoutTool:
         """A fan-out over `targets` (each labelled by its `name`); `missing` are the
         configured targets not available now, with the reason; `labels` orders them all
-        (config order)."""
+        (config order). `visible` tells whether the current caller may see an exposed
+        tool name: a target the caller's roles hide is not called."""
         names = [target.name for target in targets]
         tool = cls(
             name=config.name,
@@ -158,6 +161,7 @@ class FanoutTool(LocalTool):
         tool._targets = dict(zip(names, targets, strict=True))
         tool._missing = dict(missing or {})
         tool._labels = tuple(labels or (*names, *tool._missing))
+        tool._visible = visible
         return tool
 
     @property
@@ -176,9 +180,16 @@ class FanoutTool(LocalTool):
     async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
         strategy = self._config.strategy
         state = _Round(strategy, self._labels, dict(self._missing))
+        targets = self._targets
+        if self._visible is not None:
+            # Granting the fan-out does not grant its targets: the least privilege holds.
+            hidden = {label for label, t in targets.items() if not self._visible(_exposed(t))}
+            for label in hidden:
+                state.missing[label] = "not allowed for this caller"
+            targets = {label: t for label, t in targets.items() if label not in hidden}
         with anyio.move_on_after(self._config.timeout):
             async with anyio.create_task_group() as tg:
-                for label, target in self._targets.items():
+                for label, target in targets.items():
                     tg.start_soon(
                         _settle,
                         state,
@@ -190,8 +201,13 @@ class FanoutTool(LocalTool):
                     )
         # Unfinished: cut off by the timeout, or (once decided) no longer needed.
         reason = f"no answer within the fan-out's timeout ({self._config.timeout:g}s); cancelled"
-        state.unfinished = {label: reason for label in self._targets if label not in state.answers}
+        state.unfinished = {label: reason for label in targets if label not in state.answers}
         return hop_wire(_RESULTS[strategy](state))
+
+
+def _exposed(target: CallTarget) -> str:
+    """The exposed tool name a target calls (what the caller's roles are checked against)."""
+    return target.tool.name if isinstance(target, _ReplicaTarget) else target.name
 
 
 async def _settle(
@@ -414,6 +430,8 @@ class GatewayView(Protocol):
     config: Config
     groups: dict[str, ReplicaGroup]
 
+    def visible(self, name: str) -> bool: ...
+
 
 def fanout_tools(gateway: GatewayView) -> LocalTools:
     """The source of the `[[fanout]]` tools for `Gateway.local_tools`."""
@@ -468,6 +486,7 @@ class _FanoutTools:
             missing=missing,
             parameters=definitions[0].parameters,
             read_only=read_only,
+            visible=self._gateway.visible,
         )
 
     def _named(
