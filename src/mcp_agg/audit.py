@@ -14,7 +14,11 @@ tried, failover included), `duration_ms`, `outcome` and, with `audit_arguments =
 
 `error` and `refused` lines carry the reason in `error`. Every line is redacted of the
 configured secrets. Writing is a small append and a flush per line; a write failure is
-logged and never fails the call. Without `audit_log`, `record` costs one `None` check.
+logged and never fails the call.
+
+The outcome of a call is classified here only: `record` makes one `CallRecord` per call
+and hands it to the audit log (when configured) and to an observer (the metrics,
+`mcp_agg.observability`). With neither, `record` costs two `None` checks.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import IO, Any
 
 from mcp_agg.config import AuthConfig
@@ -38,11 +43,14 @@ from mcp_agg.security.auth import caller_id
 
 __all__ = [
     "AuditLog",
+    "CallObserver",
+    "CallRecord",
     "CallTrace",
     "current_trace",
     "note_attempt",
     "note_failure",
     "record",
+    "unknown_tool",
 ]
 
 logger = logging.getLogger(__name__)
@@ -63,7 +71,26 @@ class CallTrace:
     refused: bool = False
 
 
-#: Set only while an audited call runs: the dispatch costs nothing more otherwise.
+@dataclass(slots=True)
+class CallRecord:
+    """One finished `tools/call`: what its audit line says and what the metrics count."""
+
+    tool: str
+    #: The tool's group (`gateway` for the gateway's own tools); None: unknown tool.
+    server: str | None
+    #: `ok`, `tool_error`, `error`, `refused` or `unknown_tool` (module docstring).
+    outcome: str
+    replica: str | None = None
+    attempts: int = 0
+    #: Seconds from admission to result.
+    duration: float = 0.0
+    error: str | None = None
+
+
+#: Told of every finished call; must be cheap (it runs on every call) and not raise.
+CallObserver = Callable[[CallRecord], None]
+
+#: Set only while a recorded call runs: the dispatch costs nothing more otherwise.
 current_trace: ContextVar[CallTrace | None] = ContextVar("mcp_agg_call_trace", default=None)
 
 
@@ -84,7 +111,7 @@ def note_failure(reason: object) -> None:
 
 
 class _Entry:
-    """One call being audited; `result` classifies the wire result it passes through."""
+    """One call being recorded; `result` classifies the wire result it passes through."""
 
     __slots__ = ("outcome", "reason")
 
@@ -138,44 +165,11 @@ class AuditLog:
         self._file: IO[str] | None = None
         self._last_report = -_REPORT_EVERY
 
-    @contextlib.contextmanager
     def record(
         self, tool: str, server: str | None, arguments: dict[str, Any] | None
-    ) -> Iterator[_Entry]:
+    ) -> contextlib.AbstractContextManager[_Entry]:
         """Audit the call made inside the block; an exception out of it is its outcome."""
-        entry = _Entry()
-        trace = CallTrace()
-        token = current_trace.set(trace)
-        started = time.perf_counter()
-        error: str | None = None
-        try:
-            yield entry
-        except RefusedError as exc:
-            entry.outcome, error = "refused", str(exc)
-            raise
-        except asyncio.CancelledError:  # the gateway runs on asyncio
-            entry.outcome, error = "error", "cancelled"
-            raise
-        except BaseException as exc:
-            entry.outcome, error = "error", str(exc) or type(exc).__name__
-            raise
-        finally:
-            current_trace.reset(token)
-            if entry.outcome == "tool_error" and trace.failure is not None:
-                entry.outcome = "refused" if trace.refused else "error"
-                error = trace.failure
-            elif entry.outcome == "refused" and error is None:
-                error = entry.reason or "refused by the gateway's limits"
-            self.write(
-                tool=tool,
-                server=server,
-                replica=trace.replica,
-                attempts=trace.attempts,
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                outcome=entry.outcome or "error",
-                error=error,
-                arguments=arguments,
-            )
+        return _Recording(self, None, tool, server, arguments)
 
     def write(
         self,
@@ -213,6 +207,19 @@ class AuditLog:
         except Exception as exc:
             self._failed(exc)
 
+    def write_record(self, call: CallRecord, arguments: dict[str, Any] | None) -> None:
+        """Append the line of a finished call; never raises."""
+        self.write(
+            tool=call.tool,
+            server=call.server,
+            replica=call.replica,
+            attempts=call.attempts,
+            duration_ms=round(call.duration * 1000, 3),
+            outcome=call.outcome,
+            error=call.error,
+            arguments=arguments,
+        )
+
     def _failed(self, exc: Exception) -> None:
         with contextlib.suppress(Exception):
             if self._file is not None:
@@ -230,13 +237,108 @@ class AuditLog:
             self._file = None
 
 
+class _Recording(_Entry):
+    """One call being recorded: its trace, its timing, and its outcome on the way out."""
+
+    __slots__ = (
+        "_arguments",
+        "_log",
+        "_observe",
+        "_server",
+        "_started",
+        "_token",
+        "_tool",
+        "trace",
+    )
+
+    def __init__(
+        self,
+        log: AuditLog | None,
+        observe: CallObserver | None,
+        tool: str,
+        server: str | None,
+        arguments: dict[str, Any] | None,
+    ) -> None:
+        super().__init__()
+        self._log = log
+        self._observe = observe
+        self._tool = tool
+        self._server = server
+        self._arguments = arguments
+        self.trace = CallTrace()
+        self._token: Token[CallTrace | None] | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> _Entry:
+        self._token = current_trace.set(self.trace)
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        duration = time.perf_counter() - self._started
+        if self._token is not None:
+            current_trace.reset(self._token)
+        trace = self.trace
+        error: str | None = None
+        if isinstance(exc, RefusedError):
+            self.outcome, error = "refused", str(exc)
+        elif isinstance(exc, asyncio.CancelledError):  # the gateway runs on asyncio
+            self.outcome, error = "error", "cancelled"
+        elif exc is not None:
+            self.outcome, error = "error", str(exc) or type(exc).__name__
+        if self.outcome == "tool_error" and trace.failure is not None:
+            self.outcome = "refused" if trace.refused else "error"
+            error = trace.failure
+        elif self.outcome == "refused" and error is None:
+            error = self.reason or "refused by the gateway's limits"
+        call = CallRecord(
+            self._tool,
+            self._server,
+            self.outcome or "error",
+            trace.replica,
+            trace.attempts,
+            duration,
+            error,
+        )
+        if self._log is not None:
+            self._log.write_record(call, self._arguments)
+        if self._observe is not None:
+            self._observe(call)
+
+
 def record(
-    log: AuditLog | None, tool: str, server: str | None, arguments: dict[str, Any] | None
+    log: AuditLog | None,
+    tool: str,
+    server: str | None,
+    arguments: dict[str, Any] | None,
+    observe: CallObserver | None = None,
 ) -> contextlib.AbstractContextManager[_Entry]:
-    """`log.record(...)`, or a no-op when there is no audit log."""
-    if log is None:
+    """Record the call made inside the block: its audit line in `log` and its
+    `CallRecord` to `observe`; a no-op context when there is neither."""
+    if log is None and observe is None:
         return _NULL
-    return log.record(tool, server, arguments)
+    return _Recording(log, observe, tool, server, arguments)
+
+
+def unknown_tool(
+    log: AuditLog | None,
+    observe: CallObserver | None,
+    tool: str,
+    arguments: dict[str, Any] | None,
+) -> None:
+    """A call of a tool this caller cannot see (no backend saw it), recorded as one."""
+    if log is None and observe is None:
+        return
+    call = CallRecord(tool, None, "unknown_tool")
+    if log is not None:
+        log.write_record(call, arguments)
+    if observe is not None:
+        observe(call)
 
 
 class _NullContext(contextlib.AbstractContextManager[_Entry]):

@@ -6,7 +6,6 @@ command's own output goes to stderr; in `serve --transport stdio`, stdout is the
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import os
@@ -24,11 +23,12 @@ from mcp.shared.exceptions import MCPError
 from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
 from mcp_agg.errors import CatalogError, ConfigError
 from mcp_agg.gateway import Gateway
+from mcp_agg.observability import replica_status
+from mcp_agg.ops import ops_routes
 from mcp_agg.pinning import lock_catalog, read_lock, write_lock
 from mcp_agg.redact import RedactingFilter, redact
 from mcp_agg.security.origin import is_loopback
-from mcp_agg.serving import serve_http, serve_stdio
-from mcp_agg.upstream import Upstream
+from mcp_agg.serving import OpsListener, ops_listener, serve_http, serve_stdio
 
 __all__ = ["app", "main"]
 
@@ -184,37 +184,79 @@ def serve(
         bool,
         typer.Option(
             "--insecure",
-            help="Serve HTTP on a non-loopback address without [gateway.auth] (anyone who "
-            "can reach the port may use every backend).",
+            help="Serve HTTP (or --metrics-port) on a non-loopback address without "
+            "[gateway.auth] (anyone who can reach the port may use every backend).",
         ),
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            help="Also serve /metrics (and the other operations endpoints) on this port: "
+            "with stdio, the only way to have them.",
+            show_default=False,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option("--metrics-host", help="Bind address of --metrics-port.")
+    ] = "127.0.0.1",
     log_level: LogLevelOption = None,
 ) -> None:
     """Run the gateway: stdio (for Claude Desktop and IDEs) or streamable HTTP at /mcp."""
     _setup_logging(log_level, "info")
     loaded = _load(config, profile)
-    if transport == "http" and loaded.gateway.auth is None and not is_loopback(host):
-        if not insecure:
-            raise _fail(
-                2,
-                f"refusing to serve HTTP on {host} without authentication: anyone who can "
-                "reach it could use every backend. Configure [gateway.auth] in the config "
-                "(see README, 'Running it for a team'), bind to 127.0.0.1, or pass --insecure.",
-            )
-        logger.warning("serving HTTP on %s WITHOUT authentication (--insecure)", host)
+    if transport == "http":
+        _check_exposure(loaded, host, "HTTP", "use every backend", insecure)
+    if metrics_port is not None:
+        _check_exposure(
+            loaded, metrics_host, "--metrics-port", "use its operations endpoints", insecure
+        )
     gateway = Gateway(loaded)
     server = gateway.build_server(http=transport == "http")
+    ops: OpsListener | None = None
+    if metrics_port is not None:
+        routes = ops_routes(gateway)
+        if not routes:
+            logger.warning("--metrics-port: no operations endpoint is on ([gateway] metrics)")
+        try:
+            ops = ops_listener(
+                routes, host=metrics_host, port=metrics_port, settings=gateway.config.gateway
+            )
+        except OSError as exc:
+            raise _fail(
+                1, f"--metrics-port: cannot listen on {metrics_host}:{metrics_port}: {exc}"
+            ) from None
 
     async def run() -> None:
         if transport == "http":
             level = logging.getLevelName(logging.getLogger().level).lower()
             await serve_http(
-                server, host=host, port=port, log_level=level, settings=gateway.config.gateway
+                server,
+                host=host,
+                port=port,
+                log_level=level,
+                settings=gateway.config.gateway,
+                ops=ops,
             )
         else:
-            await serve_stdio(server)
+            await serve_stdio(server, ops=ops)
 
     _run(run)
+
+
+def _check_exposure(loaded: Config, host: str, what: str, risk: str, insecure: bool) -> None:
+    """Refuse to listen on a non-loopback address without [gateway.auth], unless
+    --insecure."""
+    if loaded.gateway.auth is not None or is_loopback(host):
+        return
+    if not insecure:
+        raise _fail(
+            2,
+            f"refusing to serve {what} on {host} without authentication: anyone who can "
+            f"reach it could {risk}. Configure [gateway.auth] in the config "
+            "(see README, 'Running it for a team'), bind to 127.0.0.1, or pass --insecure.",
+        )
+    logger.warning("serving %s on %s WITHOUT authentication (--insecure)", what, host)
 
 
 # ---------------------------------------------------------------------------- tools
@@ -412,40 +454,6 @@ def status(
             for r in rows
         ],
     )
-
-
-def replica_status(upstream: Upstream) -> dict[str, Any]:
-    """One replica's live state, as `status --json` prints it."""
-    stats, health = upstream.stats, upstream.health
-    return {
-        "id": upstream.id,
-        "server": upstream.group,
-        "transport": upstream.spec.server.kind,
-        "state": str(upstream.state),
-        "protocol_version": stats.protocol_version,
-        "backend": stats.server_name,
-        "breaker": str(upstream.breaker.state),
-        "breaker_opened": upstream.breaker.opened,
-        "healthy": health.healthy,
-        "last_health_check": _iso(health.last_probe_at),
-        "last_health_check_ok": health.last_probe_ok,
-        "tools": len(upstream.listing.tools),
-        "resources": len(upstream.listing.resources) + len(upstream.listing.templates),
-        "prompts": len(upstream.listing.prompts),
-        "calls": stats.calls,
-        "failures": stats.failures,
-        "in_flight": stats.in_flight,
-        "latency_ms": round(upstream.latency * 1000, 3),
-        "connects": stats.connects,
-        "last_error": stats.last_error,
-        "last_error_at": _iso(stats.last_error_at),
-    }
-
-
-def _iso(stamp: float | None) -> str | None:
-    if stamp is None:
-        return None
-    return datetime.datetime.fromtimestamp(stamp, tz=datetime.UTC).isoformat(timespec="seconds")
 
 
 # ---------------------------------------------------------------------------- call

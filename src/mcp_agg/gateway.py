@@ -37,6 +37,7 @@ from mcp_agg.fanout import fanout_tools
 from mcp_agg.forwarding import CallTarget, hop_wire, tool_calls
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import exposed_uri
+from mcp_agg.observability import GatewayMetrics, gateway_tools
 from mcp_agg.ops import ops_routes
 from mcp_agg.pinning import Pinner
 from mcp_agg.provider import GatewayProvider
@@ -135,6 +136,12 @@ class Gateway:
                 auth=gateway.auth,
             )
         )
+        #: Prometheus metrics (`[gateway] metrics`): a registry of this gateway's own,
+        #: and what every call's record is told to; None (no cost per call) when off.
+        self.metrics = GatewayMetrics(self) if gateway.metrics else None
+        self.observe_call = None if self.metrics is None else self.metrics.observe
+        if gateway.expose_gateway_tools:
+            self.local_tools.append(gateway_tools(self))
         redact.install(redact.secrets_of(config.model_dump()))
 
     # ------------------------------------------------------------------ life cycle
@@ -326,8 +333,10 @@ class Gateway:
 
     async def call(self, tool: CallTarget, arguments: dict[str, Any]) -> dict[str, Any]:
         """One client call of a tool, as a wire result: admitted by the gateway's
-        limits, relayed (a backend tool through its group), audited."""
-        with audit.record(self.audit, tool.name, tool.server, arguments) as entry:
+        limits, relayed (a backend tool through its group), audited and counted."""
+        with audit.record(
+            self.audit, tool.name, tool.server, arguments, self.observe_call
+        ) as entry:
             refused = self.limits.admit(tool.name, arguments)  # rate limit, argument size
             if refused is not None:
                 return entry.refused(refused)
@@ -460,12 +469,10 @@ class _GatewayServer(FastMCP[Any]):
         token = current_caller.set(self._caller(ctx))
         try:
             tool = self._gateway.tool_for_caller(params.name)
-            if tool is None and self._gateway.audit is not None:
-                self._gateway.audit.write(
-                    tool=params.name,
-                    server=None,
-                    outcome="unknown_tool",
-                    arguments=params.arguments,
+            if tool is None:
+                gateway = self._gateway
+                audit.unknown_tool(
+                    gateway.audit, gateway.observe_call, params.name, params.arguments
                 )
             if tool is None or not _calls_bypass(self.middleware):
                 # FastMCP's path runs the tool, which calls back into `Gateway.call`.

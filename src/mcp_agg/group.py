@@ -97,6 +97,8 @@ class ReplicaGroup:
         )
         #: Groups tried, in this order, when every replica of this one failed a call.
         self.failovers: list[ReplicaGroup] = []
+        #: Attempts beyond a request's first in this group (read by the metrics).
+        self.retries = 0
         server = replicas[0].spec.server
         #: `max_concurrent` calls to all replicas together; None is unlimited.
         self.bulkhead = (
@@ -317,6 +319,8 @@ class ReplicaGroup:
                         raise _GroupExhausted(self._nobody(tried, failure), failure, sent=sent)
                     tried.add(replica.id)
                     note_attempt(replica.id)
+                    if attempt.retry_state.attempt_number > 1:
+                        self.retries += 1
                     try:
                         return await self._attempt(replica, send, meta, safe=safe)
                     except Exception as exc:

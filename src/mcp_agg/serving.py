@@ -11,9 +11,16 @@ signal must always unwind the lifespan, which stops and reaps every backend.
   the signals stay ours, and a signal asks uvicorn to shut down gracefully.
 
 The HTTP front also checks `Host` and `Origin` before anything else (DNS-rebinding
-protection, `mcp_agg.security.origin`). The session lifecycle is the SDK's and needs nothing here:
+protection, `mcp_agg.security.origin`), for `/mcp` and the operations routes beside it.
+The session lifecycle is the SDK's and needs nothing here:
 `initialize` returns `Mcp-Session-Id`, GET with it opens the standalone SSE stream,
 DELETE ends the session, and an unknown or ended session id gets 404.
+
+Either front may also serve the operations routes (`/metrics`, `/admin/...`) on a
+listener of their own (`serve --metrics-port`, `OpsListener`): its port is bound before
+the gateway starts, it answers while the backends are still starting, and it stops
+with the gateway. It is one more uvicorn server without signal handling of its own,
+which logs to stderr through the root logger (never to stdout).
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import stat
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -32,16 +41,21 @@ import uvicorn
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from mcp.server.stdio import stdio_server
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+from starlette.types import ASGIApp
 
 from mcp_agg.config import GatewayConfig
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
 
-__all__ = ["serve_http", "serve_stdio"]
+__all__ = ["OpsListener", "ops_listener", "serve_http", "serve_stdio"]
 
 logger = logging.getLogger("mcp_agg")
 
 #: Longest JSON-RPC line accepted from the client (a large tool argument fits).
 _MAX_LINE = 64 * 1024 * 1024
+#: How long the operations listener may take to finish its requests on shutdown.
+_OPS_GRACE = 2
 
 
 def _streamable(fd: int) -> bool:
@@ -103,10 +117,11 @@ class _EventLoopStdio:
             os.close(saved)
 
 
-async def serve_stdio(server: FastMCP[Any]) -> None:
+async def serve_stdio(server: FastMCP[Any], *, ops: OpsListener | None = None) -> None:
     """What `server.run_stdio_async()` does, with stdin read by the event loop.
 
-    Returns on stdin EOF (the client went away) or on SIGINT/SIGTERM.
+    Returns on stdin EOF (the client went away) or on SIGINT/SIGTERM. `ops` is served
+    meanwhile.
     """
     async with anyio.create_task_group() as tg:
 
@@ -118,7 +133,8 @@ async def serve_stdio(server: FastMCP[Any]) -> None:
                     return
 
         tg.start_soon(stop_on_signal)
-        await _serve_stdio(server)
+        async with _serving_ops(ops):
+            await _serve_stdio(server)
         tg.cancel_scope.cancel()
 
 
@@ -159,10 +175,11 @@ async def serve_http(
     port: int,
     log_level: str,
     settings: GatewayConfig,
+    ops: OpsListener | None = None,
 ) -> None:
     """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully.
 
-    `settings` gives `allowed_hosts` and `allowed_origins`.
+    `settings` gives `allowed_hosts` and `allowed_origins`. `ops` is served meanwhile.
     """
     policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
     logger.info(
@@ -192,7 +209,82 @@ async def serve_http(
 
         tg.start_soon(stop_on_signal)
         # As run_http_async does: the lifespan (every backend) spans the web server.
-        async with server._lifespan_manager():
+        async with _serving_ops(ops), server._lifespan_manager():
             logger.info("serving MCP on http://%s:%d/mcp", host, port)
             await web.serve()
         tg.cancel_scope.cancel()
+
+
+# ---------------------------------------------------------------------------- operations
+
+
+@dataclass(frozen=True)
+class OpsListener:
+    """The operations routes on a port of their own (`serve --metrics-port`)."""
+
+    app: ASGIApp
+    sock: socket.socket
+
+    @property
+    def url(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"http://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def ops_listener(
+    routes: Sequence[BaseRoute], *, host: str, port: int, settings: GatewayConfig
+) -> OpsListener:
+    """Bind `host:port` now (raises OSError: a taken port fails before any backend
+    starts) for `routes`, behind the Host/Origin guard as the HTTP front is."""
+    policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
+    app = HostOriginGuard(Starlette(routes=list(routes)), policy)
+    return OpsListener(app, _bind(host, port))
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+@contextlib.asynccontextmanager
+async def _serving_ops(ops: OpsListener | None) -> AsyncIterator[None]:
+    """Serve `ops` while the block runs, then finish its requests and close it.
+
+    Its server runs in a task of its own, outside the caller's cancel scopes: a stop
+    signal cancels the gateway, and the listener is then shut down, not cancelled.
+    """
+    if ops is None:
+        yield
+        return
+    # No log_config: uvicorn's loggers propagate to the root logger (stderr).
+    config = uvicorn.Config(
+        ops.app, lifespan="off", log_config=None, timeout_graceful_shutdown=_OPS_GRACE
+    )
+    web = _Uvicorn(config)
+    task = asyncio.create_task(web.serve(sockets=[ops.sock]), name="mcp-agg ops listener")
+    task.add_done_callback(_report_ops_failure)
+    logger.info("serving operations endpoints on %s", ops.url)
+    try:
+        yield
+    finally:
+        web.should_exit = True
+        with anyio.CancelScope(shield=True), anyio.move_on_after(_OPS_GRACE + 1):
+            await asyncio.wait({task})
+        if not task.done():
+            task.cancel()
+        ops.sock.close()
+
+
+def _report_ops_failure(task: asyncio.Task[None]) -> None:
+    # The gateway goes on without its operations endpoints: the protocol matters more.
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("operations listener failed", exc_info=task.exception())

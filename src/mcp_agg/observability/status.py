@@ -1,0 +1,62 @@
+"""The one description of a replica's live state and of the catalog's size.
+
+`mcp-agg status --json`, the `gateway_health` tool and the metrics all read them from
+here, so every view of the gateway names the same things the same way.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mcp_agg.catalog import Catalog
+    from mcp_agg.upstream import Upstream
+
+__all__ = ["catalog_counts", "replica_status"]
+
+
+def replica_status(upstream: Upstream) -> dict[str, Any]:
+    """One replica's live state, as `status --json` prints it."""
+    stats, health = upstream.stats, upstream.health
+    return {
+        "id": upstream.id,
+        "server": upstream.group,
+        "transport": upstream.spec.server.kind,
+        "state": str(upstream.state),
+        "protocol_version": stats.protocol_version,
+        "backend": stats.server_name,
+        "breaker": str(upstream.breaker.state),
+        "breaker_opened": upstream.breaker.opened,
+        "healthy": health.healthy,
+        "last_health_check": _iso(health.last_probe_at),
+        "last_health_check_ok": health.last_probe_ok,
+        "tools": len(upstream.listing.tools),
+        "resources": len(upstream.listing.resources) + len(upstream.listing.templates),
+        "prompts": len(upstream.listing.prompts),
+        "calls": stats.calls,
+        "failures": stats.failures,
+        "in_flight": stats.in_flight,
+        "latency_ms": round(upstream.latency * 1000, 3),
+        "connects": stats.connects,
+        "last_error": stats.last_error,
+        "last_error_at": _iso(stats.last_error_at),
+    }
+
+
+def catalog_counts(catalog: Catalog) -> dict[str, int]:
+    """What the catalog exposes: tools (the gateway's own included), resources,
+    resource templates and prompts."""
+    return {
+        "tools": len(catalog.tools) + len(catalog.local),
+        # A resource is kept under its listed URI and its normalized one: count it once.
+        "resources": len({id(r) for r in catalog.resources.values()}),
+        "templates": len(catalog.templates),
+        "prompts": len(catalog.prompts),
+    }
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(stamp, tz=datetime.UTC).isoformat(timespec="seconds")
