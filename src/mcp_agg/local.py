@@ -38,5 +38,8 @@ class LocalTool(Tool):
 
 
 def error_result(text: str) -> dict[str, Any]:
-    """A tool error result in wire form: what a client reads when a call failed."""
-    return {"content": [{"type": "text", "text": text}], "isError": True}
+    """A tool error result in wire form: what a client reads when a call failed.
+
+    Complete as it is (`resultType`), so it can go to a modern-era client unchanged.
+    """
+    return {"content": [{"type": "text", "text": text}], "isError": True, "resultType": "complete"}

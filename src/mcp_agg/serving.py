@@ -191,8 +191,16 @@ async def serve_http(
     # would otherwise stack a second one with other rules): ours replaces it, origin.py
     # says why.
     app = HostOriginGuard(server.http_app(transport="http", host_origin_protection=False), policy)
+    # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
+    # the gateway's stderr handler and its secret redaction; they propagate to it instead.
     config = uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, lifespan="on", timeout_graceful_shutdown=2
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
     )
     web = _Uvicorn(config)
     async with anyio.create_task_group() as tg:
