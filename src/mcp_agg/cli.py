@@ -20,6 +20,7 @@ import typer
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
+from mcp_agg import startup
 from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
 from mcp_agg.errors import CatalogError, ConfigError
 from mcp_agg.gateway import Gateway
@@ -241,7 +242,11 @@ def serve(
         else:
             await serve_stdio(server, ops=ops)
 
-    _run(run)
+    # Each backend's first connection and a summary: live on a terminal (HTTP front
+    # only), else log lines. Never on stdout: in stdio mode that is the protocol.
+    with startup.feedback(transport, sys.stderr) as observer:
+        gateway.startup = observer
+        _run(run)
 
 
 def _check_exposure(loaded: Config, host: str, what: str, risk: str, insecure: bool) -> None:

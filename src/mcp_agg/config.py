@@ -240,7 +240,8 @@ class GatewayConfig(_Model):
     #: tool instead, as it also does with `list` once more than `max_listed_tools` are
     #: exposed (clients refuse long lists: VS Code stops at 128).
     tool_mode: Literal["list", "search"] = "list"
-    max_listed_tools: Annotated[int, Field(ge=1)] | None = 128
+    #: 0: never switch automatically.
+    max_listed_tools: Annotated[int, Field(ge=0)] = 128
 
 
 class ServerConfig(_Model):

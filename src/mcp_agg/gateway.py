@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any
@@ -46,8 +47,10 @@ from mcp_agg.relay import Caller, LogLevels, connection_of, current_caller
 from mcp_agg.resilience.balancer import make_balancer
 from mcp_agg.resilience.breaker import CircuitBreaker
 from mcp_agg.resilience.health import HealthPolicy
+from mcp_agg.search import SearchMode
 from mcp_agg.security.auth import CallerAccess, build_verifier
 from mcp_agg.security.limits import CallLimits
+from mcp_agg.startup import LogStartup, ReplicaOutcome, StartupObserver, StartupSummary
 from mcp_agg.upstream import Upstream
 
 __all__ = ["Gateway"]
@@ -60,6 +63,8 @@ _REBUILD_DEBOUNCE = 0.05
 _STOP_GRACE = 10.0
 #: Eras whose connections accept unsolicited list_changed notifications.
 _MODERN_ERA = "2026-"
+#: Beyond connect_timeout, how long startup waits for first attempts (their teardown).
+_FIRST_ATTEMPT_MARGIN = 5.0
 
 
 class Gateway:
@@ -109,6 +114,10 @@ class Gateway:
         #: every catalog built.
         self.local_tools: list[LocalTools] = []
         self.local_tools.append(fanout_tools(self))
+        #: Search mode: the search and call tools instead of a long tool list.
+        self.search = SearchMode(self, gateway)
+        #: Told how each replica's first attempt ends, and the startup's summary.
+        self.startup: StartupObserver = LogStartup()
         self.reaper = Reaper()
         self._changed = anyio.Event()
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
@@ -191,8 +200,20 @@ class Gateway:
         """Until every replica has connected or failed once, or the gateway is stopped.
 
         Each first attempt is bounded by connect_timeout; the margin covers teardown.
+        `self.startup` hears how each one ended.
         """
-        with anyio.move_on_after(self.config.gateway.connect_timeout + 5):
+        timeout = self.config.gateway.connect_timeout
+        began, waiting = time.monotonic(), list(self.upstreams)
+        self.startup.starting([u.id for u in self.upstreams])
+
+        async def report(upstream: Upstream) -> None:
+            await upstream.first_attempt.wait()
+            waiting.remove(upstream)
+            self.startup.replica_done(
+                ReplicaOutcome.of(upstream, time.monotonic() - began, timeout)
+            )
+
+        with anyio.move_on_after(timeout + _FIRST_ATTEMPT_MARGIN):
             async with anyio.create_task_group() as tg:
 
                 async def until_stopped() -> None:
@@ -200,9 +221,15 @@ class Gateway:
                     tg.cancel_scope.cancel()
 
                 tg.start_soon(until_stopped)
-                for upstream in self.upstreams:
-                    await upstream.first_attempt.wait()
+                async with anyio.create_task_group() as attempts:
+                    for upstream in self.upstreams:
+                        attempts.start_soon(report, upstream)
                 tg.cancel_scope.cancel()
+        if not stop.is_set():  # the rest are still connecting: the gateway starts without
+            for upstream in waiting:
+                self.startup.replica_done(
+                    ReplicaOutcome.unfinished(upstream, time.monotonic() - began)
+                )
 
     async def _stop(self, tg: anyio.abc.TaskGroup) -> None:
         logger.info("stopping %d backend replicas", len(self.upstreams))
@@ -223,22 +250,7 @@ class Gateway:
         tg.cancel_scope.cancel()
 
     def _log_summary(self) -> None:
-        for upstream in self.upstreams:
-            if not upstream.available:
-                logger.error(
-                    "backend %s is not available (%s); retrying in the background",
-                    upstream.id,
-                    upstream.stats.last_error or upstream.state,
-                )
-        logger.info(
-            "catalog: %d tools, %d resources, %d templates, %d prompts from %d/%d replicas",
-            len(self.catalog.tools),
-            len(set(map(id, self.catalog.resources.values()))),
-            len(self.catalog.templates),
-            len(self.catalog.prompts),
-            sum(u.available for u in self.upstreams),
-            len(self.upstreams),
-        )
+        self.startup.ready(StartupSummary.of(self.groups, self.catalog))
 
     # ------------------------------------------------------------------ catalog refresh
 
@@ -250,7 +262,8 @@ class Gateway:
         """
         merged = build_catalog(self.groups.values(), self.config.gateway.separator, strict=strict)
         pinned = self.pinner.apply(merged, reload=not strict)
-        return with_local_tools(pinned, self.local_tools, strict=strict)
+        local = with_local_tools(pinned, self.local_tools, strict=strict)
+        return self.search.apply(local, strict=strict)  # last: it counts every other tool
 
     def _on_upstream_change(self, upstream: Upstream) -> None:
         # A replica that changed state may have started a process: guard its group.

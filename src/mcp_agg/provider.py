@@ -6,6 +6,9 @@ call that would cost a full listing, so lookups go straight to the catalog's dic
 With `access` (an authenticated HTTP front), lists and lookups keep only what the current
 caller's roles allow, so FastMCP's own "unknown tool/resource/prompt" answers apply to a
 hidden name (`mcp_agg.security.access`).
+
+In search mode (`mcp_agg.search`) the tool list is the search and call tools alone;
+every tool of the catalog can still be looked up (and so called) by its name.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from mcp_agg.forwarding import (
     ForwardingTemplate,
     ForwardingTool,
 )
+from mcp_agg.search import listed_instead
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
@@ -57,7 +61,10 @@ class GatewayProvider(Provider):
 
     async def _list_tools(self) -> Sequence[ForwardingTool | LocalTool]:
         catalog = self._catalog()
-        tools: list[ForwardingTool | LocalTool] = [*catalog.tools.values(), *catalog.local.values()]
+        tools: list[ForwardingTool | LocalTool] = [*listed_instead(catalog)] or [
+            *catalog.tools.values(),
+            *catalog.local.values(),
+        ]
         if self._access is None:
             return tools
         grant = self._access()
