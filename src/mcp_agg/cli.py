@@ -6,7 +6,6 @@ command's own output goes to stderr; in `serve --transport stdio`, stdout is the
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+import httpx
 import mcp_types
 import typer
 from fastmcp import Client
@@ -24,13 +24,14 @@ from mcp.shared.exceptions import MCPError
 from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
 from mcp_agg.errors import CatalogError, ConfigError
 from mcp_agg.gateway import Gateway
+from mcp_agg.observability.status import replica_status
 from mcp_agg.pinning import lock_catalog, read_lock, write_lock
 from mcp_agg.redact import RedactingFilter, redact
+from mcp_agg.reload import reload_from_file, watch_config
 from mcp_agg.security.origin import is_loopback
 from mcp_agg.serving import serve_http, serve_stdio
-from mcp_agg.upstream import Upstream
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "replica_status"]
 
 logger = logging.getLogger("mcp_agg")
 
@@ -72,6 +73,8 @@ LogLevelOption = Annotated[
 ]
 
 _T = TypeVar("_T")
+#: Seconds `status --url` waits for a running gateway's answer.
+_REMOTE_TIMEOUT = 10.0
 
 
 def _setup_logging(level: str | None, default: str) -> None:
@@ -188,9 +191,20 @@ def serve(
             "can reach the port may use every backend).",
         ),
     ] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Reload the config when its file changes (as SIGHUP does): servers are "
+            "added, removed and reconfigured without dropping client sessions.",
+        ),
+    ] = False,
     log_level: LogLevelOption = None,
 ) -> None:
-    """Run the gateway: stdio (for Claude Desktop and IDEs) or streamable HTTP at /mcp."""
+    """Run the gateway: stdio (for Claude Desktop and IDEs) or streamable HTTP at /mcp.
+
+    SIGHUP reloads the config file (as --watch does on every change).
+    """
     _setup_logging(log_level, "info")
     loaded = _load(config, profile)
     if transport == "http" and loaded.gateway.auth is None and not is_loopback(host):
@@ -205,14 +219,26 @@ def serve(
     gateway = Gateway(loaded)
     server = gateway.build_server(http=transport == "http")
 
+    async def reload() -> None:
+        await reload_from_file(gateway)
+
     async def run() -> None:
-        if transport == "http":
-            level = logging.getLevelName(logging.getLogger().level).lower()
-            await serve_http(
-                server, host=host, port=port, log_level=level, settings=gateway.config.gateway
-            )
-        else:
-            await serve_stdio(server)
+        async with anyio.create_task_group() as tg:
+            if watch and loaded.source is not None:
+                tg.start_soon(watch_config, loaded.source, reload)
+            if transport == "http":
+                level = logging.getLevelName(logging.getLogger().level).lower()
+                await serve_http(
+                    server,
+                    host=host,
+                    port=port,
+                    log_level=level,
+                    settings=loaded.gateway,
+                    on_reload=reload,
+                )
+            else:
+                await serve_stdio(server, on_reload=reload)
+            tg.cancel_scope.cancel()
 
     _run(run)
 
@@ -344,12 +370,35 @@ def status(
     config: ConfigOption = None,
     profile: ProfileOption = None,
     as_json: JsonOption = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Ask a running gateway (http://HOST:PORT) through its admin API instead "
+            "of starting the backends here.",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="MCP_AGG_ADMIN_TOKEN",
+            help="The admin token (gateway.admin.token) for --url.",
+            show_default=False,
+        ),
+    ] = None,
     log_level: LogLevelOption = None,
 ) -> None:
-    """Start every backend once and show each replica: state, breaker, load, last error."""
-    _, rows = _snapshot(
-        config, profile, log_level, lambda g: [replica_status(u) for u in g.upstreams]
-    )
+    """Show each replica: state, breaker, load, last error (of a running gateway with --url;
+    else the backends are started once here)."""
+    if url is not None:
+        _setup_logging(log_level, "warning")
+        rows = _remote_status(url, token)
+    else:
+        _, rows = _snapshot(
+            config, profile, log_level, lambda g: [replica_status(u) for u in g.upstreams]
+        )
     if as_json:
         typer.echo(redact(json.dumps(rows, indent=2)))
         return
@@ -388,38 +437,28 @@ def status(
     )
 
 
-def replica_status(upstream: Upstream) -> dict[str, Any]:
-    """One replica's live state, as `status --json` prints it."""
-    stats, health = upstream.stats, upstream.health
-    return {
-        "id": upstream.id,
-        "server": upstream.group,
-        "transport": upstream.spec.server.kind,
-        "state": str(upstream.state),
-        "protocol_version": stats.protocol_version,
-        "backend": stats.server_name,
-        "breaker": str(upstream.breaker.state),
-        "breaker_opened": upstream.breaker.opened,
-        "healthy": health.healthy,
-        "last_health_check": _iso(health.last_probe_at),
-        "last_health_check_ok": health.last_probe_ok,
-        "tools": len(upstream.listing.tools),
-        "resources": len(upstream.listing.resources) + len(upstream.listing.templates),
-        "prompts": len(upstream.listing.prompts),
-        "calls": stats.calls,
-        "failures": stats.failures,
-        "in_flight": stats.in_flight,
-        "latency_ms": round(upstream.latency * 1000, 3),
-        "connects": stats.connects,
-        "last_error": stats.last_error,
-        "last_error_at": _iso(stats.last_error_at),
-    }
-
-
-def _iso(stamp: float | None) -> str | None:
-    if stamp is None:
-        return None
-    return datetime.datetime.fromtimestamp(stamp, tz=datetime.UTC).isoformat(timespec="seconds")
+def _remote_status(url: str, token: str | None) -> list[dict[str, Any]]:
+    """Every replica's state, from a running gateway's `GET /admin/servers`."""
+    if token is None:
+        raise _fail(2, "--url needs the admin token: --token or $MCP_AGG_ADMIN_TOKEN")
+    base = url.rstrip("/").removesuffix("/mcp")
+    endpoint = f"{base}/admin/servers"
+    try:
+        response = httpx.get(
+            endpoint, headers={"Authorization": f"Bearer {token}"}, timeout=_REMOTE_TIMEOUT
+        )
+    except httpx.HTTPError as exc:
+        raise _fail(1, f"cannot reach {endpoint}: {exc or type(exc).__name__}") from None
+    if response.status_code in (401, 403):
+        raise _fail(1, f"{endpoint} refused the admin token ({response.status_code})")
+    if response.status_code == 404:
+        raise _fail(1, f"no admin API at {endpoint} (is [gateway.admin] configured?)")
+    try:
+        response.raise_for_status()
+        servers = response.json()["servers"]
+        return [replica for server in servers for replica in server["replicas"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise _fail(1, f"unexpected answer from {endpoint}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- call

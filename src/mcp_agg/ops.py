@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute
 
+from mcp_agg.admin import admin_routes
+
 if TYPE_CHECKING:
     from mcp_agg.gateway import Gateway
 
@@ -20,4 +22,5 @@ __all__ = ["ops_routes"]
 def ops_routes(gateway: Gateway) -> list[BaseRoute]:
     """Every operations route the gateway's config turns on."""
     routes: list[BaseRoute] = []
+    routes += admin_routes(gateway)
     return routes
