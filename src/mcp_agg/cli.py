@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
+import httpx
 import mcp_types
 import typer
 from fastmcp import Client
@@ -28,10 +29,11 @@ from mcp_agg.observability import replica_status
 from mcp_agg.ops import ops_routes
 from mcp_agg.pinning import lock_catalog, read_lock, write_lock
 from mcp_agg.redact import RedactingFilter, redact
+from mcp_agg.reload import reload_from_file, watch_config
 from mcp_agg.security.origin import is_loopback
 from mcp_agg.serving import OpsListener, ops_listener, serve_http, serve_stdio
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "replica_status"]
 
 logger = logging.getLogger("mcp_agg")
 
@@ -73,6 +75,8 @@ LogLevelOption = Annotated[
 ]
 
 _T = TypeVar("_T")
+#: Seconds `status --url` waits for a running gateway's answer.
+_REMOTE_TIMEOUT = 10.0
 
 
 def _setup_logging(level: str | None, default: str) -> None:
@@ -201,9 +205,20 @@ def serve(
     metrics_host: Annotated[
         str, typer.Option("--metrics-host", help="Bind address of --metrics-port.")
     ] = "127.0.0.1",
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Reload the config when its file changes (as SIGHUP does): servers are "
+            "added, removed and reconfigured without dropping client sessions.",
+        ),
+    ] = False,
     log_level: LogLevelOption = None,
 ) -> None:
-    """Run the gateway: stdio (for Claude Desktop and IDEs) or streamable HTTP at /mcp."""
+    """Run the gateway: stdio (for Claude Desktop and IDEs) or streamable HTTP at /mcp.
+
+    SIGHUP reloads the config file (as --watch does on every change).
+    """
     _setup_logging(log_level, "info")
     loaded = _load(config, profile)
     if transport == "http":
@@ -228,19 +243,27 @@ def serve(
                 1, f"--metrics-port: cannot listen on {metrics_host}:{metrics_port}: {exc}"
             ) from None
 
+    async def reload() -> None:
+        await reload_from_file(gateway)
+
     async def run() -> None:
-        if transport == "http":
-            level = logging.getLevelName(logging.getLogger().level).lower()
-            await serve_http(
-                server,
-                host=host,
-                port=port,
-                log_level=level,
-                settings=gateway.config.gateway,
-                ops=ops,
-            )
-        else:
-            await serve_stdio(server, ops=ops)
+        async with anyio.create_task_group() as tg:
+            if watch and loaded.source is not None:
+                tg.start_soon(watch_config, loaded.source, reload)
+            if transport == "http":
+                level = logging.getLevelName(logging.getLogger().level).lower()
+                await serve_http(
+                    server,
+                    host=host,
+                    port=port,
+                    log_level=level,
+                    settings=loaded.gateway,
+                    ops=ops,
+                    on_reload=reload,
+                )
+            else:
+                await serve_stdio(server, ops=ops, on_reload=reload)
+            tg.cancel_scope.cancel()
 
     # Each backend's first connection and a summary: live on a terminal (HTTP front
     # only), else log lines. Never on stdout: in stdio mode that is the protocol.
@@ -417,12 +440,35 @@ def status(
     config: ConfigOption = None,
     profile: ProfileOption = None,
     as_json: JsonOption = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="Ask a running gateway (http://HOST:PORT) through its admin API instead "
+            "of starting the backends here.",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="MCP_AGG_ADMIN_TOKEN",
+            help="The admin token (gateway.admin.token) for --url.",
+            show_default=False,
+        ),
+    ] = None,
     log_level: LogLevelOption = None,
 ) -> None:
-    """Start every backend once and show each replica: state, breaker, load, last error."""
-    _, rows = _snapshot(
-        config, profile, log_level, lambda g: [replica_status(u) for u in g.upstreams]
-    )
+    """Show each replica: state, breaker, load, last error (of a running gateway with --url;
+    else the backends are started once here)."""
+    if url is not None:
+        _setup_logging(log_level, "warning")
+        rows = _remote_status(url, token)
+    else:
+        _, rows = _snapshot(
+            config, profile, log_level, lambda g: [replica_status(u) for u in g.upstreams]
+        )
     if as_json:
         typer.echo(redact(json.dumps(rows, indent=2)))
         return
@@ -459,6 +505,30 @@ def status(
             for r in rows
         ],
     )
+
+
+def _remote_status(url: str, token: str | None) -> list[dict[str, Any]]:
+    """Every replica's state, from a running gateway's `GET /admin/servers`."""
+    if token is None:
+        raise _fail(2, "--url needs the admin token: --token or $MCP_AGG_ADMIN_TOKEN")
+    base = url.rstrip("/").removesuffix("/mcp")
+    endpoint = f"{base}/admin/servers"
+    try:
+        response = httpx.get(
+            endpoint, headers={"Authorization": f"Bearer {token}"}, timeout=_REMOTE_TIMEOUT
+        )
+    except httpx.HTTPError as exc:
+        raise _fail(1, f"cannot reach {endpoint}: {exc or type(exc).__name__}") from None
+    if response.status_code in (401, 403):
+        raise _fail(1, f"{endpoint} refused the admin token ({response.status_code})")
+    if response.status_code == 404:
+        raise _fail(1, f"no admin API at {endpoint} (is [gateway.admin] configured?)")
+    try:
+        response.raise_for_status()
+        servers = response.json()["servers"]
+        return [replica for server in servers for replica in server["replicas"]]
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        raise _fail(1, f"unexpected answer from {endpoint}: {exc}") from None
 
 
 # ---------------------------------------------------------------------------- call

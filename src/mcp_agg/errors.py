@@ -5,6 +5,7 @@ GatewayError
 ├── ConfigError                 servers.toml / mcpServers JSON is invalid (exit code 2)
 ├── CatalogError
 │   └── NameCollisionError      two backend components would get one exposed name
+├── ReloadError                 a registration or unregistration conflicts with the running config
 ├── UpstreamError               a backend could not serve a request
 │   ├── UpstreamUnavailable     no replica could take the request; nothing was sent
 │   ├── UpstreamConnectError    connecting or initializing the backend failed
@@ -38,6 +39,7 @@ __all__ = [
     "NameCollisionError",
     "RateLimited",
     "RefusedError",
+    "ReloadError",
     "TooLarge",
     "UpstreamConnectError",
     "UpstreamError",
@@ -75,6 +77,12 @@ class CatalogError(GatewayError):
 
 class NameCollisionError(CatalogError):
     """Two different backend components map to one exposed name."""
+
+
+class ReloadError(GatewayError):
+    """A change to the running config was not applied: a server registered at runtime
+    whose name is taken, one to unregister that was never registered, or a gateway
+    that is not running (yet, or any more)."""
 
 
 class UpstreamError(GatewayError):

@@ -4,6 +4,10 @@
 at once, waits until each has connected or failed (each bounded by `connect_timeout`),
 builds the catalog, and keeps it current while backends come and go. Leaving it stops
 every replica and reaps every backend process.
+
+`Gateway.reconfigure` runs a new config in a running gateway (a reload, a server
+registered through the admin API): only the servers it adds, removes or changes are
+started or stopped, and client sessions and calls in flight carry on.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types
@@ -33,7 +37,8 @@ from mcp.shared.subscriptions import (
 
 from mcp_agg import audit, redact
 from mcp_agg.catalog import Catalog, LocalTools, build_catalog, with_local_tools
-from mcp_agg.config import BreakerConfig, Config
+from mcp_agg.config import BreakerConfig, Config, ReplicaSpec, ServerConfig
+from mcp_agg.errors import ReloadError
 from mcp_agg.fanout import fanout_tools
 from mcp_agg.forwarding import CallTarget, hop_wire, tool_calls
 from mcp_agg.group import ReplicaGroup
@@ -44,10 +49,12 @@ from mcp_agg.pinning import Pinner
 from mcp_agg.provider import GatewayProvider
 from mcp_agg.reaper import Reaper
 from mcp_agg.relay import Caller, LogLevels, connection_of, current_caller
+from mcp_agg.reload import ReloadReport, compose, diff, keep_restart_settings
 from mcp_agg.resilience.balancer import make_balancer
 from mcp_agg.resilience.breaker import CircuitBreaker
 from mcp_agg.resilience.health import HealthPolicy
 from mcp_agg.search import SearchMode
+from mcp_agg.security.access import AccessPolicy
 from mcp_agg.security.auth import CallerAccess, build_verifier
 from mcp_agg.security.limits import CallLimits
 from mcp_agg.startup import LogStartup, ReplicaOutcome, StartupObserver, StartupSummary
@@ -65,57 +72,28 @@ _STOP_GRACE = 10.0
 _MODERN_ERA = "2026-"
 #: Beyond connect_timeout, how long startup waits for first attempts (their teardown).
 _FIRST_ATTEMPT_MARGIN = 5.0
+#: How often a server leaving the config looks whether its calls have drained (seconds).
+_DRAIN_POLL = 0.05
+
+_T = TypeVar("_T")
 
 
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
-        gateway = config.gateway
-        health = HealthPolicy(
-            interval=gateway.health_interval,
-            unhealthy_threshold=gateway.unhealthy_threshold,
-            healthy_threshold=gateway.healthy_threshold,
-        )
-        self.upstreams = [
-            Upstream(
-                spec,
-                connect_timeout=gateway.connect_timeout,
-                on_change=self._on_upstream_change,
-                on_resource_updated=self._on_resource_updated,
-                breaker=_breaker(config.breaker_for(spec.server)),
-                health=health,
-            )
-            for spec in config.replica_specs()
-        ]
-        members: dict[str, list[Upstream]] = {}
-        for upstream in self.upstreams:
-            members.setdefault(upstream.group, []).append(upstream)
-        self.groups = {
-            name: ReplicaGroup(
-                name,
-                replicas,
-                prefix=replicas[0].spec.prefix,
-                timeout=config.timeout_for(replicas[0].spec.server),
-                retry=config.retry_for(replicas[0].spec.server),
-                balancer=make_balancer(replicas[0].spec.server.balancer or gateway.balancer),
-            )
-            for name, replicas in members.items()
-        }
-        standbys = sorted(
-            (g for g in self.groups.values() if g.server.failover_for is not None),
-            key=lambda g: g.server.priority,
-        )
-        for standby in standbys:
-            primary = self.groups.get(standby.server.failover_for or "")
-            if primary is not None:
-                primary.failovers.append(standby)
+        #: The config as its file has it, without the servers registered at runtime.
+        self._file_config = config
+        #: Servers registered through the admin API, by name (`register`).
+        self.registered: dict[str, tuple[ServerConfig, ...]] = {}
+        self.groups = self._build_groups(config, config.replica_specs())
+        self._link_failovers()
         self.catalog = Catalog()
         #: Where the gateway's own tools come from (fan-out, gateway tools), applied to
         #: every catalog built.
         self.local_tools: list[LocalTools] = []
         self.local_tools.append(fanout_tools(self))
         #: Search mode: the search and call tools instead of a long tool list.
-        self.search = SearchMode(self, gateway)
+        self.search = SearchMode(self, lambda: self.config.gateway)
         #: Told how each replica's first attempt ends, and the startup's summary.
         self.startup: StartupObserver = LogStartup()
         self.reaper = Reaper()
@@ -132,26 +110,80 @@ class Gateway:
         #: with `[gateway.auth]`); None: every caller sees everything, at no cost.
         self.access: CallerAccess | None = None
         #: Rate limits and size limits of `tools/call` (`security/limits.py`).
-        self.limits = CallLimits(gateway)
+        self.limits = CallLimits(config.gateway)
         #: Tool pinning against the lock file, applied to every catalog built.
-        self.pinner = Pinner(gateway.pin, config.base_dir / gateway.lock_file)
+        self.pinner = _pinner(config)
         #: One JSON line per tools/call; None (no cost per call) without `audit_log`.
-        self.audit = (
-            None
-            if gateway.audit_log is None
-            else audit.AuditLog(
-                config.base_dir / gateway.audit_log,
-                arguments=gateway.audit_arguments,
-                auth=gateway.auth,
-            )
-        )
+        self.audit = _audit_log(config)
         #: Prometheus metrics (`[gateway] metrics`): a registry of this gateway's own,
         #: and what every call's record is told to; None (no cost per call) when off.
-        self.metrics = GatewayMetrics(self) if gateway.metrics else None
+        self.metrics = GatewayMetrics(self) if config.gateway.metrics else None
         self.observe_call = None if self.metrics is None else self.metrics.observe
-        if gateway.expose_gateway_tools:
-            self.local_tools.append(gateway_tools(self))
-        redact.install(redact.secrets_of(config.model_dump()))
+        self.local_tools.append(gateway_tools(self))  # while `expose_gateway_tools` is on
+        self._secrets = redact.secrets_of(config.model_dump()) | _admin_secret(config)
+        redact.install(self._secrets)
+        #: Every replica started and not yet stopped: those serving, those of a new
+        #: config still connecting, and those of an old one still draining.
+        self._live: set[Upstream] = set()
+        #: The running replicas' task group, while the gateway runs (reconfigure
+        #: starts replicas in it); None before startup and once stopping.
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._stopping = anyio.Event()
+        #: One reconfiguration at a time (a reload, a registration).
+        self._reload_lock = anyio.Lock()
+
+    @property
+    def upstreams(self) -> list[Upstream]:
+        """Every replica of every server in the running config, in config order."""
+        return [upstream for group in self.groups.values() for upstream in group.replicas]
+
+    def _build_groups(
+        self, config: Config, specs: Iterable[ReplicaSpec]
+    ) -> dict[str, ReplicaGroup]:
+        """The replicas of these specs, in their groups, as `config` sets them up
+        (not started). Used at startup and by `reconfigure` alike."""
+        gateway = config.gateway
+        health = HealthPolicy(
+            interval=gateway.health_interval,
+            unhealthy_threshold=gateway.unhealthy_threshold,
+            healthy_threshold=gateway.healthy_threshold,
+        )
+        members: dict[str, list[Upstream]] = {}
+        for spec in specs:
+            upstream = Upstream(
+                spec,
+                connect_timeout=gateway.connect_timeout,
+                on_change=self._on_upstream_change,
+                on_resource_updated=self._on_resource_updated,
+                breaker=_breaker(config.breaker_for(spec.server)),
+                health=health,
+            )
+            members.setdefault(upstream.group, []).append(upstream)
+        return {
+            name: ReplicaGroup(
+                name,
+                replicas,
+                prefix=replicas[0].spec.prefix,
+                timeout=config.timeout_for(replicas[0].spec.server),
+                retry=config.retry_for(replicas[0].spec.server),
+                balancer=make_balancer(replicas[0].spec.server.balancer or gateway.balancer),
+            )
+            for name, replicas in members.items()
+        }
+
+    def _link_failovers(self) -> None:
+        """Point every group at its standbys (`failover_for`), in priority order."""
+        standbys = sorted(
+            (g for g in self.groups.values() if g.server.failover_for is not None),
+            key=lambda g: g.server.priority,
+        )
+        failovers: dict[str, list[ReplicaGroup]] = {name: [] for name in self.groups}
+        for standby in standbys:
+            primary = standby.server.failover_for or ""
+            if primary in failovers:
+                failovers[primary].append(standby)
+        for name, group in self.groups.items():
+            group.failovers = failovers[name]  # a call in flight keeps the list it took
 
     # ------------------------------------------------------------------ life cycle
 
@@ -165,7 +197,7 @@ class Gateway:
         """
         self.pinner.load()  # a broken lock file stops startup (ConfigError)
         started = anyio.Event()
-        stop = anyio.Event()
+        stop = self._stopping = anyio.Event()
         supervisor = asyncio.create_task(self._supervise(started, stop), name="mcp-agg gateway")
         try:
             await _first_of(started.wait(), supervisor)
@@ -183,28 +215,39 @@ class Gateway:
         self.reaper.start()
         async with anyio.create_task_group() as tg:
             for upstream in self.upstreams:
-                tg.start_soon(upstream.run, name=f"upstream {upstream.id}")
+                self._start(tg, upstream)
             try:
-                await self._wait_first_attempts(stop)
+                await self._wait_first_attempts(
+                    self.upstreams, stop, self.config.gateway.connect_timeout
+                )
                 if stop.is_set():
                     return  # stopped while starting: straight to reaping
                 self.catalog = self._build_catalog(strict=True)
                 self._log_summary()
                 tg.start_soon(self._rebuild_on_change, name="catalog")
+                self._tg = tg
                 started.set()
                 await stop.wait()
             finally:
+                self._tg = None
                 await self._stop(tg)
 
-    async def _wait_first_attempts(self, stop: anyio.Event) -> None:
-        """Until every replica has connected or failed once, or the gateway is stopped.
+    def _start(self, tg: anyio.abc.TaskGroup, upstream: Upstream) -> None:
+        self._live.add(upstream)
+        tg.start_soon(upstream.run, name=f"upstream {upstream.id}")
+
+    async def _wait_first_attempts(
+        self, upstreams: list[Upstream], stop: anyio.Event, connect_timeout: float
+    ) -> None:
+        """Until each of these replicas has connected or failed once, or the gateway is
+        stopped.
 
         Each first attempt is bounded by connect_timeout; the margin covers teardown.
         `self.startup` hears how each one ended.
         """
-        timeout = self.config.gateway.connect_timeout
-        began, waiting = time.monotonic(), list(self.upstreams)
-        self.startup.starting([u.id for u in self.upstreams])
+        timeout = connect_timeout
+        began, waiting = time.monotonic(), list(upstreams)
+        self.startup.starting([u.id for u in upstreams])
 
         async def report(upstream: Upstream) -> None:
             await upstream.first_attempt.wait()
@@ -222,7 +265,7 @@ class Gateway:
 
                 tg.start_soon(until_stopped)
                 async with anyio.create_task_group() as attempts:
-                    for upstream in self.upstreams:
+                    for upstream in upstreams:
                         attempts.start_soon(report, upstream)
                 tg.cancel_scope.cancel()
         if not stop.is_set():  # the rest are still connecting: the gateway starts without
@@ -232,17 +275,18 @@ class Gateway:
                 )
 
     async def _stop(self, tg: anyio.abc.TaskGroup) -> None:
-        logger.info("stopping %d backend replicas", len(self.upstreams))
+        live = list(self._live)
+        logger.info("stopping %d backend replicas", len(live))
         with anyio.CancelScope(shield=True):
-            for upstream in self.upstreams:
+            for upstream in live:
                 await upstream.stop()
             with anyio.move_on_after(_STOP_GRACE):
-                for upstream in self.upstreams:
+                for upstream in live:
                     await upstream.stopped.wait()
         self.reaper.close()
         if self.audit is not None:
             self.audit.close()
-        left = [u.id for u in self.upstreams if not u.stopped.is_set()]
+        left = [u.id for u in live if not u.stopped.is_set()]
         if left:
             logger.error("replicas still stopping after %gs, cancelled: %s", _STOP_GRACE, left)
         else:
@@ -251,6 +295,196 @@ class Gateway:
 
     def _log_summary(self) -> None:
         self.startup.ready(StartupSummary.of(self.groups, self.catalog))
+
+    # ------------------------------------------------------------------ reconfiguration
+
+    async def reconfigure(self, new: Config) -> ReloadReport:
+        """Run `new` (a config file's contents, plus the servers registered at runtime)
+        from now on, without dropping client sessions or calls in flight.
+
+        Servers only in `new` are started and given up to `connect_timeout` before they
+        enter the catalog; servers no longer in it leave the catalog at once (new calls
+        get "unknown tool"), then their calls in flight drain (each server's request
+        timeout bounds that) and their replicas are stopped; a changed server is
+        started anew beside the old one, which leaves once the new one is in the
+        catalog. Unchanged servers are not touched. Settings that need a restart keep
+        their running values (`ReloadReport.restart_needed`, logged).
+
+        Raises `ConfigError` (nothing changed) when `new` with the registrations is
+        invalid, or its lock file is; `ReloadError` when the gateway is not running.
+        The work goes on if the caller is cancelled: it is the gateway's, not its.
+        """
+        return await self._detached(lambda: self._apply(new, self.registered))
+
+    async def register(self, server: ServerConfig) -> ReloadReport:
+        """Add a server (one `[[servers]]` entry) to the running config, as a reload
+        would; it stays across reloads of the file until the file defines its name.
+
+        Raises `ReloadError` when a server of that name runs, `ConfigError` when the
+        config with it would be invalid.
+        """
+
+        async def work() -> ReloadReport:
+            if server.name in self.config_names():
+                raise ReloadError(f"a server named {server.name!r} is already configured")
+            return await self._apply(self._file_config, {**self.registered, server.name: (server,)})
+
+        return await self._detached(work)
+
+    async def unregister(self, name: str) -> ReloadReport:
+        """Remove a server registered at runtime; returns once its calls have drained
+        and its replicas are stopped. Raises `ReloadError` for any other name."""
+
+        async def work() -> ReloadReport:
+            if name not in self.registered:
+                raise ReloadError(f"no server named {name!r} was registered at runtime")
+            registered = {n: s for n, s in self.registered.items() if n != name}
+            return await self._apply(self._file_config, registered)
+
+        return await self._detached(work)
+
+    def config_names(self) -> set[str]:
+        """Every server name in the running config (disabled ones included)."""
+        return {server.name for server in self.config.servers}
+
+    async def _detached(self, work: Callable[[], Awaitable[_T]]) -> _T:
+        """Run `work` in the gateway's task group, one at a time, and wait for it.
+
+        A caller that goes away (an HTTP client that hangs up) does not cut a
+        reconfiguration in half; the gateway's shutdown does end it.
+        """
+        tg = self._tg
+        if tg is None:
+            raise ReloadError("the gateway is not running")
+        outcome: list[_T] = []
+        failure: list[BaseException] = []
+        done = anyio.Event()
+
+        async def run() -> None:
+            try:
+                async with self._reload_lock:
+                    outcome.append(await work())
+            except Exception as exc:
+                failure.append(exc)
+            finally:
+                done.set()
+
+        tg.start_soon(run, name="reconfigure")
+        await done.wait()
+        if failure:
+            raise failure[0]
+        if not outcome:
+            raise ReloadError("the gateway stopped before the change was applied")
+        return outcome[0]
+
+    async def _apply(
+        self, file: Config, registered: Mapping[str, tuple[ServerConfig, ...]]
+    ) -> ReloadReport:
+        """Make `file` + `registered` the running config (under the reload lock)."""
+        composed, shadowed = compose(file, registered)
+        report = diff(self.config, composed)
+        running = keep_restart_settings(self.config, composed)
+        pinner = self.pinner
+        gateway, old = running.gateway, self.config.gateway
+        if (gateway.pin, gateway.lock_file, running.base_dir) != (
+            old.pin,
+            old.lock_file,
+            self.config.base_dir,
+        ):
+            pinner = _pinner(running)
+            pinner.load()  # a broken lock file: ConfigError, nothing changed yet
+        for key in report.restart_needed:
+            logger.warning("config reload: %s changed; it takes effect after a restart", key)
+        for name in shadowed:
+            logger.warning(
+                "server %r registered at runtime is dropped: the config file defines it now",
+                name,
+            )
+
+        # 1. Start the new and changed servers beside the running ones.
+        fresh = self._build_groups(
+            running,
+            (s for s in running.replica_specs() if s.group in {*report.added, *report.changed}),
+        )
+        starting = [u for group in fresh.values() for u in group.replicas]
+        wanted = self.log_levels.most_verbose()
+        tg = self._tg
+        if tg is None:
+            raise ReloadError("the gateway is stopping")
+        for upstream in starting:
+            upstream.log_level = wanted
+            self._start(tg, upstream)
+        if starting:
+            await self._wait_first_attempts(
+                starting, self._stopping, running.gateway.connect_timeout
+            )
+            if self._tg is None:
+                raise ReloadError("the gateway stopped while the new servers started")
+
+        # 2. Switch: the catalog now routes to the new config's groups only.
+        retired = [self.groups[name] for name in (*report.removed, *report.changed)]
+        self.groups = {
+            name: fresh[name] if name in fresh else self.groups[name]
+            for name in dict.fromkeys(spec.group for spec in running.replica_specs())
+        }
+        self._link_failovers()
+        old_audit = self._switch_settings(running, pinner)
+        self._file_config = keep_restart_settings(self.config, file)
+        self.config = running
+        self.registered = {n: s for n, s in registered.items() if n not in shadowed}
+        await self._refresh_catalog()
+
+        # 3. Drain and stop what left; a replaced server's subscriptions move over.
+        async with anyio.create_task_group() as drains:
+            for group in retired:
+                drains.start_soon(self._retire, group, name=f"retire {group.name}")
+                successor = self.groups.get(group.name)
+                if successor is not None and successor.prefix == group.prefix:
+                    drains.start_soon(self._carry_subscriptions, group, successor)
+        if old_audit is not None:
+            old_audit.close()
+        return report
+
+    def _switch_settings(self, new: Config, pinner: Pinner) -> audit.AuditLog | None:
+        """The gateway-level call settings of `new`; returns an audit log to close once
+        the calls that may still write to it have drained."""
+        old, settings = self.config.gateway, new.gateway
+        limits = ("rate_limit", "max_argument_bytes", "max_result_bytes")
+        if any(getattr(old, key) != getattr(settings, key) for key in limits):
+            self.limits = CallLimits(settings)
+        if self.access is not None and old.roles != settings.roles:
+            self.access.policy = AccessPolicy(settings.roles)
+        self.pinner = pinner
+        self._secrets |= redact.secrets_of(new.model_dump())
+        redact.install(self._secrets)
+        audit_settings = ("audit_log", "audit_arguments")
+        if all(getattr(old, key) == getattr(settings, key) for key in audit_settings):
+            return None
+        retiring, self.audit = self.audit, _audit_log(new)
+        return retiring
+
+    async def _carry_subscriptions(self, old: ReplicaGroup, new: ReplicaGroup) -> None:
+        """Resource subscriptions clients hold through a replaced server, held again."""
+        for uri in sorted({uri for replica in old.replicas for uri in replica.subscriptions}):
+            await _quietly(new.subscribe(uri), f"subscribe {uri} on {new.name}")
+
+    async def _retire(self, group: ReplicaGroup) -> None:
+        """Wait for a group's calls in flight (bounded by its request timeout), then
+        stop its replicas and reap their processes."""
+        in_flight = sum(r.stats.in_flight for r in group.replicas)
+        if in_flight:
+            logger.info("server %r: waiting for %d calls in flight", group.name, in_flight)
+        with anyio.move_on_after(group.timeout):
+            # Polled, not signalled: a drain is rare, and the call path stays as it is.
+            while any(r.stats.in_flight for r in group.replicas):  # noqa: ASYNC110
+                await anyio.sleep(_DRAIN_POLL)
+        for upstream in group.replicas:
+            await upstream.stop()
+        with anyio.move_on_after(_STOP_GRACE):
+            for upstream in group.replicas:
+                await upstream.stopped.wait()
+        self._live.difference_update(group.replicas)
+        logger.info("server %r stopped (%d replicas)", group.name, len(group.replicas))
 
     # ------------------------------------------------------------------ catalog refresh
 
@@ -275,17 +509,21 @@ class Gateway:
             await self._changed.wait()
             await anyio.sleep(_REBUILD_DEBOUNCE)
             self._changed = anyio.Event()
-            before = self.catalog
-            after = self._build_catalog(strict=False)
-            old, new = before.signature(), after.signature()
-            self.catalog = after
-            if old != new:
-                logger.info(
-                    "catalog changed: %d tools, %d prompts", len(after.tools), len(after.prompts)
-                )
-                await self._announce(
-                    tools=old[0] != new[0], resources=old[1:3] != new[1:3], prompts=old[3] != new[3]
-                )
+            await self._refresh_catalog()
+
+    async def _refresh_catalog(self) -> None:
+        """Rebuild the catalog, and tell clients what changed in it."""
+        before = self.catalog
+        after = self._build_catalog(strict=False)
+        old, new = before.signature(), after.signature()
+        self.catalog = after
+        if old != new:
+            logger.info(
+                "catalog changed: %d tools, %d prompts", len(after.tools), len(after.prompts)
+            )
+            await self._announce(
+                tools=old[0] != new[0], resources=old[1:3] != new[1:3], prompts=old[3] != new[3]
+            )
 
     async def _announce(self, *, tools: bool, resources: bool, prompts: bool) -> None:
         """Tell connected clients which lists changed, in their era's way."""
@@ -589,6 +827,26 @@ def _calls_bypass(middleware: list[Middleware]) -> bool:
     return all(
         getattr(type(mw), hook) is getattr(Middleware, hook) for mw in middleware for hook in hooks
     )
+
+
+def _pinner(config: Config) -> Pinner:
+    return Pinner(config.gateway.pin, config.base_dir / config.gateway.lock_file)
+
+
+def _audit_log(config: Config) -> audit.AuditLog | None:
+    settings = config.gateway
+    if settings.audit_log is None:
+        return None
+    return audit.AuditLog(
+        config.base_dir / settings.audit_log,
+        arguments=settings.audit_arguments,
+        auth=settings.auth,
+    )
+
+
+def _admin_secret(config: Config) -> set[str]:
+    admin = config.gateway.admin
+    return set() if admin is None else {admin.token}
 
 
 def _breaker(config: BreakerConfig) -> CircuitBreaker:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from starlette.routing import BaseRoute
 
+from mcp_agg.admin import admin_routes
 from mcp_agg.observability import metrics_routes
 
 if TYPE_CHECKING:
@@ -23,4 +24,5 @@ def ops_routes(gateway: Gateway) -> list[BaseRoute]:
     """Every operations route the gateway's config turns on."""
     routes: list[BaseRoute] = []
     routes += metrics_routes(gateway)
+    routes += admin_routes(gateway)
     return routes

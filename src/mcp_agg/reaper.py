@@ -11,6 +11,10 @@ terminates every process group it was told about.
 Each backend is started as the leader of a new process group (pgid == pid). The
 reaper records the leader's start time with the pgid, so that a pid reused by an
 unrelated group leader after the backend ended is never signalled.
+
+Backends are started for as long as the gateway runs (a reconnect, a reload that adds
+a server), so the gateway side knows each child by pid *and* start time: a backend
+that got the pid of one that ended earlier is a new process, and is guarded too.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ class Reaper:
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
-        self._known: set[int] = set()
+        #: The children already seen (guarded or not ours), by pid, with start times.
+        self._known: dict[int, str | None] = {}
 
     @property
     def pid(self) -> int | None:
@@ -69,7 +74,7 @@ class Reaper:
             return
         # Children from before the gateway started are not its backends (a process that
         # embeds a Gateway may have others): never adopt them.
-        self._known |= _children(os.getpid())
+        self._known.update((pid, _start_time(pid)) for pid in _children(os.getpid()))
         self._process = subprocess.Popen(
             [sys.executable, "-m", "mcp_agg.reaper"],
             stdin=subprocess.PIPE,
@@ -83,12 +88,16 @@ class Reaper:
         if process is None or process.stdin is None or process.poll() is not None:
             return
         lines = []
-        for child in _children(os.getpid()) - self._known - {process.pid}:
-            started = _start_time(child)
+        current: dict[int, str | None] = {}
+        for child in _children(os.getpid()) - {process.pid}:
+            started = current[child] = _start_time(child)
+            if child in self._known and self._known[child] == started:
+                continue
             with contextlib.suppress(OSError):
                 if started is not None and os.getpgid(child) == child:
                     lines.append(f"{child} {started}\n")
-            self._known.add(child)
+        # Children that ended are forgotten: their pid may come back as a new backend.
+        self._known = current
         if lines:
             with contextlib.suppress(OSError):
                 process.stdin.write("".join(lines).encode())

@@ -39,7 +39,7 @@ import logging
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import mcp_types
@@ -358,9 +358,10 @@ class SearchMode:
     """Puts the search tools in every catalog that needs them (`apply`), with an index
     built for that catalog."""
 
-    def __init__(self, host: SearchHost, settings: GatewayConfig) -> None:
+    def __init__(self, host: SearchHost, settings: Callable[[], GatewayConfig]) -> None:
         self._host = host
-        self._settings = settings
+        #: The running `[gateway]` settings, read at each build (a reload may change them).
+        self._current = settings
         #: Whether the last catalog was over `max_listed_tools` (to log the switch once).
         self._over = False
         self._roles_checked = False
@@ -371,10 +372,11 @@ class SearchMode:
         The mode is decided on the whole catalog (every tool it would list), not on
         each caller's share of it: one mode for every client.
         """
+        settings = self._current()
         count = len(catalog.tools) + len(catalog.local)
-        limit = self._settings.max_listed_tools
+        limit = settings.max_listed_tools
         over = limit > 0 and count > limit
-        if over != self._over and self._settings.tool_mode == "list":
+        if over != self._over and settings.tool_mode == "list":
             if over:
                 logger.warning(
                     "%d tools are more than max_listed_tools (%d): tools/list now shows "
@@ -387,23 +389,23 @@ class SearchMode:
             else:
                 logger.warning("%d tools: tools/list shows every tool again", count)
         self._over = over
-        if not over and self._settings.tool_mode != "search":
+        if not over and settings.tool_mode != "search":
             return catalog
         index = SearchIndex([*catalog.tools.values(), *catalog.local.values()])
         mode_tools = {
             SEARCH_TOOL: _SearchTool.create(self._host, index),
             CALL_TOOL: _CallTool.create(self._host),
         }
-        self._check_roles()
+        self._check_roles(settings)
         # Added after (and checked for collisions against) every other tool, which is
         # why the source hands back the catalog's local tools as well as its own.
         return with_local_tools(catalog, [lambda c: {**c.local, **mode_tools}], strict=strict)
 
-    def _check_roles(self) -> None:
+    def _check_roles(self, settings: GatewayConfig) -> None:
         """Warn (once) when no role may see a search tool: role-holding callers would
         see an empty tool list."""
-        roles = self._settings.roles
-        if self._roles_checked or self._settings.auth is None or not roles:
+        roles = settings.roles
+        if self._roles_checked or settings.auth is None or not roles:
             return
         self._roles_checked = True
         policy = AccessPolicy(roles)

@@ -1,4 +1,5 @@
-"""Serving the gateway on stdio or streamable HTTP, stoppable by SIGINT and SIGTERM.
+"""Serving the gateway on stdio or streamable HTTP, stoppable by SIGINT and SIGTERM,
+and reloading its config on SIGHUP.
 
 Both fronts replace one piece of FastMCP's `run_*_async`, for the same reason: a stop
 signal must always unwind the lifespan, which stops and reaps every backend.
@@ -9,6 +10,9 @@ signal must always unwind the lifespan, which stops and reaps every backend.
 - HTTP: uvicorn takes over SIGINT/SIGTERM while it serves and raises the signal again
   once it has shut down, which kills the process before the lifespan has unwound. Here
   the signals stay ours, and a signal asks uvicorn to shut down gracefully.
+
+SIGHUP (when the caller gives `on_reload`) starts a reload beside the serving, and
+signals keep being handled while it runs.
 
 The HTTP front also checks `Host` and `Origin` before anything else (DNS-rebinding
 protection, `mcp_agg.security.origin`), for `/mcp` and the operations routes beside it.
@@ -32,7 +36,7 @@ import os
 import signal
 import socket
 import stat
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,22 +121,41 @@ class _EventLoopStdio:
             os.close(saved)
 
 
-async def serve_stdio(server: FastMCP[Any], *, ops: OpsListener | None = None) -> None:
+#: Reloads the config (`mcp_agg.reload.reload_from_file`); must not raise.
+Reload = Callable[[], Coroutine[Any, Any, None]]
+
+
+async def _handle_signals(
+    tg: anyio.abc.TaskGroup, stop: Callable[[], None], on_reload: Reload | None
+) -> None:
+    """SIGINT/SIGTERM call `stop` (once); SIGHUP starts `on_reload` in `tg`.
+
+    Without `on_reload` SIGHUP is left alone (its default ends the process).
+    """
+    wanted = [signal.SIGINT, signal.SIGTERM]
+    if on_reload is not None:
+        wanted.append(signal.SIGHUP)
+    with anyio.open_signal_receiver(*wanted) as signals:
+        async for signum in signals:
+            if signum == signal.SIGHUP and on_reload is not None:
+                logger.info("received SIGHUP, reloading the config")
+                tg.start_soon(on_reload, name="reload")
+                continue
+            logger.info("received %s, shutting down", signal.Signals(signum).name)
+            stop()
+            return
+
+
+async def serve_stdio(
+    server: FastMCP[Any], *, ops: OpsListener | None = None, on_reload: Reload | None = None
+) -> None:
     """What `server.run_stdio_async()` does, with stdin read by the event loop.
 
-    Returns on stdin EOF (the client went away) or on SIGINT/SIGTERM. `ops` is served
-    meanwhile.
+    Returns on stdin EOF (the client went away) or on SIGINT/SIGTERM; SIGHUP calls
+    `on_reload`, if given. `ops` is served meanwhile.
     """
     async with anyio.create_task_group() as tg:
-
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    logger.info("received %s, shutting down", signal.Signals(signum).name)
-                    tg.cancel_scope.cancel()
-                    return
-
-        tg.start_soon(stop_on_signal)
+        tg.start_soon(_handle_signals, tg, tg.cancel_scope.cancel, on_reload)
         async with _serving_ops(ops):
             await _serve_stdio(server)
         tg.cancel_scope.cancel()
@@ -176,8 +199,10 @@ async def serve_http(
     log_level: str,
     settings: GatewayConfig,
     ops: OpsListener | None = None,
+    on_reload: Reload | None = None,
 ) -> None:
-    """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully.
+    """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully, SIGHUP calls
+    `on_reload`, if given.
 
     `settings` gives `allowed_hosts` and `allowed_origins`. `ops` is served meanwhile.
     """
@@ -205,17 +230,13 @@ async def serve_http(
     web = _Uvicorn(config)
     async with anyio.create_task_group() as tg:
 
-        async def stop_on_signal() -> None:
-            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                async for signum in signals:
-                    logger.info("received %s, shutting down", signal.Signals(signum).name)
-                    if web.started:
-                        web.should_exit = True  # let in-flight requests finish
-                    else:
-                        tg.cancel_scope.cancel()  # still starting the backends
-                    return
+        def stop() -> None:
+            if web.started:
+                web.should_exit = True  # let in-flight requests finish
+            else:
+                tg.cancel_scope.cancel()  # still starting the backends
 
-        tg.start_soon(stop_on_signal)
+        tg.start_soon(_handle_signals, tg, stop, on_reload)
         # As run_http_async does: the lifespan (every backend) spans the web server.
         async with _serving_ops(ops), server._lifespan_manager():
             logger.info("serving MCP on http://%s:%d/mcp", host, port)

@@ -91,7 +91,8 @@ def gateway_tools(gateway: Gateway) -> LocalTools:
         )
 
     def source(catalog: Catalog) -> Mapping[str, LocalTool]:
-        return tools
+        # Read at each build: a reload may turn `expose_gateway_tools` on or off.
+        return tools if gateway.config.gateway.expose_gateway_tools else {}
 
     return source
 
