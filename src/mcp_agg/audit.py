@@ -25,7 +25,7 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,7 +53,8 @@ _REPORT_EVERY = 60.0
 
 @dataclass(slots=True)
 class CallTrace:
-    """What the group's dispatch did for one call (filled while the call runs)."""
+    """What the group's dispatch did for one call (filled while the call runs), and
+    how the call ended (`outcome` and `error`, set when it has)."""
 
     attempts: int = 0
     replica: str | None = None
@@ -61,6 +62,10 @@ class CallTrace:
     failure: str | None = None
     #: Whether that reason is one of the gateway's refusals (a full bulkhead).
     refused: bool = False
+    #: `ok`, `tool_error`, `error` or `refused` (see the module docstring).
+    outcome: str | None = None
+    #: The reason of an `error` or `refused` outcome.
+    error: str | None = None
 
 
 #: Set only while an audited call runs: the dispatch costs nothing more otherwise.
@@ -140,9 +145,16 @@ class AuditLog:
 
     @contextlib.contextmanager
     def record(
-        self, tool: str, server: str | None, arguments: dict[str, Any] | None
+        self,
+        tool: str,
+        server: str | None,
+        arguments: dict[str, Any] | None,
+        then: Callable[[CallTrace], None] | None = None,
     ) -> Iterator[_Entry]:
-        """Audit the call made inside the block; an exception out of it is its outcome."""
+        """Audit the call made inside the block; an exception out of it is its outcome.
+
+        `then` gets the call's `CallTrace` once it has ended (tracing reads the outcome).
+        """
         entry = _Entry()
         trace = CallTrace()
         token = current_trace.set(trace)
@@ -166,16 +178,19 @@ class AuditLog:
                 error = trace.failure
             elif entry.outcome == "refused" and error is None:
                 error = entry.reason or "refused by the gateway's limits"
+            trace.outcome, trace.error = entry.outcome or "error", error
             self.write(
                 tool=tool,
                 server=server,
                 replica=trace.replica,
                 attempts=trace.attempts,
                 duration_ms=round((time.perf_counter() - started) * 1000, 3),
-                outcome=entry.outcome or "error",
+                outcome=trace.outcome,
                 error=error,
                 arguments=arguments,
             )
+            if then is not None:
+                then(trace)
 
     def write(
         self,
@@ -231,12 +246,30 @@ class AuditLog:
 
 
 def record(
-    log: AuditLog | None, tool: str, server: str | None, arguments: dict[str, Any] | None
+    log: AuditLog | None,
+    tool: str,
+    server: str | None,
+    arguments: dict[str, Any] | None,
+    *,
+    then: Callable[[CallTrace], None] | None = None,
 ) -> contextlib.AbstractContextManager[_Entry]:
-    """`log.record(...)`, or a no-op when there is no audit log."""
+    """`log.record(...)`; without an audit log the call is only classified for `then`,
+    and with neither this is a no-op."""
     if log is None:
-        return _NULL
-    return log.record(tool, server, arguments)
+        if then is None:
+            return _NULL
+        log = _UNWRITTEN
+    return log.record(tool, server, arguments, then)
+
+
+class _Unwritten(AuditLog):
+    """Classifies calls for `then` without writing them anywhere."""
+
+    def write(self, **fields: Any) -> None:
+        return None
+
+
+_UNWRITTEN = _Unwritten(Path("/dev/null"))
 
 
 class _NullContext(contextlib.AbstractContextManager[_Entry]):

@@ -36,6 +36,7 @@ from mcp_agg.config import BreakerConfig, Config
 from mcp_agg.forwarding import CallTarget, hop_wire, tool_calls
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import exposed_uri
+from mcp_agg.observability import tracing
 from mcp_agg.ops import ops_routes
 from mcp_agg.pinning import Pinner
 from mcp_agg.provider import GatewayProvider
@@ -133,6 +134,9 @@ class Gateway:
                 auth=gateway.auth,
             )
         )
+        #: Spans of calls and attempts while running with `[gateway.tracing]`; None
+        #: (no cost per call) without it.
+        self.tracer: tracing.Tracer | None = None
         redact.install(redact.secrets_of(config.model_dump()))
 
     # ------------------------------------------------------------------ life cycle
@@ -146,6 +150,7 @@ class Gateway:
         across the `yield` would not survive.
         """
         self.pinner.load()  # a broken lock file stops startup (ConfigError)
+        self._start_tracing()  # so does tracing without the otel extra
         started = anyio.Event()
         stop = anyio.Event()
         supervisor = asyncio.create_task(self._supervise(started, stop), name="mcp-agg gateway")
@@ -206,12 +211,31 @@ class Gateway:
         self.reaper.close()
         if self.audit is not None:
             self.audit.close()
+        await self._stop_tracing()
         left = [u.id for u in self.upstreams if not u.stopped.is_set()]
         if left:
             logger.error("replicas still stopping after %gs, cancelled: %s", _STOP_GRACE, left)
         else:
             logger.info("all backend replicas stopped")
         tg.cancel_scope.cancel()
+
+    def _start_tracing(self) -> None:
+        settings = self.config.gateway.tracing
+        if settings is None:
+            return
+        tracer = tracing.start(settings, source=self.config.source)
+        self.tracer = tracer
+        for group in self.groups.values():
+            group.tracer = tracer
+        for upstream in self.upstreams:
+            upstream.on_http_request = tracing.inject_headers
+
+    async def _stop_tracing(self) -> None:
+        tracer, self.tracer = self.tracer, None
+        if tracer is not None:
+            for group in self.groups.values():
+                group.tracer = None
+            await tracer.shutdown()  # exports the spans still queued
 
     def _log_summary(self) -> None:
         for upstream in self.upstreams:
@@ -324,8 +348,11 @@ class Gateway:
 
     async def call(self, tool: CallTarget, arguments: dict[str, Any]) -> dict[str, Any]:
         """One client call of a tool, as a wire result: admitted by the gateway's
-        limits, relayed (a backend tool through its group), audited."""
-        with audit.record(self.audit, tool.name, tool.server, arguments) as entry:
+        limits, relayed (a backend tool through its group), audited, traced."""
+        with (
+            tracing.tool_call(self.tracer, tool) as ended,
+            audit.record(self.audit, tool.name, tool.server, arguments, then=ended) as entry,
+        ):
             refused = self.limits.admit(tool.name, arguments)  # rate limit, argument size
             if refused is not None:
                 return entry.refused(refused)
@@ -481,7 +508,8 @@ class _GatewayServer(FastMCP[Any]):
     ) -> Any:
         token = current_caller.set(self._caller(ctx))
         try:
-            return await super()._on_read_resource(ctx, params)
+            with tracing.request_span(self._gateway.tracer, "resources/read", uri=params.uri):
+                return await super()._on_read_resource(ctx, params)
         finally:
             current_caller.reset(token)
 
@@ -490,7 +518,8 @@ class _GatewayServer(FastMCP[Any]):
     ) -> Any:
         token = current_caller.set(self._caller(ctx))
         try:
-            return await super()._on_get_prompt(ctx, params)
+            with tracing.request_span(self._gateway.tracer, "prompts/get", prompt=params.name):
+                return await super()._on_get_prompt(ctx, params)
         finally:
             current_caller.reset(token)
 

@@ -1,0 +1,1 @@
+"""Observability: what the gateway tells operators about its calls (tracing, metrics)."""
