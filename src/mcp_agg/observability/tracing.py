@@ -10,8 +10,8 @@ Spans:
 - `resources/read` and `prompts/get {prompt}` (SERVER), with the same attempt
   attributes and an outcome of ok or error.
 - `attempt {replica}` (CLIENT) around each attempt on a backend replica, a child of the
-  request's span: `mcp_agg.server`, `mcp_agg.replica`, `mcp_agg.attempt` (1 for the
-  first, failover included) and, when it failed, `mcp_agg.failure` (`errors.classify`:
+  request's span: `mcp_agg.server`, `mcp_agg.replica`, `mcp_agg.attempt` (counted from 1
+  over the whole call, failover included) and, when it failed, `mcp_agg.failure` (`errors.classify`:
   not_sent, broken, protocol, session_expired) and `error.type`.
 
 A request's span continues the caller's W3C trace: from the `traceparent`/`tracestate`
@@ -25,8 +25,9 @@ the MCP SDK trace through the process-wide provider, a no-op here, so their span
 gateway's; they still carry the current context, which is how the SDK's own `_meta`
 injection agrees with ours.
 
-Off (no `[gateway.tracing]`) there is no `Tracer`: every hook is one `None` check, and
-no span or context is ever made. The SDK is the `otel` extra and is imported only when
+Off (no `[gateway.tracing]`) there is no `Tracer`: every hook is a `None` check (and at
+most a shared no-op context manager, as the audit log's), and no span or OpenTelemetry
+context is ever made. The SDK is the `otel` extra and is imported only when
 tracing is configured.
 """
 
