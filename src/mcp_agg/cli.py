@@ -25,7 +25,7 @@ from mcp_agg import startup
 from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
 from mcp_agg.errors import CatalogError, ConfigError
 from mcp_agg.gateway import Gateway
-from mcp_agg.observability import replica_status
+from mcp_agg.observability import replica_status, tracing
 from mcp_agg.ops import ops_routes
 from mcp_agg.pinning import lock_catalog, read_lock, write_lock
 from mcp_agg.redact import RedactingFilter, redact
@@ -584,6 +584,8 @@ def check(config: ConfigOption = None, profile: ProfileOption = None) -> None:
     try:
         path = find_config(config)
         loaded = load_config(path, profile=profile)
+        if loaded.gateway.tracing is not None:
+            tracing.require_extra(loaded.gateway.tracing, source=path)
     except ConfigError as exc:
         raise _fail(2, f"config error: {exc}") from None
     specs = loaded.replica_specs()

@@ -43,7 +43,7 @@ from mcp_agg.fanout import fanout_tools
 from mcp_agg.forwarding import CallTarget, hop_wire, tool_calls
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import exposed_uri
-from mcp_agg.observability import GatewayMetrics, gateway_tools
+from mcp_agg.observability import GatewayMetrics, gateway_tools, tracing
 from mcp_agg.ops import ops_routes
 from mcp_agg.pinning import Pinner
 from mcp_agg.provider import GatewayProvider
@@ -85,6 +85,9 @@ class Gateway:
         self._file_config = config
         #: Servers registered through the admin API, by name (`register`).
         self.registered: dict[str, tuple[ServerConfig, ...]] = {}
+        #: Spans of calls and attempts while running with `[gateway.tracing]`; None
+        #: (no cost per call) without it.
+        self.tracer: tracing.Tracer | None = None
         self.groups = self._build_groups(config, config.replica_specs())
         self._link_failovers()
         self.catalog = Catalog()
@@ -159,7 +162,7 @@ class Gateway:
                 health=health,
             )
             members.setdefault(upstream.group, []).append(upstream)
-        return {
+        groups = {
             name: ReplicaGroup(
                 name,
                 replicas,
@@ -170,6 +173,8 @@ class Gateway:
             )
             for name, replicas in members.items()
         }
+        self._trace(groups.values())  # servers a reload adds are traced as the others
+        return groups
 
     def _link_failovers(self) -> None:
         """Point every group at its standbys (`failover_for`), in priority order."""
@@ -196,6 +201,7 @@ class Gateway:
         across the `yield` would not survive.
         """
         self.pinner.load()  # a broken lock file stops startup (ConfigError)
+        self._start_tracing()  # so does tracing without the otel extra
         started = anyio.Event()
         stop = self._stopping = anyio.Event()
         supervisor = asyncio.create_task(self._supervise(started, stop), name="mcp-agg gateway")
@@ -286,12 +292,36 @@ class Gateway:
         self.reaper.close()
         if self.audit is not None:
             self.audit.close()
+        await self._stop_tracing()
         left = [u.id for u in live if not u.stopped.is_set()]
         if left:
             logger.error("replicas still stopping after %gs, cancelled: %s", _STOP_GRACE, left)
         else:
             logger.info("all backend replicas stopped")
         tg.cancel_scope.cancel()
+
+    def _start_tracing(self) -> None:
+        settings = self.config.gateway.tracing
+        if settings is None:
+            return
+        self.tracer = tracing.start(settings, source=self.config.source)
+        self._trace(self.groups.values())
+
+    def _trace(self, groups: Iterable[ReplicaGroup]) -> None:
+        """Attempt spans and HTTP trace headers for these groups, while tracing is on."""
+        if self.tracer is None:
+            return
+        for group in groups:
+            group.tracer = self.tracer
+            for upstream in group.replicas:
+                upstream.on_http_request = tracing.inject_headers
+
+    async def _stop_tracing(self) -> None:
+        tracer, self.tracer = self.tracer, None
+        if tracer is not None:
+            for group in self.groups.values():
+                group.tracer = None
+            await tracer.shutdown()  # exports the spans still queued
 
     def _log_summary(self) -> None:
         self.startup.ready(StartupSummary.of(self.groups, self.catalog))
@@ -584,10 +614,17 @@ class Gateway:
 
     async def call(self, tool: CallTarget, arguments: dict[str, Any]) -> dict[str, Any]:
         """One client call of a tool, as a wire result: admitted by the gateway's
-        limits, relayed (a backend tool through its group), audited and counted."""
-        with audit.record(
-            self.audit, tool.name, tool.server, arguments, self.observe_call
-        ) as entry:
+        limits, relayed (a backend tool through its group), audited, counted, traced."""
+        with (
+            tracing.tool_call(self.tracer, tool) as ended,
+            audit.record(
+                self.audit,
+                tool.name,
+                tool.server,
+                arguments,
+                self.observe_call if ended is None else _both(self.observe_call, ended),
+            ) as entry,
+        ):
             refused = self.limits.admit(tool.name, arguments)  # rate limit, argument size
             if refused is not None:
                 return entry.refused(refused)
@@ -741,7 +778,8 @@ class _GatewayServer(FastMCP[Any]):
     ) -> Any:
         token = current_caller.set(self._caller(ctx))
         try:
-            return await super()._on_read_resource(ctx, params)
+            with tracing.request_span(self._gateway.tracer, "resources/read", uri=params.uri):
+                return await super()._on_read_resource(ctx, params)
         finally:
             current_caller.reset(token)
 
@@ -750,7 +788,8 @@ class _GatewayServer(FastMCP[Any]):
     ) -> Any:
         token = current_caller.set(self._caller(ctx))
         try:
-            return await super()._on_get_prompt(ctx, params)
+            with tracing.request_span(self._gateway.tracer, "prompts/get", prompt=params.name):
+                return await super()._on_get_prompt(ctx, params)
         finally:
             current_caller.reset(token)
 
@@ -882,6 +921,18 @@ class _ConnectionTracker(Middleware):
             if isinstance(connection, Connection):
                 self._gateway.track(connection)
         return result
+
+
+def _both(first: audit.CallObserver | None, then: audit.CallObserver) -> audit.CallObserver:
+    """One observer of a call's record that tells `first` (if any), then `then`."""
+    if first is None:
+        return then
+
+    def observe(record: audit.CallRecord) -> None:
+        first(record)
+        then(record)
+
+    return observe
 
 
 async def _quietly(call: Awaitable[object], what: str) -> None:

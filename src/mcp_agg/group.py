@@ -22,7 +22,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import mcp_types
@@ -50,6 +50,9 @@ from mcp_agg.resilience.retry import (
 )
 from mcp_agg.security.limits import Bulkhead
 from mcp_agg.upstream import Listing, ReplicaState, Upstream
+
+if TYPE_CHECKING:
+    from mcp_agg.observability.tracing import Tracer
 
 __all__ = ["ReplicaGroup"]
 
@@ -106,6 +109,8 @@ class ReplicaGroup:
             if server.max_concurrent is None
             else Bulkhead(name, server.max_concurrent, server.queue_timeout)
         )
+        #: A span per attempt while the gateway traces (observability/tracing.py).
+        self.tracer: Tracer | None = None
 
     @property
     def server(self) -> ServerConfig:
@@ -322,7 +327,10 @@ class ReplicaGroup:
                     if attempt.retry_state.attempt_number > 1:
                         self.retries += 1
                     try:
-                        return await self._attempt(replica, send, meta, safe=safe)
+                        if self.tracer is None:
+                            return await self._attempt(replica, send, meta, safe=safe)
+                        with self.tracer.attempt(self.name, replica.id, meta) as traced:
+                            return await self._attempt(replica, send, traced, safe=safe)
                     except Exception as exc:
                         failure = exc
                         sent = sent or classify(exc) is not FailureKind.NOT_SENT

@@ -46,7 +46,7 @@ from mcp_agg.relay import Caller, current_caller
 from mcp_agg.resilience.balancer import PeakEwma
 from mcp_agg.resilience.breaker import CircuitBreaker
 from mcp_agg.resilience.health import HealthPolicy, HealthState
-from mcp_agg.transports import make_transport, relay_options
+from mcp_agg.transports import RequestHook, make_transport, relay_options
 
 __all__ = ["Listing", "ReplicaState", "Upstream"]
 
@@ -152,6 +152,8 @@ class Upstream:
         #: Backend URIs the gateway holds a subscription for on this replica.
         self.subscriptions: set[str] = set()
         self.output = OutputCapture(spec.id)
+        #: Sees every HTTP request to the backend before it is sent (trace context).
+        self.on_http_request: RequestHook | None = None
         self._client: Client[Any] | None = None
         self._lost = anyio.Event()
         self._stopping = False
@@ -319,7 +321,8 @@ class Upstream:
                     else:
                         stderr = self.output.open() if server.url is None else None
                         try:
-                            client = await self._enter(stack, make_transport(self.spec, stderr))
+                            transport = make_transport(self.spec, stderr, self.on_http_request)
+                            client = await self._enter(stack, transport)
                         finally:
                             self.output.close_writer()
                     self.listing = await self._fetch_listing(client)
@@ -350,7 +353,8 @@ class Upstream:
         )
         while True:
             try:
-                return await self._enter(stack, make_transport(self.spec))
+                transport = make_transport(self.spec, on_request=self.on_http_request)
+                return await self._enter(stack, transport)
             except Exception:
                 if process.returncode is not None:
                     raise UpstreamConnectError(
