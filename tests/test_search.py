@@ -308,3 +308,21 @@ async def test_search_mode_on_a_small_catalog_and_no_limit(
     default = make_gateway(backend_tools(129))
     assert len(await GatewayProvider(lambda: default.catalog)._list_tools()) == 2
     assert len(caplog.records) == 1  # the automatic switch only: the configured one is no news
+
+
+async def test_a_call_through_the_call_tool_is_rate_limited_once() -> None:
+    gateway = make_gateway(
+        backend_tools(3),
+        tool_mode="search",
+        rate_limit={"requests_per_second": 0.001, "burst": 2},
+    )
+    echo = Echo(name="gateway_echo", parameters={"type": "object"})
+    gateway.local_tools.append(lambda catalog: {echo.name: echo})
+    gateway.catalog = gateway._build_catalog(strict=True)
+    first = await call(gateway, CALL_TOOL, {"name": "gateway_echo"})
+    second = await call(gateway, CALL_TOOL, {"name": "gateway_echo"})
+    third = await call(gateway, CALL_TOOL, {"name": "gateway_echo"})
+    # A burst of 2 allows two calls made through the call tool (each charged once).
+    assert [r.get("isError", False) for r in (first, second, third)] == [False, False, True]
+    assert "rate limit" in third["content"][0]["text"]
+    assert len(echo.calls) == 2

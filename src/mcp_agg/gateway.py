@@ -625,7 +625,11 @@ class Gateway:
                 self.observe_call if ended is None else _both(self.observe_call, ended),
             ) as entry,
         ):
-            refused = self.limits.admit(tool.name, arguments)  # rate limit, argument size
+            refused = (
+                None
+                if getattr(tool, "relays_calls", False)  # admitted as the call it makes
+                else self.limits.admit(tool.name, arguments)  # rate limit, argument size
+            )
             if refused is not None:
                 return entry.refused(refused)
             relayed = await tool.relay(arguments)

@@ -8,7 +8,7 @@ takes the same path as a backend tool's (`Gateway.call`: limits, audit, metrics)
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import mcp_types
 from fastmcp.tools.base import Tool, ToolResult
@@ -20,6 +20,10 @@ __all__ = ["LocalTool", "error_result"]
 
 class LocalTool(Tool):
     """A tool of the gateway's own; subclasses implement `relay`."""
+
+    #: Whether `relay` makes its call through `Gateway.call` itself (search mode's call
+    #: tool): the gateway's rate and argument limits then apply to that call only.
+    relays_calls: ClassVar[bool] = False
 
     @property
     def server(self) -> str:

@@ -46,6 +46,7 @@ import mcp_types
 from fastmcp.tools.base import Tool
 from pydantic import PrivateAttr
 
+from mcp_agg.audit import unknown_tool
 from mcp_agg.catalog import Catalog, with_local_tools
 from mcp_agg.config import GatewayConfig
 from mcp_agg.forwarding import CallTarget, ForwardingTool, hop_wire
@@ -53,7 +54,7 @@ from mcp_agg.local import LocalTool, error_result
 from mcp_agg.security.access import AccessPolicy
 
 if TYPE_CHECKING:
-    from mcp_agg.audit import AuditLog
+    from mcp_agg.audit import AuditLog, CallObserver
 
 __all__ = [
     "CALL_TOOL",
@@ -92,6 +93,9 @@ class SearchHost(Protocol):
 
     @property
     def audit(self) -> AuditLog | None: ...
+
+    @property
+    def observe_call(self) -> CallObserver | None: ...
 
     def visible(self, name: str) -> bool: ...
 
@@ -307,6 +311,9 @@ class _SearchTool(_ModeTool):
 
 
 class _CallTool(_ModeTool):
+    #: The call it makes goes through `Gateway.call` and its limits: not charged twice.
+    relays_calls = True
+
     @classmethod
     def create(cls, host: SearchHost) -> _CallTool:
         tool = cls(
@@ -340,10 +347,8 @@ class _CallTool(_ModeTool):
         if not isinstance(forwarded, dict):
             return error_result(f"{CALL_TOOL}: 'arguments' must be an object")
         target = None if name == CALL_TOOL else self._host.tool_for_caller(name)
-        if target is None:
-            audit = self._host.audit
-            if audit is not None:  # as the direct path audits an unknown name
-                audit.write(tool=name, server=None, outcome="unknown_tool", arguments=forwarded)
+        if target is None:  # recorded (audit, metrics) as the direct path records one
+            unknown_tool(self._host.audit, self._host.observe_call, name, forwarded)
             return hop_wire(unknown_tool_result(name))
         return await self._host.call(target, forwarded)
 
