@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -11,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = REPO / "examples" / "servers"
@@ -166,3 +167,20 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     for pipe in (proc.stdin, proc.stdout, proc.stderr):
         if pipe is not None:
             pipe.close()
+
+
+def rpc(stdin: IO[bytes], stdout: IO[bytes], method: str, params: dict[str, Any], id: int) -> Any:
+    """One request to a stdio gateway; every line read on the way must be a JSON-RPC
+    message (stdout carries nothing but the protocol)."""
+    stdin.write(
+        json.dumps({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).encode()
+        + b"\n"
+    )
+    stdin.flush()
+    while True:
+        line = stdout.readline()
+        assert line, f"gateway closed stdout before answering {method}"
+        message = json.loads(line)
+        assert message["jsonrpc"] == "2.0"
+        if message.get("id") == id:
+            return message["result"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 from pathlib import Path
-from typing import IO, Any
 
 import pytest
 
@@ -20,6 +18,7 @@ from tests.e2e.procs import (
     kill_group,
     pids_with_arg,
     port_open,
+    rpc,
     wait_until,
 )
 
@@ -58,20 +57,6 @@ args = ["-c", "import sys; sys.exit(3)"]
 """
     )
     return config
-
-
-def rpc(stdin: IO[bytes], stdout: IO[bytes], method: str, params: dict[str, Any], id: int) -> Any:
-    stdin.write(
-        json.dumps({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).encode()
-        + b"\n"
-    )
-    stdin.flush()
-    while True:
-        line = stdout.readline()
-        assert line, f"gateway closed stdout before answering {method}"
-        message = json.loads(line)
-        if message.get("id") == id:
-            return message["result"]
 
 
 def start_stdio_gateway(config: Path) -> tuple[subprocess.Popen[bytes], set[int]]:

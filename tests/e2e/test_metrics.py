@@ -8,7 +8,7 @@ import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import mcp_types
@@ -24,6 +24,7 @@ from tests.e2e.procs import (
     free_port,
     kill_group,
     port_open,
+    rpc,
     served_gateway,
     wait_until,
 )
@@ -179,22 +180,6 @@ tokens = [{ token = "${SCRAPE_TOKEN}", client_id = "prometheus" }]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not port_open(ops_port)
-
-
-def rpc(stdin: IO[bytes], stdout: IO[bytes], method: str, params: dict[str, Any], id: int) -> Any:
-    """One request; every line read on the way must be a JSON-RPC message."""
-    stdin.write(
-        json.dumps({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).encode()
-        + b"\n"
-    )
-    stdin.flush()
-    while True:
-        line = stdout.readline()
-        assert line, f"gateway closed stdout before answering {method}"
-        message = json.loads(line)
-        assert message["jsonrpc"] == "2.0"
-        if message.get("id") == id:
-            return message["result"]
 
 
 async def test_stdio_gateway_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
