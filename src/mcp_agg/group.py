@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import mcp_types
-from tenacity import AsyncRetrying, RetryCallState
+from tenacity import AsyncRetrying, DoAttempt, DoSleep, RetryCallState
 
 from mcp_agg.audit import note_attempt
 from mcp_agg.config import RetryConfig, ServerConfig
@@ -297,7 +297,30 @@ class ReplicaGroup:
         tried: set[str] = set()
         sent = False
         failure: BaseException | None = None
+        number = 0
         self.budget.record_call()
+
+        async def attempt() -> _T:
+            nonlocal failure, sent, number
+            number += 1
+            replica = self._pick(tried)
+            if replica is None and last:
+                replica = await self._await_replica(deadline)
+            if replica is None:
+                raise _GroupExhausted(self._nobody(tried, failure), failure, sent=sent)
+            tried.add(replica.id)
+            note_attempt(replica.id)
+            if number > 1:
+                self.retries += 1
+            try:
+                if self.tracer is None:
+                    return await self._attempt(replica, send, meta, safe=safe)
+                with self.tracer.attempt(self.name, replica.id, meta) as traced:
+                    return await self._attempt(replica, send, traced, safe=safe)
+            except Exception as exc:
+                failure = exc
+                sent = sent or classify(exc) is not FailureKind.NOT_SENT
+                raise
 
         def retryable(state: RetryCallState) -> bool:
             outcome = state.outcome
@@ -308,33 +331,21 @@ class ReplicaGroup:
                 return False
             return is_retryable(classify(exc), safe=safe) and self.budget.try_spend()
 
-        retrying = AsyncRetrying(
-            wait=backoff(self.retry),
-            stop=stop_for(self.retry, deadline - anyio.current_time()),
-            retry=retryable,
-            reraise=True,
-        )
         try:
-            async for attempt in retrying:
-                with attempt:
-                    replica = self._pick(tried)
-                    if replica is None and last:
-                        replica = await self._await_replica(deadline)
-                    if replica is None:
-                        raise _GroupExhausted(self._nobody(tried, failure), failure, sent=sent)
-                    tried.add(replica.id)
-                    note_attempt(replica.id)
-                    if attempt.retry_state.attempt_number > 1:
-                        self.retries += 1
-                    try:
-                        if self.tracer is None:
-                            return await self._attempt(replica, send, meta, safe=safe)
-                        with self.tracer.attempt(self.name, replica.id, meta) as traced:
-                            return await self._attempt(replica, send, traced, safe=safe)
-                    except Exception as exc:
-                        failure = exc
-                        sent = sent or classify(exc) is not FailureKind.NOT_SENT
-                        raise
+            try:
+                # Most calls succeed at once: tenacity's loop (tens of microseconds a
+                # call, measured) is set up only for a call whose first attempt failed.
+                return await attempt()
+            except _GroupExhausted:
+                raise
+            except Exception as first:
+                retrying = AsyncRetrying(
+                    wait=backoff(self.retry),
+                    stop=stop_for(self.retry, deadline - anyio.current_time()),
+                    retry=retryable,
+                    reraise=True,
+                )
+                return await _retry_after(retrying, first, attempt)
         except _GroupExhausted:
             raise
         except Exception as exc:
@@ -342,7 +353,6 @@ class ReplicaGroup:
             if kind is FailureKind.PROTOCOL:
                 raise  # the backend's own answer: relayed as it is
             raise _GroupExhausted(f"{self.name!r}: {exc}", exc, sent=sent) from exc
-        raise AssertionError("unreachable: tenacity either returns or raises")
 
     async def _attempt(
         self, replica: Upstream, send: Send[_T], meta: dict[str, Any], *, safe: bool
@@ -411,6 +421,31 @@ def _down(replica: Upstream) -> str:
     return f"backend {replica.id} is not available ({why})" + (
         f"; last error: {last}" if last else ""
     )
+
+
+async def _retry_after(
+    retrying: AsyncRetrying, first: Exception, attempt: Callable[[], Awaitable[_T]]
+) -> _T:
+    """Go on with tenacity's own loop (what `AsyncRetrying.__call__` runs) as if it had
+    made the first attempt itself and seen it fail with `first`: its wait, stop and
+    retry decide every attempt after it, numbered from 2."""
+    retrying.begin()
+    state = RetryCallState(retrying, fn=None, args=(), kwargs={})
+    state.set_exception((type(first), first, first.__traceback__))
+    while True:
+        do = await retrying.iter(retry_state=state)
+        if isinstance(do, DoSleep):
+            state.prepare_for_next_attempt()
+            await retrying.sleep(do)  # type: ignore[misc]
+        elif isinstance(do, DoAttempt):
+            try:
+                result = await attempt()
+            except Exception as exc:  # a cancellation is not an attempt's failure
+                state.set_exception((type(exc), exc, exc.__traceback__))
+            else:
+                state.set_result(result)
+        else:
+            return do  # type: ignore[no-any-return]
 
 
 def _unwrap(exc: _GroupExhausted) -> UpstreamError:
