@@ -260,9 +260,10 @@ def serve(
                     settings=loaded.gateway,
                     ops=ops,
                     on_reload=reload,
+                    hurry=gateway.hurry,
                 )
             else:
-                await serve_stdio(server, ops=ops, on_reload=reload)
+                await serve_stdio(server, ops=ops, on_reload=reload, hurry=gateway.hurry)
             tg.cancel_scope.cancel()
 
     # Each backend's first connection and a summary: live on a terminal (HTTP front

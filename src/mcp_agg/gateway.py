@@ -238,6 +238,17 @@ class Gateway:
                 self._tg = None
                 await self._stop(tg)
 
+    def hurry(self) -> bool:
+        """A stop request while the gateway is already stopping (a client that gave up
+        waiting sends SIGTERM after closing stdin): every backend is sent SIGTERM now
+        instead of being given its grace to exit, so the gateway can end before the
+        client escalates to SIGKILL. False (nothing done) when it is not stopping."""
+        if not self._stopping.is_set():
+            return False
+        logger.warning("asked again to stop: terminating every backend now")
+        self.reaper.terminate_now()
+        return True
+
     def _start(self, tg: anyio.abc.TaskGroup, upstream: Upstream) -> None:
         self._live.add(upstream)
         tg.start_soon(upstream.run, name=f"upstream {upstream.id}")

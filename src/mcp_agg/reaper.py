@@ -103,6 +103,14 @@ class Reaper:
                 process.stdin.write("".join(lines).encode())
                 process.stdin.flush()
 
+    def terminate_now(self) -> None:
+        """End every guarded backend now: the watchdog, told nothing more is coming,
+        sends their groups SIGTERM (SIGKILL after its grace), as it does on a crash."""
+        process = self._process
+        if process is not None and process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()
+
     def close(self) -> None:
         """Normal shutdown: the backends are stopped; the watchdog checks and exits."""
         process = self._process

@@ -123,41 +123,59 @@ class _EventLoopStdio:
 
 #: Reloads the config (`mcp_agg.reload.reload_from_file`); must not raise.
 Reload = Callable[[], Coroutine[Any, Any, None]]
+#: A stop signal while stopping: make it quick (`Gateway.hurry`); False when not stopping.
+Hurry = Callable[[], bool]
 
 
 async def _handle_signals(
-    tg: anyio.abc.TaskGroup, stop: Callable[[], None], on_reload: Reload | None
+    stop: Callable[[], None], on_reload: Reload | None, hurry: Hurry | None
 ) -> None:
-    """SIGINT/SIGTERM call `stop` (once); SIGHUP starts `on_reload` in `tg`.
+    """SIGINT/SIGTERM call `stop`, or `hurry` once the gateway is stopping anyway; SIGHUP
+    starts `on_reload` (in a task of its own).
 
     Without `on_reload` SIGHUP is left alone (its default ends the process).
     """
     wanted = [signal.SIGINT, signal.SIGTERM]
     if on_reload is not None:
         wanted.append(signal.SIGHUP)
-    with anyio.open_signal_receiver(*wanted) as signals:
-        async for signum in signals:
-            if signum == signal.SIGHUP and on_reload is not None:
-                logger.info("received SIGHUP, reloading the config")
-                tg.start_soon(on_reload, name="reload")
-                continue
-            logger.info("received %s, shutting down", signal.Signals(signum).name)
-            stop()
-            return
+    stopped = False
+    async with anyio.create_task_group() as reloads:
+        with anyio.open_signal_receiver(*wanted) as signals:
+            async for signum in signals:
+                if signum == signal.SIGHUP and on_reload is not None:
+                    logger.info("received SIGHUP, reloading the config")
+                    reloads.start_soon(on_reload, name="reload")
+                    continue
+                name = signal.Signals(signum).name
+                if hurry is not None and hurry():
+                    continue  # the gateway was stopping already: now it hurries
+                if stopped:
+                    continue
+                logger.info("received %s, shutting down", name)
+                stopped = True
+                stop()
 
 
 async def serve_stdio(
-    server: FastMCP[Any], *, ops: OpsListener | None = None, on_reload: Reload | None = None
+    server: FastMCP[Any],
+    *,
+    ops: OpsListener | None = None,
+    on_reload: Reload | None = None,
+    hurry: Hurry | None = None,
 ) -> None:
     """What `server.run_stdio_async()` does, with stdin read by the event loop.
 
     Returns on stdin EOF (the client went away) or on SIGINT/SIGTERM; SIGHUP calls
-    `on_reload`, if given. `ops` is served meanwhile.
+    `on_reload`, and a stop signal while stopping `hurry`, if given. `ops` is served
+    meanwhile.
     """
+    serving = anyio.CancelScope()
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_handle_signals, tg, tg.cancel_scope.cancel, on_reload)
-        async with _serving_ops(ops):
-            await _serve_stdio(server)
+        # Signals are heard until the end: the stop itself may be asked to hurry.
+        tg.start_soon(_handle_signals, serving.cancel, on_reload, hurry)
+        with serving:
+            async with _serving_ops(ops):
+                await _serve_stdio(server)
         tg.cancel_scope.cancel()
 
 
@@ -200,9 +218,10 @@ async def serve_http(
     settings: GatewayConfig,
     ops: OpsListener | None = None,
     on_reload: Reload | None = None,
+    hurry: Hurry | None = None,
 ) -> None:
-    """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully, SIGHUP calls
-    `on_reload`, if given.
+    """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully (`hurry` once it is
+    stopping), SIGHUP calls `on_reload`, if given.
 
     `settings` gives `allowed_hosts` and `allowed_origins`. `ops` is served meanwhile.
     """
@@ -236,7 +255,7 @@ async def serve_http(
             else:
                 tg.cancel_scope.cancel()  # still starting the backends
 
-        tg.start_soon(_handle_signals, tg, stop, on_reload)
+        tg.start_soon(_handle_signals, stop, on_reload, hurry)
         # As run_http_async does: the lifespan (every backend) spans the web server.
         async with _serving_ops(ops), server._lifespan_manager():
             logger.info("serving MCP on http://%s:%d/mcp", host, port)

@@ -16,6 +16,8 @@ from typing import IO, Any
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = REPO / "examples" / "servers"
+#: The test backends (FastMCP servers written for the e2e tests).
+BACKENDS = REPO / "tests" / "e2e" / "backends"
 PYTHON = sys.executable
 
 

@@ -20,11 +20,11 @@ import pytest
 import pytest_asyncio
 from fastmcp import Client
 
-from tests.e2e.procs import PYTHON, backend_process, free_port, served_gateway, wait_until
+from tests.e2e.procs import BACKENDS, PYTHON, backend_process, free_port, served_gateway, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-ANSWERS = Path(__file__).parent / "backends" / "answers.py"
+ANSWERS = BACKENDS / "answers.py"
 META = "mcp-agg/fanout"
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.procs import (
+    BACKENDS,
     PYTHON,
     SERVERS,
     alive,
@@ -185,4 +186,58 @@ args = ["-c", "import time; time.sleep(300)", "{marker}"]
     finally:
         kill_group(proc)
         for pid in pids_with_arg(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_a_stop_signal_after_stdin_eof_hurries_the_backends(tmp_path: Path) -> None:
+    """A client that closed stdin sends SIGTERM when the gateway is slow to exit (the MCP
+    SDK's stdio client does after 2 s, then SIGKILL after 2 more): the gateway then ends its
+    backends at once instead of giving each its own grace, and exits cleanly."""
+    log = tmp_path / "lingering.log"
+    config = tmp_path / "servers.toml"
+    config.write_text(
+        f"""
+[[servers]]
+name = "slow"
+command = "python"
+args = ["{BACKENDS / "lingering.py"}", "{log}"]
+"""
+    )
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        rpc(
+            proc.stdin,
+            proc.stdout,
+            "initialize",
+            {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "lifecycle-test", "version": "1"},
+            },
+            1,
+        )
+        tree = descendants(proc.pid)
+        proc.stdin.close()
+        # The backend saw its stdin close: the gateway is stopping, and the backend lingers.
+        wait_until(lambda: log.exists() and "eof" in log.read_text(), 30, "the backend's EOF")
+        proc.send_signal(signal.SIGTERM)
+        # Well before the 2 s grace each backend gets on a plain stop: the SIGTERM is
+        # passed on at once (the SDK's client would SIGKILL the gateway 2 s after its own).
+        proc.wait(timeout=1.8)
+        assert proc.returncode == 0
+        assert log.read_text().split() == ["eof", "sigterm"]
+        wait_until(lambda: not alive(tree), 10, f"backend processes {alive(tree)} to exit")
+        assert proc.stderr is not None
+        assert b"asked again to stop: terminating every backend now" in proc.stderr.read()
+    finally:
+        kill_group(proc)
+        for pid in alive(descendants(proc.pid)):
             os.kill(pid, signal.SIGKILL)

@@ -11,11 +11,11 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from tests.e2e.procs import PYTHON, free_port
+from tests.e2e.procs import BACKENDS, PYTHON, free_port
 
 pytestmark = pytest.mark.e2e
 
-BACKEND = Path(__file__).parent / "backends" / "pinnable.py"
+BACKEND = BACKENDS / "pinnable.py"
 SECRET_HEADER = "hdr-9c2e7f41d8a6"
 SECRET_ENV = "env-5b1d93a07c4e"
 SECRETS = (SECRET_HEADER, SECRET_ENV)

@@ -29,8 +29,8 @@ from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 
 from tests.e2e.procs import (
+    BACKENDS,
     PYTHON,
-    REPO,
     backend_process,
     free_port,
     served_gateway,
@@ -38,7 +38,7 @@ from tests.e2e.procs import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-BACKEND = REPO / "tests" / "e2e" / "backends" / "protocol.py"
+BACKEND = BACKENDS / "protocol.py"
 BACKENDS = ["ps", "ph"]  # the stdio backend and the HTTP backend
 FRONTS = [("stdio", "legacy"), ("stdio", "auto"), ("http", "legacy"), ("http", "auto")]
 _names = itertools.count()

@@ -30,15 +30,15 @@ from fastmcp.client.elicitation import ElicitResult
 from fastmcp.client.transports import StreamableHttpTransport
 
 from tests.e2e.procs import (
+    BACKENDS,
     PYTHON,
-    REPO,
     free_port,
     served_gateway,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-BACKEND = REPO / "tests" / "e2e" / "backends" / "protocol.py"
+BACKEND = BACKENDS / "protocol.py"
 NOT_TOLD = "the gateway cannot tell which client to ask"
 SEVERAL = "calls of several clients are in flight"
 

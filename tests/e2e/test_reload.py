@@ -26,11 +26,11 @@ from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 from mcp.shared.exceptions import MCPError
 
-from tests.e2e.procs import PYTHON, REPO, SERVERS, pids_with_arg, served_gateway
+from tests.e2e.procs import BACKENDS, PYTHON, SERVERS, pids_with_arg, served_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
-FAULTY = REPO / "tests" / "e2e" / "backends" / "faulty.py"
+FAULTY = BACKENDS / "faulty.py"
 
 
 class ListChanged(MessageHandler):

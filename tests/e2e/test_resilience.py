@@ -27,11 +27,19 @@ from mcp_agg.config import load_config
 from mcp_agg.gateway import Gateway
 from mcp_agg.resilience.breaker import BreakerState
 from tests.e2e.faultproxy import FaultProxy, fault_proxy
-from tests.e2e.procs import PYTHON, free_port, kill_group, pids_with_arg, port_open, wait_until
+from tests.e2e.procs import (
+    BACKENDS,
+    PYTHON,
+    free_port,
+    kill_group,
+    pids_with_arg,
+    port_open,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
-FAULTY = Path(__file__).parent / "backends" / "faulty.py"
+FAULTY = BACKENDS / "faulty.py"
 
 
 @dataclass

@@ -21,11 +21,11 @@ from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 from mcp_agg.search import CALL_TOOL, SEARCH_TOOL
 from tests.e2e.backends.many_tools import word
-from tests.e2e.procs import PYTHON, SERVERS, served_gateway
+from tests.e2e.procs import BACKENDS, PYTHON, SERVERS, served_gateway
 
 pytestmark = pytest.mark.e2e
 
-MANY = Path(__file__).parent / "backends" / "many_tools.py"
+MANY = BACKENDS / "many_tools.py"
 #: The backend's tools: 300 probes, convert_temperature and grow.
 MANY_TOOLS = 302
 #: As the gateway's environment holds them; nothing here is a real secret.

@@ -28,6 +28,7 @@ from mcp.client.subscriptions import listen
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from tests.e2e.procs import (
+    BACKENDS,
     PYTHON,
     backend_process,
     demo_servers,
@@ -40,7 +41,6 @@ from tests.e2e.procs import (
 
 pytestmark = pytest.mark.e2e
 
-BACKENDS = Path(__file__).parent / "backends"
 ACCEPT = "application/json, text/event-stream"
 ISSUER = "https://issuer.test"
 AUDIENCE = "mcp-agg-test"

@@ -19,11 +19,11 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from tests.e2e.procs import PYTHON, backend_process, free_port, served_gateway
+from tests.e2e.procs import BACKENDS, PYTHON, backend_process, free_port, served_gateway
 
 pytestmark = pytest.mark.e2e
 
-HEADERS = Path(__file__).parent / "backends" / "headers.py"
+HEADERS = BACKENDS / "headers.py"
 
 #: Two callers' traces: one sent as HTTP headers, one in `_meta`.
 HEADER_TRACE, HEADER_SPAN = "0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331"
