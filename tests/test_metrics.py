@@ -32,6 +32,7 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 def make_gateway(tmp_path: Path, **gateway: Any) -> Gateway:
+    """A gateway whose metrics can be read (as the HTTP front's /metrics reads them)."""
     raw = {
         "gateway": {"retry": {"base_delay": 0}, **gateway},
         "servers": [
@@ -39,7 +40,9 @@ def make_gateway(tmp_path: Path, **gateway: Any) -> Gateway:
             {"name": "notes", "command": "python"},
         ],
     }
-    return Gateway(config_from_raw(raw, tmp_path / "servers.toml", {}))
+    made = Gateway(config_from_raw(raw, tmp_path / "servers.toml", {}))
+    made.collect_metrics()
+    return made
 
 
 @pytest.fixture
@@ -167,6 +170,17 @@ async def test_one_record_feeds_the_audit_line_and_the_metrics(tmp_path: Path) -
         )
         == 1
     )
+
+
+def test_no_metrics_are_kept_until_they_can_be_read(tmp_path: Path) -> None:
+    raw = {"servers": [{"name": "units", "command": "python"}]}
+    gateway = Gateway(config_from_raw(raw, tmp_path / "servers.toml", {}))
+    assert (gateway.metrics, gateway.observe_call) == (None, None)  # stdio, nothing reads them
+    gateway.build_server()
+    assert gateway.metrics is None
+    gateway.build_server(http=True)  # /metrics beside /mcp
+    assert gateway.metrics is not None
+    assert gateway.observe_call == gateway.metrics.observe
 
 
 def test_metrics_off_costs_nothing_per_call(tmp_path: Path) -> None:

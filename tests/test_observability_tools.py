@@ -26,8 +26,12 @@ SECRET = "sk-metrics-secret-value"
 
 
 def make_gateway(tmp_path: Path, servers: list[dict[str, Any]], **gateway: Any) -> Gateway:
+    """A gateway whose catalog was built once, as at startup (which also starts its
+    metrics when `gateway_metrics` is offered)."""
     raw = {"gateway": {"expose_gateway_tools": True, **gateway}, "servers": servers}
-    return Gateway(config_from_raw(raw, tmp_path / "servers.toml", {}))
+    made = Gateway(config_from_raw(raw, tmp_path / "servers.toml", {}))
+    made.catalog = made._build_catalog(strict=True)
+    return made
 
 
 UNITS = [{"name": "units", "command": "python", "replicas": 2, "env": {"API_KEY": SECRET}}]
@@ -86,7 +90,8 @@ async def test_health_reports_every_replica_as_status_does(tmp_path: Path) -> No
     assert {"state", "breaker", "healthy", "latency_ms", "in_flight", "last_error"} <= set(
         replicas[0]
     )
-    assert data["catalog"] == {"tools": 0, "resources": 0, "templates": 0, "prompts": 0}
+    # No backend has listed anything: the catalog holds the two gateway tools.
+    assert data["catalog"] == {"tools": 2, "resources": 0, "templates": 0, "prompts": 0}
     assert cli.replica_status is replica_status  # one description of a replica's state
 
 

@@ -16,8 +16,8 @@ from mcp_agg import gateway as gateway_module
 from mcp_agg import startup
 from mcp_agg.config import config_from_raw
 from mcp_agg.gateway import Gateway
+from mcp_agg.live import LiveStartup
 from mcp_agg.startup import (
-    LiveStartup,
     LogStartup,
     ReplicaOutcome,
     StartupSummary,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
-import httpx
 import mcp_types
 import typer
 from fastmcp import Client
@@ -512,6 +511,8 @@ def _remote_status(url: str, token: str | None) -> list[dict[str, Any]]:
     """Every replica's state, from a running gateway's `GET /admin/servers`."""
     if token is None:
         raise _fail(2, "--url needs the admin token: --token or $MCP_AGG_ADMIN_TOKEN")
+    import httpx  # only here: a megabyte of memory that `serve` does not need
+
     base = url.rstrip("/").removesuffix("/mcp")
     endpoint = f"{base}/admin/servers"
     try:

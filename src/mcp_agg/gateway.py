@@ -18,7 +18,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import mcp_types
@@ -43,7 +43,7 @@ from mcp_agg.fanout import fanout_tools
 from mcp_agg.forwarding import CallTarget, hop_wire, tool_calls
 from mcp_agg.group import ReplicaGroup
 from mcp_agg.naming import exposed_uri
-from mcp_agg.observability import GatewayMetrics, gateway_tools, tracing
+from mcp_agg.observability import gateway_tools, tracing
 from mcp_agg.ops import ops_routes
 from mcp_agg.pinning import Pinner
 from mcp_agg.provider import GatewayProvider
@@ -59,6 +59,9 @@ from mcp_agg.security.auth import CallerAccess, build_verifier
 from mcp_agg.security.limits import CallLimits
 from mcp_agg.startup import LogStartup, ReplicaOutcome, StartupObserver, StartupSummary
 from mcp_agg.upstream import Upstream
+
+if TYPE_CHECKING:
+    from mcp_agg.observability.metrics import GatewayMetrics
 
 __all__ = ["Gateway"]
 
@@ -118,10 +121,11 @@ class Gateway:
         self.pinner = _pinner(config)
         #: One JSON line per tools/call; None (no cost per call) without `audit_log`.
         self.audit = _audit_log(config)
-        #: Prometheus metrics (`[gateway] metrics`): a registry of this gateway's own,
-        #: and what every call's record is told to; None (no cost per call) when off.
-        self.metrics = GatewayMetrics(self) if config.gateway.metrics else None
-        self.observe_call = None if self.metrics is None else self.metrics.observe
+        #: Prometheus metrics (`[gateway] metrics`), a registry of this gateway's own, and
+        #: what every call's record is told to; None (no cost per call) until they can be
+        #: read (`collect_metrics`).
+        self.metrics: GatewayMetrics | None = None
+        self.observe_call: audit.CallObserver | None = None
         self.local_tools.append(gateway_tools(self))  # while `expose_gateway_tools` is on
         self._secrets = redact.secrets_of(config.model_dump()) | _admin_secret(config)
         redact.install(self._secrets)
@@ -237,6 +241,17 @@ class Gateway:
             finally:
                 self._tg = None
                 await self._stop(tg)
+
+    def collect_metrics(self) -> GatewayMetrics | None:
+        """Start keeping metrics, once, where someone can read them (`/metrics` on the
+        HTTP front, `serve --metrics-port`, the `gateway_metrics` tool); None with
+        `[gateway] metrics = false`."""
+        if self.metrics is None and self.config.gateway.metrics:
+            from mcp_agg.observability.metrics import GatewayMetrics  # prometheus-client
+
+            self.metrics = GatewayMetrics(self)
+            self.observe_call = self.metrics.observe
+        return self.metrics
 
     def hurry(self) -> bool:
         """A stop request while the gateway is already stopping (a client that gave up

@@ -6,7 +6,7 @@ N tools, failed with a reason, timed out), and `ready` with the summary once the
 catalog is built. Two observers:
 - `LogStartup` (the default): plain log lines on stderr, one per replica and the
   summary; what CI, log files and the stdio front get;
-- `LiveStartup`: a live rich display on a terminal (`serve --transport http` with
+- `mcp_agg.live.LiveStartup`: a live rich display on a terminal (`serve --transport http` with
   stderr a TTY): a spinner per replica while it connects, its result when it has one,
   then the summary. Never used on the stdio front, and never writes to stdout.
 """
@@ -17,15 +17,9 @@ import logging
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Literal, Protocol
-
-from rich.console import Console, RenderableType
-from rich.live import Live
-from rich.spinner import Spinner
-from rich.table import Table
-from rich.text import Text
 
 from mcp_agg.redact import redact
 from mcp_agg.search import listed_instead
@@ -37,7 +31,6 @@ if TYPE_CHECKING:
     from mcp_agg.upstream import Upstream
 
 __all__ = [
-    "LiveStartup",
     "LogStartup",
     "ReplicaOutcome",
     "StartupObserver",
@@ -177,120 +170,6 @@ class LogStartup:
         logger.info("%s", summary.describe(time.monotonic() - self._began))
 
 
-_MARKS: dict[Status, Text] = {
-    "connected": Text("✓", style="green"),
-    "failed": Text("✗", style="red"),
-    "timed out": Text("⏱", style="yellow"),
-}
-
-
-class LiveStartup:
-    """Startup as a live display on a terminal; ends with the summary line.
-
-    While the display runs, log lines below WARNING are left out (the display says
-    the same), and the others are printed above it rather than through it.
-    """
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._began = time.monotonic()
-        self._rows: dict[str, ReplicaOutcome | None] = {}
-        self._spinner = Spinner("dots", style="cyan")
-        self._live: Live | None = None
-        self._logs = ExitStack()
-
-    # -------------------------------------------------------------- StartupObserver
-
-    def starting(self, replicas: Sequence[str]) -> None:
-        self._began = time.monotonic()
-        self._rows = dict.fromkeys(replicas)
-        self._live = Live(self, console=self.console, refresh_per_second=12)
-        self._live.start()
-        self._logs.enter_context(_logs_above(self.console))
-
-    def replica_done(self, outcome: ReplicaOutcome) -> None:
-        self._rows[outcome.replica] = outcome
-        if self._live is not None:
-            self._live.refresh()
-
-    def ready(self, summary: StartupSummary) -> None:
-        self.close()
-        style = "yellow" if summary.unavailable else "green"
-        line = summary.describe(time.monotonic() - self._began)
-        self.console.print(Text(f"mcp-agg {line}", style=style))
-
-    # -------------------------------------------------------------- display
-
-    def close(self) -> None:
-        """Stop the display, if it runs (a startup that failed never gets `ready`)."""
-        if self._live is not None:
-            self._live.stop()
-            self._live = None
-        self._logs.close()
-
-    def __rich__(self) -> RenderableType:
-        table = Table.grid(padding=(0, 1))
-        for replica, outcome in self._rows.items():
-            if outcome is None:
-                table.add_row(self._spinner, Text(replica, style="bold"), Text("connecting…"))
-            else:
-                detail = Text(
-                    outcome.describe(), style="dim" if outcome.status == "connected" else ""
-                )
-                table.add_row(_MARKS[outcome.status], Text(replica, style="bold"), detail)
-        return table
-
-
-@contextmanager
-def _logs_above(console: Console) -> Iterator[None]:
-    """While a live display runs: log lines to stderr go through `console` (printed
-    above the display), and only from WARNING up."""
-    root = logging.getLogger()
-    handlers = [
-        h
-        for h in root.handlers
-        if isinstance(h, logging.StreamHandler) and h.stream is console.file
-    ]
-    through = _ConsoleStream(console)
-    quiet = _AtLeast(logging.WARNING)
-    for handler in handlers:
-        handler.setStream(through)
-        handler.addFilter(quiet)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(quiet)
-            handler.setStream(console.file)
-
-
-class _AtLeast(logging.Filter):
-    def __init__(self, level: int) -> None:
-        super().__init__()
-        self.level = level
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= self.level
-
-
-class _ConsoleStream:
-    """A text stream that prints whole lines through a rich console."""
-
-    def __init__(self, console: Console) -> None:
-        self.console = console
-        self._buffer = ""
-
-    def write(self, text: str) -> int:
-        self._buffer += text
-        *lines, self._buffer = self._buffer.split("\n")
-        for line in lines:
-            self.console.print(Text(line), soft_wrap=True)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-
 @contextmanager
 def feedback(transport: str, stream: IO[str] | None = None) -> Iterator[StartupObserver]:
     """The observer for `serve`: a live display for the HTTP front on a terminal, plain
@@ -299,6 +178,11 @@ def feedback(transport: str, stream: IO[str] | None = None) -> Iterator[StartupO
     startup failed) is stopped."""
     stream = stream if stream is not None else sys.stderr
     if transport == "http" and stream.isatty():
+        # rich only for a terminal: it is a megabyte of memory the gateway needs only here.
+        from rich.console import Console
+
+        from mcp_agg.live import LiveStartup
+
         console = Console(file=stream)
         if console.is_terminal and not console.is_dumb_terminal:
             display = LiveStartup(console)

@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 from mcp_agg.observability.endpoint import metrics_routes
-from mcp_agg.observability.metrics import GatewayMetrics
 from mcp_agg.observability.status import catalog_counts, replica_status
 from mcp_agg.observability.tools import gateway_tools
 
-__all__ = ["GatewayMetrics", "catalog_counts", "gateway_tools", "metrics_routes", "replica_status"]
+# `metrics` (prometheus-client) is imported by `Gateway.collect_metrics`, once metrics
+# can be read: a gateway that no one scrapes neither loads nor records them.
+__all__ = ["catalog_counts", "gateway_tools", "metrics_routes", "replica_status"]

@@ -25,7 +25,7 @@ __all__ = ["metrics_routes"]
 
 def metrics_routes(gateway: Gateway) -> list[BaseRoute]:
     """`/metrics`, when the gateway keeps metrics (`[gateway] metrics`)."""
-    metrics = gateway.metrics
+    metrics = gateway.collect_metrics()
     if metrics is None:
         return []
     auth = gateway.config.gateway.auth

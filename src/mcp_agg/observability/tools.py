@@ -70,29 +70,30 @@ class GatewayTool(LocalTool):
 
 def gateway_tools(gateway: Gateway) -> LocalTools:
     """The source of the gateway's own tools, for `Gateway.local_tools`."""
-    tools: dict[str, LocalTool] = {
-        "gateway_health": GatewayTool.make(
-            "gateway_health",
-            "Gateway health",
-            "Every backend replica behind this gateway: state, circuit breaker, health "
-            "checks, calls in flight, latency and last error.",
-            gateway,
-            health_report,
-        )
-    }
-    if gateway.metrics is not None:
-        tools["gateway_metrics"] = GatewayTool.make(
-            "gateway_metrics",
-            "Gateway metrics",
-            "Calls through this gateway since it started: by tool and outcome, and by "
-            "server with errors, retries and mean latency.",
-            gateway,
-            metrics_report,
-        )
+    health = GatewayTool.make(
+        "gateway_health",
+        "Gateway health",
+        "Every backend replica behind this gateway: state, circuit breaker, health "
+        "checks, calls in flight, latency and last error.",
+        gateway,
+        health_report,
+    )
+    metrics = GatewayTool.make(
+        "gateway_metrics",
+        "Gateway metrics",
+        "Calls through this gateway since it started: by tool and outcome, and by "
+        "server with errors, retries and mean latency.",
+        gateway,
+        metrics_report,
+    )
 
     def source(catalog: Catalog) -> Mapping[str, LocalTool]:
         # Read at each build: a reload may turn `expose_gateway_tools` on or off.
-        return tools if gateway.config.gateway.expose_gateway_tools else {}
+        if not gateway.config.gateway.expose_gateway_tools:
+            return {}
+        if gateway.collect_metrics() is None:  # `[gateway] metrics = false`
+            return {health.name: health}
+        return {health.name: health, metrics.name: metrics}
 
     return source
 
