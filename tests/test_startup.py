@@ -238,3 +238,23 @@ def test_the_live_display_shows_each_replica_and_keeps_logs_above_it(
     assert "a warning while connecting" in out
     assert "the display says so" not in out  # below WARNING: left to the display
     assert "after the display" in out
+
+
+def test_servers_started_after_the_live_display_are_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reload that adds a server after startup: log lines, not a second display that
+    would keep the logs held back."""
+    caplog.set_level(logging.INFO, logger="mcp_agg.startup")
+    terminal = FakeTerminal()
+    display = LiveStartup(Console(file=terminal, force_terminal=True, width=120))
+    display.starting(["up-0"])
+    display.replica_done(ReplicaOutcome("up-0", "connected", 0.4, tools=2))
+    display.close()  # what `ready` does
+    shown = terminal.getvalue()
+    display.starting(["added-1"])
+    display.replica_done(ReplicaOutcome("added-1", "connected", 0.3, tools=5))
+    assert terminal.getvalue() == shown  # no display again
+    assert ("INFO", "backend added-1: connected, 5 tools (0.30s)") in [
+        (r.levelname, r.getMessage()) for r in caplog.records
+    ]

@@ -17,7 +17,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
-from mcp_agg.startup import ReplicaOutcome, StartupSummary, Status
+from mcp_agg.startup import LogStartup, ReplicaOutcome, StartupSummary, Status
 
 __all__ = ["LiveStartup"]
 
@@ -33,7 +33,9 @@ class LiveStartup:
     """Startup as a live display on a terminal; ends with the summary line.
 
     While the display runs, log lines below WARNING are left out (the display says
-    the same), and the others are printed above it rather than through it.
+    the same), and the others are printed above it rather than through it. Servers
+    started later (a reload, a registration) are reported as log lines, as `LogStartup`
+    reports them: the display is for the gateway's start only.
     """
 
     def __init__(self, console: Console) -> None:
@@ -43,10 +45,15 @@ class LiveStartup:
         self._spinner = Spinner("dots", style="cyan")
         self._live: Live | None = None
         self._logs = ExitStack()
+        #: Once the start is over, what reports later servers.
+        self._after: LogStartup | None = None
 
     # -------------------------------------------------------------- StartupObserver
 
     def starting(self, replicas: Sequence[str]) -> None:
+        if self._after is not None:
+            self._after.starting(replicas)
+            return
         self._began = time.monotonic()
         self._rows = dict.fromkeys(replicas)
         self._live = Live(self, console=self.console, refresh_per_second=12)
@@ -54,11 +61,17 @@ class LiveStartup:
         self._logs.enter_context(_logs_above(self.console))
 
     def replica_done(self, outcome: ReplicaOutcome) -> None:
+        if self._after is not None:
+            self._after.replica_done(outcome)
+            return
         self._rows[outcome.replica] = outcome
         if self._live is not None:
             self._live.refresh()
 
     def ready(self, summary: StartupSummary) -> None:
+        if self._after is not None:
+            self._after.ready(summary)
+            return
         self.close()
         style = "yellow" if summary.unavailable else "green"
         line = summary.describe(time.monotonic() - self._began)
@@ -72,6 +85,7 @@ class LiveStartup:
             self._live.stop()
             self._live = None
         self._logs.close()
+        self._after = LogStartup()
 
     def __rich__(self) -> RenderableType:
         table = Table.grid(padding=(0, 1))

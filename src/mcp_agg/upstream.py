@@ -269,10 +269,14 @@ class Upstream:
                 self.stats.server_name = info.name if info else None
                 self.state = ReplicaState.CONNECTED
                 self.health.reset()
-                logger.info(
-                    "backend %s connected (%s, protocol %s): %d tools, %d resources, "
+                # The first connection is reported by the startup feedback (`Gateway.startup`),
+                # or by a reload's: here only in detail, at DEBUG; a reconnection at INFO.
+                logger.log(
+                    logging.INFO if self.stats.connects > 1 else logging.DEBUG,
+                    "backend %s %s (%s, protocol %s): %d tools, %d resources, "
                     "%d templates, %d prompts",
                     self.id,
+                    "reconnected" if self.stats.connects > 1 else "connected",
                     self.spec.server.kind,
                     client.protocol_version,
                     len(self.listing.tools),
