@@ -23,7 +23,10 @@ def test_redactor_replaces_every_secret_longest_first() -> None:
 
 def test_secrets_of_a_config() -> None:
     raw = {
-        "gateway": {"auth": {"type": "bearer", "tokens": [{"token": "gw-token-123"}]}},
+        "gateway": {
+            "auth": {"type": "bearer", "tokens": [{"token": "gw-token-123"}]},
+            "admin": {"token": "admin-token-7890abcdef"},
+        },
         "servers": [
             {"name": "a", "url": "http://x", "headers": {"Authorization": f"Bearer {SECRET}"}},
             {"name": "b", "command": "x", "env": {"API_KEY": "env-secret-456"}},
@@ -31,6 +34,7 @@ def test_secrets_of_a_config() -> None:
     }
     assert redact.secrets_of(raw) == {
         "gw-token-123",
+        "admin-token-7890abcdef",
         f"Bearer {SECRET}",
         SECRET,
         "env-secret-456",

@@ -127,7 +127,7 @@ class Gateway:
         self.metrics: GatewayMetrics | None = None
         self.observe_call: audit.CallObserver | None = None
         self.local_tools.append(gateway_tools(self))  # while `expose_gateway_tools` is on
-        self._secrets = redact.secrets_of(config.model_dump()) | _admin_secret(config)
+        self._secrets = redact.secrets_of(config.model_dump())
         redact.install(self._secrets)
         #: Every replica started and not yet stopped: those serving, those of a new
         #: config still connecting, and those of an old one still draining.
@@ -911,11 +911,6 @@ def _audit_log(config: Config) -> audit.AuditLog | None:
         arguments=settings.audit_arguments,
         auth=settings.auth,
     )
-
-
-def _admin_secret(config: Config) -> set[str]:
-    admin = config.gateway.admin
-    return set() if admin is None else {admin.token}
 
 
 def _breaker(config: BreakerConfig) -> CircuitBreaker:

@@ -81,6 +81,9 @@ def secrets_of(raw: Mapping[str, Any]) -> set[str]:
     for token in tokens if isinstance(tokens, list) else ():
         if isinstance(token, Mapping):
             add(token.get("token"))
+    admin = gateway.get("admin") if isinstance(gateway, Mapping) else None
+    if isinstance(admin, Mapping):
+        add(admin.get("token"))
     return found
 
 
