@@ -23,7 +23,9 @@ from mcp.shared.exceptions import MCPError
 from mcp_agg import startup
 from mcp_agg.config import Config, find_config, load_config, mcp_servers_to_toml
 from mcp_agg.errors import CatalogError, ConfigError
+from mcp_agg.forwarding import ForwardingTool
 from mcp_agg.gateway import Gateway
+from mcp_agg.local import LocalTool
 from mcp_agg.observability import replica_status, tracing
 from mcp_agg.ops import ops_routes
 from mcp_agg.pinning import lock_catalog, read_lock, write_lock
@@ -302,43 +304,35 @@ def tools(
     def collect(gateway: Gateway) -> list[dict[str, Any]]:
         pinner = gateway.pinner
         pinning = pinner.mode != "off" and pinner.lock is not None
-        listed = {**gateway.catalog.tools, **pinner.withheld}
-        rows = [
-            {
-                "name": name,
-                "server": tool.group.name,
-                "original_name": tool.original,
-                "description": tool.description or "",
-                "annotations": tool.definition.annotations.model_dump(
-                    by_alias=True, exclude_none=True
-                )
-                if tool.definition.annotations
-                else None,
-                "input_schema": tool.definition.input_schema,
-                # Against the lock file: ok, changed or new (None: no lock, or pin = "off").
-                "pin": pinner.report.status(name) if pinning else None,
-                "pin_changes": list(pinner.report.changed.get(name, ())),
-                "withheld": name in pinner.withheld,
-            }
-            for name, tool in listed.items()
-        ]
-        # The gateway's own tools (fan-outs...): no backend original, never pinned.
-        rows += [
-            {
-                "name": name,
-                "server": tool.server,
-                "original_name": None,
-                "description": tool.description or "",
-                "annotations": tool.annotations.model_dump(by_alias=True, exclude_none=True)
-                if tool.annotations
-                else None,
-                "input_schema": tool.parameters,
-                "pin": None,
-                "pin_changes": [],
-                "withheld": False,
-            }
-            for name, tool in gateway.catalog.local.items()
-        ]
+        catalog = gateway.catalog
+        listed: dict[str, ForwardingTool | LocalTool] = {
+            **catalog.tools,
+            **pinner.withheld,
+            **catalog.local,
+        }
+        rows = []
+        for name, tool in listed.items():
+            # The gateway's own tools (fan-outs...) have no backend original and no pin.
+            original = tool.original if isinstance(tool, ForwardingTool) else None
+            definition = tool.to_mcp_tool()
+            rows.append(
+                {
+                    "name": name,
+                    "server": tool.server,
+                    "original_name": original,
+                    "description": tool.description or "",
+                    "annotations": definition.annotations.model_dump(
+                        by_alias=True, exclude_none=True
+                    )
+                    if definition.annotations
+                    else None,
+                    "input_schema": definition.input_schema,
+                    # Against the lock file: ok, changed or new (None: no lock, pin = "off").
+                    "pin": pinner.report.status(name) if pinning and original else None,
+                    "pin_changes": list(pinner.report.changed.get(name, ())),
+                    "withheld": name in pinner.withheld,
+                }
+            )
         return sorted(rows, key=lambda row: str(row["name"]))
 
     gateway, rows = _snapshot(config, profile, log_level, collect)
