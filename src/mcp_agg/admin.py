@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from mcp_agg.config import ServerConfig, _describe
+from mcp_agg.config import ServerConfig, describe_errors
 from mcp_agg.errors import ConfigError, ReloadError
 from mcp_agg.observability.status import replica_status
 from mcp_agg.redact import Redactor, redact, secrets_of
@@ -103,7 +103,7 @@ async def _register(gateway: Gateway, request: Request) -> Response:
     except ValidationError as exc:
         # As config errors do: each problem names its field, and no secret is echoed.
         hide = Redactor(secrets_of({"servers": [body]}))
-        return _error(400, hide(f"invalid server: {_describe(exc, body)}"))
+        return _error(400, hide(f"invalid server: {describe_errors(exc, body)}"))
     if server.name in gateway.config_names():
         return _error(409, f"a server named {server.name!r} is already configured")
     try:

@@ -47,6 +47,7 @@ __all__ = [
     "ServerConfig",
     "TokenConfig",
     "TracingConfig",
+    "describe_errors",
     "find_config",
     "load_config",
     "mcp_servers_to_toml",
@@ -531,7 +532,7 @@ def config_from_raw(
     except ValidationError as exc:
         # No secret (a header, env value or token) may be echoed by an error message.
         hide = Redactor(secrets_of(expanded))
-        raise ConfigError(hide(_describe(exc, expanded)), source=source) from None
+        raise ConfigError(hide(describe_errors(exc, expanded)), source=source) from None
     config._source = source.resolve() if source is not None else None
     config._profile = profile
     return config
@@ -645,7 +646,7 @@ def _expand(value: Any, loc: str, environ: Mapping[str, str], source: Path | Non
     return value
 
 
-def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
+def describe_errors(exc: ValidationError, raw: dict[str, Any]) -> str:
     """One line per problem: `servers[1] (notes).url: must start with http:// or https://`."""
     lines = []
     for error in exc.errors():
