@@ -31,6 +31,7 @@ from mcp_agg.config import ServerConfig, describe_errors
 from mcp_agg.errors import ConfigError, ReloadError
 from mcp_agg.observability.status import replica_status
 from mcp_agg.redact import Redactor, redact, secrets_of
+from mcp_agg.security.auth import bearer_token
 
 if TYPE_CHECKING:
     from mcp_agg.gateway import Gateway
@@ -53,10 +54,10 @@ def admin_routes(gateway: Gateway) -> list[BaseRoute]:
 
     def guarded(endpoint: Endpoint) -> Endpoint:
         async def check(request: Request) -> Response:
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not given.strip():
+            given = bearer_token(request.headers.get("authorization"))
+            if given is None:
                 return _refused("this endpoint needs Authorization: Bearer <admin token>")
-            if not hmac.compare_digest(given.strip().encode(), token):
+            if not hmac.compare_digest(given.encode(), token):
                 return _refused("the admin token is not valid", error="invalid_token")
             return await endpoint(request)
 

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from mcp_agg.security.auth import build_verifier
+from mcp_agg.security.auth import bearer_token, build_verifier
 
 if TYPE_CHECKING:
     from mcp_agg.gateway import Gateway
@@ -44,9 +44,8 @@ def metrics_routes(gateway: Gateway) -> list[BaseRoute]:
 
 async def _unauthorized(verifier: TokenVerifier, request: Request) -> Response | None:
     """The 401 for a request without a token the verifier accepts; None when it has one."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
         challenge = 'Bearer realm="mcp-agg"'
     elif await verifier.verify_token(token) is None:
         challenge = 'Bearer realm="mcp-agg", error="invalid_token"'

@@ -31,6 +31,7 @@ __all__ = [
     "ANONYMOUS",
     "CallerAccess",
     "Identity",
+    "bearer_token",
     "build_verifier",
     "caller_id",
     "current_identity",
@@ -74,6 +75,14 @@ def build_verifier(auth: AuthConfig) -> TokenVerifier:
         issuer=auth.issuer,
         audience=auth.audience,
     )
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header; None without one (for
+    the routes beside `/mcp`, which check tokens of their own: /metrics, /admin)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 def _claim(claims: Mapping[str, Any], name: str) -> Any:
