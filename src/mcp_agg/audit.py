@@ -171,32 +171,21 @@ class AuditLog:
         """Audit the call made inside the block; an exception out of it is its outcome."""
         return _Recording(self, None, tool, server, arguments)
 
-    def write(
-        self,
-        *,
-        tool: str,
-        server: str | None,
-        outcome: str,
-        replica: str | None = None,
-        attempts: int = 0,
-        duration_ms: float = 0.0,
-        error: str | None = None,
-        arguments: dict[str, Any] | None = None,
-    ) -> None:
-        """Append one line; never raises."""
+    def write(self, call: CallRecord, arguments: dict[str, Any] | None) -> None:
+        """Append the line of a finished call; never raises."""
         try:
             line: dict[str, Any] = {
                 "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
                 "client": caller_id(self.auth),
-                "tool": tool,
-                "server": server,
-                "replica": replica,
-                "attempts": attempts,
-                "duration_ms": duration_ms,
-                "outcome": outcome,
+                "tool": call.tool,
+                "server": call.server,
+                "replica": call.replica,
+                "attempts": call.attempts,
+                "duration_ms": round(call.duration * 1000, 3),
+                "outcome": call.outcome,
             }
-            if error is not None:
-                line["error"] = error
+            if call.error is not None:
+                line["error"] = call.error
             if self.arguments:
                 line["arguments"] = arguments or {}
             text = redact(json.dumps(line, ensure_ascii=False, default=str))
@@ -206,19 +195,6 @@ class AuditLog:
             self._file.flush()
         except Exception as exc:
             self._failed(exc)
-
-    def write_record(self, call: CallRecord, arguments: dict[str, Any] | None) -> None:
-        """Append the line of a finished call; never raises."""
-        self.write(
-            tool=call.tool,
-            server=call.server,
-            replica=call.replica,
-            attempts=call.attempts,
-            duration_ms=round(call.duration * 1000, 3),
-            outcome=call.outcome,
-            error=call.error,
-            arguments=arguments,
-        )
 
     def _failed(self, exc: Exception) -> None:
         with contextlib.suppress(Exception):
@@ -306,7 +282,7 @@ class _Recording(_Entry):
             error,
         )
         if self._log is not None:
-            self._log.write_record(call, self._arguments)
+            self._log.write(call, self._arguments)
         if self._observe is not None:
             self._observe(call)
 
@@ -336,7 +312,7 @@ def unknown_tool(
         return
     call = CallRecord(tool, None, "unknown_tool")
     if log is not None:
-        log.write_record(call, arguments)
+        log.write(call, arguments)
     if observe is not None:
         observe(call)
 
