@@ -239,6 +239,27 @@ async def test_a_retried_call_shows_two_attempt_spans_under_one_call_span(
     assert len({m["mcp-agg/idempotency-key"] for m in backends.metas}) == 1
 
 
+async def test_a_fanout_over_a_groups_replicas_has_an_attempt_span_per_replica(
+    tmp_path: Path, backends: Backends, exported: InMemorySpanExporter
+) -> None:
+    # The fan-out is the last table of the file, after every [gateway...] one.
+    path = tmp_path / "servers.toml"
+    path.write_text(
+        CONFIG.format(tracing=TRACED, keys="")
+        + '[[fanout]]\nname = "both"\ngroup = "units"\ntool = "echo"\n'
+    )
+    async with client_of(Gateway(load_config(path))) as client:
+        result = await client.call_tool_mcp("both", {"text": "hi"})
+    assert not result.is_error
+
+    (call,) = spans(exported, SpanKind.SERVER)
+    attempts = children(call, spans(exported, SpanKind.CLIENT))
+    # Each replica is called on itself (`ReplicaGroup.call_tool_on`): one span each.
+    assert sorted(s.name for s in attempts) == ["attempt units-1", "attempt units-2"]
+    sent = sorted(m["traceparent"] for m in backends.metas)
+    assert sent == sorted(traceparent(s) for s in attempts)
+
+
 async def test_a_tool_error_is_the_outcome_tool_error(
     tmp_path: Path, backends: Backends, exported: InMemorySpanExporter
 ) -> None:

@@ -313,10 +313,7 @@ class ReplicaGroup:
             if number > 1:
                 self.retries += 1
             try:
-                if self.tracer is None:
-                    return await self._attempt(replica, send, meta, safe=safe)
-                with self.tracer.attempt(self.name, replica.id, meta) as traced:
-                    return await self._attempt(replica, send, traced, safe=safe)
+                return await self._attempt(replica, send, meta, safe=safe)
             except Exception as exc:
                 failure = exc
                 sent = sent or classify(exc) is not FailureKind.NOT_SENT
@@ -357,6 +354,17 @@ class ReplicaGroup:
     async def _attempt(
         self, replica: Upstream, send: Send[_T], meta: dict[str, Any], *, safe: bool
     ) -> _T:
+        """One attempt on `replica` (of `_call`, or `call_tool_on`), in a span of its own
+        while the gateway traces."""
+        if self.tracer is None:
+            return await self._guarded(replica, send, meta, safe=safe)
+        with self.tracer.attempt(self.name, replica.id, meta) as traced:
+            return await self._guarded(replica, send, traced, safe=safe)
+
+    async def _guarded(
+        self, replica: Upstream, send: Send[_T], meta: dict[str, Any], *, safe: bool
+    ) -> _T:
+        """The attempt under the replica's breaker, within `attempt_timeout` if safe."""
         if not replica.breaker.acquire():
             raise UpstreamUnavailable(f"backend {replica.id}: circuit open", replica=replica.id)
         limit = self.retry.attempt_timeout if safe else None
