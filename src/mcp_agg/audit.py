@@ -281,10 +281,7 @@ class _Recording(_Entry):
             duration,
             error,
         )
-        if self._log is not None:
-            self._log.write(call, self._arguments)
-        if self._observe is not None:
-            self._observe(call)
+        _deliver(call, self._arguments, self._log, self._observe)
 
 
 def record(
@@ -310,7 +307,16 @@ def unknown_tool(
     """A call of a tool this caller cannot see (no backend saw it), recorded as one."""
     if log is None and observe is None:
         return
-    call = CallRecord(tool, None, "unknown_tool")
+    _deliver(CallRecord(tool, None, "unknown_tool"), arguments, log, observe)
+
+
+def _deliver(
+    call: CallRecord,
+    arguments: dict[str, Any] | None,
+    log: AuditLog | None,
+    observe: CallObserver | None,
+) -> None:
+    """A finished call's record to its audit line and its observer, whichever there are."""
     if log is not None:
         log.write(call, arguments)
     if observe is not None:

@@ -277,7 +277,6 @@ class Gateway:
         Each first attempt is bounded by connect_timeout; the margin covers teardown.
         `self.startup` hears how each one ended.
         """
-        timeout = connect_timeout
         began, waiting = time.monotonic(), list(upstreams)
         self.startup.starting([u.id for u in upstreams])
 
@@ -285,10 +284,10 @@ class Gateway:
             await upstream.first_attempt.wait()
             waiting.remove(upstream)
             self.startup.replica_done(
-                ReplicaOutcome.of(upstream, time.monotonic() - began, timeout)
+                ReplicaOutcome.of(upstream, time.monotonic() - began, connect_timeout)
             )
 
-        with anyio.move_on_after(timeout + _FIRST_ATTEMPT_MARGIN):
+        with anyio.move_on_after(connect_timeout + _FIRST_ATTEMPT_MARGIN):
             async with anyio.create_task_group() as tg:
 
                 async def until_stopped() -> None:
