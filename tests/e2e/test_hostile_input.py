@@ -10,7 +10,7 @@ second, untouched session must still succeed; and at the end the gateway is aliv
 its stderr holds no traceback.
 
 Examples are derandomized: the same inputs on every run, so a CI failure reproduces
-locally and the run time is stable (the random search of tests/test_config_fuzz.py is
+locally and the run time is stable (the random search of tests/config/test_config_fuzz.py is
 cheap; here every example is network round trips against a real process).
 """
 

@@ -24,7 +24,7 @@ import pytest
 from fastmcp import Client
 
 from mcp_agg.config import load_config
-from mcp_agg.gateway import Gateway
+from mcp_agg.core.gateway import Gateway
 from mcp_agg.resilience.breaker import BreakerState
 from tests.e2e.faultproxy import FaultProxy, fault_proxy
 from tests.e2e.procs import (

@@ -19,7 +19,7 @@ from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
-from mcp_agg.search import CALL_TOOL, SEARCH_TOOL
+from mcp_agg.components.search import CALL_TOOL, SEARCH_TOOL
 from tests.e2e.backends.many_tools import word
 from tests.e2e.procs import BACKENDS, PYTHON, SERVERS, served_gateway
 
@@ -166,10 +166,14 @@ async def test_startup_lines_and_summary_on_a_captured_stderr(served: Served) ->
         every = structured(await session.call_tool_mcp(SEARCH_TOOL, {"query": ""}))
     log = served.stderr.read_text()
     assert "\x1b[" not in log  # not a terminal: no live display, no colours
-    assert re.search(rf"INFO mcp_agg.startup: backend many-\d+: connected, {MANY_TOOLS} tools", log)
-    assert re.search(r"INFO mcp_agg.startup: backend units-\d+: connected, 4 tools", log)
-    assert re.search(r"ERROR mcp_agg.startup: backend broken-\d+: failed after [\d.]+s: ", log)
-    summaries = re.findall(r"mcp_agg.startup: ready in [\d.]+s: (.*)", log)
+    assert re.search(
+        rf"INFO mcp_agg.console.startup: backend many-\d+: connected, {MANY_TOOLS} tools", log
+    )
+    assert re.search(r"INFO mcp_agg.console.startup: backend units-\d+: connected, 4 tools", log)
+    assert re.search(
+        r"ERROR mcp_agg.console.startup: backend broken-\d+: failed after [\d.]+s: ", log
+    )
+    summaries = re.findall(r"mcp_agg.console.startup: ready in [\d.]+s: (.*)", log)
     total = every["matches"]
     assert total == MANY_TOOLS + 4
     assert summaries == [
@@ -300,9 +304,9 @@ args = ["{SERVERS / "units.py"}"]
     assert all(json.loads(line)["jsonrpc"] == "2.0" for line in rest)
     log = proc.stderr.read().decode()
     proc.stderr.close()
-    assert re.search(r"INFO mcp_agg.startup: backend units-\d+: connected, 4 tools", log)
+    assert re.search(r"INFO mcp_agg.console.startup: backend units-\d+: connected, 4 tools", log)
     assert re.search(
-        r"mcp_agg.startup: ready in [\d.]+s: 1 server, 4 tools, .*; tools/list shows the "
+        r"mcp_agg.console.startup: ready in [\d.]+s: 1 server, 4 tools, .*; tools/list shows the "
         r"search tools \(search mode\)",
         log,
     )

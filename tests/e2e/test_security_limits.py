@@ -22,7 +22,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 
 from mcp_agg.config import load_config
-from mcp_agg.gateway import Gateway
+from mcp_agg.core.gateway import Gateway
 from mcp_agg.resilience.breaker import BreakerState
 from mcp_agg.security.limits import RETRY_AFTER_META
 from tests.e2e.procs import served_gateway

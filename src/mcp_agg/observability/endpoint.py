@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 from mcp_agg.security.auth import bearer_token, build_verifier
 
 if TYPE_CHECKING:
-    from mcp_agg.gateway import Gateway
+    from mcp_agg.core.gateway import Gateway
 
 __all__ = ["metrics_routes"]
 

@@ -28,12 +28,12 @@ from prometheus_client.metrics_core import (
 )
 
 from mcp_agg import __version__
-from mcp_agg.audit import CallRecord
+from mcp_agg.observability.audit import CallRecord
 from mcp_agg.observability.status import catalog_counts
 from mcp_agg.resilience.breaker import BreakerState
 
 if TYPE_CHECKING:
-    from mcp_agg.gateway import Gateway
+    from mcp_agg.core.gateway import Gateway
 
 __all__ = ["BUCKETS", "GatewayMetrics", "StateCollector"]
 

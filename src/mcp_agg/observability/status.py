@@ -10,8 +10,8 @@ import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mcp_agg.catalog import Catalog
-    from mcp_agg.upstream import Upstream
+    from mcp_agg.backend.upstream import Upstream
+    from mcp_agg.core.catalog import Catalog
 
 __all__ = ["catalog_counts", "replica_status"]
 

@@ -49,10 +49,10 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from mcp_agg import __version__
-from mcp_agg.audit import CallRecord, CallTrace, current_trace
+from mcp_agg.core.caller import current_caller
 from mcp_agg.errors import ConfigError, classify
-from mcp_agg.redact import redact
-from mcp_agg.relay import current_caller
+from mcp_agg.observability.audit import CallRecord, CallTrace, current_trace
+from mcp_agg.security.redact import redact
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -60,8 +60,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
 
+    from mcp_agg.components.forwarding import CallTarget
     from mcp_agg.config import TracingConfig
-    from mcp_agg.forwarding import CallTarget
 
 __all__ = [
     "MISSING_EXTRA",

@@ -1,0 +1,399 @@
+"""Forwarding components: FastMCP tools, resources, templates and prompts that relay to a group.
+
+Each one lists itself exactly as its backend described it, but under its exposed name,
+and relays a request to its group under the original name. Results come back verbatim:
+the backend's `CallToolResult` (content, structuredContent, `_meta`, `isError`),
+`ReadResourceResult` and `GetPromptResult` are handed to the wire as they arrived, not
+rebuilt through FastMCP's own result types.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import mcp_types
+from fastmcp.exceptions import PromptError, ResourceError, ToolError
+from fastmcp.prompts.base import Message, Prompt, PromptResult
+from fastmcp.resources.base import Resource, ResourceResult
+from fastmcp.resources.template import ResourceTemplate
+from fastmcp.tools.base import Tool, ToolResult
+from pydantic import AnyUrl, PrivateAttr
+
+from mcp_agg.errors import RefusedError, UpstreamError
+from mcp_agg.observability.audit import note_failure
+from mcp_agg.security.redact import redact
+
+if TYPE_CHECKING:
+    from mcp_agg.resilience.group import ReplicaGroup
+
+__all__ = [
+    "CallTarget",
+    "ForwardingPrompt",
+    "ForwardingResource",
+    "ForwardingTemplate",
+    "ForwardingTool",
+    "hop_wire",
+    "relay_result",
+    "tool_calls",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Result `_meta` keys that describe the backend's connection, not the result: the
+#: gateway's own connection to the client states its own.
+_CONNECTION_META_KEYS = frozenset(
+    {
+        mcp_types.SERVER_INFO_META_KEY,
+        mcp_types.PROTOCOL_VERSION_META_KEY,
+        mcp_types.CLIENT_INFO_META_KEY,
+        mcp_types.CLIENT_CAPABILITIES_META_KEY,
+    }
+)
+
+
+class CallTarget(Protocol):
+    """What `Gateway.call` calls: a backend's tool (`ForwardingTool`) or one of the
+    gateway's own (`mcp_agg.components.local.LocalTool`)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def server(self) -> str:
+        """The server named in the audit log and metrics."""
+        ...
+
+    async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The call's result in its wire form."""
+        ...
+
+
+#: How a tool run by FastMCP's own call path (when middleware takes part in calls)
+#: makes its call: the gateway sets its `Gateway.call` here, so that path gets the
+#: same limits and audit as the direct one. Unset, the tool relays directly.
+tool_calls: contextvars.ContextVar[
+    Callable[[CallTarget, dict[str, Any]], Awaitable[dict[str, Any]]] | None
+] = contextvars.ContextVar("mcp_agg_tool_calls", default=None)
+
+_R = TypeVar(
+    "_R", mcp_types.CallToolResult, mcp_types.ReadResourceResult, mcp_types.GetPromptResult
+)
+
+
+def relay_result(raw: mcp_types.CallToolResult) -> ToolResult:
+    """A ToolResult that hands the backend's result to the wire as it is.
+
+    `ToolResult.from_mcp_result` would first convert every content block into a new
+    one, only for `to_mcp_result` to return the raw result anyway.
+    """
+    result = ToolResult.model_construct(
+        content=raw.content,
+        structured_content=raw.structured_content,
+        meta=raw.meta,
+        is_error=raw.is_error,
+    )
+    result._raw_mcp_result = raw
+    return result
+
+
+_D = TypeVar("_D", mcp_types.Tool, mcp_types.Resource, mcp_types.ResourceTemplate, mcp_types.Prompt)
+
+
+def _renamed(definition: _D, field: str, value: str) -> _D:
+    """The backend's definition as listed, with its name (or URI) set to `value`."""
+    if getattr(definition, field) == value:
+        return definition
+    return definition.model_copy(update={field: value})
+
+
+def hop_wire(result: dict[str, Any]) -> dict[str, Any]:
+    """`_hop` for a result in its wire form, stated in the modern era's terms.
+
+    A handshake-era backend sends no `resultType`; its result is complete by definition,
+    which a modern-era client must be told (the server's output check requires it, and
+    drops it again for a handshake-era client).
+    """
+    if "resultType" not in result:
+        result = {**result, "resultType": "complete"}
+    meta = result.get("_meta")
+    if not isinstance(meta, dict) or _CONNECTION_META_KEYS.isdisjoint(meta):
+        return result
+    kept = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
+    return {**result, "_meta": kept} if kept else {k: v for k, v in result.items() if k != "_meta"}
+
+
+def _hop(result: _R) -> _R:
+    """The result as it is, less the backend's connection-scoped `_meta` keys."""
+    meta = result.meta
+    if not meta or _CONNECTION_META_KEYS.isdisjoint(meta):
+        return result
+    kept = {k: v for k, v in meta.items() if k not in _CONNECTION_META_KEYS}
+    return result.model_copy(update={"meta": kept or None})
+
+
+class ForwardingTool(Tool):
+    """A backend tool under its exposed name."""
+
+    _group: ReplicaGroup = PrivateAttr()
+    _original: str = PrivateAttr()
+    _definition: mcp_types.Tool = PrivateAttr()
+    _safe: bool = PrivateAttr(default=False)
+
+    @classmethod
+    def create(
+        cls,
+        exposed: str,
+        definition: mcp_types.Tool,
+        group: ReplicaGroup,
+        original: str,
+        *,
+        safe: bool = False,
+    ) -> ForwardingTool:
+        tool = cls(
+            name=exposed,
+            title=definition.title,
+            description=definition.description,
+            parameters=definition.input_schema,
+            output_schema=definition.output_schema,
+            annotations=definition.annotations,
+        )
+        tool._group = group
+        tool._original = original
+        tool._definition = definition.model_copy(update={"name": exposed})
+        tool._safe = safe
+        return tool
+
+    @property
+    def group(self) -> ReplicaGroup:
+        return self._group
+
+    @property
+    def original(self) -> str:
+        return self._original
+
+    @property
+    def server(self) -> str:
+        return self._group.name
+
+    @property
+    def definition(self) -> mcp_types.Tool:
+        return self._definition
+
+    @property
+    def safe(self) -> bool:
+        """Safe to repeat after a failure that may have reached the backend."""
+        return self._safe
+
+    def to_mcp_tool(self, **overrides: Any) -> mcp_types.Tool:
+        # The backend's definition as it was (schemas, annotations, icons, _meta), renamed.
+        return _renamed(self._definition, "name", overrides.get("name", self.name))
+
+    async def run(self, arguments: dict[str, Any]) -> ToolResult:
+        call = tool_calls.get()
+        if call is None:
+            try:
+                raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
+            except (UpstreamError, RefusedError) as exc:
+                raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
+            wire = hop_wire(raw)
+        else:
+            wire = await call(self, arguments)
+        return relay_result(mcp_types.CallToolResult.model_validate(wire, by_name=False))
+
+    async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The call as a wire result: the backend's JSON, or a tool error when none came."""
+        try:
+            raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
+        except (UpstreamError, RefusedError) as exc:
+            logger.warning("%s: %s", self.name, exc)
+            note_failure(exc)  # the audit log tells this error from the tool's own
+            text = redact(f"{self.name}: {exc}")
+            raw = {"content": [{"type": "text", "text": text}], "isError": True}
+        return hop_wire(raw)
+
+
+class _RawResourceResult(ResourceResult):
+    """A backend's `ReadResourceResult`, relayed as it is.
+
+    `contents` stays empty: decoding blobs into FastMCP content objects only to encode
+    them again would cost time on every read.
+    """
+
+    _raw: mcp_types.ReadResourceResult = PrivateAttr()
+    _backend_uri: str = PrivateAttr()
+
+    @classmethod
+    def wrap(cls, raw: mcp_types.ReadResourceResult, backend_uri: str) -> _RawResourceResult:
+        result = cls(contents=[], meta=raw.meta)
+        result._raw = raw
+        result._backend_uri = backend_uri
+        return result
+
+    def to_mcp_result(self, uri: AnyUrl | str) -> mcp_types.ReadResourceResult:
+        # Contents that name the backend's URI name the URI the client asked for.
+        contents = [
+            item.model_copy(update={"uri": str(uri)}) if item.uri == self._backend_uri else item
+            for item in self._raw.contents
+        ]
+        return self._raw.model_copy(update={"contents": contents})
+
+
+async def _read(group: ReplicaGroup, backend_uri: str, exposed: str) -> ResourceResult:
+    try:
+        raw = await group.read_resource(backend_uri)
+    except (UpstreamError, RefusedError) as exc:
+        raise ResourceError(f"{exposed}: {exc}", log_level=logging.WARNING) from exc
+    return _RawResourceResult.wrap(_hop(raw), backend_uri)
+
+
+class ForwardingResource(Resource):
+    """A backend resource under its exposed URI."""
+
+    _group: ReplicaGroup = PrivateAttr()
+    _original: str = PrivateAttr()
+    _definition: mcp_types.Resource = PrivateAttr()
+
+    @classmethod
+    def create(
+        cls, exposed: str, definition: mcp_types.Resource, group: ReplicaGroup, original: str
+    ) -> ForwardingResource:
+        resource = cls(
+            uri=AnyUrl(exposed),
+            name=definition.name,
+            title=definition.title,
+            description=definition.description,
+            mime_type=definition.mime_type or "text/plain",
+        )
+        resource._group = group
+        resource._original = original
+        resource._definition = definition.model_copy(update={"uri": exposed})
+        return resource
+
+    @property
+    def group(self) -> ReplicaGroup:
+        return self._group
+
+    @property
+    def original(self) -> str:
+        return self._original
+
+    @property
+    def exposed(self) -> str:
+        """The URI clients see it listed under (what role patterns match)."""
+        return str(self._definition.uri)
+
+    def to_mcp_resource(self, **overrides: Any) -> mcp_types.Resource:
+        return _renamed(self._definition, "uri", str(overrides.get("uri", self._definition.uri)))
+
+    async def _read(self) -> ResourceResult:
+        return await _read(self._group, self._original, str(self._definition.uri))
+
+
+class ForwardingTemplate(ResourceTemplate):
+    """A backend resource template under its exposed URI template."""
+
+    _group: ReplicaGroup = PrivateAttr()
+    _original: str = PrivateAttr()
+    _exposed_head: str = PrivateAttr()
+    _original_head: str = PrivateAttr()
+    _definition: mcp_types.ResourceTemplate = PrivateAttr()
+
+    @classmethod
+    def create(
+        cls,
+        exposed: str,
+        definition: mcp_types.ResourceTemplate,
+        group: ReplicaGroup,
+        original: str,
+    ) -> ForwardingTemplate:
+        template = cls(
+            uri_template=exposed,
+            name=definition.name,
+            title=definition.title,
+            description=definition.description,
+            mime_type=definition.mime_type or "text/plain",
+            parameters={},
+        )
+        template._group = group
+        template._original = original
+        template._definition = definition.model_copy(update={"uri_template": exposed})
+        # Namespacing only inserts a literal before the first variable, so the backend
+        # URI is the client's URI with the exposed literal head swapped back.
+        template._exposed_head = exposed.split("{", 1)[0]
+        template._original_head = original.split("{", 1)[0]
+        return template
+
+    @property
+    def group(self) -> ReplicaGroup:
+        return self._group
+
+    @property
+    def original(self) -> str:
+        return self._original
+
+    def backend_uri(self, uri: str) -> str:
+        if not uri.startswith(self._exposed_head):
+            raise ResourceError(f"{uri!r} does not match {self.uri_template!r}")
+        return self._original_head + uri[len(self._exposed_head) :]
+
+    def to_mcp_template(self, **overrides: Any) -> mcp_types.ResourceTemplate:
+        uri_template = overrides.get("uri_template", self.uri_template)
+        return _renamed(self._definition, "uri_template", uri_template)
+
+    async def _read(self, uri: str, params: dict[str, Any]) -> ResourceResult:
+        return await _read(self._group, self.backend_uri(uri), uri)
+
+
+class _RawPromptResult(PromptResult):
+    """A backend's `GetPromptResult`, relayed as it is."""
+
+    _raw: mcp_types.GetPromptResult = PrivateAttr()
+
+    @classmethod
+    def wrap(cls, raw: mcp_types.GetPromptResult) -> _RawPromptResult:
+        messages = [Message(content=m.content, role=m.role) for m in raw.messages]
+        result = cls(messages=messages, description=raw.description, meta=raw.meta)
+        result._raw = raw
+        return result
+
+    def to_mcp_prompt_result(self) -> mcp_types.GetPromptResult:
+        return self._raw
+
+
+class ForwardingPrompt(Prompt):
+    """A backend prompt under its exposed name."""
+
+    _group: ReplicaGroup = PrivateAttr()
+    _original: str = PrivateAttr()
+    _definition: mcp_types.Prompt = PrivateAttr()
+
+    @classmethod
+    def create(
+        cls, exposed: str, definition: mcp_types.Prompt, group: ReplicaGroup, original: str
+    ) -> ForwardingPrompt:
+        prompt = cls(name=exposed, title=definition.title, description=definition.description)
+        prompt._group = group
+        prompt._original = original
+        prompt._definition = definition.model_copy(update={"name": exposed})
+        return prompt
+
+    @property
+    def group(self) -> ReplicaGroup:
+        return self._group
+
+    @property
+    def original(self) -> str:
+        return self._original
+
+    def to_mcp_prompt(self, **overrides: Any) -> mcp_types.Prompt:
+        return _renamed(self._definition, "name", overrides.get("name", self.name))
+
+    async def _render(self, arguments: dict[str, Any] | None = None) -> PromptResult:
+        try:
+            raw = await self._group.get_prompt(self._original, arguments)
+        except (UpstreamError, RefusedError) as exc:
+            raise PromptError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
+        return _RawPromptResult.wrap(_hop(raw))

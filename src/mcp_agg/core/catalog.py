@@ -1,0 +1,221 @@
+"""The merged catalog: every group's tools, resources, templates and prompts, namespaced.
+
+A catalog is an immutable snapshot, rebuilt whenever a group's listing changes and
+swapped in whole, so a request never sees half of an update. Lookups are dict hits:
+the catalog is on the path of every call.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from pydantic import AnyUrl, ValidationError
+
+from mcp_agg.components.forwarding import (
+    ForwardingPrompt,
+    ForwardingResource,
+    ForwardingTemplate,
+    ForwardingTool,
+)
+from mcp_agg.core.naming import NameRegistry, exposed_name, exposed_uri
+from mcp_agg.errors import NameCollisionError
+from mcp_agg.resilience.group import ReplicaGroup
+from mcp_agg.resilience.retry import retry_safe
+
+if TYPE_CHECKING:
+    from mcp_agg.components.local import LocalTool
+
+__all__ = ["Catalog", "LocalTools", "build_catalog", "with_local_tools"]
+
+#: Makes some of the gateway's own tools for a catalog of backend tools (a fan-out's
+#: targets are looked up in it, for example).
+LocalTools = Callable[["Catalog"], Mapping[str, "LocalTool"]]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    tools: dict[str, ForwardingTool] = field(default_factory=dict)
+    resources: dict[str, ForwardingResource] = field(default_factory=dict)
+    templates: tuple[ForwardingTemplate, ...] = ()
+    prompts: dict[str, ForwardingPrompt] = field(default_factory=dict)
+    #: Components left out because their exposed name was taken (refreshes only).
+    problems: tuple[str, ...] = ()
+    #: The gateway's own tools (`mcp_agg.components.local`), by exposed name.
+    local: dict[str, LocalTool] = field(default_factory=dict)
+
+    def tool(self, name: str) -> ForwardingTool | LocalTool | None:
+        """The tool exposed under `name`: a backend's or the gateway's own."""
+        return self.tools.get(name) or self.local.get(name)
+
+    def signature(self) -> tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]:
+        """What clients see, to tell whether a rebuild changed anything worth announcing."""
+        return (
+            frozenset(
+                t.to_mcp_tool().model_dump_json()
+                for t in (*self.tools.values(), *self.local.values())
+            ),
+            frozenset(r.to_mcp_resource().model_dump_json() for r in self.resources.values()),
+            frozenset(t.to_mcp_template().model_dump_json() for t in self.templates),
+            frozenset(p.to_mcp_prompt().model_dump_json() for p in self.prompts.values()),
+        )
+
+    def resource(self, uri: str) -> ForwardingResource | None:
+        return self.resources.get(uri)
+
+    def template_for(self, uri: str) -> ForwardingTemplate | None:
+        for template in self.templates:
+            if template.matches(uri) is not None:
+                return template
+        return None
+
+    def route_uri(self, uri: str) -> tuple[ReplicaGroup, str] | None:
+        """The group that owns an exposed resource URI, and the URI its backend knows."""
+        resource = self.resource(uri)
+        if resource is not None:
+            return resource.group, resource.original
+        template = self.template_for(uri)
+        if template is not None:
+            return template.group, template.backend_uri(uri)
+        return None
+
+    def route_completion(
+        self, ref: Mapping[str, Any]
+    ) -> tuple[ReplicaGroup, dict[str, Any]] | None:
+        """The group that owns a completion's reference, and the reference in its terms.
+
+        A prompt is named by its exposed name, a resource template by its exposed URI
+        template (or a resource by its URI), as the client saw them listed.
+        """
+        kind = ref.get("type")
+        if kind == "ref/prompt":
+            prompt = self.prompts.get(str(ref.get("name")))
+            if prompt is not None:
+                return prompt.group, {**ref, "name": prompt.original}
+        elif kind == "ref/resource":
+            uri = str(ref.get("uri"))
+            for template in self.templates:
+                if template.uri_template == uri:
+                    return template.group, {**ref, "uri": template.original}
+            route = self.route_uri(uri)
+            if route is not None:
+                return route[0], {**ref, "uri": route[1]}
+        return None
+
+
+def _tool_allowed(group: ReplicaGroup, name: str) -> bool:
+    server = group.server
+    if server.include_tools is not None and not any(
+        fnmatch.fnmatchcase(name, pattern) for pattern in server.include_tools
+    ):
+        return False
+    return not any(fnmatch.fnmatchcase(name, pattern) for pattern in server.exclude_tools)
+
+
+def _uri_keys(uri: str) -> Iterable[str]:
+    """The URI as listed, and as pydantic normalizes it (what FastMCP looks up by)."""
+    yield uri
+    try:
+        normalized = str(AnyUrl(uri))
+    except ValidationError:
+        return
+    if normalized != uri:
+        yield normalized
+
+
+def build_catalog(groups: Iterable[ReplicaGroup], separator: str, *, strict: bool) -> Catalog:
+    """Merge the listings of every visible group, in config order.
+
+    With `strict`, a name collision is an error naming both sources (startup). Without,
+    the later component is left out and the problem is logged and kept (a refresh must
+    not take down a running gateway).
+    """
+    tool_names = NameRegistry("tool")
+    prompt_names = NameRegistry("prompt")
+    resource_names = NameRegistry("resource")
+    template_names = NameRegistry("resource template")
+    tools: dict[str, ForwardingTool] = {}
+    resources: dict[str, ForwardingResource] = {}
+    templates: list[ForwardingTemplate] = []
+    prompts: dict[str, ForwardingPrompt] = {}
+    problems: list[str] = []
+
+    def claim(registry: NameRegistry, exposed: str, group: str, original: str) -> bool:
+        try:
+            registry.claim(exposed, group, original)
+        except NameCollisionError as exc:
+            if strict:
+                raise
+            problems.append(str(exc))
+            logger.error("%s", exc)
+            return False
+        return True
+
+    for group in groups:
+        if group.server.failover_for is not None:
+            continue  # failover groups stand in for another group and are not listed
+        listing = group.listing
+        if listing is None:
+            continue
+        renames = group.server.rename_tools
+        for tool in listing.tools:
+            if not _tool_allowed(group, tool.name):
+                continue
+            exposed = exposed_name(group.prefix, separator, renames.get(tool.name, tool.name))
+            if claim(tool_names, exposed, group.name, tool.name):
+                safe = retry_safe(
+                    tool.name,
+                    tool.annotations,
+                    idempotent=group.server.idempotent_tools,
+                    non_idempotent=group.server.non_idempotent_tools,
+                )
+                tools[exposed] = ForwardingTool.create(exposed, tool, group, tool.name, safe=safe)
+        for prompt in listing.prompts:
+            exposed = exposed_name(group.prefix, separator, prompt.name)
+            if claim(prompt_names, exposed, group.name, prompt.name):
+                prompts[exposed] = ForwardingPrompt.create(exposed, prompt, group, prompt.name)
+        for resource in listing.resources:
+            original = str(resource.uri)
+            exposed = exposed_uri(group.prefix, original)
+            if claim(resource_names, exposed, group.name, original):
+                forwarding = ForwardingResource.create(exposed, resource, group, original)
+                for key in _uri_keys(exposed):
+                    resources[key] = forwarding
+        for template in listing.templates:
+            original = template.uri_template
+            exposed = exposed_uri(group.prefix, original)
+            if claim(template_names, exposed, group.name, original):
+                templates.append(ForwardingTemplate.create(exposed, template, group, original))
+    return Catalog(tools, resources, tuple(templates), prompts, tuple(problems))
+
+
+def with_local_tools(catalog: Catalog, sources: Iterable[LocalTools], *, strict: bool) -> Catalog:
+    """The catalog with the gateway's own tools added.
+
+    A local tool whose name a backend tool already has is a collision: an error with
+    `strict` (startup), else left out with the problem logged and kept (a refresh).
+    """
+    local: dict[str, LocalTool] = {}
+    problems = list(catalog.problems)
+    for source in sources:
+        for name, tool in source(catalog).items():
+            if name in catalog.tools or name in local:
+                owner = catalog.tools[name].server if name in catalog.tools else local[name].server
+                message = (
+                    f"tool name collision: the gateway's own tool {name!r} ({tool.server}) and "
+                    f"{owner!r} tool {name!r}; rename one of them"
+                )
+                if strict:
+                    raise NameCollisionError(message)
+                logger.error("%s", message)
+                problems.append(message)
+                continue
+            local[name] = tool
+    if not local and len(problems) == len(catalog.problems):
+        return catalog
+    return replace(catalog, local=local, problems=tuple(problems))

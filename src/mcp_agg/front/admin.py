@@ -1,0 +1,158 @@
+"""The admin HTTP API: every server's state, and servers registered at runtime.
+
+Off unless `[gateway.admin]` is configured. Every request needs `Authorization: Bearer
+<admin token>`; without it, or with another token, the answer is 401 (the token is
+compared in constant time). Bodies and answers are JSON; errors are `{"error": "..."}`.
+
+    GET    /admin/servers          every server: where it comes from, its exposed tools,
+                                   its replicas' state (as `mcp-agg status --json`)
+    POST   /admin/servers          register a server: the body is one `[[servers]]`
+                                   entry; 201 once it connected or failed to (say which)
+    DELETE /admin/servers/{name}   unregister one; answers once its calls have drained
+
+A registered server lives in the running gateway only: it is kept across reloads of
+the config file (unless the file then defines its name) and never written to it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from mcp_agg.config import ServerConfig, describe_errors
+from mcp_agg.errors import ConfigError, ReloadError
+from mcp_agg.observability.status import replica_status
+from mcp_agg.security.auth import bearer_token
+from mcp_agg.security.redact import Redactor, redact, secrets_of
+
+if TYPE_CHECKING:
+    from mcp_agg.core.gateway import Gateway
+
+__all__ = ["admin_routes", "servers_state"]
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def admin_routes(gateway: Gateway) -> list[BaseRoute]:
+    """The admin API's routes, or none without `[gateway.admin]`.
+
+    The token is read once: `[gateway.admin]` is among the settings a reload does not
+    change while the gateway runs.
+    """
+    settings = gateway.config.gateway.admin
+    if settings is None:
+        return []
+    token = settings.token.encode()
+
+    def guarded(endpoint: Endpoint) -> Endpoint:
+        async def check(request: Request) -> Response:
+            given = bearer_token(request.headers.get("authorization"))
+            if given is None:
+                return _refused("this endpoint needs Authorization: Bearer <admin token>")
+            if not hmac.compare_digest(given.encode(), token):
+                return _refused("the admin token is not valid", error="invalid_token")
+            return await endpoint(request)
+
+        return check
+
+    async def servers(request: Request) -> Response:
+        if request.method == "POST":
+            return await _register(gateway, request)
+        return _json({"servers": servers_state(gateway)})
+
+    async def server(request: Request) -> Response:
+        return await _unregister(gateway, request.path_params["name"])
+
+    return [
+        Route("/admin/servers", guarded(servers), methods=["GET", "POST"]),
+        Route("/admin/servers/{name}", guarded(server), methods=["DELETE"]),
+    ]
+
+
+def servers_state(gateway: Gateway) -> list[dict[str, Any]]:
+    """Every server of the running config, in config order, with its replicas' state."""
+    exposed = Counter(tool.group.name for tool in gateway.catalog.tools.values())
+    return [
+        {
+            "name": name,
+            "source": "admin" if name in gateway.registered else "config",
+            "failover_for": group.server.failover_for,
+            "tools": exposed[name],
+            "replicas": [replica_status(upstream) for upstream in group.replicas],
+        }
+        for name, group in gateway.groups.items()
+    ]
+
+
+async def _register(gateway: Gateway, request: Request) -> Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        return _error(400, "the body is not JSON")
+    if not isinstance(body, dict):
+        return _error(400, "the body must be a JSON object: the fields of a [[servers]] entry")
+    try:
+        server = ServerConfig.model_validate(body)
+    except ValidationError as exc:
+        # As config errors do: each problem names its field, and no secret is echoed.
+        hide = Redactor(secrets_of({"servers": [body]}))
+        return _error(400, hide(f"invalid server: {describe_errors(exc, body)}"))
+    if server.name in gateway.config_names():
+        return _error(409, f"a server named {server.name!r} is already configured")
+    try:
+        report = await gateway.register(server)
+    except ConfigError as exc:
+        return _error(400, f"invalid config with this server: {exc.problem}")
+    except ReloadError as exc:
+        return _error(409, str(exc))
+    group = gateway.groups.get(server.name)
+    replicas = group.replicas if group is not None else []
+    tools = sum(1 for tool in gateway.catalog.tools.values() if tool.group is group)
+    return _json(
+        {
+            "name": server.name,
+            "connected": any(r.available for r in replicas),
+            "tools": tools,
+            "replicas": [replica_status(r) for r in replicas],
+            "restart_needed": list(report.restart_needed),
+        },
+        status=201,
+    )
+
+
+async def _unregister(gateway: Gateway, name: str) -> Response:
+    if name not in gateway.registered:
+        if name in gateway.config_names():
+            return _error(
+                409, f"{name!r} is defined in the config file: remove it there and reload"
+            )
+        return _error(404, f"no server named {name!r} was registered at runtime")
+    try:
+        await gateway.unregister(name)
+    except ReloadError as exc:
+        return _error(409, str(exc))
+    return _json({"name": name, "removed": True})
+
+
+def _json(payload: object, status: int = 200) -> Response:
+    # Replica errors may quote a backend's output: configured secrets never leave.
+    return Response(redact(json.dumps(payload)), status, media_type="application/json")
+
+
+def _error(status: int, message: str) -> Response:
+    return _json({"error": message}, status)
+
+
+def _refused(message: str, *, error: str | None = None) -> Response:
+    challenge = 'Bearer realm="mcp-agg admin"' + (f', error="{error}"' if error else "")
+    response = _error(401, message)
+    response.headers["WWW-Authenticate"] = challenge
+    return response

@@ -1,0 +1,28 @@
+"""The gateway's operations endpoints (`/metrics`, `/admin/...`), beside the protocol.
+
+On the HTTP front they are served next to `/mcp` (outside its MCP authentication:
+each endpoint has its own rule); `serve --metrics-port` serves them on a port of
+their own, which is how the stdio front has them at all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute
+
+from mcp_agg.front.admin import admin_routes
+from mcp_agg.observability.endpoint import metrics_routes
+
+if TYPE_CHECKING:
+    from mcp_agg.core.gateway import Gateway
+
+__all__ = ["ops_routes"]
+
+
+def ops_routes(gateway: Gateway) -> list[BaseRoute]:
+    """Every operations route the gateway's config turns on."""
+    routes: list[BaseRoute] = []
+    routes += metrics_routes(gateway)
+    routes += admin_routes(gateway)
+    return routes

@@ -1,0 +1,466 @@
+"""ReplicaGroup: the replicas that share one `name`, seen as one backend.
+
+Every proxied request goes through its group:
+
+1. the balancer picks a replica that is connected, healthy and admitted by its breaker,
+   and that this call has not tried yet;
+2. a failure is classified once (errors.py): it feeds the replica's breaker if it
+   counts against the replica, and is retried (tenacity: exponential backoff with full
+   jitter, within the attempts, the deadline and the retry budget) only if it is safe:
+   nothing was sent, or the tool is safe to repeat;
+3. when every replica has failed the call, the failover groups are tried in priority
+   order with the same original name;
+4. `request_timeout` bounds all of it; on expiry the backend request is cancelled
+   (`notifications/cancelled`) and the caller gets an error naming the timeout.
+
+Every attempt of one logical call carries the same idempotency key in `_meta`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import mcp_types
+from tenacity import AsyncRetrying, DoAttempt, DoSleep, RetryCallState
+
+from mcp_agg.backend.upstream import Listing, ReplicaState, Upstream
+from mcp_agg.config import RetryConfig, ServerConfig
+from mcp_agg.errors import (
+    BulkheadFull,
+    FailureKind,
+    UpstreamError,
+    UpstreamRequestError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    classify,
+    counts_against_replica,
+)
+from mcp_agg.observability.audit import note_attempt
+from mcp_agg.resilience.balancer import Balancer, RoundRobin
+from mcp_agg.resilience.retry import (
+    IDEMPOTENCY_KEY,
+    RetryBudget,
+    backoff,
+    is_retryable,
+    stop_for,
+)
+from mcp_agg.security.limits import Bulkhead
+
+if TYPE_CHECKING:
+    from mcp_agg.observability.tracing import Tracer
+
+__all__ = ["ReplicaGroup"]
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+#: How often a call waiting for a reconnecting replica looks again (seconds).
+_RECONNECT_POLL = 0.02
+Send = Callable[[Upstream, dict[str, Any]], Awaitable[_T]]
+
+
+class _GroupExhausted(UpstreamError):
+    """Every replica this call could use has failed it (or none was free)."""
+
+    def __init__(self, message: str, last: BaseException | None, *, sent: bool) -> None:
+        super().__init__(message)
+        self.last = last
+        #: Whether any attempt may have reached a backend.
+        self.sent = sent
+
+
+class ReplicaGroup:
+    """One backend: one namespace, one or more replicas, and its standbys."""
+
+    def __init__(
+        self,
+        name: str,
+        replicas: list[Upstream],
+        *,
+        prefix: str,
+        timeout: float,
+        retry: RetryConfig | None = None,
+        balancer: Balancer | None = None,
+    ) -> None:
+        if not replicas:
+            raise ValueError(f"group {name!r} has no replicas")
+        self.name = name
+        self.replicas = replicas
+        self.prefix = prefix
+        self.timeout = timeout
+        self.retry = retry or RetryConfig()
+        self.balancer: Balancer = balancer or RoundRobin()
+        self.budget = RetryBudget(
+            self.retry.budget_percent, min_per_second=self.retry.budget_min_per_second
+        )
+        #: Groups tried, in this order, when every replica of this one failed a call.
+        self.failovers: list[ReplicaGroup] = []
+        #: Attempts beyond a request's first in this group (read by the metrics).
+        self.retries = 0
+        server = replicas[0].spec.server
+        #: `max_concurrent` calls to all replicas together; None is unlimited.
+        self.bulkhead = (
+            None
+            if server.max_concurrent is None
+            else Bulkhead(name, server.max_concurrent, server.queue_timeout)
+        )
+        #: A span per attempt while the gateway traces (observability/tracing.py).
+        self.tracer: Tracer | None = None
+
+    @property
+    def server(self) -> ServerConfig:
+        """The first entry's settings; filters and renames are per group."""
+        return self.replicas[0].spec.server
+
+    @property
+    def listing(self) -> Listing | None:
+        """What the group offers: the listing of its first replica that has connected."""
+        for replica in self.replicas:
+            if replica.available:
+                return replica.listing
+        for replica in self.replicas:
+            if replica.stats.connects:
+                return replica.listing
+        return None
+
+    # ------------------------------------------------------------------ requests
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        meta: dict[str, Any] | None = None,
+        safe: bool = False,
+    ) -> dict[str, Any]:
+        """The call's result in its wire form (see `Upstream.call_tool`)."""
+        return await self._dispatch(
+            f"tool {name!r}",
+            lambda replica, m: replica.call_tool(name, arguments, meta=m),
+            meta=meta,
+            safe=safe,
+        )
+
+    async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
+        return await self._dispatch(
+            f"resource {uri!r}", lambda replica, _: replica.read_resource(uri), safe=True
+        )
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None
+    ) -> mcp_types.GetPromptResult:
+        return await self._dispatch(
+            f"prompt {name!r}", lambda replica, _: replica.get_prompt(name, arguments), safe=True
+        )
+
+    async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A completion/complete in wire form; `params.ref` already names the backend's."""
+        return await self._dispatch(
+            "completion", lambda replica, _: replica.complete(params), safe=True, limited=False
+        )
+
+    async def subscribe(self, uri: str) -> None:
+        """Subscribe to a backend resource through one replica, which keeps it across
+        reconnects and relays its updates."""
+        if any(uri in r.subscriptions for r in self.replicas):
+            return
+        await self._dispatch(
+            f"subscription to {uri!r}",
+            lambda replica, _: replica.subscribe(uri),
+            safe=True,
+            limited=False,
+        )
+
+    async def unsubscribe(self, uri: str) -> None:
+        for replica in self.replicas:
+            if uri in replica.subscriptions:
+                try:
+                    await replica.unsubscribe(uri)
+                except Exception as exc:  # a lost session has dropped it anyway
+                    logger.info("unsubscribe %r on %s: %s", uri, replica.id, exc)
+
+    async def _dispatch(
+        self,
+        what: str,
+        send: Send[_T],
+        *,
+        meta: dict[str, Any] | None = None,
+        safe: bool,
+        limited: bool = True,
+    ) -> _T:
+        """The whole call: bulkhead slot, failover chain, deadline.
+
+        A `limited` request (a tool call, resource read or prompt) holds one slot of the
+        group's bulkhead for all its attempts; a standby holds one of its own while it
+        serves the call. A full bulkhead raises `BulkheadFull` (a refusal, so no
+        replica's breaker or health ever hears of it).
+        """
+        meta = {**(meta or {}), IDEMPOTENCY_KEY: uuid.uuid4().hex}
+        deadline = anyio.current_time() + self.timeout
+        with self._deadline(what):
+            async with self._slot(limited):
+                return await self._chain(what, send, meta, safe, deadline, limited)
+
+    async def call_tool_on(
+        self,
+        replica: Upstream,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        meta: dict[str, Any] | None = None,
+        safe: bool = False,
+    ) -> dict[str, Any]:
+        """A tools/call on `replica` itself, never balanced to another (a fan-out over
+        a group's replicas): one attempt under its breaker, in a slot of the group's
+        bulkhead, within `request_timeout`, with an idempotency key. No retry and no
+        failover: no other replica would stand for this one."""
+        what = f"tool {name!r} on {replica.id}"
+        meta = {**(meta or {}), IDEMPOTENCY_KEY: uuid.uuid4().hex}
+        with self._deadline(what):
+            async with self._slot(True):
+                if not replica.available:
+                    raise UpstreamUnavailable(f"{what}: {_down(replica)}", replica=replica.id)
+                note_attempt(replica.id)
+                return await self._attempt(
+                    replica, lambda r, m: r.call_tool(name, arguments, meta=m), meta, safe=safe
+                )
+
+    @contextlib.contextmanager
+    def _deadline(self, what: str) -> Iterator[None]:
+        """`request_timeout` over a whole call; on expiry the backend request is cancelled."""
+        try:
+            with anyio.fail_after(self.timeout):
+                yield
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                f"{what}: no answer from {self.name!r} within request_timeout "
+                f"({self.timeout:g}s); the backend request was cancelled"
+            ) from exc
+
+    async def _chain(
+        self,
+        what: str,
+        send: Send[_T],
+        meta: dict[str, Any],
+        safe: bool,
+        deadline: float,
+        limited: bool,
+    ) -> _T:
+        """This group, then its failovers in priority order, until one serves the call."""
+        last: _GroupExhausted | None = None
+        chain = (self, *self.failovers)
+        for group in chain:
+            try:
+                # This group's own slot is already held (`_dispatch`); a standby takes one.
+                async with contextlib.nullcontext() if group is self else group._slot(limited):
+                    return await group._call(
+                        what, send, meta, safe=safe, deadline=deadline, last=group is chain[-1]
+                    )
+            except BulkheadFull as exc:  # a standby with no slot free: on to the next
+                logger.warning("%s: %s", what, exc)
+            except _GroupExhausted as exc:
+                last = exc
+                if exc.sent and not safe:
+                    break  # it may have run once: never run it on a standby too
+                if group is not self or self.failovers:
+                    logger.warning("%s: %s", what, exc)
+        assert last is not None  # this group is first, and raises or fails the call
+        raise _unwrap(last)
+
+    def _slot(self, limited: bool) -> contextlib.AbstractAsyncContextManager[object]:
+        """A slot of the group's bulkhead for a limited request; nothing to hold otherwise."""
+        if self.bulkhead is None or not limited:
+            return contextlib.nullcontext()
+        return self.bulkhead.slot()
+
+    async def _call(
+        self,
+        what: str,
+        send: Send[_T],
+        meta: dict[str, Any],
+        *,
+        safe: bool,
+        deadline: float,
+        last: bool,
+    ) -> _T:
+        """One group's attempts at a call: balancer, breaker, retries.
+
+        Each attempt prefers a replica this call has not tried. Once all have been
+        tried the group has failed the call and the next group in the failover chain
+        takes over; the last group in the chain retries its replicas again instead.
+        """
+        tried: set[str] = set()
+        sent = False
+        failure: BaseException | None = None
+        number = 0
+        self.budget.record_call()
+
+        async def attempt() -> _T:
+            nonlocal failure, sent, number
+            number += 1
+            replica = self._pick(tried)
+            if replica is None and last:
+                replica = await self._await_replica(deadline)
+            if replica is None:
+                raise _GroupExhausted(self._nobody(tried, failure), failure, sent=sent)
+            tried.add(replica.id)
+            note_attempt(replica.id)
+            if number > 1:
+                self.retries += 1
+            try:
+                return await self._attempt(replica, send, meta, safe=safe)
+            except Exception as exc:
+                failure = exc
+                sent = sent or classify(exc) is not FailureKind.NOT_SENT
+                raise
+
+        def retryable(state: RetryCallState) -> bool:
+            outcome = state.outcome
+            if outcome is None or not outcome.failed:
+                return False
+            exc = outcome.exception()
+            if exc is None or isinstance(exc, _GroupExhausted):
+                return False
+            return is_retryable(classify(exc), safe=safe) and self.budget.try_spend()
+
+        try:
+            try:
+                # Most calls succeed at once: tenacity's loop (tens of microseconds a
+                # call, measured) is set up only for a call whose first attempt failed.
+                return await attempt()
+            except _GroupExhausted:
+                raise
+            except Exception as first:
+                retrying = AsyncRetrying(
+                    wait=backoff(self.retry),
+                    stop=stop_for(self.retry, deadline - anyio.current_time()),
+                    retry=retryable,
+                    reraise=True,
+                )
+                return await _retry_after(retrying, first, attempt)
+        except _GroupExhausted:
+            raise
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is FailureKind.PROTOCOL:
+                raise  # the backend's own answer: relayed as it is
+            raise _GroupExhausted(f"{self.name!r}: {exc}", exc, sent=sent) from exc
+
+    async def _attempt(
+        self, replica: Upstream, send: Send[_T], meta: dict[str, Any], *, safe: bool
+    ) -> _T:
+        """One attempt on `replica` (of `_call`, or `call_tool_on`), in a span of its own
+        while the gateway traces."""
+        if self.tracer is None:
+            return await self._guarded(replica, send, meta, safe=safe)
+        with self.tracer.attempt(self.name, replica.id, meta) as traced:
+            return await self._guarded(replica, send, traced, safe=safe)
+
+    async def _guarded(
+        self, replica: Upstream, send: Send[_T], meta: dict[str, Any], *, safe: bool
+    ) -> _T:
+        """The attempt under the replica's breaker, within `attempt_timeout` if safe."""
+        if not replica.breaker.acquire():
+            raise UpstreamUnavailable(f"backend {replica.id}: circuit open", replica=replica.id)
+        limit = self.retry.attempt_timeout if safe else None
+        try:
+            if limit is None:
+                result = await send(replica, meta)
+            else:
+                try:
+                    with anyio.fail_after(limit):
+                        result = await send(replica, meta)
+                except TimeoutError as exc:
+                    raise UpstreamTimeout(
+                        f"backend {replica.id}: no answer within attempt_timeout ({limit:g}s)",
+                        replica=replica.id,
+                    ) from exc
+        except anyio.get_cancelled_exc_class():
+            replica.breaker.release()  # the call's deadline, not the replica's verdict
+            raise
+        except Exception as exc:
+            if counts_against_replica(exc):
+                replica.breaker.record_failure()
+            else:
+                replica.breaker.release()
+            raise
+        replica.breaker.record_success()  # an isError result is a working backend
+        return result
+
+    async def _await_replica(self, deadline: float) -> Upstream | None:
+        """Any admitted replica, waiting while one is reconnecting (a restart, an
+        expired HTTP session being re-initialized) but never past the deadline."""
+        while True:
+            replica = self._pick(set())
+            if replica is not None or anyio.current_time() >= deadline:
+                return replica
+            if not any(r.state is ReplicaState.CONNECTING for r in self.replicas):
+                return None
+            await anyio.sleep(_RECONNECT_POLL)
+
+    def _pick(self, tried: set[str]) -> Upstream | None:
+        candidates = [
+            r for r in self.replicas if r.id not in tried and r.available and r.breaker.allows()
+        ]
+        if not candidates:
+            return None
+        return self.balancer.pick(candidates)
+
+    def _nobody(self, tried: set[str], last: BaseException | None) -> str:
+        states = ", ".join(
+            f"{r.id} {'tried' if r.id in tried else r.state}"
+            + ("" if r.breaker.allows() else " (circuit open)")
+            + ("" if r.health.healthy else " (unhealthy)")
+            for r in self.replicas
+        )
+        reason = f"; last error: {last}" if last else ""
+        return f"no replica of {self.name!r} could take it ({states}){reason}"
+
+
+def _down(replica: Upstream) -> str:
+    """Why a replica cannot take a call now."""
+    why = str(replica.state) + ("" if replica.health.healthy else ", unhealthy")
+    last = replica.stats.last_error
+    return f"backend {replica.id} is not available ({why})" + (
+        f"; last error: {last}" if last else ""
+    )
+
+
+async def _retry_after(
+    retrying: AsyncRetrying, first: Exception, attempt: Callable[[], Awaitable[_T]]
+) -> _T:
+    """Go on with tenacity's own loop (what `AsyncRetrying.__call__` runs) as if it had
+    made the first attempt itself and seen it fail with `first`: its wait, stop and
+    retry decide every attempt after it, numbered from 2."""
+    retrying.begin()
+    state = RetryCallState(retrying, fn=None, args=(), kwargs={})
+    state.set_exception((type(first), first, first.__traceback__))
+    while True:
+        do = await retrying.iter(retry_state=state)
+        if isinstance(do, DoSleep):
+            state.prepare_for_next_attempt()
+            await retrying.sleep(do)  # type: ignore[misc]
+        elif isinstance(do, DoAttempt):
+            try:
+                result = await attempt()
+            except Exception as exc:  # a cancellation is not an attempt's failure
+                state.set_exception((type(exc), exc, exc.__traceback__))
+            else:
+                state.set_result(result)
+        else:
+            return do  # type: ignore[no-any-return]
+
+
+def _unwrap(exc: _GroupExhausted) -> UpstreamError:
+    """The error for the caller: the last real failure when there was one."""
+    last = exc.last
+    if isinstance(last, UpstreamError):
+        return type(last)(str(exc), replica=last.replica)
+    if last is not None:
+        return UpstreamRequestError(str(exc))
+    return UpstreamUnavailable(str(exc))
