@@ -27,8 +27,10 @@ from mcp_agg.console import startup
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.core.reload import reload_from_file, watch_config
 from mcp_agg.errors import CatalogError, ConfigError
+from mcp_agg.front.http import serve_http
+from mcp_agg.front.listener import OpsListener, ops_listener
 from mcp_agg.front.ops import ops_routes
-from mcp_agg.front.serving import OpsListener, ops_listener, serve_http, serve_stdio
+from mcp_agg.front.stdio import serve_stdio
 from mcp_agg.observability import tracing
 from mcp_agg.observability.status import replica_status
 from mcp_agg.security.origin import is_loopback
