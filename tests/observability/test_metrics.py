@@ -19,8 +19,8 @@ from mcp_agg.config import config_from_raw
 from mcp_agg.core.catalog import Catalog
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.errors import BulkheadFull, RateLimited, UpstreamConnectError, UpstreamUnavailable
+from mcp_agg.front.listener import ops_listener, serving_ops
 from mcp_agg.front.ops import ops_routes
-from mcp_agg.front.serving import _serving_ops, ops_listener
 from mcp_agg.observability import audit
 from mcp_agg.observability.endpoint import metrics_routes
 from mcp_agg.observability.metrics import BUCKETS, GatewayMetrics
@@ -346,7 +346,7 @@ async def test_ops_listener_serves_until_its_block_ends(gateway: Gateway) -> Non
     )
     port = ops.sock.getsockname()[1]
     assert ops.url == f"http://127.0.0.1:{port}"
-    async with _serving_ops(ops), httpx.AsyncClient(timeout=10) as http:
+    async with serving_ops(ops), httpx.AsyncClient(timeout=10) as http:
         response = await http.get(f"{ops.url}/metrics")
         assert response.status_code == 200
         assert "mcp_agg_replica_up" in response.text

@@ -1,0 +1,54 @@
+"""The commands' logging: one format on stderr, secrets redacted, the libraries quieted."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+from mcp.shared.exceptions import MCPError
+
+from mcp_agg.cli.output import fail
+from mcp_agg.security.redact import RedactingFilter
+
+__all__ = ["setup_logging"]
+
+
+def setup_logging(level: str | None, default: str) -> None:
+    """Log at `level` (`--log-level`), else `$MCP_AGG_LOG_LEVEL`, else `default`."""
+    chosen = (level or os.environ.get("MCP_AGG_LOG_LEVEL") or default).upper()
+    if chosen not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        fail(2, f"--log-level: unknown level {level!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # configured secrets never reach the logs
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(chosen)
+    # FastMCP logs through its own (rich) handler and not to the root: one format for all.
+    fastmcp_logger = logging.getLogger("fastmcp")
+    fastmcp_logger.handlers.clear()
+    fastmcp_logger.propagate = True
+    server_logger = logging.getLogger("fastmcp.server.server")
+    if not any(isinstance(f, _BackendErrorFilter) for f in server_logger.filters):
+        server_logger.addFilter(_BackendErrorFilter())
+    # The SDK and FastMCP are chatty at INFO about every request.
+    for name in ("mcp", "fastmcp", "httpx", "httpx2", "httpcore2", "uvicorn.access"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+class _BackendErrorFilter(logging.Filter):
+    """A backend's JSON-RPC error is relayed to the client as it is: not a gateway fault.
+
+    FastMCP logs such an error with a traceback at ERROR; here it becomes one INFO line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, MCPError):
+            record.msg = f"{record.getMessage()}: backend answered: {error}"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True

@@ -1,0 +1,145 @@
+"""`mcp-agg serve`: the gateway on stdio or streamable HTTP, until stopped."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Literal
+
+import anyio
+import typer
+
+from mcp_agg.cli.logs import setup_logging
+from mcp_agg.cli.options import ConfigOption, LogLevelOption, ProfileOption
+from mcp_agg.cli.output import fail
+from mcp_agg.cli.runner import load, run
+from mcp_agg.config import Config
+from mcp_agg.console import startup
+from mcp_agg.core.gateway import Gateway
+from mcp_agg.core.reload import reload_from_file, watch_config
+from mcp_agg.front.http import serve_http
+from mcp_agg.front.listener import OpsListener, ops_listener
+from mcp_agg.front.ops import ops_routes
+from mcp_agg.front.stdio import serve_stdio
+from mcp_agg.security.origin import is_loopback
+
+__all__ = ["serve"]
+
+logger = logging.getLogger("mcp_agg")
+
+Transport = Literal["stdio", "http"]
+TransportOption = Annotated[Transport, typer.Option("--transport", "-t", help="stdio or http")]
+HostOption = Annotated[str, typer.Option(help="HTTP bind address.")]
+PortOption = Annotated[int, typer.Option(help="HTTP port; the endpoint is /mcp.")]
+InsecureOption = Annotated[
+    bool,
+    typer.Option(
+        "--insecure",
+        help="Serve HTTP (or --metrics-port) on a non-loopback address without "
+        "[gateway.auth] (anyone who can reach the port may use every backend).",
+    ),
+]
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        help="Also serve /metrics (and the other operations endpoints) on this port: "
+        "with stdio, the only way to have them.",
+        show_default=False,
+    ),
+]
+MetricsHostOption = Annotated[
+    str, typer.Option("--metrics-host", help="Bind address of --metrics-port.")
+]
+WatchOption = Annotated[
+    bool,
+    typer.Option(
+        "--watch",
+        help="Reload the config when its file changes (as SIGHUP does): servers are "
+        "added, removed and reconfigured without dropping client sessions.",
+    ),
+]
+
+
+def serve(
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+    transport: TransportOption = "stdio",
+    host: HostOption = "127.0.0.1",
+    port: PortOption = 8000,
+    insecure: InsecureOption = False,
+    metrics_port: MetricsPortOption = None,
+    metrics_host: MetricsHostOption = "127.0.0.1",
+    watch: WatchOption = False,
+    log_level: LogLevelOption = None,
+) -> None:
+    """Run the gateway: stdio (for Claude Desktop and IDEs) or streamable HTTP at /mcp.
+
+    SIGHUP reloads the config file (as --watch does on every change).
+    """
+    setup_logging(log_level, "info")
+    loaded = load(config, profile)
+    if transport == "http":
+        _check_exposure(loaded, host, "HTTP", "use every backend", insecure)
+    if metrics_port is not None:
+        _check_exposure(
+            loaded, metrics_host, "--metrics-port", "use its operations endpoints", insecure
+        )
+    gateway = Gateway(loaded)
+    server = gateway.build_server(http=transport == "http")
+    ops = None if metrics_port is None else _listen_ops(gateway, metrics_host, metrics_port)
+
+    async def reload() -> None:
+        await reload_from_file(gateway)
+
+    async def serving() -> None:
+        async with anyio.create_task_group() as tg:
+            if watch and loaded.source is not None:
+                tg.start_soon(watch_config, loaded.source, reload)
+            if transport == "http":
+                level = logging.getLevelName(logging.getLogger().level).lower()
+                await serve_http(
+                    server,
+                    host=host,
+                    port=port,
+                    log_level=level,
+                    settings=loaded.gateway,
+                    ops=ops,
+                    on_reload=reload,
+                    hurry=gateway.hurry,
+                )
+            else:
+                await serve_stdio(server, ops=ops, on_reload=reload, hurry=gateway.hurry)
+            tg.cancel_scope.cancel()
+
+    # Each backend's first connection and a summary: live on a terminal (HTTP front
+    # only), else log lines. Never on stdout: in stdio mode that is the protocol.
+    with startup.feedback(transport, sys.stderr) as observer:
+        gateway.startup = observer
+        run(serving)
+
+
+def _check_exposure(loaded: Config, host: str, what: str, risk: str, insecure: bool) -> None:
+    """Refuse to listen on a non-loopback address without [gateway.auth], unless
+    --insecure."""
+    if loaded.gateway.auth is not None or is_loopback(host):
+        return
+    if not insecure:
+        raise fail(
+            2,
+            f"refusing to serve {what} on {host} without authentication: anyone who can "
+            f"reach it could {risk}. Configure [gateway.auth] in the config "
+            "(see README, 'Running it for a team'), bind to 127.0.0.1, or pass --insecure.",
+        )
+    logger.warning("serving %s on %s WITHOUT authentication (--insecure)", what, host)
+
+
+def _listen_ops(gateway: Gateway, host: str, port: int) -> OpsListener:
+    """The `--metrics-port` listener, bound now: a taken port fails before any backend."""
+    routes = ops_routes(gateway)
+    if not routes:
+        logger.warning("--metrics-port: no operations endpoint is on ([gateway] metrics)")
+    try:
+        return ops_listener(routes, host=host, port=port, settings=gateway.config.gateway)
+    except OSError as exc:
+        raise fail(1, f"--metrics-port: cannot listen on {host}:{port}: {exc}") from None

@@ -1,0 +1,140 @@
+"""`mcp-agg tools` and `mcp-agg lock`: the merged catalog, and its tools pinned."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from mcp_agg.cli.options import ConfigOption, JsonOption, LogLevelOption, ProfileOption
+from mcp_agg.cli.output import fail, first_line, print_table
+from mcp_agg.cli.runner import load, snapshot, snapshot_of
+from mcp_agg.components.forwarding import ForwardingTool
+from mcp_agg.components.local import LocalTool
+from mcp_agg.core.gateway import Gateway
+from mcp_agg.errors import ConfigError
+from mcp_agg.security.pinning import lock_catalog, read_lock, write_lock
+from mcp_agg.security.redact import redact
+
+__all__ = ["lock", "tools"]
+
+
+def tools(
+    config: ConfigOption = None,
+    profile: ProfileOption = None,
+    as_json: JsonOption = False,
+    log_level: LogLevelOption = None,
+) -> None:
+    """List the merged catalog: exposed name, server, original name, description."""
+    gateway, rows = snapshot(config, profile, log_level, _tool_rows)
+    if as_json:
+        typer.echo(redact(json.dumps(rows, indent=2)))
+    else:
+        _print_tools(rows)
+    down = [u for u in gateway.upstreams if not u.stats.connects]
+    for upstream in down:
+        typer.echo(
+            redact(f"mcp-agg: {upstream.id} unavailable: {upstream.stats.last_error}"), err=True
+        )
+    if down and len(down) == len(gateway.upstreams):
+        raise typer.Exit(1)
+
+
+def _tool_rows(gateway: Gateway) -> list[dict[str, Any]]:
+    """Every tool listed, withheld ones too, with its definition and pin status."""
+    pinner = gateway.pinner
+    pinning = pinner.mode != "off" and pinner.lock is not None
+    catalog = gateway.catalog
+    listed: dict[str, ForwardingTool | LocalTool] = {
+        **catalog.tools,
+        **pinner.withheld,
+        **catalog.local,
+    }
+    rows = []
+    for name, tool in listed.items():
+        # The gateway's own tools (fan-outs...) have no backend original and no pin.
+        original = tool.original if isinstance(tool, ForwardingTool) else None
+        definition = tool.to_mcp_tool()
+        rows.append(
+            {
+                "name": name,
+                "server": tool.server,
+                "original_name": original,
+                "description": tool.description or "",
+                "annotations": definition.annotations.model_dump(by_alias=True, exclude_none=True)
+                if definition.annotations
+                else None,
+                "input_schema": definition.input_schema,
+                # Against the lock file: ok, changed or new (None: no lock, pin = "off").
+                "pin": pinner.report.status(name) if pinning and original else None,
+                "pin_changes": list(pinner.report.changed.get(name, ())),
+                "withheld": name in pinner.withheld,
+            }
+        )
+    return sorted(rows, key=lambda row: str(row["name"]))
+
+
+def _print_tools(rows: list[dict[str, Any]]) -> None:
+    pinning = any(r["pin"] is not None for r in rows)  # a PIN column while pinning is on
+    print_table(
+        ["TOOL", "SERVER", "ORIGINAL", *(["PIN"] if pinning else []), "DESCRIPTION"],
+        [
+            [
+                r["name"],
+                r["server"],
+                r["original_name"] or "-",
+                *([_pin_mark(r)] if pinning else []),
+                redact(first_line(r["description"])),
+            ]
+            for r in rows
+        ],
+    )
+
+
+def _pin_mark(row: dict[str, Any]) -> str:
+    """`ok`, `new`, `changed:description,schema`; `!` when withheld (pin = "enforce");
+    `-` for a tool that is not pinned (the gateway's own)."""
+    if row["pin"] is None:
+        return "-"
+    mark = str(row["pin"])
+    if row["pin_changes"]:
+        mark += ":" + ",".join(row["pin_changes"])
+    return mark + ("!" if row["withheld"] else "")
+
+
+def lock(
+    config: ConfigOption = None, profile: ProfileOption = None, log_level: LogLevelOption = None
+) -> None:
+    """Pin every tool as it is now: write the lock file ([gateway] lock_file)."""
+    loaded = load(config, profile)
+    path = loaded.base_dir / loaded.gateway.lock_file
+    try:
+        previous = read_lock(path)
+    except ConfigError:
+        previous = None  # a broken lock is replaced whole
+    # Pinning off: every tool as the backends offer it now, and no old lock to apply.
+    unpinned = loaded.model_copy(
+        update={"gateway": loaded.gateway.model_copy(update={"pin": "off"})}
+    )
+    gateway, _ = snapshot_of(unpinned, log_level, lambda g: None)
+    down = sorted(
+        name
+        for name, group in gateway.groups.items()
+        if not any(u.stats.connects for u in group.replicas)
+    )
+    if down and len(down) == len(gateway.groups):
+        raise fail(1, "no backend reachable: lock file not written")
+    pinned = lock_catalog(gateway.catalog, {}, previous, keep=down)
+    try:
+        write_lock(path, pinned)
+    except OSError as exc:
+        raise fail(1, f"cannot write {path}: {exc.strerror or exc}") from None
+    kept = [name for name, entry in pinned.tools.items() if entry.server in down]
+    for server in down:
+        typer.echo(
+            f"mcp-agg: {server} unavailable: its entries in the previous lock are kept", err=True
+        )
+    typer.echo(
+        f"{path}: {len(pinned.tools)} tools pinned" + (f" ({len(kept)} kept)" if kept else "")
+    )

@@ -1,0 +1,116 @@
+"""The `[[servers]]` entries, and the replicas they describe."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from mcp_agg.config.base import BalancerName, StrictModel
+from mcp_agg.config.gateway import BreakerConfig, RetryConfig
+
+__all__ = ["ReplicaSpec", "ServerConfig", "effective_prefix"]
+
+#: Commands that mean "the Python running the gateway": Claude Desktop starts the
+#: gateway with a bare PATH from an arbitrary folder, where a plain `python` may be
+#: missing or be another interpreter without the backend's dependencies.
+_PYTHON_ALIASES = frozenset(
+    {"python", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}"}
+)
+
+
+class ServerConfig(StrictModel):
+    """One `[[servers]]` entry: a backend, or one replica of a backend sharing its `name`.
+
+    `command` alone starts a stdio server; `url` alone connects over HTTP or SSE;
+    both start the command and then connect to the url (a local HTTP backend the
+    gateway owns, reaped with it).
+    """
+
+    name: Annotated[str, Field(min_length=1)]
+    id: str | None = None
+    command: Annotated[str, Field(min_length=1)] | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str | None = None
+    url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    headers: dict[str, str] = {}
+    transport: Literal["http", "sse"] | None = None
+    prefix: str | None = None
+    weight: Annotated[float, Field(gt=0)] = 1
+    replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    balancer: BalancerName | None = None
+    enabled: bool = True
+    timeout: Annotated[float, Field(gt=0)] | None = None
+    retry: RetryConfig | None = None
+    breaker: BreakerConfig | None = None
+    include_tools: list[str] | None = None
+    exclude_tools: list[str] = []
+    rename_tools: dict[str, str] = {}
+    #: Glob patterns over the backend's tool names: safe to repeat after a failure
+    #: that may have reached the backend, or never, whatever the tool's annotations say.
+    idempotent_tools: list[str] = []
+    non_idempotent_tools: list[str] = []
+    failover_for: str | None = None
+    priority: int = 0
+    #: Bulkhead: calls to this server at once (all its replicas); more wait up to
+    #: `queue_timeout` seconds for a slot, then are refused.
+    max_concurrent: Annotated[int, Field(ge=1)] | None = None
+    queue_timeout: Annotated[float, Field(ge=0)] = 10
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> ServerConfig:
+        if self.command is None and self.url is None:
+            raise ValueError("needs `command` (stdio) or `url` (HTTP/SSE)")
+        if self.transport is not None and self.url is None:
+            raise ValueError("`transport` applies only to a server with a `url`")
+        if self.headers and self.url is None:
+            raise ValueError("`headers` apply only to a server with a `url`")
+        if self.command is None and (self.args or self.env or self.cwd):
+            raise ValueError("`args`, `env` and `cwd` apply only to a server with a `command`")
+        if self.replicas > 1 and (self.command is None or self.url is not None):
+            raise ValueError("`replicas` applies only to a stdio server (`command` without `url`)")
+        if self.failover_for == self.name:
+            raise ValueError("`failover_for` names the server itself")
+        return self
+
+    @property
+    def kind(self) -> Literal["stdio", "http", "sse"]:
+        if self.url is None:
+            return "stdio"
+        return self.transport or "http"
+
+
+def effective_prefix(server: ServerConfig) -> str:
+    """The prefix of the server's exposed names: its `name` unless `prefix` is set."""
+    return server.name if server.prefix is None else server.prefix
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSpec:
+    """One replica to run: a server entry, its group and its id, and how to launch it."""
+
+    group: str
+    id: str
+    server: ServerConfig
+    base_dir: Path
+
+    @property
+    def prefix(self) -> str:
+        return effective_prefix(self.server)
+
+    @property
+    def command(self) -> str | None:
+        command = self.server.command
+        if command is None:
+            return None
+        return sys.executable if command in _PYTHON_ALIASES else command
+
+    @property
+    def cwd(self) -> Path:
+        if self.server.cwd is None:
+            return self.base_dir
+        return (self.base_dir / self.server.cwd).resolve()

@@ -1,0 +1,84 @@
+"""The HTTP front: streamable HTTP at `/mcp`, served by uvicorn.
+
+It replaces one piece of FastMCP's `run_http_async`: uvicorn's own signal handling
+would kill the process before the lifespan (every backend) has unwound, so the signals
+stay the gateway's (`mcp_agg.front.signals`) and a signal asks uvicorn to shut down
+gracefully.
+
+Every request's `Host` and `Origin` are checked before anything else (DNS-rebinding
+protection, `mcp_agg.security.origin`). The session lifecycle is the SDK's and needs
+nothing here: `initialize` returns `Mcp-Session-Id`, GET with it opens the standalone
+SSE stream, DELETE ends the session, and an unknown or ended session id gets 404.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+import uvicorn
+from fastmcp import FastMCP
+
+from mcp_agg.config import GatewayConfig
+from mcp_agg.front.listener import OpsListener, serving_ops
+from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
+from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
+
+__all__ = ["serve_http"]
+
+logger = logging.getLogger("mcp_agg")
+
+
+async def serve_http(
+    server: FastMCP[Any],
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    settings: GatewayConfig,
+    ops: OpsListener | None = None,
+    on_reload: Reload | None = None,
+    hurry: Hurry | None = None,
+) -> None:
+    """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully (`hurry` once it is
+    stopping), SIGHUP calls `on_reload`, if given.
+
+    `settings` gives `allowed_hosts` and `allowed_origins`. `ops` is served meanwhile.
+    """
+    policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
+    logger.info(
+        "HTTP front accepts Host %s and Origin %s (or none)",
+        "any" if policy.allowed_hosts is None else ", ".join(policy.allowed_hosts),
+        ", ".join(policy.allowed_origins) or "none",
+    )
+    # FastMCP's own guard is turned off explicitly (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION
+    # would otherwise stack a second one with other rules): ours replaces it, origin.py
+    # says why.
+    app = HostOriginGuard(server.http_app(transport="http", host_origin_protection=False), policy)
+    # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
+    # the gateway's stderr handler and its secret redaction; they propagate to it instead.
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=2,
+    )
+    web = SignalFreeUvicorn(config)
+    async with anyio.create_task_group() as tg:
+
+        def stop() -> None:
+            if web.started:
+                web.should_exit = True  # let in-flight requests finish
+            else:
+                tg.cancel_scope.cancel()  # still starting the backends
+
+        tg.start_soon(handle_signals, stop, on_reload, hurry)
+        # As run_http_async does: the lifespan (every backend) spans the web server.
+        async with serving_ops(ops), server._lifespan_manager():
+            logger.info("serving MCP on http://%s:%d/mcp", host, port)
+            await web.serve()
+        tg.cancel_scope.cancel()
