@@ -39,7 +39,6 @@ from mcp_agg.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
     classify,
-    counts_against_replica,
 )
 from mcp_agg.observability.audit import note_attempt
 from mcp_agg.resilience.balancer import Balancer, RoundRobin
@@ -358,32 +357,18 @@ class ReplicaGroup:
         self, replica: Upstream, send: Send[_T], meta: dict[str, Any], *, safe: bool
     ) -> _T:
         """The attempt under the replica's breaker, within `attempt_timeout` if safe."""
-        if not replica.breaker.acquire():
-            raise UpstreamUnavailable(f"backend {replica.id}: circuit open", replica=replica.id)
-        limit = self.retry.attempt_timeout if safe else None
-        try:
+        with replica.breaker.guard(replica.id):
+            limit = self.retry.attempt_timeout if safe else None
             if limit is None:
-                result = await send(replica, meta)
-            else:
-                try:
-                    with anyio.fail_after(limit):
-                        result = await send(replica, meta)
-                except TimeoutError as exc:
-                    raise UpstreamTimeout(
-                        f"backend {replica.id}: no answer within attempt_timeout ({limit:g}s)",
-                        replica=replica.id,
-                    ) from exc
-        except anyio.get_cancelled_exc_class():
-            replica.breaker.release()  # the call's deadline, not the replica's verdict
-            raise
-        except Exception as exc:
-            if counts_against_replica(exc):
-                replica.breaker.record_failure()
-            else:
-                replica.breaker.release()
-            raise
-        replica.breaker.record_success()  # an isError result is a working backend
-        return result
+                return await send(replica, meta)
+            try:
+                with anyio.fail_after(limit):
+                    return await send(replica, meta)
+            except TimeoutError as exc:
+                raise UpstreamTimeout(
+                    f"backend {replica.id}: no answer within attempt_timeout ({limit:g}s)",
+                    replica=replica.id,
+                ) from exc
 
     async def _await_replica(self, deadline: float) -> Upstream | None:
         """Any admitted replica, waiting while one is reconnecting (a restart, an
