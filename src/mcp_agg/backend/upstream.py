@@ -104,7 +104,7 @@ class Upstream(ConnectMixin, ProbingMixin):
         self._notify()
         try:
             async with self._connected_client() as client:
-                self._connected(client)
+                self._mark_connected(client)
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._refresh_on_request, client)
                     if self.health.policy.interval > 0:
@@ -126,7 +126,7 @@ class Upstream(ConnectMixin, ProbingMixin):
             self.state = ReplicaState.ERROR
             self._notify()
 
-    def _connected(self, client: Client[Any]) -> None:
+    def _mark_connected(self, client: Client[Any]) -> None:
         """The session is open and listed: the replica serves on it from now."""
         self._client = client
         self.stats.connects += 1
