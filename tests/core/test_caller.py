@@ -1,5 +1,6 @@
-"""Tests for mcp_agg.core.caller and the routing rule in Upstream: which client a backend's log
-message or server-to-client request belongs to, and what a client gets to see."""
+"""Tests for mcp_agg.core.caller and the routing rule of a replica's relay (backend/relay.py):
+which client a backend's log message or server-to-client request belongs to, and what a
+client gets to see."""
 
 from __future__ import annotations
 
@@ -276,7 +277,7 @@ async def test_request_on_a_handshake_caller_goes_on_the_calls_channel() -> None
     assert metadata.related_request_id == 7
 
 
-# ---------------------------------------------------------------------------- Upstream._owner
+# ---------------------------------------------------------------------------- ClientRelay.owner
 
 
 @pytest.fixture
@@ -287,24 +288,24 @@ def spec() -> ReplicaSpec:
 
 async def test_owner_with_no_calls_in_flight_is_nobody(spec: ReplicaSpec) -> None:
     upstream = Upstream(spec, connect_timeout=1)
-    assert upstream._owner() is None
+    assert upstream._relay.owner() is None
 
 
 async def test_owner_of_one_call_is_its_caller(spec: ReplicaSpec) -> None:
     upstream = Upstream(spec, connect_timeout=1)
     only, _ = caller(connection())
-    upstream._callers.append(only)
-    assert upstream._owner() is only
+    upstream._relay.callers.append(only)
+    assert upstream._relay.owner() is only
 
 
 async def test_owner_of_one_connections_calls_is_the_newest(spec: ReplicaSpec) -> None:
     upstream = Upstream(spec, connect_timeout=1)
     conn = connection()
     calls = [caller(conn)[0] for _ in range(3)]
-    upstream._callers.extend(calls)
-    assert upstream._owner() is calls[-1]
-    upstream._callers.remove(calls[-1])
-    assert upstream._owner() is calls[1]
+    upstream._relay.callers.extend(calls)
+    assert upstream._relay.owner() is calls[-1]
+    upstream._relay.callers.remove(calls[-1])
+    assert upstream._relay.owner() is calls[1]
 
 
 async def test_owner_of_two_connections_calls_is_nobody(spec: ReplicaSpec) -> None:
@@ -312,35 +313,35 @@ async def test_owner_of_two_connections_calls_is_nobody(spec: ReplicaSpec) -> No
     a, b = connection(), connection()
     first, _ = caller(a)
     second, _ = caller(b)
-    upstream._callers.extend([first, second])
-    assert upstream._owner() is None
+    upstream._relay.callers.extend([first, second])
+    assert upstream._relay.owner() is None
     # Whichever came first: the order does not make either the owner.
-    upstream._callers.reverse()
-    assert upstream._owner() is None
-    upstream._callers.append(caller(a)[0])
-    assert upstream._owner() is None
+    upstream._relay.callers.reverse()
+    assert upstream._relay.owner() is None
+    upstream._relay.callers.append(caller(a)[0])
+    assert upstream._relay.owner() is None
     # Once only one client's calls are left, its newest owns what comes.
-    upstream._callers.remove(second)
-    assert upstream._owner() is upstream._callers[-1]
+    upstream._relay.callers.remove(second)
+    assert upstream._relay.owner() is upstream._relay.callers[-1]
 
 
 async def test_owner_without_connections_is_not_guessed(spec: ReplicaSpec) -> None:
     upstream = Upstream(spec, connect_timeout=1)
     stray, _ = caller(None)
-    upstream._callers.append(stray)
-    assert upstream._owner() is stray  # one call: it is the only candidate
-    upstream._callers.append(caller(None)[0])
-    assert upstream._owner() is None  # two calls of unknown origin: not the same client
-    upstream._callers[:] = [caller(connection())[0], stray]
-    assert upstream._owner() is None
+    upstream._relay.callers.append(stray)
+    assert upstream._relay.owner() is stray  # one call: it is the only candidate
+    upstream._relay.callers.append(caller(None)[0])
+    assert upstream._relay.owner() is None  # two calls of unknown origin: not the same client
+    upstream._relay.callers[:] = [caller(connection())[0], stray]
+    assert upstream._relay.owner() is None
 
 
-# ---------------------------------------------------------------------------- _relay_request
+# ---------------------------------------------------------------------------- ClientRelay.request
 
 
 async def test_relay_request_without_calls_says_none_in_flight(spec: ReplicaSpec) -> None:
     upstream = Upstream(spec, connect_timeout=1)
-    error = await upstream._relay_request(elicit_request(), mcp_types.ElicitResult)
+    error = await upstream._relay.request(elicit_request(), mcp_types.ElicitResult)
     assert isinstance(error, mcp_types.ErrorData)
     assert error.code == mcp_types.INVALID_REQUEST
     assert "cannot tell which client to ask" in error.message
@@ -352,8 +353,8 @@ async def test_relay_request_without_calls_says_none_in_flight(spec: ReplicaSpec
 async def test_relay_request_with_several_clients_asks_none(spec: ReplicaSpec) -> None:
     upstream = Upstream(spec, connect_timeout=1)
     (first, first_session), (second, second_session) = caller(connection()), caller(connection())
-    upstream._callers.extend([first, second])
-    error = await upstream._relay_request(elicit_request(), mcp_types.ElicitResult)
+    upstream._relay.callers.extend([first, second])
+    error = await upstream._relay.request(elicit_request(), mcp_types.ElicitResult)
     assert isinstance(error, mcp_types.ErrorData)
     assert "cannot tell which client to ask" in error.message
     assert "calls of several clients are in flight" in error.message
@@ -366,8 +367,8 @@ async def test_relay_request_goes_to_the_owner(spec: ReplicaSpec) -> None:
     conn = connection()
     (older, older_session), (newer, newer_session) = caller(conn), caller(conn)
     newer_session.answer = mcp_types.ElicitResult(action="accept", content={"v": "x"})
-    upstream._callers.extend([older, newer])
-    got = await upstream._relay_request(elicit_request(), mcp_types.ElicitResult)
+    upstream._relay.callers.extend([older, newer])
+    got = await upstream._relay.request(elicit_request(), mcp_types.ElicitResult)
     assert got == newer_session.answer
     assert older_session.requests == []
     assert len(newer_session.requests) == 1
@@ -376,8 +377,8 @@ async def test_relay_request_goes_to_the_owner(spec: ReplicaSpec) -> None:
 async def test_relay_request_to_a_modern_owner_is_the_era_error(spec: ReplicaSpec) -> None:
     upstream = Upstream(spec, connect_timeout=1)
     modern, session = caller(connection(MODERN), version=MODERN)
-    upstream._callers.append(modern)
-    error = await upstream._relay_request(mcp_types.ListRootsRequest(), mcp_types.ListRootsResult)
+    upstream._relay.callers.append(modern)
+    error = await upstream._relay.request(mcp_types.ListRootsRequest(), mcp_types.ListRootsResult)
     assert isinstance(error, mcp_types.ErrorData)
     assert "roots/list" in error.message
     assert "has no server-to-client requests" in error.message
@@ -387,10 +388,10 @@ async def test_relay_request_to_a_modern_owner_is_the_era_error(spec: ReplicaSpe
 async def test_relay_log_goes_to_the_owner_only(spec: ReplicaSpec) -> None:
     upstream = Upstream(spec, connect_timeout=1)
     (a, a_session), (b, b_session) = caller(connection()), caller(connection())
-    upstream._callers.append(a)
-    await upstream._relay_log(log_params("info"))
+    upstream._relay.callers.append(a)
+    await upstream._relay.log(log_params("info"))
     assert len(a_session.notifications) == 1
-    upstream._callers.append(b)  # two clients' calls: nobody gets it
-    await upstream._relay_log(log_params("info"))
+    upstream._relay.callers.append(b)  # two clients' calls: nobody gets it
+    await upstream._relay.log(log_params("info"))
     assert len(a_session.notifications) == 1
     assert b_session.notifications == []

@@ -6,7 +6,7 @@ stdio backend (`ps`), and two handshake-era HTTP clients, A and B.
 
 To know that A's call really is in flight on the backend session before B calls, the
 backend is started through `tee`, which copies every line the gateway writes to the
-backend's stdin into a file. The gateway registers a call as in flight (`Upstream._callers`)
+backend's stdin into a file. The gateway registers a call as in flight (`ClientRelay.callers`)
 before it writes the request, and forgets it only when the call ends; so once A's
 `tools/call wait` line is in that file, A's call is in flight on that session until A
 cancels it. The backend itself is unchanged.

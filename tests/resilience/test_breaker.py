@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
+import mcp_types
+import pytest
+from mcp.shared.exceptions import MCPError
+
+from mcp_agg.errors import UpstreamRequestError, UpstreamUnavailable
 from mcp_agg.resilience.breaker import BreakerState, CircuitBreaker
 
 
@@ -303,3 +309,58 @@ def test_state_values() -> None:
     assert BreakerState.CLOSED.value == "closed"
     assert BreakerState.OPEN.value == "open"
     assert BreakerState.HALF_OPEN.value == "half_open"
+
+
+# ---------------------------------------------------------------------------- guard
+# (in an event loop, as every call is: a cancellation is the running loop's own)
+
+
+def half_open(clock: FakeClock) -> CircuitBreaker:
+    breaker = make(clock)
+    trip(breaker)
+    clock.advance(10.0)
+    assert breaker.state is BreakerState.HALF_OPEN
+    return breaker
+
+
+async def test_guard_refuses_while_open() -> None:
+    breaker = make(FakeClock())
+    trip(breaker)
+    with (
+        pytest.raises(UpstreamUnavailable, match="backend r1: circuit open") as raised,
+        breaker.guard("r1"),
+    ):
+        raise AssertionError("a refused call never runs")
+    assert raised.value.replica == "r1"
+
+
+async def test_guard_records_a_success() -> None:
+    breaker = half_open(FakeClock())
+    with breaker.guard("r1"):
+        pass
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_guard_records_a_failure_that_counts_against_the_replica() -> None:
+    breaker = half_open(FakeClock())
+    with pytest.raises(UpstreamRequestError), breaker.guard("r1"):
+        raise UpstreamRequestError("connection lost after sending")
+    assert breaker.state is BreakerState.OPEN
+
+
+async def test_guard_gives_the_probe_back_for_the_backends_own_answer() -> None:
+    breaker = half_open(FakeClock())
+    with pytest.raises(MCPError), breaker.guard("r1"):
+        raise MCPError(mcp_types.INVALID_PARAMS, "bad arguments")
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allows()  # the probe slot is free again
+
+
+async def test_guard_gives_the_probe_back_when_the_call_is_cancelled() -> None:
+    breaker = half_open(FakeClock())
+    with anyio.CancelScope() as scope:
+        with breaker.guard("r1"):
+            scope.cancel()
+            await anyio.sleep(1)
+    assert breaker.state is BreakerState.HALF_OPEN
+    assert breaker.allows()

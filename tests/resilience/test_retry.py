@@ -1,20 +1,32 @@
-"""Tests for mcp_agg.resilience.retry: what may be retried, the budget, backoff and stops."""
+"""Tests for mcp_agg.resilience.retry: what may be retried, the budget, backoff, stops and
+the loop that applies them."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import anyio
 import mcp_types
 import pytest
 import tenacity
 from tenacity.wait import wait_random_exponential
 
 from mcp_agg.config import RetryConfig
-from mcp_agg.errors import FailureKind
+from mcp_agg.errors import (
+    FailureKind,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamRequestError,
+)
+from mcp_agg.resilience import retry
 from mcp_agg.resilience.retry import (
     IDEMPOTENCY_KEY,
     RetryBudget,
     backoff,
     is_retryable,
     retry_safe,
+    retrying,
     stop_for,
 )
 
@@ -285,3 +297,140 @@ def test_stop_before_wait_past_deadline() -> None:
 def test_stop_when_deadline_already_passed() -> None:
     stop = stop_for(RetryConfig(attempts=10), remaining=-1.0)
     assert stop(call_state(1))
+
+
+# ---------------------------------------------------------------------------- retrying
+
+#: No waiting between attempts.
+FAST = RetryConfig(attempts=3, base_delay=0, max_delay=0)
+
+
+class Final(UpstreamError):
+    """An attempt's way to say no attempt can follow (a group with no replica left)."""
+
+
+class Attempts:
+    """An attempt callable that plays `plan(number)`: an exception to raise, or a result."""
+
+    def __init__(self, plan: Callable[[int], Any]) -> None:
+        self.plan = plan
+        self.numbers: list[int] = []
+
+    async def __call__(self, number: int) -> Any:
+        self.numbers.append(number)
+        outcome = self.plan(number)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def generous() -> RetryBudget:
+    return RetryBudget(0, min_per_second=100)
+
+
+async def run(
+    attempts: Attempts,
+    *,
+    config: RetryConfig = FAST,
+    budget: RetryBudget | None = None,
+    safe: bool = False,
+    remaining: float = 60.0,
+) -> Any:
+    return await retrying(
+        attempts,
+        config,
+        budget or generous(),
+        deadline=anyio.current_time() + remaining,
+        safe=safe,
+        final=(Final,),
+    )
+
+
+async def test_a_first_attempt_that_succeeds_sets_up_no_retry_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_loop(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("tenacity's loop is set up only after a failure")
+
+    monkeypatch.setattr(retry, "AsyncRetrying", no_loop)
+    attempts = Attempts(lambda n: "ok")
+    assert await run(attempts) == "ok"
+    assert attempts.numbers == [1]
+
+
+async def test_each_call_counts_once_in_the_budget() -> None:
+    clock = FakeClock()
+    budget = RetryBudget(10, min_per_second=0, clock=clock)
+    for _ in range(10):
+        await run(Attempts(lambda n: "ok"), budget=budget)
+    # 10 calls at 10 %: one retry allowed, and only one.
+    assert budget.try_spend()
+    assert not budget.try_spend()
+
+
+async def test_a_retryable_failure_is_tried_again_numbered_from_two() -> None:
+    attempts = Attempts(lambda n: UpstreamConnectError("refused") if n < 3 else {"n": n})
+    assert await run(attempts) == {"n": 3}
+    assert attempts.numbers == [1, 2, 3]
+
+
+async def test_a_result_of_none_after_a_retry_is_the_result() -> None:
+    attempts = Attempts(lambda n: UpstreamConnectError("refused") if n == 1 else None)
+    assert await run(attempts) is None
+    assert attempts.numbers == [1, 2]
+
+
+async def test_a_failure_after_sending_is_retried_only_when_safe() -> None:
+    broken = UpstreamRequestError("connection lost after sending")
+    unsafe = Attempts(lambda n: broken if n == 1 else "ok")
+    with pytest.raises(UpstreamRequestError) as raised:
+        await run(unsafe, safe=False)
+    assert raised.value is broken
+    assert unsafe.numbers == [1]
+    safe = Attempts(lambda n: broken if n == 1 else "ok")
+    assert await run(safe, safe=True) == "ok"
+    assert safe.numbers == [1, 2]
+
+
+async def test_attempts_cap_the_loop_and_the_last_failure_is_raised() -> None:
+    attempts = Attempts(lambda n: UpstreamConnectError(f"refused {n}"))
+    with pytest.raises(UpstreamConnectError, match="refused 3"):
+        await run(attempts)
+    assert attempts.numbers == [1, 2, 3]
+
+
+async def test_a_final_failure_ends_the_loop_at_once() -> None:
+    budget = generous()
+    attempts = Attempts(lambda n: UpstreamConnectError("refused") if n == 1 else Final("none"))
+    with pytest.raises(Final):
+        await run(attempts, budget=budget)
+    assert attempts.numbers == [1, 2]
+    assert budget.refused == 0
+
+
+async def test_a_final_first_failure_sets_up_no_retry_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_loop(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a final failure is raised as it is")
+
+    monkeypatch.setattr(retry, "AsyncRetrying", no_loop)
+    attempts = Attempts(lambda n: Final("no replica"))
+    with pytest.raises(Final, match="no replica"):
+        await run(attempts)
+    assert attempts.numbers == [1]
+
+
+async def test_no_retry_once_the_budget_is_spent() -> None:
+    stingy = RetryBudget(0, min_per_second=0)
+    attempts = Attempts(lambda n: UpstreamConnectError("refused"))
+    with pytest.raises(UpstreamConnectError):
+        await run(attempts, budget=stingy)
+    assert attempts.numbers == [1]
+    assert stingy.refused == 1
+
+
+async def test_no_retry_whose_wait_would_pass_the_deadline() -> None:
+    slow = RetryConfig(attempts=5, base_delay=10, max_delay=10)
+    attempts = Attempts(lambda n: UpstreamConnectError("refused"))
+    with pytest.raises(UpstreamConnectError):
+        await run(attempts, config=slow, remaining=-1.0)
+    assert attempts.numbers == [1]

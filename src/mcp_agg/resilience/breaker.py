@@ -14,9 +14,14 @@ recorded: a tool result with `isError: true` is a success here, and local reject
 from __future__ import annotations
 
 import collections
+import contextlib
 import enum
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+
+import anyio
+
+from mcp_agg.errors import UpstreamUnavailable, counts_against_replica
 
 __all__ = ["BreakerState", "CircuitBreaker"]
 
@@ -84,6 +89,26 @@ class CircuitBreaker:
         """A call admitted by `acquire` ended with no verdict (cancelled, not sent)."""
         if self._state is BreakerState.HALF_OPEN and self._probes:
             self._probes -= 1
+
+    @contextlib.contextmanager
+    def guard(self, replica: str) -> Iterator[None]:
+        """One call to `replica` under the breaker: refused while it is open, and its
+        outcome recorded. A failure that does not count against the replica, or the
+        call's cancellation (its deadline, not the replica's verdict), is no verdict."""
+        if not self.acquire():
+            raise UpstreamUnavailable(f"backend {replica}: circuit open", replica=replica)
+        try:
+            yield
+        except anyio.get_cancelled_exc_class():
+            self.release()
+            raise
+        except Exception as exc:
+            if counts_against_replica(exc):
+                self.record_failure()
+            else:
+                self.release()
+            raise
+        self.record_success()  # an isError result is a working backend
 
     def record_success(self) -> None:
         self._remember(ok=True)

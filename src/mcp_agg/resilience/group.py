@@ -5,9 +5,9 @@ Every proxied request goes through its group:
 1. the balancer picks a replica that is connected, healthy and admitted by its breaker,
    and that this call has not tried yet;
 2. a failure is classified once (errors.py): it feeds the replica's breaker if it
-   counts against the replica, and is retried (tenacity: exponential backoff with full
-   jitter, within the attempts, the deadline and the retry budget) only if it is safe:
-   nothing was sent, or the tool is safe to repeat;
+   counts against the replica, and is retried (retry.py's loop: exponential backoff
+   with full jitter, within the attempts, the deadline and the retry budget) only if it
+   is safe: nothing was sent, or the tool is safe to repeat;
 3. when every replica has failed the call, the failover groups are tried in priority
    order with the same original name;
 4. `request_timeout` bounds all of it; on expiry the backend request is cancelled
@@ -19,14 +19,15 @@ Every attempt of one logical call carries the same idempotency key in `_meta`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 import mcp_types
-from tenacity import AsyncRetrying, DoAttempt, DoSleep, RetryCallState
 
 from mcp_agg.backend.upstream import Listing, ReplicaState, Upstream
 from mcp_agg.config import RetryConfig, ServerConfig
@@ -38,17 +39,10 @@ from mcp_agg.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
     classify,
-    counts_against_replica,
 )
 from mcp_agg.observability.audit import note_attempt
 from mcp_agg.resilience.balancer import Balancer, RoundRobin
-from mcp_agg.resilience.retry import (
-    IDEMPOTENCY_KEY,
-    RetryBudget,
-    backoff,
-    is_retryable,
-    stop_for,
-)
+from mcp_agg.resilience.retry import IDEMPOTENCY_KEY, RetryBudget, retrying
 from mcp_agg.security.limits import Bulkhead
 
 if TYPE_CHECKING:
@@ -72,6 +66,23 @@ class _GroupExhausted(UpstreamError):
         self.last = last
         #: Whether any attempt may have reached a backend.
         self.sent = sent
+
+
+@dataclass(slots=True)
+class _Tries(Generic[_T]):
+    """One group's attempts at a call: what each sends, and what they have met so far."""
+
+    send: Send[_T]
+    meta: dict[str, Any]
+    safe: bool
+    deadline: float
+    #: Whether the group is the last in the failover chain (it waits for a replica).
+    last: bool
+    tried: set[str] = field(default_factory=set)
+    #: Whether any attempt may have reached a backend.
+    sent: bool = False
+    #: The latest attempt's failure.
+    failure: BaseException | None = None
 
 
 class ReplicaGroup:
@@ -288,68 +299,49 @@ class ReplicaGroup:
         deadline: float,
         last: bool,
     ) -> _T:
-        """One group's attempts at a call: balancer, breaker, retries.
+        """One group's attempts at a call: balancer, breaker, and retries (`retrying`).
 
         Each attempt prefers a replica this call has not tried. Once all have been
         tried the group has failed the call and the next group in the failover chain
         takes over; the last group in the chain retries its replicas again instead.
         """
-        tried: set[str] = set()
-        sent = False
-        failure: BaseException | None = None
-        number = 0
-        self.budget.record_call()
-
-        async def attempt() -> _T:
-            nonlocal failure, sent, number
-            number += 1
-            replica = self._pick(tried)
-            if replica is None and last:
-                replica = await self._await_replica(deadline)
-            if replica is None:
-                raise _GroupExhausted(self._nobody(tried, failure), failure, sent=sent)
-            tried.add(replica.id)
-            note_attempt(replica.id)
-            if number > 1:
-                self.retries += 1
-            try:
-                return await self._attempt(replica, send, meta, safe=safe)
-            except Exception as exc:
-                failure = exc
-                sent = sent or classify(exc) is not FailureKind.NOT_SENT
-                raise
-
-        def retryable(state: RetryCallState) -> bool:
-            outcome = state.outcome
-            if outcome is None or not outcome.failed:
-                return False
-            exc = outcome.exception()
-            if exc is None or isinstance(exc, _GroupExhausted):
-                return False
-            return is_retryable(classify(exc), safe=safe) and self.budget.try_spend()
-
+        tries = _Tries(send, meta, safe, deadline, last)
         try:
-            try:
-                # Most calls succeed at once: tenacity's loop (tens of microseconds a
-                # call, measured) is set up only for a call whose first attempt failed.
-                return await attempt()
-            except _GroupExhausted:
-                raise
-            except Exception as first:
-                retrying = AsyncRetrying(
-                    wait=backoff(self.retry),
-                    stop=stop_for(self.retry, deadline - anyio.current_time()),
-                    retry=retryable,
-                    reraise=True,
-                )
-                return await _retry_after(retrying, first, attempt)
+            return await retrying(
+                functools.partial(self._try, tries),
+                self.retry,
+                self.budget,
+                deadline=deadline,
+                safe=safe,
+                final=(_GroupExhausted,),
+            )
         except _GroupExhausted:
             raise
         except Exception as exc:
             kind = classify(exc)
             if kind is FailureKind.PROTOCOL:
                 raise  # the backend's own answer: relayed as it is
-            raise _GroupExhausted(f"{self.name!r}: {exc}", exc, sent=sent) from exc
+            raise _GroupExhausted(f"{self.name!r}: {exc}", exc, sent=tries.sent) from exc
+
+    async def _try(self, tries: _Tries[_T], number: int) -> _T:
+        """Attempt `number` of a call, on a replica it has not tried; the last group in the
+        chain waits for a reconnecting one. None left: the group is exhausted."""
+        replica = self._pick(tries.tried)
+        if replica is None and tries.last:
+            replica = await self._await_replica(tries.deadline)
+        if replica is None:
+            failure = tries.failure
+            raise _GroupExhausted(self._nobody(tries.tried, failure), failure, sent=tries.sent)
+        tries.tried.add(replica.id)
+        note_attempt(replica.id)
+        if number > 1:
+            self.retries += 1
+        try:
+            return await self._attempt(replica, tries.send, tries.meta, safe=tries.safe)
+        except Exception as exc:
+            tries.failure = exc
+            tries.sent = tries.sent or classify(exc) is not FailureKind.NOT_SENT
+            raise
 
     async def _attempt(
         self, replica: Upstream, send: Send[_T], meta: dict[str, Any], *, safe: bool
@@ -365,32 +357,18 @@ class ReplicaGroup:
         self, replica: Upstream, send: Send[_T], meta: dict[str, Any], *, safe: bool
     ) -> _T:
         """The attempt under the replica's breaker, within `attempt_timeout` if safe."""
-        if not replica.breaker.acquire():
-            raise UpstreamUnavailable(f"backend {replica.id}: circuit open", replica=replica.id)
-        limit = self.retry.attempt_timeout if safe else None
-        try:
+        with replica.breaker.guard(replica.id):
+            limit = self.retry.attempt_timeout if safe else None
             if limit is None:
-                result = await send(replica, meta)
-            else:
-                try:
-                    with anyio.fail_after(limit):
-                        result = await send(replica, meta)
-                except TimeoutError as exc:
-                    raise UpstreamTimeout(
-                        f"backend {replica.id}: no answer within attempt_timeout ({limit:g}s)",
-                        replica=replica.id,
-                    ) from exc
-        except anyio.get_cancelled_exc_class():
-            replica.breaker.release()  # the call's deadline, not the replica's verdict
-            raise
-        except Exception as exc:
-            if counts_against_replica(exc):
-                replica.breaker.record_failure()
-            else:
-                replica.breaker.release()
-            raise
-        replica.breaker.record_success()  # an isError result is a working backend
-        return result
+                return await send(replica, meta)
+            try:
+                with anyio.fail_after(limit):
+                    return await send(replica, meta)
+            except TimeoutError as exc:
+                raise UpstreamTimeout(
+                    f"backend {replica.id}: no answer within attempt_timeout ({limit:g}s)",
+                    replica=replica.id,
+                ) from exc
 
     async def _await_replica(self, deadline: float) -> Upstream | None:
         """Any admitted replica, waiting while one is reconnecting (a restart, an
@@ -429,31 +407,6 @@ def _down(replica: Upstream) -> str:
     return f"backend {replica.id} is not available ({why})" + (
         f"; last error: {last}" if last else ""
     )
-
-
-async def _retry_after(
-    retrying: AsyncRetrying, first: Exception, attempt: Callable[[], Awaitable[_T]]
-) -> _T:
-    """Go on with tenacity's own loop (what `AsyncRetrying.__call__` runs) as if it had
-    made the first attempt itself and seen it fail with `first`: its wait, stop and
-    retry decide every attempt after it, numbered from 2."""
-    retrying.begin()
-    state = RetryCallState(retrying, fn=None, args=(), kwargs={})
-    state.set_exception((type(first), first, first.__traceback__))
-    while True:
-        do = await retrying.iter(retry_state=state)
-        if isinstance(do, DoSleep):
-            state.prepare_for_next_attempt()
-            await retrying.sleep(do)  # type: ignore[misc]
-        elif isinstance(do, DoAttempt):
-            try:
-                result = await attempt()
-            except Exception as exc:  # a cancellation is not an attempt's failure
-                state.set_exception((type(exc), exc, exc.__traceback__))
-            else:
-                state.set_result(result)
-        else:
-            return do  # type: ignore[no-any-return]
 
 
 def _unwrap(exc: _GroupExhausted) -> UpstreamError:

@@ -1,31 +1,26 @@
-"""Client transports to backends: stdio, streamable HTTP and SSE.
+"""Client transports to backends, one module per kind, chosen from a replica's config entry.
 
-Three FastMCP/SDK defaults are wrong for a gateway and are replaced here:
-- the SDK's stdio reader is quadratic in a message's length (stdio.py has a linear one);
-- FastMCP's streamable HTTP transport keeps the SDK's 1 MiB cap on one server-sent
-  event, so a large result would fail only when its backend is remote;
-- the SDK session validates structured content against the backend's output schema,
-  turning a backend's schema slip into a gateway error. The end client validates
-  what it receives; a relay must pass results through as they are.
+- stdio.py: a backend process over stdin/stdout, read with a line reader that stays
+  linear (the SDK's is quadratic in a message's length);
+- http.py: streamable HTTP with no cap on one server-sent event (FastMCP keeps the SDK's
+  1 MiB), and SSE; both with a hook that sees each request;
+- options.py: the session every transport opens, which relays results without policing
+  them against the backend's output schema.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import IO, TYPE_CHECKING, TextIO, cast
+from typing import IO, TYPE_CHECKING, Protocol
 
-import httpx2
-import mcp_types
-from fastmcp.client.transports import ClientTransport, SSETransport
-from fastmcp.client.transports.base import SessionKwargs, TransportOptions
-from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import McpHttpClientFactory, create_mcp_http_client
-from typing_extensions import Unpack
+from fastmcp.client.transports import ClientTransport
 
-from mcp_agg.backend.transports.stdio import StdioRelayTransport
+from mcp_agg.backend.transports.http import (
+    RequestHook,
+    StreamableHttpRelayTransport,
+    http_transport,
+)
+from mcp_agg.backend.transports.options import RelaySession, relay_options
+from mcp_agg.backend.transports.stdio import stdio_transport
 
 if TYPE_CHECKING:
     from mcp_agg.config import ReplicaSpec
@@ -34,105 +29,30 @@ __all__ = [
     "RelaySession",
     "RequestHook",
     "StreamableHttpRelayTransport",
+    "TransportFactory",
     "make_transport",
     "relay_options",
 ]
 
-#: Read timeout for one HTTP backend response; the gateway's own deadline is shorter.
-_HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
 
-#: An httpx request event hook: sees (and may add headers to) each request before it is sent.
-RequestHook = Callable[[httpx2.Request], Awaitable[None]]
+class TransportFactory(Protocol):
+    """The seam between a replica's session and the way it reaches its backend.
 
+    A stdio child's stderr goes to `stderr`; `on_request` sees each request to an HTTP
+    or SSE backend. A factory ignores what its kind of backend does not have.
+    """
 
-class RelaySession(ClientSession):
-    """A client session that relays results without policing their output schema."""
-
-    async def validate_tool_result(self, name: str, result: mcp_types.CallToolResult) -> None:
-        return None
-
-
-def relay_options() -> TransportOptions:
-    # forward_incoming_headers stays False: the caller's Authorization header must
-    # never reach a backend (MCP security best practices, no token passthrough).
-    return TransportOptions(session_class=RelaySession, forward_incoming_headers=False)
-
-
-class StreamableHttpRelayTransport(ClientTransport):
-    """Streamable HTTP to a backend with no cap on the size of one server-sent event."""
-
-    def __init__(
-        self, url: str, headers: dict[str, str], on_request: RequestHook | None = None
-    ) -> None:
-        self.url = url
-        self.headers = dict(headers)
-        self.on_request = on_request
-
-    @contextlib.asynccontextmanager
-    async def connect_session(
+    def __call__(
         self,
-        *,
-        transport_options: TransportOptions | None = None,
-        **session_kwargs: Unpack[SessionKwargs],
-    ) -> AsyncIterator[ClientSession]:
-        options = transport_options or relay_options()
-        http_client = _http_client(self.on_request)(headers=self.headers, timeout=_HTTP_TIMEOUT)
-        async with (
-            http_client,
-            streamable_http_client(self.url, http_client=http_client, max_sse_event_size=None) as (
-                read_stream,
-                write_stream,
-            ),
-            options.session_class(read_stream, write_stream, **session_kwargs) as session,
-        ):
-            yield session
-
-    def __repr__(self) -> str:
-        return f"<StreamableHttpRelayTransport(url={self.url!r})>"
-
-
-def _http_client(on_request: RequestHook | None) -> McpHttpClientFactory:
-    """The SDK's HTTP client factory, with `on_request` as a request event hook."""
-    if on_request is None:
-        return create_mcp_http_client
-
-    def create(
-        headers: dict[str, str] | None = None,
-        timeout: httpx2.Timeout | None = None,
-        auth: httpx2.Auth | None = None,
-    ) -> httpx2.AsyncClient:
-        client = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
-        client.event_hooks = {
-            **client.event_hooks,
-            "request": [*client.event_hooks["request"], on_request],
-        }
-        return client
-
-    return create
+        spec: ReplicaSpec,
+        stderr: IO[str] | None = None,
+        on_request: RequestHook | None = None,
+    ) -> ClientTransport: ...
 
 
 def make_transport(
     spec: ReplicaSpec, stderr: IO[str] | None = None, on_request: RequestHook | None = None
 ) -> ClientTransport:
-    """The transport for one replica, from its config entry; a stdio child's stderr to
-    `stderr`; `on_request` sees each request to an HTTP or SSE backend."""
-    server = spec.server
-    if server.url is not None:
-        if server.kind == "sse":
-            return SSETransport(
-                server.url,
-                headers=dict(server.headers),
-                httpx_client_factory=None if on_request is None else _http_client(on_request),
-            )
-        return StreamableHttpRelayTransport(server.url, server.headers, on_request)
-    command = spec.command
-    assert command is not None  # the config model guarantees command or url
-    # The replica's session is long-lived and ours alone: closing it ends the process
-    # (and its process group), never leaves it running for reuse.
-    return StdioRelayTransport(
-        command,
-        list(server.args),
-        dict(server.env),
-        str(spec.cwd),
-        cast("TextIO", stderr) if stderr is not None else sys.stderr,
-    )
+    """The transport for one replica, from its config entry (see `TransportFactory`)."""
+    factory: TransportFactory = stdio_transport if spec.server.url is None else http_transport
+    return factory(spec, stderr, on_request)

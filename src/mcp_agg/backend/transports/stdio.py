@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator, Iterable
-from typing import Any, TextIO
+from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 import anyio
 import anyio.abc
@@ -30,7 +31,11 @@ from mcp.client.session import ClientSession
 from mcp.shared.message import SessionMessage
 from typing_extensions import Unpack
 
-__all__ = ["StdioRelayTransport", "split_lines"]
+if TYPE_CHECKING:
+    from mcp_agg.backend.transports.http import RequestHook
+    from mcp_agg.config import ReplicaSpec
+
+__all__ = ["StdioRelayTransport", "split_lines", "stdio_transport"]
 
 logger = logging.getLogger(__name__)
 
@@ -162,3 +167,23 @@ class StdioRelayTransport(ClientTransport):
 
     def __repr__(self) -> str:
         return f"<StdioRelayTransport {self.command}>"
+
+
+def stdio_transport(
+    spec: ReplicaSpec, stderr: IO[str] | None = None, on_request: RequestHook | None = None
+) -> ClientTransport:
+    """The transport to a stdio backend, its stderr to `stderr` (`on_request`: unused).
+
+    The replica's session is long-lived and its own: closing it ends the process (and
+    its process group), never leaves it running for reuse.
+    """
+    command = spec.command
+    assert command is not None  # the config model guarantees command or url
+    server = spec.server
+    return StdioRelayTransport(
+        command,
+        list(server.args),
+        dict(server.env),
+        str(spec.cwd),
+        cast("TextIO", stderr) if stderr is not None else sys.stderr,
+    )

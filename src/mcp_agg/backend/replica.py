@@ -1,0 +1,162 @@
+"""What every part of a replica shares: its state, its counters, and the three things any
+part may do with them (report a change, record an error, give up the session).
+
+`Upstream` (upstream.py) is assembled from mixins over `ReplicaCore`, as FastMCP
+assembles its server from mixins: connecting (connect.py), requests (requests.py) and
+health probing (probing.py) all read and move the same state, so they share it rather
+than pass it to each other. What keeps state of its own, the relay of a backend's
+messages to calling clients (relay.py), is an object the core holds.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Self
+
+import anyio
+import mcp_types
+from fastmcp import Client
+
+from mcp_agg.backend.listing import Listing
+from mcp_agg.backend.process import OutputCapture
+from mcp_agg.backend.relay import ClientRelay
+from mcp_agg.backend.transports import RequestHook
+from mcp_agg.config import ReplicaSpec
+from mcp_agg.resilience.balancer import PeakEwma
+from mcp_agg.resilience.breaker import CircuitBreaker
+from mcp_agg.resilience.health import HealthPolicy, HealthState
+
+__all__ = ["ReplicaCore", "ReplicaState", "ReplicaStats", "describe"]
+
+logger = logging.getLogger(__name__)
+
+
+class ReplicaState(enum.StrEnum):
+    REGISTERED = "registered"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    ERROR = "error"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class ReplicaStats:
+    calls: int = 0
+    failures: int = 0
+    in_flight: int = 0
+    connects: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    connected_at: float | None = None
+    protocol_version: str | None = None
+    server_name: str | None = None
+
+
+class ReplicaCore:
+    """One backend replica's state, read by every part of `Upstream`."""
+
+    def __init__(
+        self,
+        spec: ReplicaSpec,
+        *,
+        connect_timeout: float,
+        on_change: Callable[[Self], None] = lambda _: None,
+        breaker: CircuitBreaker | None = None,
+        health: HealthPolicy | None = None,
+        on_resource_updated: Callable[[Self, str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.connect_timeout = connect_timeout
+        self.breaker = breaker or CircuitBreaker()
+        self.health = HealthState(health or HealthPolicy(interval=0))
+        self.ewma = PeakEwma()
+        self.state = ReplicaState.REGISTERED
+        self.listing = Listing()
+        self.stats = ReplicaStats()
+        self._on_change = on_change
+        self._on_resource_updated = on_resource_updated
+        #: Takes what the backend asks or tells during a call to the client that made it.
+        self._relay = ClientRelay(spec.id)
+        #: The log level backends are asked to send at (`logging/setLevel`), if any.
+        self.log_level: mcp_types.LoggingLevel | None = None
+        #: Backend URIs the gateway holds a subscription for on this replica.
+        self.subscriptions: set[str] = set()
+        self.output = OutputCapture(spec.id)
+        #: Sees every HTTP request to the backend before it is sent (trace context).
+        self.on_http_request: RequestHook | None = None
+        self._client: Client[Any] | None = None
+        self._lost = anyio.Event()
+        self._stopping = False
+        self._stop_event = anyio.Event()
+        self._refresh = anyio.Event()
+        self._attempt: anyio.CancelScope | None = None
+        #: Set once the first connection attempt has succeeded or failed.
+        self.first_attempt = anyio.Event()
+        #: Set when the supervisor has closed the session and ended.
+        self.stopped = anyio.Event()
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def group(self) -> str:
+        return self.spec.group
+
+    @property
+    def available(self) -> bool:
+        """Connected and not ejected by health checks (the breaker is the group's concern)."""
+        return (
+            self.state is ReplicaState.CONNECTED
+            and self._client is not None
+            and self.health.healthy
+        )
+
+    # What a balancing strategy reads (resilience.balancer.LoadView).
+    @property
+    def weight(self) -> float:
+        return self.spec.server.weight
+
+    @property
+    def in_flight(self) -> int:
+        return self.stats.in_flight
+
+    @property
+    def latency(self) -> float:
+        return self.ewma.value
+
+    def __repr__(self) -> str:
+        return f"<Upstream {self.id} {self.state}>"
+
+    def _notify(self: Self) -> None:
+        try:
+            self._on_change(self)
+        except Exception:
+            logger.exception("change handler failed for %s", self.id)
+
+    def _record_error(self, exc: BaseException) -> None:
+        said = self.output.last_line
+        self.stats.last_error = describe(exc) + (f" (stderr: {said})" if said else "")
+        self.stats.last_error_at = time.time()
+
+    def _lose(self, exc: BaseException) -> None:
+        """The session is unusable: record why and let the supervisor reconnect."""
+        self._record_error(exc)
+        if self.state is ReplicaState.CONNECTED:
+            self.state = ReplicaState.ERROR
+        self._lost.set()
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason for status output and logs."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    text = str(exc) or type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause) not in text:
+        text = f"{text}: {cause}"
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,190 @@
+"""Requests on a replica's session, and the one classification of how each one failed.
+
+A mixin over `ReplicaCore` (see replica.py): a request counts in the replica's stats,
+feeds its latency estimate, and gives up the session when the connection is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import mcp_types
+from fastmcp import Client
+from mcp.shared.dispatcher import CallOptions
+from mcp.shared.exceptions import MCPError
+
+from mcp_agg.backend.replica import ReplicaCore, ReplicaState, describe
+from mcp_agg.core.caller import current_caller
+from mcp_agg.errors import (
+    FailureKind,
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamRequestError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    classify,
+    connection_lost,
+)
+
+__all__ = ["RequestsMixin"]
+
+
+class RequestsMixin(ReplicaCore):
+    """What the gateway asks of one replica: calls, reads, prompts, and session state."""
+
+    async def call_tool(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A tools/call, answered in its wire form (the JSON object the backend sent).
+
+        A relay does not need the result as objects: the SDK would validate the backend's
+        JSON twice into a `CallToolResult` only for the gateway to dump it again. The
+        request goes out as the SDK's own `ClientSession.call_tool` sends it (the session's
+        per-era stamp sets the protocol `_meta` and the Mcp-* headers), but the answer is
+        kept as JSON; the gateway's server validates it once, for the client's protocol
+        version, on the way out. Errors are the SDK's (MCPError on a JSON-RPC error).
+        """
+        async with self._request(f"tools/call {name}") as client:
+            params: dict[str, Any] = {"name": name, "arguments": arguments}
+            if meta:
+                params["_meta"] = dict(meta)
+            return await self._send_raw(client, "tools/call", params)
+
+    async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
+        async with self._request(f"resources/read {uri}") as client:
+            return await client.read_resource_mcp(uri)
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None
+    ) -> mcp_types.GetPromptResult:
+        async with self._request(f"prompts/get {name}") as client:
+            return await client.get_prompt_mcp(name, arguments)
+
+    async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A completion/complete, params and result in their wire form."""
+        async with self._request("completion/complete") as client:
+            return await self._send_raw(client, "completion/complete", params)
+
+    async def set_log_level(self, level: mcp_types.LoggingLevel) -> None:
+        """Ask the backend to send log messages from `level` up (kept for reconnects)."""
+        self.log_level = level
+        client = self._client
+        caps = client.server_capabilities if client is not None else None
+        if client is None or caps is None or caps.logging is None:
+            return
+        async with self._request("logging/setLevel") as client:
+            await client.session.set_logging_level(level)
+
+    async def subscribe(self, uri: str) -> None:
+        async with self._request(f"resources/subscribe {uri}") as client:
+            await client.session.subscribe_resource(uri)
+        self.subscriptions.add(uri)
+
+    async def unsubscribe(self, uri: str) -> None:
+        self.subscriptions.discard(uri)
+        async with self._request(f"resources/unsubscribe {uri}") as client:
+            await client.session.unsubscribe_resource(uri)
+
+    async def roots_changed(self) -> None:
+        """Tell the backend the client's roots changed, if it is connected."""
+        client = self._client
+        if client is not None and self.state is ReplicaState.CONNECTED:
+            await client.session.send_roots_list_changed()
+
+    def _require_client(self) -> Client[Any]:
+        client = self._client
+        if client is None or self.state is not ReplicaState.CONNECTED:
+            raise UpstreamUnavailable(f"backend {self.id} is {self.state}", replica=self.id)
+        if _session_closed(client):
+            # The process died or the connection dropped since the last call: nothing
+            # has been sent yet, so another replica may take this one.
+            self._lose(UpstreamConnectError("connection closed", replica=self.id))
+            raise UpstreamUnavailable(f"backend {self.id}: connection closed", replica=self.id)
+        return client
+
+    @contextlib.asynccontextmanager
+    async def _request(self, what: str) -> AsyncIterator[Client[Any]]:
+        """One request on the session: counted, timed, its caller known to the relay, and
+        its failure raised as the gateway's error for it (a backend's own JSON-RPC error
+        as it is)."""
+        client = self._require_client()
+        self.stats.in_flight += 1
+        self.stats.calls += 1
+        started = time.monotonic()
+        try:
+            with self._relay.serving(current_caller.get()):
+                yield client
+            self.ewma.observe(time.monotonic() - started)
+        except anyio.get_cancelled_exc_class():
+            # Abandoned (deadline, attempt timeout, client cancel): its latency is at
+            # least this long, which is what a balancer should know of a hung replica.
+            self.ewma.observe(time.monotonic() - started)
+            raise
+        except UpstreamUnavailable:
+            raise
+        except Exception as exc:
+            failure = self._failure(what, exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+        finally:
+            self.stats.in_flight -= 1
+
+    def _failure(self, what: str, exc: Exception) -> Exception:
+        """The error a request's failure is raised as (`exc` itself for the backend's own
+        answer); a failure counts against the replica, a lost connection loses it."""
+        if isinstance(exc, MCPError) and not connection_lost(exc):
+            return exc  # the backend's own JSON-RPC error: relayed as it is
+        self.stats.failures += 1
+        if isinstance(exc, TimeoutError):
+            return UpstreamTimeout(f"backend {self.id}: {what}: timed out", replica=self.id)
+        if connection_lost(exc):
+            self._lose(exc)
+        # Keep the one classification: a failure to connect sent nothing.
+        error: type[UpstreamError] = (
+            UpstreamConnectError if classify(exc) is FailureKind.NOT_SENT else UpstreamRequestError
+        )
+        return error(f"backend {self.id}: {what}: {describe(exc)}", replica=self.id)
+
+    async def _send_raw(
+        self, client: Client[Any], method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Send a request as the SDK's session would, and keep its answer as JSON.
+
+        The session's per-era stamp sets the protocol `_meta` and the Mcp-* headers;
+        the calling client's progress token, if it gave one, gets the backend's
+        progress for this request.
+        """
+        session = client.session
+        data: dict[str, Any] = {"method": method, "params": params}
+        options: CallOptions = {}
+        session._stamp(data, options)
+        caller = current_caller.get()
+        if caller is not None and caller.progress:
+            options["on_progress"] = caller.report_progress
+        request = session._dispatcher.send_raw_request(method, data["params"], options)
+        if self.spec.server.url is None:
+            return await request
+        # An HTTP error is raised in the session's task, not in the caller's: watch it.
+        return await client._await_with_session_monitoring(request)
+
+
+def _session_closed(client: Client[Any]) -> bool:
+    """Whether the client's session has already lost its connection.
+
+    The SDK marks its dispatcher closed when the transport ends (a stdio process exited,
+    an HTTP stream broke); there is no public flag, so this reads it defensively.
+    """
+    try:
+        dispatcher = getattr(client.session, "_dispatcher", None)
+    except RuntimeError:
+        return True  # no session at all
+    return bool(getattr(dispatcher, "_closed", False))

@@ -1,0 +1,102 @@
+"""HTTP transports to a backend: streamable HTTP, and SSE for older servers.
+
+FastMCP's streamable HTTP transport keeps the SDK's 1 MiB cap on one server-sent event,
+so a large result would fail only when its backend is remote: the transport here has no
+cap. Both kinds take a request hook, which sees (and may add headers to) every request
+before it is sent: how trace context reaches a backend.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import IO, TYPE_CHECKING
+
+import httpx2
+from fastmcp.client.transports import ClientTransport, SSETransport
+from fastmcp.client.transports.base import SessionKwargs, TransportOptions
+from mcp.client.session import ClientSession
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import McpHttpClientFactory, create_mcp_http_client
+from typing_extensions import Unpack
+
+from mcp_agg.backend.transports.options import relay_options
+
+if TYPE_CHECKING:
+    from mcp_agg.config import ReplicaSpec
+
+__all__ = ["RequestHook", "StreamableHttpRelayTransport", "http_transport"]
+
+#: Read timeout for one HTTP backend response; the gateway's own deadline is shorter.
+_HTTP_TIMEOUT = httpx2.Timeout(30.0, read=300.0)
+
+#: An httpx request event hook: sees (and may add headers to) each request before it is sent.
+RequestHook = Callable[[httpx2.Request], Awaitable[None]]
+
+
+class StreamableHttpRelayTransport(ClientTransport):
+    """Streamable HTTP to a backend with no cap on the size of one server-sent event."""
+
+    def __init__(
+        self, url: str, headers: dict[str, str], on_request: RequestHook | None = None
+    ) -> None:
+        self.url = url
+        self.headers = dict(headers)
+        self.on_request = on_request
+
+    @contextlib.asynccontextmanager
+    async def connect_session(
+        self,
+        *,
+        transport_options: TransportOptions | None = None,
+        **session_kwargs: Unpack[SessionKwargs],
+    ) -> AsyncIterator[ClientSession]:
+        options = transport_options or relay_options()
+        http_client = _http_client(self.on_request)(headers=self.headers, timeout=_HTTP_TIMEOUT)
+        async with (
+            http_client,
+            streamable_http_client(self.url, http_client=http_client, max_sse_event_size=None) as (
+                read_stream,
+                write_stream,
+            ),
+            options.session_class(read_stream, write_stream, **session_kwargs) as session,
+        ):
+            yield session
+
+    def __repr__(self) -> str:
+        return f"<StreamableHttpRelayTransport(url={self.url!r})>"
+
+
+def http_transport(
+    spec: ReplicaSpec, stderr: IO[str] | None = None, on_request: RequestHook | None = None
+) -> ClientTransport:
+    """The transport to an HTTP or SSE backend (`stderr` is a stdio child's: unused)."""
+    server = spec.server
+    assert server.url is not None  # the caller chose this factory for a url
+    if server.kind == "sse":
+        return SSETransport(
+            server.url,
+            headers=dict(server.headers),
+            httpx_client_factory=None if on_request is None else _http_client(on_request),
+        )
+    return StreamableHttpRelayTransport(server.url, server.headers, on_request)
+
+
+def _http_client(on_request: RequestHook | None) -> McpHttpClientFactory:
+    """The SDK's HTTP client factory, with `on_request` as a request event hook."""
+    if on_request is None:
+        return create_mcp_http_client
+
+    def create(
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        client = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
+        client.event_hooks = {
+            **client.event_hooks,
+            "request": [*client.event_hooks["request"], on_request],
+        }
+        return client
+
+    return create
