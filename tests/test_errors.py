@@ -1,4 +1,4 @@
-"""Tests for mcp_agg.errors: the exception tree and failure classification (DESIGN.md)."""
+"""Tests for mcp_agg.errors: the exception tree and failure classification (docs/resilience.md)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def test_classify_session_message_is_case_insensitive() -> None:
 
 def test_classify_connect_timeout_is_not_sent() -> None:
     # A connect timeout, like a refused connection, fails before a byte of the request
-    # went out: DESIGN.md puts it in the "failed before the request was sent" row.
+    # went out: the failure classification puts it in the "failed before the request was sent" row.
     assert classify(httpx2.ConnectTimeout("timed out connecting")) is FailureKind.NOT_SENT
 
 
@@ -140,8 +140,8 @@ def test_does_not_count_against_replica(exc: BaseException) -> None:
     ids=["httpx2.ConnectError", "ConnectionRefusedError"],
 )
 def test_raw_connect_errors_count_against_replica(exc: BaseException) -> None:
-    # DESIGN.md: a failure before sending counts against the replica for "connect errors
-    # only"; counts_against_replica's own docstring: "... or connecting failed".
+    # The failure classification: a failure before sending counts against the replica for
+    # "connect errors only"; counts_against_replica's own docstring: "... or connecting failed".
     assert classify(exc) is FailureKind.NOT_SENT
     assert counts_against_replica(exc) is True
 

@@ -131,7 +131,7 @@ class TooLarge(RefusedError):
 
 
 class FailureKind(enum.Enum):
-    """How a failed backend call is to be treated (DESIGN.md, failure classification)."""
+    """How a failed backend call is to be treated (docs/resilience.md, "Failure classification")."""
 
     #: Nothing was sent: safe to try another replica, counts against the replica
     #: only when connecting failed.

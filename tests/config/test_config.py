@@ -24,7 +24,8 @@ from mcp_agg.config import (
 from mcp_agg.errors import ConfigError
 from mcp_agg.security.origin import HostOriginPolicy
 
-# DESIGN.md's example, every field, plus an explicit [gateway.breaker] override.
+# The configuration page's example (docs/configuration.md), every field, plus an explicit
+# [gateway.breaker] override.
 FULL_TOML = """\
 [gateway]
 name = "my-gateway"

@@ -129,7 +129,7 @@ def _check_exposure(loaded: Config, host: str, what: str, risk: str, insecure: b
             2,
             f"refusing to serve {what} on {host} without authentication: anyone who can "
             f"reach it could {risk}. Configure [gateway.auth] in the config "
-            "(see README, 'Running it for a team'), bind to 127.0.0.1, or pass --insecure.",
+            "(see docs/team.md), bind to 127.0.0.1, or pass --insecure.",
         )
     logger.warning("serving %s on %s WITHOUT authentication (--insecure)", what, host)
 

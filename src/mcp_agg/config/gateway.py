@@ -14,7 +14,7 @@ __all__ = ["BreakerConfig", "GatewayConfig", "RetryConfig", "TracingConfig"]
 
 
 class RetryConfig(StrictModel):
-    """Retry policy for calls that are safe to retry (see DESIGN.md)."""
+    """Retry policy for calls that are safe to retry (docs/resilience.md, "Retries")."""
 
     attempts: Annotated[int, Field(ge=1, le=20)] = 3
     base_delay: Annotated[float, Field(ge=0)] = 0.1

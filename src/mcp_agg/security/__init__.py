@@ -1,1 +1,2 @@
-"""What guards the HTTP front: DNS-rebinding protection (and, later, auth and limits)."""
+"""What guards the gateway: DNS-rebinding protection, auth, roles, limits, tool pinning,
+secret redaction."""
