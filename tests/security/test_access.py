@@ -9,7 +9,7 @@ import pytest
 
 from mcp_agg.config import RoleConfig
 from mcp_agg.front.provider import GatewayProvider
-from mcp_agg.security.access import ALLOW_ALL, DENY_ALL, AccessPolicy, Grant
+from mcp_agg.security.access import ALLOW_ALL, DENY_ALL, AccessPolicy, Grant, Visibility
 
 ROLES = {
     "admin": RoleConfig(allow=["*"]),
@@ -104,7 +104,10 @@ def _catalog() -> Any:
 async def test_provider_lists_and_looks_up_only_allowed_names(roles: tuple[str, ...]) -> None:
     catalog = _catalog()
     current = grant(*roles)
-    provider = GatewayProvider(lambda: catalog, access=lambda: current)
+    provider = GatewayProvider(
+        lambda: catalog,
+        visibility=Visibility(lambda: catalog, SimpleNamespace(grant=lambda: current)),
+    )
     listed = {t.name for t in await provider._list_tools()}
     expected = {n for n in catalog.tools if current.allows(n)}
     assert listed == expected

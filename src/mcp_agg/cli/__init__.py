@@ -28,6 +28,7 @@ from mcp_agg.core.gateway import Gateway
 from mcp_agg.core.reload import reload_from_file, watch_config
 from mcp_agg.errors import CatalogError, ConfigError
 from mcp_agg.front.ops import ops_routes
+from mcp_agg.front.server import build_server
 from mcp_agg.front.serving import OpsListener, ops_listener, serve_http, serve_stdio
 from mcp_agg.observability import tracing
 from mcp_agg.observability.status import replica_status
@@ -230,7 +231,7 @@ def serve(
             loaded, metrics_host, "--metrics-port", "use its operations endpoints", insecure
         )
     gateway = Gateway(loaded)
-    server = gateway.build_server(http=transport == "http")
+    server = build_server(gateway, http=transport == "http")
     ops: OpsListener | None = None
     if metrics_port is not None:
         routes = ops_routes(gateway)
@@ -246,7 +247,7 @@ def serve(
             ) from None
 
     async def reload() -> None:
-        await reload_from_file(gateway)
+        await reload_from_file(gateway.reconfigurer)
 
     async def run() -> None:
         async with anyio.create_task_group() as tg:
@@ -548,7 +549,7 @@ def call(
         raise _fail(2, f"--args is not valid JSON: {exc}") from None
     if not isinstance(arguments, dict):
         raise _fail(2, "--args must be a JSON object")
-    server = Gateway(_load(config, profile)).build_server()
+    server = build_server(Gateway(_load(config, profile)))
 
     async def invoke() -> mcp_types.CallToolResult:
         # An in-memory MCP client: the call takes the same path as a client's over stdio.

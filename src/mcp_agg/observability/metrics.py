@@ -33,7 +33,7 @@ from mcp_agg.observability.status import catalog_counts
 from mcp_agg.resilience.breaker import BreakerState
 
 if TYPE_CHECKING:
-    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.core.views import ReplicaView
 
 __all__ = ["BUCKETS", "GatewayMetrics", "StateCollector"]
 
@@ -50,7 +50,7 @@ _UNKNOWN = ("", "", "unknown_tool")
 class GatewayMetrics:
     """The registry, the per-call metrics, and the per-scrape collector of a gateway."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: ReplicaView) -> None:
         self.registry = CollectorRegistry()
         self.calls = Counter(
             "mcp_agg_tool_calls",
@@ -102,7 +102,7 @@ class GatewayMetrics:
 class StateCollector:
     """Reads the replicas', groups' and catalog's state when scraped."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: ReplicaView) -> None:
         self._gateway = gateway
 
     def collect(self) -> Iterator[Metric]:
