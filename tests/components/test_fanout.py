@@ -358,7 +358,9 @@ def setup(fanouts: list[dict[str, Any]], listings: dict[str, list[mcp_types.Tool
         name: ReplicaGroup(name, [upstream(config, i, tools)], prefix=name, timeout=5)
         for i, (name, tools) in enumerate(listings.items())
     }
-    gateway = SimpleNamespace(config=config, groups=groups, visible=lambda name: True)
+    gateway = SimpleNamespace(
+        config=config, groups=groups, visibility=SimpleNamespace(allows=lambda name: True)
+    )
     return Setup(gateway, fanout_tools(gateway))  # type: ignore[arg-type]
 
 
@@ -433,7 +435,9 @@ async def test_group_fanout_targets_every_replica() -> None:
     )
     replicas = [upstream(config, i, [read_only("q", "text")]) for i in range(3)]
     group = ReplicaGroup("s", replicas, prefix="s", timeout=5)
-    gateway = SimpleNamespace(config=config, groups={"s": group}, visible=lambda name: True)
+    gateway = SimpleNamespace(
+        config=config, groups={"s": group}, visibility=SimpleNamespace(allows=lambda name: True)
+    )
     tools = fanout_tools(gateway)(build_catalog([group], "_", strict=True))  # type: ignore[arg-type]
     assert tools["fan"].targets == ("s-1", "s-2", "s-3")
     assert tools["fan"].description == "Calls tool 'q' on every replica of 's' at once (all-wait)."

@@ -19,6 +19,7 @@ from mcp_agg.config import config_from_raw
 from mcp_agg.core.catalog import Catalog, with_local_tools
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.errors import NameCollisionError
+from mcp_agg.front.server import build_server
 from mcp_agg.observability import audit
 from mcp_agg.observability.status import replica_status
 from mcp_agg.security import redact
@@ -32,7 +33,7 @@ def make_gateway(tmp_path: Path, servers: list[dict[str, Any]], **gateway: Any) 
     metrics when `gateway_metrics` is offered)."""
     raw = {"gateway": {"expose_gateway_tools": True, **gateway}, "servers": servers}
     made = Gateway(config_from_raw(raw, tmp_path / "servers.toml", {}))
-    made.catalog = made._build_catalog(strict=True)
+    made.catalog = made.assemble_catalog(strict=True)
     return made
 
 
@@ -40,7 +41,7 @@ UNITS = [{"name": "units", "command": "python", "replicas": 2, "env": {"API_KEY"
 
 
 def local_tools(gateway: Gateway) -> dict[str, LocalTool]:
-    return gateway._build_catalog(strict=True).local
+    return gateway.assemble_catalog(strict=True).local
 
 
 def structured(wire: dict[str, Any]) -> Any:
@@ -99,14 +100,14 @@ async def test_health_reports_every_replica_as_status_does(tmp_path: Path) -> No
 
 async def test_metrics_summarizes_calls_errors_and_retries(tmp_path: Path) -> None:
     gateway = make_gateway(tmp_path, UNITS)
-    await gateway.call(Add(), {})
-    await gateway.call(Add(), {})
+    await gateway.calls.call(Add(), {})
+    await gateway.calls.call(Add(), {})
     with audit.record(None, "units_divide", "units", {}, gateway.observe_call) as entry:
         entry.result({"content": [], "isError": True})
     audit.unknown_tool(None, gateway.observe_call, "nope", {})
     gateway.groups["units"].retries = 2
     tool = local_tools(gateway)["gateway_metrics"]
-    data = structured(await gateway.call(tool, {}))  # counted too, as the gateway's own
+    data = structured(await gateway.calls.call(tool, {}))  # counted too, as the gateway's own
     assert data["tools"]["units_add"] == {"server": "units", "calls": 2, "outcomes": {"ok": 2}}
     assert data["tools"]["units_divide"]["outcomes"] == {"tool_error": 1}
     assert "gateway_metrics" not in data["tools"]  # this call ends after its report
@@ -120,7 +121,7 @@ async def test_metrics_summarizes_calls_errors_and_retries(tmp_path: Path) -> No
         "outcomes": {"ok": 2, "tool_error": 1, "unknown_tool": 1},
         "retries": 2,
     }
-    again = structured(await gateway.call(tool, {}))
+    again = structured(await gateway.calls.call(tool, {}))
     assert again["tools"]["gateway_metrics"]["outcomes"] == {"ok": 1}
 
 
@@ -139,7 +140,7 @@ async def test_a_client_lists_and_calls_them(tmp_path: Path) -> None:
     """Through the whole server: a backend that fails to start is reported, not hidden."""
     broken = [{"name": "broken", "command": sys.executable, "args": ["-c", "raise SystemExit(3)"]}]
     gateway = make_gateway(tmp_path, broken, connect_timeout=10)
-    async with Client(gateway.build_server()) as client:
+    async with Client(build_server(gateway)) as client:
         names = {t.name for t in await client.list_tools()}
         assert {"gateway_health", "gateway_metrics"} <= names
         health = await client.call_tool_mcp("gateway_health", {})

@@ -79,7 +79,7 @@ def make_gateway(tools: list[mcp_types.Tool], **settings: Any) -> Gateway:
     )
     gateway = Gateway(config)
     set_listing(gateway, tools)
-    gateway.catalog = gateway._build_catalog(strict=True)
+    gateway.catalog = gateway.assemble_catalog(strict=True)
     return gateway
 
 
@@ -93,13 +93,13 @@ def set_listing(gateway: Gateway, tools: list[mcp_types.Tool]) -> None:
 def with_roles(gateway: Gateway, **roles: RoleConfig) -> None:
     """Every caller holds all of `roles` (what an authenticated front would decide)."""
     grant = AccessPolicy(roles).grant(frozenset(roles))
-    gateway.access = SimpleNamespace(grant=lambda: grant)  # type: ignore[assignment]
+    gateway.visibility.access = SimpleNamespace(grant=lambda: grant)  # type: ignore[assignment]
 
 
 async def call(gateway: Gateway, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-    tool = gateway.tool_for_caller(name)
+    tool = gateway.calls.lookup(name)
     assert tool is not None, name
-    return await gateway.call(tool, arguments)
+    return await gateway.calls.call(tool, arguments)
 
 
 def found(result: dict[str, Any]) -> list[str]:
@@ -186,19 +186,19 @@ async def test_call_tool_calls_the_named_tool_through_the_gateway() -> None:
     gateway = make_gateway(backend_tools(3), tool_mode="search")
     echo = Echo(name="gateway_echo", parameters={"type": "object"})
     gateway.local_tools.append(lambda catalog: {echo.name: echo})
-    gateway.catalog = gateway._build_catalog(strict=True)
+    gateway.catalog = gateway.assemble_catalog(strict=True)
     routed: list[str] = []
-    gateway_call = gateway.call
+    gateway_call = gateway.calls.call
 
     async def audited(tool: Any, arguments: dict[str, Any]) -> dict[str, Any]:
         routed.append(tool.name)
         return await gateway_call(tool, arguments)
 
-    gateway.call = audited  # type: ignore[method-assign]
+    gateway.calls.call = audited  # type: ignore[method-assign]
     result = await call(gateway, CALL_TOOL, {"name": "gateway_echo", "arguments": {"a": 1}})
     assert result["content"][0]["text"] == "gateway_echo {'a': 1}"
     assert echo.calls == [{"a": 1}]
-    # Through Gateway.call twice: as the call tool, then as the tool it names.
+    # Through the call pipeline twice: as the call tool, then as the tool it names.
     assert routed == [CALL_TOOL, "gateway_echo"]
     unknown = await call(gateway, CALL_TOOL, {"name": "no_such_tool"})
     assert unknown["isError"] is True
@@ -211,14 +211,14 @@ async def test_hidden_tools_are_never_found_nor_called() -> None:
     gateway = make_gateway(backend_tools(200), tool_mode="search")
     hidden = Echo(name="gateway_secret_echo", description="word150", parameters={})
     gateway.local_tools.append(lambda catalog: {hidden.name: hidden})
-    gateway.catalog = gateway._build_catalog(strict=True)
+    gateway.catalog = gateway.assemble_catalog(strict=True)
     with_roles(
         gateway,
         reader=RoleConfig(allow=["many_tool_1*", "gateway_search_tools", "gateway_call_tool"]),
         no_secrets=RoleConfig(deny=["*secret*", "many_tool_15*"]),
     )
     # The lists: only the two search tools, as this caller may see them.
-    provider = GatewayProvider(lambda: gateway.catalog, access=gateway.access.grant)  # type: ignore[union-attr]
+    provider = GatewayProvider(lambda: gateway.catalog, visibility=gateway.visibility)
     assert {t.name for t in await provider._list_tools()} == {SEARCH_TOOL, CALL_TOOL}
 
     # word150 is in the hidden tool_150 and the hidden gateway_secret_echo only.
@@ -227,7 +227,7 @@ async def test_hidden_tools_are_never_found_nor_called() -> None:
     assert found(await call(gateway, SEARCH_TOOL, {"query": "word040"})) == []  # not allowed
     every = await call(gateway, SEARCH_TOOL, {"query": "", "limit": 50})
     assert every["structuredContent"]["matches"] == 90  # tool_100..199 less tool_150..159
-    assert all(gateway.visible(name) for name in found(every))
+    assert all(gateway.visibility.allows(name) for name in found(every))
 
     for name in ("many_tool_150", "many_tool_040", "gateway_secret_echo"):
         answer = await call(gateway, CALL_TOOL, {"name": name, "arguments": {}})
@@ -277,19 +277,19 @@ async def test_switches_with_the_catalog_size_and_announces_it(
     async def announce(*, tools: bool, resources: bool, prompts: bool) -> None:
         announced.append(tools)
 
-    gateway._announce = announce  # type: ignore[method-assign]
+    gateway.announcer.announce = announce  # type: ignore[method-assign]
 
     async def rebuilt_to(count: int) -> list[str]:
         before = gateway.catalog
         set_listing(gateway, backend_tools(count))
-        gateway._changed.set()
+        gateway.announcer.changed()
         with anyio.fail_after(5):
             while gateway.catalog is before:
                 await anyio.sleep(0.01)
         return [t.name for t in await provider._list_tools()]
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(gateway._rebuild_on_change)
+        tg.start_soon(gateway.announcer.run)
         assert await rebuilt_to(6) == [SEARCH_TOOL, CALL_TOOL]
         assert gateway.catalog.tool("many_tool_005") is not None  # still callable by name
         assert await rebuilt_to(7) == [SEARCH_TOOL, CALL_TOOL]
@@ -324,7 +324,7 @@ async def test_a_call_through_the_call_tool_is_rate_limited_once() -> None:
     )
     echo = Echo(name="gateway_echo", parameters={"type": "object"})
     gateway.local_tools.append(lambda catalog: {echo.name: echo})
-    gateway.catalog = gateway._build_catalog(strict=True)
+    gateway.catalog = gateway.assemble_catalog(strict=True)
     first = await call(gateway, CALL_TOOL, {"name": "gateway_echo"})
     second = await call(gateway, CALL_TOOL, {"name": "gateway_echo"})
     third = await call(gateway, CALL_TOOL, {"name": "gateway_echo"})

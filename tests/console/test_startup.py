@@ -82,10 +82,10 @@ async def test_the_observer_hears_each_replicas_outcome_and_the_summary(
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(connect_later)
-            await gateway._wait_first_attempts(
-                gateway.upstreams, anyio.Event(), gateway.config.gateway.connect_timeout
+            await gateway.wait_first_attempts(
+                gateway.upstreams, gateway.config.gateway.connect_timeout, anyio.Event()
             )
-    gateway.catalog = gateway._build_catalog(strict=True)
+    gateway.catalog = gateway.assemble_catalog(strict=True)
     gateway._log_summary()
 
     assert recorder.replicas == [up.id, down.id, stuck.id]
@@ -115,8 +115,8 @@ async def test_a_stopped_gateway_reports_no_timeouts() -> None:
     stop = anyio.Event()
     stop.set()
     with anyio.fail_after(5):
-        await gateway._wait_first_attempts(
-            gateway.upstreams, stop, gateway.config.gateway.connect_timeout
+        await gateway.wait_first_attempts(
+            gateway.upstreams, gateway.config.gateway.connect_timeout, stop
         )
     assert recorder.outcomes == []
 

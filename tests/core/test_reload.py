@@ -209,7 +209,7 @@ async def test_reconfigure_starts_replaces_and_stops_only_what_changed(
             + unreachable("c", port)
             + unreachable("standby", port, 'failover_for = "a"'),
         )
-        report = await gateway.reconfigure(new)
+        report = await gateway.reconfigurer.reconfigure(new)
         assert report.added == ("c", "standby")
         assert report.changed == ("b",)
         assert report.unchanged == ("a",)
@@ -221,7 +221,7 @@ async def test_reconfigure_starts_replaces_and_stops_only_what_changed(
         assert all(r.first_attempt.is_set() for r in gateway.groups["c"].replicas)
         assert gateway.config is new  # nothing to keep from the old one, no registrations
 
-        report = await gateway.reconfigure(write(path, unreachable("c", port)))
+        report = await gateway.reconfigurer.reconfigure(write(path, unreachable("c", port)))
         assert report.removed == ("a", "b", "standby")
         assert list(gateway.groups) == ["c"]
         assert all(r.stopped.is_set() for r in a.replicas)
@@ -239,7 +239,7 @@ async def test_reconfigure_switches_gateway_settings_and_keeps_fixed_ones(
             path,
             'name = "renamed"\nmax_result_bytes = 100\n' + unreachable("a", port),
         )
-        report = await gateway.reconfigure(new)
+        report = await gateway.reconfigurer.reconfigure(new)
         assert report.restart_needed == ("gateway.name",)
         assert gateway.config.gateway.name == "mcp-agg"
         assert gateway.config.gateway.max_result_bytes == 100
@@ -253,27 +253,33 @@ async def test_registrations_survive_a_reload_until_the_file_defines_them(
     path = tmp_path / "servers.toml"
     gateway = Gateway(write(path, unreachable("a", port)))
     async with gateway.running():
-        report = await gateway.register(ServerConfig(name="r", url=f"http://127.0.0.1:{port}/mcp"))
+        report = await gateway.reconfigurer.register(
+            ServerConfig(name="r", url=f"http://127.0.0.1:{port}/mcp")
+        )
         assert report.added == ("r",)
-        assert "r" in gateway.registered
+        assert "r" in gateway.reconfigurer.registered
         assert gateway.config.source == path.resolve()  # what a reload reads again
         with pytest.raises(ReloadError, match="already configured"):
-            await gateway.register(ServerConfig(name="a", url="http://127.0.0.1:9/mcp"))
+            await gateway.reconfigurer.register(
+                ServerConfig(name="a", url="http://127.0.0.1:9/mcp")
+            )
 
-        await gateway.reconfigure(write(path, unreachable("a", port) + unreachable("b", port)))
+        await gateway.reconfigurer.reconfigure(
+            write(path, unreachable("a", port) + unreachable("b", port))
+        )
         assert list(gateway.groups) == ["a", "b", "r"]
 
         with caplog.at_level(logging.WARNING):
-            report = await gateway.reconfigure(
+            report = await gateway.reconfigurer.reconfigure(
                 write(path, unreachable("a", port) + unreachable("r", port, "weight = 3"))
             )
-        assert "r" not in gateway.registered
+        assert "r" not in gateway.reconfigurer.registered
         assert report.changed == ("r",)
         assert gateway.groups["r"].server.weight == 3
         assert "registered at runtime is dropped" in caplog.text
 
         with pytest.raises(ReloadError, match="no server named 'r' was registered"):
-            await gateway.unregister("r")
+            await gateway.reconfigurer.unregister("r")
 
 
 async def test_an_invalid_file_is_reported_and_the_running_config_kept(
@@ -285,7 +291,7 @@ async def test_an_invalid_file_is_reported_and_the_running_config_kept(
         running = gateway.config
         path.write_text(unreachable("a", port).replace("http://", "ftp://"))
         with caplog.at_level(logging.ERROR):
-            await reload_from_file(gateway)
+            await reload_from_file(gateway.reconfigurer)
         assert "servers[0] (a).url: must start with http:// or https://" in caplog.text
         assert "keeping the running config" in caplog.text
         assert gateway.config is running
@@ -294,4 +300,4 @@ async def test_an_invalid_file_is_reported_and_the_running_config_kept(
 async def test_reconfigure_needs_a_running_gateway(tmp_path: Path, port: int) -> None:
     config = write(tmp_path / "servers.toml", unreachable("a", port))
     with pytest.raises(ReloadError, match="not running"):
-        await Gateway(config).reconfigure(config)
+        await Gateway(config).reconfigurer.reconfigure(config)

@@ -25,6 +25,7 @@ from fastmcp import Client
 
 from mcp_agg.config import load_config
 from mcp_agg.core.gateway import Gateway
+from mcp_agg.front.server import build_server
 from mcp_agg.resilience.breaker import BreakerState
 from tests.e2e.faultproxy import FaultProxy, fault_proxy
 from tests.e2e.procs import (
@@ -133,7 +134,7 @@ async def running(folder: Path, toml: str) -> AsyncIterator[tuple[Gateway, Clien
     config = folder / "servers.toml"
     config.write_text(toml)
     gateway = Gateway(load_config(config))
-    async with Client(gateway.build_server(), timeout=60) as client:
+    async with Client(build_server(gateway), timeout=60) as client:
         yield gateway, client
 
 

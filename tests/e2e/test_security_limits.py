@@ -23,6 +23,7 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 
 from mcp_agg.config import load_config
 from mcp_agg.core.gateway import Gateway
+from mcp_agg.front.server import build_server
 from mcp_agg.resilience.breaker import BreakerState
 from mcp_agg.security.limits import RETRY_AFTER_META
 from tests.e2e.procs import served_gateway
@@ -52,7 +53,7 @@ async def running(
     config = folder / "servers.toml"
     config.write_text(toml)
     gateway = Gateway(load_config(config))
-    server = gateway.build_server()
+    server = build_server(gateway)
     if middleware is not None:
         server.add_middleware(middleware)
     async with Client(server, timeout=60) as client:

@@ -21,6 +21,7 @@ from mcp_agg.core.gateway import Gateway
 from mcp_agg.errors import BulkheadFull, RateLimited, UpstreamConnectError, UpstreamUnavailable
 from mcp_agg.front.listener import ops_listener, serving_ops
 from mcp_agg.front.ops import ops_routes
+from mcp_agg.front.server import build_server
 from mcp_agg.observability import audit
 from mcp_agg.observability.endpoint import metrics_routes
 from mcp_agg.observability.metrics import BUCKETS, GatewayMetrics
@@ -87,19 +88,21 @@ class FakeTool:
 
 async def test_calls_are_counted_by_tool_server_and_outcome(gateway: Gateway) -> None:
     add = FakeTool("units_add", "units", OK)
-    await gateway.call(add, {})
-    await gateway.call(add, {})
-    await gateway.call(FakeTool("units_divide", "units", TOOL_ERROR), {})
-    await gateway.call(
+    await gateway.calls.call(add, {})
+    await gateway.calls.call(add, {})
+    await gateway.calls.call(FakeTool("units_divide", "units", TOOL_ERROR), {})
+    await gateway.calls.call(
         FakeTool("units_add", "units", TOOL_ERROR, failure=UpstreamUnavailable("no replica")), {}
     )
-    await gateway.call(
+    await gateway.calls.call(
         FakeTool("units_add", "units", TOOL_ERROR, failure=BulkheadFull("units: full")), {}
     )
     with pytest.raises(RuntimeError):
-        await gateway.call(FakeTool("notes_read", "notes", OK, raises=RuntimeError("boom")), {})
+        await gateway.calls.call(
+            FakeTool("notes_read", "notes", OK, raises=RuntimeError("boom")), {}
+        )
     with pytest.raises(RateLimited):
-        await gateway.call(
+        await gateway.calls.call(
             FakeTool("notes_read", "notes", OK, raises=RateLimited("slow", retry_after=1)), {}
         )
     audit.unknown_tool(gateway.audit, gateway.observe_call, "made_up_1", {})
@@ -154,7 +157,7 @@ async def test_one_record_feeds_the_audit_line_and_the_metrics(tmp_path: Path) -
     gateway = make_gateway(tmp_path, audit_log="audit.jsonl")
     assert gateway.audit is not None
     try:
-        await gateway.call(
+        await gateway.calls.call(
             FakeTool("units_add", "units", TOOL_ERROR, failure=UpstreamUnavailable("down")), {}
         )
     finally:
@@ -176,9 +179,9 @@ def test_no_metrics_are_kept_until_they_can_be_read(tmp_path: Path) -> None:
     raw = {"servers": [{"name": "units", "command": "python"}]}
     gateway = Gateway(config_from_raw(raw, tmp_path / "servers.toml", {}))
     assert (gateway.metrics, gateway.observe_call) == (None, None)  # stdio, nothing reads them
-    gateway.build_server()
+    build_server(gateway)
     assert gateway.metrics is None
-    gateway.build_server(http=True)  # /metrics beside /mcp
+    build_server(gateway, http=True)  # /metrics beside /mcp
     assert gateway.metrics is not None
     assert gateway.observe_call == gateway.metrics.observe
 
@@ -194,7 +197,7 @@ def test_metrics_off_costs_nothing_per_call(tmp_path: Path) -> None:
 
 async def test_each_gateway_counts_its_own_calls(tmp_path: Path) -> None:
     first, second = make_gateway(tmp_path), make_gateway(tmp_path)
-    await first.call(FakeTool("units_add", "units", OK), {})
+    await first.calls.call(FakeTool("units_add", "units", OK), {})
     ok = {"tool": "units_add", "server": "units", "outcome": "ok"}
     assert value(scrape(first.metrics), "mcp_agg_tool_calls_total", **ok) == 1
     assert ("mcp_agg_tool_calls_total", frozenset(ok.items())) not in scrape(second.metrics)
@@ -299,7 +302,7 @@ async def http(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 async def test_metrics_endpoint_serves_the_registry(
     gateway: Gateway, http: httpx.AsyncClient
 ) -> None:
-    await gateway.call(FakeTool("units_add", "units", OK), {})
+    await gateway.calls.call(FakeTool("units_add", "units", OK), {})
     response = await http.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")

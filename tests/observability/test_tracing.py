@@ -35,6 +35,7 @@ from mcp_agg.backend import connect
 from mcp_agg.config import TracingConfig, load_config
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.errors import ConfigError
+from mcp_agg.front.server import build_server
 from mcp_agg.observability import tracing
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -138,7 +139,7 @@ def gateway(tmp_path: Path, *, traced: bool = True, keys: str = "") -> Gateway:
 
 @asynccontextmanager
 async def client_of(gw: Gateway, *middleware: Middleware) -> AsyncIterator[Client[Any]]:
-    server = gw.build_server()
+    server = build_server(gw)
     for mw in middleware:
         server.add_middleware(mw)
     async with Client(server) as client:

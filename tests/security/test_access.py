@@ -9,7 +9,7 @@ import pytest
 
 from mcp_agg.config import RoleConfig
 from mcp_agg.front.provider import GatewayProvider
-from mcp_agg.security.access import ALLOW_ALL, DENY_ALL, AccessPolicy, Grant
+from mcp_agg.security.access import ALLOW_ALL, DENY_ALL, AccessPolicy, Grant, Visibility
 
 ROLES = {
     "admin": RoleConfig(allow=["*"]),
@@ -104,7 +104,10 @@ def _catalog() -> Any:
 async def test_provider_lists_and_looks_up_only_allowed_names(roles: tuple[str, ...]) -> None:
     catalog = _catalog()
     current = grant(*roles)
-    provider = GatewayProvider(lambda: catalog, access=lambda: current)
+    provider = GatewayProvider(
+        lambda: catalog,
+        visibility=Visibility(lambda: catalog, SimpleNamespace(grant=lambda: current)),
+    )
     listed = {t.name for t in await provider._list_tools()}
     expected = {n for n in catalog.tools if current.allows(n)}
     assert listed == expected
@@ -127,3 +130,24 @@ async def test_provider_without_access_shows_everything() -> None:
     assert len(await provider._list_tools()) == 3
     assert await provider._get_tool("units_convert") is catalog.tools["units_convert"]
     assert len(await provider._list_resource_templates()) == 1
+
+
+def test_visibility_answers_names_uris_and_completion_refs() -> None:
+    catalog = _catalog()
+    catalog.resource = lambda uri: None
+    current = grant("admin", "no_units")
+    reader = Visibility(lambda: catalog, SimpleNamespace(grant=lambda: current))
+    assert reader.allows("notes_list_notes")
+    assert not reader.allows("units_convert")
+    assert reader.allows_uri("notes://notes/note/x")  # through its template
+    assert not reader.allows_uri("nothing://at/all")  # an unknown URI is not allowed
+    assert reader.allows_completion({"type": "ref/prompt", "name": "notes_summarize"})
+    assert not reader.allows_completion({"type": "ref/prompt", "name": "units_explain"})
+    assert reader.allows_completion({"type": "ref/resource", "uri": "notes://notes/note/{title}"})
+    assert reader.keep(catalog.tools.values(), lambda t: t.name) == [
+        t for t in catalog.tools.values() if reader.allows(t.name)
+    ]
+    everyone = Visibility(lambda: catalog)  # no access: everything, unknown URIs too
+    assert everyone.allows("units_convert")
+    assert everyone.allows_uri("nothing://at/all")
+    assert everyone.allows_completion({"type": "ref/prompt", "name": "units_explain"})

@@ -14,6 +14,7 @@ from mcp_agg.cli.options import ConfigOption, JsonOption, LogLevelOption, Profil
 from mcp_agg.cli.output import fail
 from mcp_agg.cli.runner import load, run
 from mcp_agg.core.gateway import Gateway
+from mcp_agg.front.server import build_server
 
 __all__ = ["call"]
 
@@ -34,7 +35,7 @@ def call(
         raise fail(2, f"--args is not valid JSON: {exc}") from None
     if not isinstance(arguments, dict):
         raise fail(2, "--args must be a JSON object")
-    server = Gateway(load(config, profile)).build_server()
+    server = build_server(Gateway(load(config, profile)))
 
     async def invoke() -> mcp_types.CallToolResult:
         # An in-memory MCP client: the call takes the same path as a client's over stdio.

@@ -20,6 +20,7 @@ from mcp_agg.core.reload import reload_from_file, watch_config
 from mcp_agg.front.http import serve_http
 from mcp_agg.front.listener import OpsListener, ops_listener
 from mcp_agg.front.ops import ops_routes
+from mcp_agg.front.server import build_server
 from mcp_agg.front.stdio import serve_stdio
 from mcp_agg.security.origin import is_loopback
 
@@ -86,11 +87,11 @@ def serve(
             loaded, metrics_host, "--metrics-port", "use its operations endpoints", insecure
         )
     gateway = Gateway(loaded)
-    server = gateway.build_server(http=transport == "http")
+    server = build_server(gateway, http=transport == "http")
     ops = None if metrics_port is None else _listen_ops(gateway, metrics_host, metrics_port)
 
     async def reload() -> None:
-        await reload_from_file(gateway)
+        await reload_from_file(gateway.reconfigurer)
 
     async def serving() -> None:
         async with anyio.create_task_group() as tg:

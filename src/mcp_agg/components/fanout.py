@@ -21,7 +21,7 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import mcp_types
@@ -29,13 +29,14 @@ from pydantic import PrivateAttr
 
 from mcp_agg.components.forwarding import CallTarget, ForwardingTool, hop_wire
 from mcp_agg.components.local import LocalTool, error_result
-from mcp_agg.config import Config, FanoutConfig
+from mcp_agg.config import FanoutConfig
 from mcp_agg.errors import RefusedError, UpstreamError
 from mcp_agg.security.redact import redact
 
 if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
     from mcp_agg.core.catalog import Catalog, LocalTools
+    from mcp_agg.core.views import FanoutHost
     from mcp_agg.resilience.group import ReplicaGroup
 
 __all__ = ["META_KEY", "FanoutTool", "fanout_tools"]
@@ -424,16 +425,7 @@ class _ReplicaTarget:
         return hop_wire(raw)
 
 
-class GatewayView(Protocol):
-    """What fan-outs read of the gateway at each catalog build (it may be reloaded)."""
-
-    config: Config
-    groups: dict[str, ReplicaGroup]
-
-    def visible(self, name: str) -> bool: ...
-
-
-def fanout_tools(gateway: GatewayView) -> LocalTools:
+def fanout_tools(gateway: FanoutHost) -> LocalTools:
     """The source of the `[[fanout]]` tools for `Gateway.local_tools`."""
     return _FanoutTools(gateway)
 
@@ -446,7 +438,7 @@ class _FanoutTools:
     logged when they change, so startup logs them all and a rebuild only what is new.
     """
 
-    def __init__(self, gateway: GatewayView) -> None:
+    def __init__(self, gateway: FanoutHost) -> None:
         self._gateway = gateway
         self._reported: dict[str, set[str]] = {}
 
@@ -486,7 +478,7 @@ class _FanoutTools:
             missing=missing,
             parameters=definitions[0].parameters,
             read_only=read_only,
-            visible=self._gateway.visible,
+            visible=self._gateway.visibility.allows,
         )
 
     def _named(

@@ -5,23 +5,26 @@ and relays a request to its group under the original name. Results come back ver
 the backend's `CallToolResult` (content, structuredContent, `_meta`, `isError`),
 `ReadResourceResult` and `GetPromptResult` are handed to the wire as they arrived, not
 rebuilt through FastMCP's own result types.
+
+Every call of a catalog tool (`PipelineTool`: a backend's, or one of the gateway's own)
+takes the gateway's call pipeline (`mcp_agg.core.pipeline`), whichever way it came in.
 """
 
 from __future__ import annotations
 
-import contextvars
 import logging
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 import mcp_types
 from fastmcp.exceptions import PromptError, ResourceError, ToolError
 from fastmcp.prompts.base import Message, Prompt, PromptResult
 from fastmcp.resources.base import Resource, ResourceResult
 from fastmcp.resources.template import ResourceTemplate
+from fastmcp.server.dependencies import get_server
 from fastmcp.tools.base import Tool, ToolResult
-from pydantic import AnyUrl, PrivateAttr
+from pydantic import AnyUrl, BaseModel, PrivateAttr
 
+from mcp_agg.core.views import ServesCalls
 from mcp_agg.errors import RefusedError, UpstreamError
 from mcp_agg.observability.audit import note_failure
 from mcp_agg.security.redact import redact
@@ -31,13 +34,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CallTarget",
+    "Forwarding",
     "ForwardingPrompt",
     "ForwardingResource",
     "ForwardingTemplate",
     "ForwardingTool",
+    "PipelineTool",
     "hop_wire",
     "relay_result",
-    "tool_calls",
 ]
 
 logger = logging.getLogger(__name__)
@@ -55,7 +59,7 @@ _CONNECTION_META_KEYS = frozenset(
 
 
 class CallTarget(Protocol):
-    """What `Gateway.call` calls: a backend's tool (`ForwardingTool`) or one of the
+    """What the call pipeline calls: a backend's tool (`ForwardingTool`) or one of the
     gateway's own (`mcp_agg.components.local.LocalTool`)."""
 
     @property
@@ -70,13 +74,6 @@ class CallTarget(Protocol):
         """The call's result in its wire form."""
         ...
 
-
-#: How a tool run by FastMCP's own call path (when middleware takes part in calls)
-#: makes its call: the gateway sets its `Gateway.call` here, so that path gets the
-#: same limits and audit as the direct one. Unset, the tool relays directly.
-tool_calls: contextvars.ContextVar[
-    Callable[[CallTarget, dict[str, Any]], Awaitable[dict[str, Any]]] | None
-] = contextvars.ContextVar("mcp_agg_tool_calls", default=None)
 
 _R = TypeVar(
     "_R", mcp_types.CallToolResult, mcp_types.ReadResourceResult, mcp_types.GetPromptResult
@@ -134,12 +131,57 @@ def _hop(result: _R) -> _R:
     return result.model_copy(update={"meta": kept or None})
 
 
-class ForwardingTool(Tool):
-    """A backend tool under its exposed name."""
+class Forwarding(BaseModel, Generic[_D]):
+    """What every forwarding component keeps: the group it relays to, the name (or URI)
+    its backend knows it by, and the backend's definition under its exposed name."""
 
     _group: ReplicaGroup = PrivateAttr()
     _original: str = PrivateAttr()
-    _definition: mcp_types.Tool = PrivateAttr()
+    _definition: _D = PrivateAttr()
+
+    def _forward(self, group: ReplicaGroup, original: str, definition: _D) -> None:
+        self._group = group
+        self._original = original
+        self._definition = definition
+
+    @property
+    def group(self) -> ReplicaGroup:
+        return self._group
+
+    @property
+    def original(self) -> str:
+        return self._original
+
+
+class PipelineTool(Tool):
+    """A tool of the catalog; subclasses implement `server` and `relay`.
+
+    The gateway's server sends a `tools/call` of it down the call pipeline itself.
+    FastMCP's own call path (taken while middleware takes part in calls) ends in `run`,
+    which hands the call to the same pipeline: either way it is admitted, recorded and
+    relayed once, the same way.
+    """
+
+    @property
+    def server(self) -> str:
+        """The server named in the audit log and metrics."""
+        raise NotImplementedError
+
+    async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The call's result in its wire form (a tool error as an `isError` result)."""
+        raise NotImplementedError
+
+    async def run(self, arguments: dict[str, Any]) -> ToolResult:
+        server = get_server()  # the server running this call (FastMCP's context)
+        if not isinstance(server, ServesCalls):
+            raise ToolError(f"{self.name}: only the gateway's server can call this tool")
+        wire = await server.calls.call(self, arguments)
+        return relay_result(mcp_types.CallToolResult.model_validate(wire, by_name=False))
+
+
+class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
+    """A backend tool under its exposed name."""
+
     _safe: bool = PrivateAttr(default=False)
 
     @classmethod
@@ -160,19 +202,9 @@ class ForwardingTool(Tool):
             output_schema=definition.output_schema,
             annotations=definition.annotations,
         )
-        tool._group = group
-        tool._original = original
-        tool._definition = definition.model_copy(update={"name": exposed})
+        tool._forward(group, original, definition.model_copy(update={"name": exposed}))
         tool._safe = safe
         return tool
-
-    @property
-    def group(self) -> ReplicaGroup:
-        return self._group
-
-    @property
-    def original(self) -> str:
-        return self._original
 
     @property
     def server(self) -> str:
@@ -190,18 +222,6 @@ class ForwardingTool(Tool):
     def to_mcp_tool(self, **overrides: Any) -> mcp_types.Tool:
         # The backend's definition as it was (schemas, annotations, icons, _meta), renamed.
         return _renamed(self._definition, "name", overrides.get("name", self.name))
-
-    async def run(self, arguments: dict[str, Any]) -> ToolResult:
-        call = tool_calls.get()
-        if call is None:
-            try:
-                raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
-            except (UpstreamError, RefusedError) as exc:
-                raise ToolError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
-            wire = hop_wire(raw)
-        else:
-            wire = await call(self, arguments)
-        return relay_result(mcp_types.CallToolResult.model_validate(wire, by_name=False))
 
     async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """The call as a wire result: the backend's JSON, or a tool error when none came."""
@@ -249,12 +269,8 @@ async def _read(group: ReplicaGroup, backend_uri: str, exposed: str) -> Resource
     return _RawResourceResult.wrap(_hop(raw), backend_uri)
 
 
-class ForwardingResource(Resource):
+class ForwardingResource(Forwarding[mcp_types.Resource], Resource):
     """A backend resource under its exposed URI."""
-
-    _group: ReplicaGroup = PrivateAttr()
-    _original: str = PrivateAttr()
-    _definition: mcp_types.Resource = PrivateAttr()
 
     @classmethod
     def create(
@@ -267,18 +283,8 @@ class ForwardingResource(Resource):
             description=definition.description,
             mime_type=definition.mime_type or "text/plain",
         )
-        resource._group = group
-        resource._original = original
-        resource._definition = definition.model_copy(update={"uri": exposed})
+        resource._forward(group, original, definition.model_copy(update={"uri": exposed}))
         return resource
-
-    @property
-    def group(self) -> ReplicaGroup:
-        return self._group
-
-    @property
-    def original(self) -> str:
-        return self._original
 
     @property
     def exposed(self) -> str:
@@ -292,14 +298,11 @@ class ForwardingResource(Resource):
         return await _read(self._group, self._original, str(self._definition.uri))
 
 
-class ForwardingTemplate(ResourceTemplate):
+class ForwardingTemplate(Forwarding[mcp_types.ResourceTemplate], ResourceTemplate):
     """A backend resource template under its exposed URI template."""
 
-    _group: ReplicaGroup = PrivateAttr()
-    _original: str = PrivateAttr()
     _exposed_head: str = PrivateAttr()
     _original_head: str = PrivateAttr()
-    _definition: mcp_types.ResourceTemplate = PrivateAttr()
 
     @classmethod
     def create(
@@ -317,22 +320,12 @@ class ForwardingTemplate(ResourceTemplate):
             mime_type=definition.mime_type or "text/plain",
             parameters={},
         )
-        template._group = group
-        template._original = original
-        template._definition = definition.model_copy(update={"uri_template": exposed})
+        template._forward(group, original, definition.model_copy(update={"uri_template": exposed}))
         # Namespacing only inserts a literal before the first variable, so the backend
         # URI is the client's URI with the exposed literal head swapped back.
         template._exposed_head = exposed.split("{", 1)[0]
         template._original_head = original.split("{", 1)[0]
         return template
-
-    @property
-    def group(self) -> ReplicaGroup:
-        return self._group
-
-    @property
-    def original(self) -> str:
-        return self._original
 
     def backend_uri(self, uri: str) -> str:
         if not uri.startswith(self._exposed_head):
@@ -363,30 +356,16 @@ class _RawPromptResult(PromptResult):
         return self._raw
 
 
-class ForwardingPrompt(Prompt):
+class ForwardingPrompt(Forwarding[mcp_types.Prompt], Prompt):
     """A backend prompt under its exposed name."""
-
-    _group: ReplicaGroup = PrivateAttr()
-    _original: str = PrivateAttr()
-    _definition: mcp_types.Prompt = PrivateAttr()
 
     @classmethod
     def create(
         cls, exposed: str, definition: mcp_types.Prompt, group: ReplicaGroup, original: str
     ) -> ForwardingPrompt:
         prompt = cls(name=exposed, title=definition.title, description=definition.description)
-        prompt._group = group
-        prompt._original = original
-        prompt._definition = definition.model_copy(update={"name": exposed})
+        prompt._forward(group, original, definition.model_copy(update={"name": exposed}))
         return prompt
-
-    @property
-    def group(self) -> ReplicaGroup:
-        return self._group
-
-    @property
-    def original(self) -> str:
-        return self._original
 
     def to_mcp_prompt(self, **overrides: Any) -> mcp_types.Prompt:
         return _renamed(self._definition, "name", overrides.get("name", self.name))

@@ -25,7 +25,7 @@ from mcp_agg.security.redact import redact
 
 if TYPE_CHECKING:
     from mcp_agg.core.catalog import Catalog, LocalTools
-    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.core.views import StateView
     from mcp_agg.observability.metrics import GatewayMetrics
 
 __all__ = ["gateway_tools", "health_report", "metrics_report"]
@@ -39,8 +39,8 @@ _READ_ONLY = mcp_types.ToolAnnotations(
 class GatewayTool(LocalTool):
     """A read-only report on the gateway itself."""
 
-    _gateway: Gateway = PrivateAttr()
-    _report: Callable[[Gateway], dict[str, Any]] = PrivateAttr()
+    _gateway: StateView = PrivateAttr()
+    _report: Callable[[StateView], dict[str, Any]] = PrivateAttr()
 
     @classmethod
     def make(
@@ -48,8 +48,8 @@ class GatewayTool(LocalTool):
         name: str,
         title: str,
         description: str,
-        gateway: Gateway,
-        report: Callable[[Gateway], dict[str, Any]],
+        gateway: StateView,
+        report: Callable[[StateView], dict[str, Any]],
     ) -> GatewayTool:
         tool = cls(
             name=name,
@@ -68,7 +68,7 @@ class GatewayTool(LocalTool):
         return hop_wire({"content": [{"type": "text", "text": text}], "structuredContent": data})
 
 
-def gateway_tools(gateway: Gateway) -> LocalTools:
+def gateway_tools(gateway: StateView) -> LocalTools:
     """The source of the gateway's own tools, for `Gateway.local_tools`."""
     health = GatewayTool.make(
         "gateway_health",
@@ -98,7 +98,7 @@ def gateway_tools(gateway: Gateway) -> LocalTools:
     return source
 
 
-def health_report(gateway: Gateway) -> dict[str, Any]:
+def health_report(gateway: StateView) -> dict[str, Any]:
     """What `gateway_health` answers."""
     return {
         "replicas": [replica_status(u) for u in gateway.upstreams],
@@ -106,10 +106,11 @@ def health_report(gateway: Gateway) -> dict[str, Any]:
     }
 
 
-def metrics_report(gateway: Gateway) -> dict[str, Any]:
+def metrics_report(gateway: StateView) -> dict[str, Any]:
     """What `gateway_metrics` answers, read from the gateway's registry."""
-    assert gateway.metrics is not None  # listed only with metrics
-    return summarize(gateway.metrics)
+    metrics = gateway.collect_metrics()
+    assert metrics is not None  # listed only with metrics
+    return summarize(metrics)
 
 
 def summarize(metrics: GatewayMetrics) -> dict[str, Any]:

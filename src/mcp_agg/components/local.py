@@ -3,42 +3,29 @@
 Fan-out tools (`[[fanout]]`), the gateway's own `gateway_health` and `gateway_metrics`,
 and the tools of search mode are local tools. Each one makes its call in `relay`,
 which returns the result in its wire form, as a backend's result is relayed; a call
-takes the same path as a backend tool's (`Gateway.call`: limits, audit, metrics).
+takes the same path as a backend tool's (the call pipeline: limits, audit, metrics).
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import mcp_types
-from fastmcp.tools.base import Tool, ToolResult
-
-from mcp_agg.components.forwarding import relay_result, tool_calls
+from mcp_agg.components.forwarding import PipelineTool
 
 __all__ = ["LocalTool", "error_result"]
 
 
-class LocalTool(Tool):
+class LocalTool(PipelineTool):
     """A tool of the gateway's own; subclasses implement `relay`."""
 
-    #: Whether `relay` makes its call through `Gateway.call` itself (search mode's call
-    #: tool): the gateway's rate and argument limits then apply to that call only.
+    #: Whether `relay` makes its call through the call pipeline itself (search mode's
+    #: call tool): the gateway's rate and argument limits then apply to that call only.
     relays_calls: ClassVar[bool] = False
 
     @property
     def server(self) -> str:
         """What the audit log and metrics name as the tool's server."""
         return "gateway"
-
-    async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
-        """The call's result in its wire form (a tool error as an `isError` result)."""
-        raise NotImplementedError
-
-    async def run(self, arguments: dict[str, Any]) -> ToolResult:
-        # FastMCP's call path (middleware takes part in calls): through Gateway.call too.
-        call = tool_calls.get()
-        wire = await (self.relay(arguments) if call is None else call(self, arguments))
-        return relay_result(mcp_types.CallToolResult.model_validate(wire, by_name=False))
 
 
 def error_result(text: str) -> dict[str, Any]:

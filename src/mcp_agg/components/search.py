@@ -19,7 +19,7 @@ server whose catalog is fixed, not this gateway's:
 - their call tool runs `ctx.fastmcp.call_tool`, and lives outside the catalog, so the
   gateway's direct call path would not know it (it would audit it as an unknown tool)
   and its unknown-tool answer differs from a direct call's. Here both tools are
-  `LocalTool`s of the catalog: the call tool runs through `Gateway.call` twice, once
+  `LocalTool`s of the catalog: the call tool runs through the call pipeline twice, once
   as itself and once as the tool it names (that tool's audit line, rate-limit bucket
   and size limits), and answers a name the caller may not see exactly as a direct
   call of that name is answered;
@@ -40,26 +40,25 @@ import math
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import mcp_types
 from fastmcp.tools.base import Tool
 from pydantic import PrivateAttr
 
-from mcp_agg.components.forwarding import CallTarget, ForwardingTool, hop_wire
+from mcp_agg.components.forwarding import ForwardingTool, hop_wire
 from mcp_agg.components.local import LocalTool, error_result
 from mcp_agg.config import GatewayConfig
 from mcp_agg.core.catalog import Catalog, with_local_tools
-from mcp_agg.observability.audit import unknown_tool
 from mcp_agg.security.access import AccessPolicy
 
 if TYPE_CHECKING:
-    from mcp_agg.observability.audit import AuditLog, CallObserver
+    from mcp_agg.core.views import CallPath
+    from mcp_agg.security.access import Visibility
 
 __all__ = [
     "CALL_TOOL",
     "SEARCH_TOOL",
-    "SearchHost",
     "SearchIndex",
     "SearchMode",
     "listed_instead",
@@ -86,22 +85,6 @@ _B = 0.75
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WORD = re.compile(r"[^\W_]+")
-
-
-class SearchHost(Protocol):
-    """What the search tools need of the gateway (`mcp_agg.core.gateway.Gateway`)."""
-
-    @property
-    def audit(self) -> AuditLog | None: ...
-
-    @property
-    def observe_call(self) -> CallObserver | None: ...
-
-    def visible(self, name: str) -> bool: ...
-
-    def tool_for_caller(self, name: str) -> CallTarget | None: ...
-
-    async def call(self, tool: CallTarget, arguments: dict[str, Any]) -> dict[str, Any]: ...
 
 
 def words(text: str) -> list[str]:
@@ -237,14 +220,13 @@ class SearchIndex:
 class _ModeTool(LocalTool):
     """One of the two tools search mode lists instead of the catalog."""
 
-    _host: SearchHost = PrivateAttr()
-
 
 class _SearchTool(_ModeTool):
+    _visibility: Visibility = PrivateAttr()
     _index: SearchIndex = PrivateAttr()
 
     @classmethod
-    def create(cls, host: SearchHost, index: SearchIndex) -> _SearchTool:
+    def create(cls, visibility: Visibility, index: SearchIndex) -> _SearchTool:
         tool = cls(
             name=SEARCH_TOOL,
             title="Search tools",
@@ -285,7 +267,7 @@ class _SearchTool(_ModeTool):
                 read_only_hint=True, idempotent_hint=True, open_world_hint=False
             ),
         )
-        tool._host = host
+        tool._visibility = visibility
         tool._index = index
         return tool
 
@@ -297,7 +279,7 @@ class _SearchTool(_ModeTool):
         if not isinstance(limit, int) or isinstance(limit, bool):
             return error_result(f"{SEARCH_TOOL}: 'limit' must be an integer")
         limit = max(1, min(limit, MAX_LIMIT))
-        visible = [n for n in self._index.ranked(query) if self._host.visible(n)]
+        visible = [n for n in self._index.ranked(query) if self._visibility.allows(n)]
         found = {
             "tools": [self._index.described(n) for n in visible[:limit]],
             "matches": len(visible),
@@ -311,11 +293,13 @@ class _SearchTool(_ModeTool):
 
 
 class _CallTool(_ModeTool):
-    #: The call it makes goes through `Gateway.call` and its limits: not charged twice.
+    #: The call it makes goes through the call pipeline and its limits: not charged twice.
     relays_calls = True
 
+    _calls: CallPath = PrivateAttr()
+
     @classmethod
-    def create(cls, host: SearchHost) -> _CallTool:
+    def create(cls, calls: CallPath) -> _CallTool:
         tool = cls(
             name=CALL_TOOL,
             title="Call a tool",
@@ -336,7 +320,7 @@ class _CallTool(_ModeTool):
                 "required": ["name"],
             },
         )
-        tool._host = host
+        tool._calls = calls
         return tool
 
     async def relay(self, arguments: dict[str, Any]) -> dict[str, Any]:
@@ -346,11 +330,11 @@ class _CallTool(_ModeTool):
             return error_result(f"{CALL_TOOL}: 'name' must be a string naming a tool")
         if not isinstance(forwarded, dict):
             return error_result(f"{CALL_TOOL}: 'arguments' must be an object")
-        target = None if name == CALL_TOOL else self._host.tool_for_caller(name)
+        target = None if name == CALL_TOOL else self._calls.lookup(name)
         if target is None:  # recorded (audit, metrics) as the direct path records one
-            unknown_tool(self._host.audit, self._host.observe_call, name, forwarded)
+            self._calls.unknown(name, forwarded)
             return hop_wire(unknown_tool_result(name))
-        return await self._host.call(target, forwarded)
+        return await self._calls.call(target, forwarded)
 
 
 def listed_instead(catalog: Catalog) -> list[LocalTool]:
@@ -363,8 +347,11 @@ class SearchMode:
     """Puts the search tools in every catalog that needs them (`apply`), with an index
     built for that catalog."""
 
-    def __init__(self, host: SearchHost, settings: Callable[[], GatewayConfig]) -> None:
-        self._host = host
+    def __init__(
+        self, calls: CallPath, visibility: Visibility, settings: Callable[[], GatewayConfig]
+    ) -> None:
+        self._calls = calls
+        self._visibility = visibility
         #: The running `[gateway]` settings, read at each build (a reload may change them).
         self._current = settings
         #: Whether the last catalog was over `max_listed_tools` (to log the switch once).
@@ -398,8 +385,8 @@ class SearchMode:
             return catalog
         index = SearchIndex([*catalog.tools.values(), *catalog.local.values()])
         mode_tools = {
-            SEARCH_TOOL: _SearchTool.create(self._host, index),
-            CALL_TOOL: _CallTool.create(self._host),
+            SEARCH_TOOL: _SearchTool.create(self._visibility, index),
+            CALL_TOOL: _CallTool.create(self._calls),
         }
         self._check_roles(settings)
         # Added after (and checked for collisions against) every other tool, which is

@@ -2,8 +2,9 @@
 
 A reload never restarts the gateway. `diff` compares the running config with the new
 one server by server (a server is a `name`: a group of replicas) and says which are
-added, removed, changed or unchanged; `Gateway.reconfigure` then starts, replaces and
-stops only those, so the sessions of clients and of unchanged backends live on.
+added, removed, changed or unchanged; `Reconfigurer.reconfigure` then starts, replaces and
+stops only those (`mcp_agg.core.reconfigure`), so the sessions of clients and of
+unchanged backends live on.
 
 A server is changed when anything that shapes its replicas differs: any field of its
 `[[servers]]` entries, how many replicas there are, and the gateway defaults it
@@ -32,7 +33,7 @@ from mcp_agg.config import Config, ServerConfig, load_config
 from mcp_agg.errors import ConfigError, GatewayError
 
 if TYPE_CHECKING:
-    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.core.views import Reconfigurable
 
 __all__ = [
     "RESTART_SETTINGS",
@@ -177,7 +178,7 @@ def compose(
 # ---------------------------------------------------------------------------- the file
 
 
-async def reload_from_file(gateway: Gateway) -> None:
+async def reload_from_file(gateway: Reconfigurable) -> None:
     """Read the gateway's config file again (same profile) and run it.
 
     Never raises: an invalid file is logged at ERROR (the message names the field)

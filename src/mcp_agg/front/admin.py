@@ -34,14 +34,14 @@ from mcp_agg.security.auth import bearer_token
 from mcp_agg.security.redact import Redactor, redact, secrets_of
 
 if TYPE_CHECKING:
-    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.core.views import AdminHost
 
 __all__ = ["admin_routes", "servers_state"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def admin_routes(gateway: Gateway) -> list[BaseRoute]:
+def admin_routes(gateway: AdminHost) -> list[BaseRoute]:
     """The admin API's routes, or none without `[gateway.admin]`.
 
     The token is read once: `[gateway.admin]` is among the settings a reload does not
@@ -77,13 +77,14 @@ def admin_routes(gateway: Gateway) -> list[BaseRoute]:
     ]
 
 
-def servers_state(gateway: Gateway) -> list[dict[str, Any]]:
+def servers_state(gateway: AdminHost) -> list[dict[str, Any]]:
     """Every server of the running config, in config order, with its replicas' state."""
     exposed = Counter(tool.group.name for tool in gateway.catalog.tools.values())
+    registered = gateway.reconfigurer.registered
     return [
         {
             "name": name,
-            "source": "admin" if name in gateway.registered else "config",
+            "source": "admin" if name in registered else "config",
             "failover_for": group.server.failover_for,
             "tools": exposed[name],
             "replicas": [replica_status(upstream) for upstream in group.replicas],
@@ -92,7 +93,7 @@ def servers_state(gateway: Gateway) -> list[dict[str, Any]]:
     ]
 
 
-async def _register(gateway: Gateway, request: Request) -> Response:
+async def _register(gateway: AdminHost, request: Request) -> Response:
     try:
         body = await request.json()
     except ValueError:
@@ -105,10 +106,11 @@ async def _register(gateway: Gateway, request: Request) -> Response:
         # As config errors do: each problem names its field, and no secret is echoed.
         hide = Redactor(secrets_of({"servers": [body]}))
         return _error(400, hide(f"invalid server: {describe_errors(exc, body)}"))
-    if server.name in gateway.config_names():
+    servers = gateway.reconfigurer
+    if server.name in servers.config_names():
         return _error(409, f"a server named {server.name!r} is already configured")
     try:
-        report = await gateway.register(server)
+        report = await servers.register(server)
     except ConfigError as exc:
         return _error(400, f"invalid config with this server: {exc.problem}")
     except ReloadError as exc:
@@ -128,15 +130,16 @@ async def _register(gateway: Gateway, request: Request) -> Response:
     )
 
 
-async def _unregister(gateway: Gateway, name: str) -> Response:
-    if name not in gateway.registered:
-        if name in gateway.config_names():
+async def _unregister(gateway: AdminHost, name: str) -> Response:
+    servers = gateway.reconfigurer
+    if name not in servers.registered:
+        if name in servers.config_names():
             return _error(
                 409, f"{name!r} is defined in the config file: remove it there and reload"
             )
         return _error(404, f"no server named {name!r} was registered at runtime")
     try:
-        await gateway.unregister(name)
+        await servers.unregister(name)
     except ReloadError as exc:
         return _error(409, str(exc))
     return _json({"name": name, "removed": True})

@@ -15,12 +15,12 @@ from mcp_agg.front.admin import admin_routes
 from mcp_agg.observability.endpoint import metrics_routes
 
 if TYPE_CHECKING:
-    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.core.views import OpsHost
 
 __all__ = ["ops_routes"]
 
 
-def ops_routes(gateway: Gateway) -> list[BaseRoute]:
+def ops_routes(gateway: OpsHost) -> list[BaseRoute]:
     """Every operations route the gateway's config turns on."""
     routes: list[BaseRoute] = []
     routes += metrics_routes(gateway)

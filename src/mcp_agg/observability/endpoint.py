@@ -18,12 +18,12 @@ from starlette.routing import BaseRoute, Route
 from mcp_agg.security.auth import bearer_token, build_verifier
 
 if TYPE_CHECKING:
-    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.core.views import MetricsSource
 
 __all__ = ["metrics_routes"]
 
 
-def metrics_routes(gateway: Gateway) -> list[BaseRoute]:
+def metrics_routes(gateway: MetricsSource) -> list[BaseRoute]:
     """`/metrics`, when the gateway keeps metrics (`[gateway] metrics`)."""
     metrics = gateway.collect_metrics()
     if metrics is None:

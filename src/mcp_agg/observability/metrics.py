@@ -15,7 +15,7 @@ may live in one process (tests, embedding), and each counts its own calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -33,7 +33,10 @@ from mcp_agg.observability.status import catalog_counts
 from mcp_agg.resilience.breaker import BreakerState
 
 if TYPE_CHECKING:
-    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.backend.upstream import Upstream
+    from mcp_agg.core.catalog import Catalog
+    from mcp_agg.core.views import ReplicaView
+    from mcp_agg.resilience.group import ReplicaGroup
 
 __all__ = ["BUCKETS", "GatewayMetrics", "StateCollector"]
 
@@ -50,7 +53,7 @@ _UNKNOWN = ("", "", "unknown_tool")
 class GatewayMetrics:
     """The registry, the per-call metrics, and the per-scrape collector of a gateway."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: ReplicaView) -> None:
         self.registry = CollectorRegistry()
         self.calls = Counter(
             "mcp_agg_tool_calls",
@@ -102,93 +105,100 @@ class GatewayMetrics:
 class StateCollector:
     """Reads the replicas', groups' and catalog's state when scraped."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: ReplicaView) -> None:
         self._gateway = gateway
 
     def collect(self) -> Iterator[Metric]:
         gateway = self._gateway
-        replica = ("server", "replica")
-        up = GaugeMetricFamily(
-            "mcp_agg_replica_up",
-            "1 when the replica is connected and healthy (it takes calls while its breaker "
-            "admits them), else 0.",
-            labels=replica,
-        )
-        healthy = GaugeMetricFamily(
-            "mcp_agg_replica_healthy",
-            "1 unless health checks have ejected the replica.",
-            labels=replica,
-        )
-        breaker = GaugeMetricFamily(
-            "mcp_agg_replica_breaker_state",
-            "1 for the state the replica's circuit breaker is in (closed, open, half_open), "
-            "0 for the others.",
-            labels=(*replica, "state"),
-        )
-        opens = CounterMetricFamily(
-            "mcp_agg_replica_breaker_opens",
-            "Times the replica's circuit breaker opened.",
-            labels=replica,
-        )
-        in_flight = GaugeMetricFamily(
-            "mcp_agg_replica_in_flight_requests",
-            "Requests sent to the replica and not answered yet.",
-            labels=replica,
-        )
-        latency = GaugeMetricFamily(
-            "mcp_agg_replica_latency_seconds",
-            "The replica's recent request latency (peak EWMA, what p2c-ewma balances on).",
-            labels=replica,
-        )
-        requests = CounterMetricFamily(
-            "mcp_agg_replica_requests",
-            "Requests sent to the replica: every attempt of a call, read, prompt or completion.",
-            labels=replica,
-        )
-        failures = CounterMetricFamily(
-            "mcp_agg_replica_failures",
-            "Requests to the replica that got no answer (connection lost, timeout); a "
-            "tool's own error result is an answer.",
-            labels=replica,
-        )
-        connects = CounterMetricFamily(
-            "mcp_agg_replica_connects",
-            "Sessions the replica established, reconnects included.",
-            labels=replica,
-        )
-        for upstream in gateway.upstreams:
-            values = (upstream.group, upstream.id)
-            up.add_metric(values, float(upstream.available))
-            healthy.add_metric(values, float(upstream.health.healthy))
-            state = upstream.breaker.state
-            for each in BreakerState:
-                breaker.add_metric((*values, each.value), float(each is state))
-            opens.add_metric(values, float(upstream.breaker.opened))
-            stats = upstream.stats
-            in_flight.add_metric(values, float(stats.in_flight))
-            latency.add_metric(values, upstream.latency)
-            requests.add_metric(values, float(stats.calls))
-            failures.add_metric(values, float(stats.failures))
-            connects.add_metric(values, float(stats.connects))
-        yield from (up, healthy, breaker, opens, in_flight, latency, requests, failures, connects)
+        yield from _replica_metrics(gateway.upstreams)
+        yield from _gateway_metrics(gateway.groups, gateway.catalog)
 
-        retries = CounterMetricFamily(
-            "mcp_agg_retries",
-            "Attempts beyond a request's first, by server (the group that retried).",
-            labels=("server",),
-        )
-        for name, group in gateway.groups.items():
-            retries.add_metric((name,), float(group.retries))
-        yield retries
 
-        catalog = GaugeMetricFamily(
-            "mcp_agg_catalog_items",
-            "What the gateway exposes, by kind (tools, resources, templates, prompts).",
-            labels=("kind",),
-        )
-        for kind, count in catalog_counts(gateway.catalog).items():
-            catalog.add_metric((kind,), float(count))
-        yield catalog
-        yield InfoMetricFamily(
-            "mcp_agg_build", "mcp-agg's version.", value={"version": __version__}
-        )
+def _replica_metrics(upstreams: Iterable[Upstream]) -> Iterator[Metric]:
+    """Each replica's state: up, healthy, breaker, in flight, latency and counts."""
+    replica = ("server", "replica")
+    up = GaugeMetricFamily(
+        "mcp_agg_replica_up",
+        "1 when the replica is connected and healthy (it takes calls while its breaker "
+        "admits them), else 0.",
+        labels=replica,
+    )
+    healthy = GaugeMetricFamily(
+        "mcp_agg_replica_healthy",
+        "1 unless health checks have ejected the replica.",
+        labels=replica,
+    )
+    breaker = GaugeMetricFamily(
+        "mcp_agg_replica_breaker_state",
+        "1 for the state the replica's circuit breaker is in (closed, open, half_open), "
+        "0 for the others.",
+        labels=(*replica, "state"),
+    )
+    opens = CounterMetricFamily(
+        "mcp_agg_replica_breaker_opens",
+        "Times the replica's circuit breaker opened.",
+        labels=replica,
+    )
+    in_flight = GaugeMetricFamily(
+        "mcp_agg_replica_in_flight_requests",
+        "Requests sent to the replica and not answered yet.",
+        labels=replica,
+    )
+    latency = GaugeMetricFamily(
+        "mcp_agg_replica_latency_seconds",
+        "The replica's recent request latency (peak EWMA, what p2c-ewma balances on).",
+        labels=replica,
+    )
+    requests = CounterMetricFamily(
+        "mcp_agg_replica_requests",
+        "Requests sent to the replica: every attempt of a call, read, prompt or completion.",
+        labels=replica,
+    )
+    failures = CounterMetricFamily(
+        "mcp_agg_replica_failures",
+        "Requests to the replica that got no answer (connection lost, timeout); a "
+        "tool's own error result is an answer.",
+        labels=replica,
+    )
+    connects = CounterMetricFamily(
+        "mcp_agg_replica_connects",
+        "Sessions the replica established, reconnects included.",
+        labels=replica,
+    )
+    for upstream in upstreams:
+        values = (upstream.group, upstream.id)
+        up.add_metric(values, float(upstream.available))
+        healthy.add_metric(values, float(upstream.health.healthy))
+        state = upstream.breaker.state
+        for each in BreakerState:
+            breaker.add_metric((*values, each.value), float(each is state))
+        opens.add_metric(values, float(upstream.breaker.opened))
+        stats = upstream.stats
+        in_flight.add_metric(values, float(stats.in_flight))
+        latency.add_metric(values, upstream.latency)
+        requests.add_metric(values, float(stats.calls))
+        failures.add_metric(values, float(stats.failures))
+        connects.add_metric(values, float(stats.connects))
+    yield from (up, healthy, breaker, opens, in_flight, latency, requests, failures, connects)
+
+
+def _gateway_metrics(groups: Mapping[str, ReplicaGroup], catalog: Catalog) -> Iterator[Metric]:
+    """Retries by server, the catalog's size, and the build."""
+    retries = CounterMetricFamily(
+        "mcp_agg_retries",
+        "Attempts beyond a request's first, by server (the group that retried).",
+        labels=("server",),
+    )
+    for name, group in groups.items():
+        retries.add_metric((name,), float(group.retries))
+    yield retries
+
+    items = GaugeMetricFamily(
+        "mcp_agg_catalog_items",
+        "What the gateway exposes, by kind (tools, resources, templates, prompts).",
+        labels=("kind",),
+    )
+    for kind, count in catalog_counts(catalog).items():
+        items.add_metric((kind,), float(count))
+    yield items
+    yield InfoMetricFamily("mcp_agg_build", "mcp-agg's version.", value={"version": __version__})

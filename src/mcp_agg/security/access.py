@@ -17,6 +17,10 @@ A denied name is hidden: it is left out of every list, and a call, read, prompt,
 subscription or completion naming it is answered exactly as for an unknown name.
 A resource read through a template is allowed when the template is.
 
+`Visibility` is the one place that answers "may the current caller see this": the
+provider's lists and lookups, the call pipeline, subscriptions, completions, fan-outs
+and search mode all ask it.
+
 Decisions are cached per set of roles and per name, so a caller pays a dict lookup per
 call after the first; without `[gateway.auth]` nothing here runs at all.
 """
@@ -25,12 +29,19 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from mcp_agg.config import RoleConfig
 
-__all__ = ["ALLOW_ALL", "DENY_ALL", "AccessPolicy", "Grant"]
+if TYPE_CHECKING:
+    from mcp_agg.core.catalog import Catalog
+    from mcp_agg.security.auth import CallerAccess
+
+__all__ = ["ALLOW_ALL", "DENY_ALL", "AccessPolicy", "Grant", "Visibility"]
+
+_T = TypeVar("_T")
 
 #: Distinct names one grant remembers decisions for; past it, decisions are recomputed.
 _CACHE_LIMIT = 4096
@@ -96,3 +107,52 @@ class AccessPolicy:
         if allow is None:
             return DENY_ALL
         return Grant(allow=allow, deny=_compile(p for role in known for p in role.deny))
+
+
+class Visibility:
+    """What the current caller may see of the catalog, by exposed name, URI or ref.
+
+    `access` is the per-role access of an authenticated HTTP front (set when that front
+    is built); None (stdio, or no `[gateway.auth]`): everything is visible, and each
+    answer costs one `None` check.
+    """
+
+    def __init__(self, catalog: Callable[[], Catalog], access: CallerAccess | None = None) -> None:
+        self._catalog = catalog
+        self.access = access
+
+    def allows(self, name: str) -> bool:
+        """Whether the current caller may see an exposed name: a tool, a prompt, a
+        resource's URI or a template's URI template."""
+        return self.access is None or self.access.grant().allows(name)
+
+    def keep(self, items: Iterable[_T], name: Callable[[_T], str]) -> list[_T]:
+        """Those of `items` the current caller may see (`name` gives each one's exposed
+        name); the caller's grant is looked up once for the whole list."""
+        if self.access is None:
+            return list(items)
+        grant = self.access.grant()
+        return [item for item in items if grant.allows(name(item))]
+
+    def allows_uri(self, uri: str) -> bool:
+        """Whether the current caller may see an exposed resource URI (a resource, or
+        one of a template it may see); an unknown URI is not allowed."""
+        if self.access is None:
+            return True
+        catalog = self._catalog()
+        resource = catalog.resource(uri)
+        if resource is not None:
+            return self.allows(resource.exposed)
+        template = catalog.template_for(uri)
+        return template is not None and self.allows(template.uri_template)
+
+    def allows_completion(self, ref: Mapping[str, Any]) -> bool:
+        """Whether the current caller may see what a `completion/complete` ref names."""
+        if self.access is None:
+            return True
+        if ref.get("type") == "ref/prompt":
+            return self.allows(str(ref.get("name")))
+        uri = str(ref.get("uri"))
+        if any(t.uri_template == uri for t in self._catalog().templates):
+            return self.allows(uri)
+        return self.allows_uri(uri)

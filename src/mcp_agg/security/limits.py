@@ -77,8 +77,9 @@ def refusal_result(tool: str, exc: RefusedError) -> dict[str, Any]:
 class CallLimits:
     """Admission of a `tools/call` before it is relayed, and its result's size after.
 
-    `Gateway.call` asks `admit` first (the rate limit of the caller's identity, then the
-    arguments' size) and passes the relayed result through `checked`.
+    The call pipeline (`mcp_agg.core.pipeline`) asks `admit` first (the rate limit of
+    the caller's identity, then the arguments' size) and passes the relayed result
+    through `checked`.
     """
 
     def __init__(

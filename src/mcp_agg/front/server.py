@@ -1,0 +1,240 @@
+"""The FastMCP server over a gateway: what stdio and HTTP clients talk to.
+
+`build_server` makes it. Its lists and lookups come from the gateway's catalog (the
+`GatewayProvider`), its lifespan is the gateway's `running()`, and the requests FastMCP
+does not serve itself, or serves too slowly for a relay, have handlers here:
+
+- `tools/call` goes straight down the gateway's call pipeline. FastMCP's own path builds
+  a request context, runs the middleware chain, resolves the tool through every
+  provider's transforms and visibility rules, opens spans and wraps the result;
+  measured, that is most of the gateway's CPU per call, and a relayed call needs none
+  of it while no middleware takes part in calls. With middleware that does, a call
+  takes FastMCP's path, which ends in the same pipeline (`PipelineTool.run`);
+- resource subscriptions, `completion/complete`, `notifications/roots/list_changed` and
+  `subscriptions/listen` reach the backends through the gateway's session state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import mcp_types
+from fastmcp import FastMCP
+from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
+from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
+from mcp.server.subscriptions import ListenHandler
+from mcp.shared.exceptions import MCPError
+
+from mcp_agg.components.forwarding import hop_wire
+from mcp_agg.core.announce import Announcer
+from mcp_agg.core.caller import Caller, connection_of, current_caller
+from mcp_agg.core.gateway import Gateway
+from mcp_agg.core.pipeline import CallPipeline
+from mcp_agg.core.sessions import quietly
+from mcp_agg.front.ops import ops_routes
+from mcp_agg.front.provider import GatewayProvider
+from mcp_agg.observability import tracing
+from mcp_agg.security.auth import CallerAccess, build_verifier
+
+__all__ = ["build_server"]
+
+
+def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
+    """The FastMCP server that serves the gateway's catalog; its lifespan is `running()`.
+
+    For the HTTP front (`http`) with `[gateway.auth]`, the server verifies bearer
+    tokens (401 without a valid one) and shows each caller what its roles allow.
+    """
+    settings = gateway.config.gateway
+    visibility = gateway.visibility
+    if http and settings.auth is not None:
+        visibility.access = CallerAccess(settings)
+    access = visibility.access
+    provider = GatewayProvider(
+        lambda: gateway.catalog, lifespan=gateway.running, visibility=visibility
+    )
+    server = _GatewayServer(
+        gateway,
+        name=settings.name,
+        providers=[provider],
+        middleware=[_ConnectionTracker(gateway.announcer)],
+        auth=build_verifier(access.auth) if access is not None else None,
+    )
+    if http:
+        for route in ops_routes(gateway):
+            server._additional_http_routes.append(route)  # what custom_route() adds to
+    return server
+
+
+class _GatewayServer(FastMCP[Any]):
+    """FastMCP, with the gateway's handlers for calls, subscriptions, completions,
+    roots and listen streams (module docstring)."""
+
+    def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._gateway = gateway
+        server = self._mcp_server
+        server.add_request_handler(
+            "resources/subscribe", mcp_types.SubscribeRequestParams, self._on_subscribe
+        )
+        server.add_request_handler(
+            "resources/unsubscribe", mcp_types.UnsubscribeRequestParams, self._on_unsubscribe
+        )
+        server.add_request_handler(
+            "completion/complete", mcp_types.CompleteRequestParams, self._on_complete
+        )
+        server.add_notification_handler(
+            "notifications/roots/list_changed",
+            mcp_types.NotificationParams,
+            self._on_roots_changed,
+        )
+        self._listen = ListenHandler(gateway.bus)
+        server.add_request_handler(
+            "subscriptions/listen", mcp_types.SubscriptionsListenRequestParams, self._on_listen
+        )
+
+    @property
+    def calls(self) -> CallPipeline:
+        """Where every tools/call goes (`mcp_agg.core.views.ServesCalls`)."""
+        return self._gateway.calls
+
+    def _caller(self, ctx: ServerRequestContext) -> Caller:
+        return Caller.of(ctx, self._gateway.sessions.log_levels)
+
+    async def _on_call_tool(
+        self, ctx: ServerRequestContext, params: mcp_types.CallToolRequestParams
+    ) -> Any:
+        token = current_caller.set(self._caller(ctx))
+        try:
+            calls = self._gateway.calls
+            tool = calls.lookup(params.name)
+            if tool is None:
+                calls.unknown(params.name, params.arguments)
+            if tool is None or not _calls_bypass(self.middleware):
+                # FastMCP's path: its middleware, then the tool's `run` (the pipeline
+                # too), or its answer to an unknown name.
+                return await super()._on_call_tool(ctx, params)
+            return await calls.call(tool, params.arguments or {})
+        finally:
+            current_caller.reset(token)
+
+    async def _on_read_resource(
+        self, ctx: ServerRequestContext, params: mcp_types.ReadResourceRequestParams
+    ) -> Any:
+        token = current_caller.set(self._caller(ctx))
+        try:
+            with tracing.request_span(self._gateway.tracer, "resources/read", uri=params.uri):
+                return await super()._on_read_resource(ctx, params)
+        finally:
+            current_caller.reset(token)
+
+    async def _on_get_prompt(
+        self, ctx: ServerRequestContext, params: mcp_types.GetPromptRequestParams
+    ) -> Any:
+        token = current_caller.set(self._caller(ctx))
+        try:
+            with tracing.request_span(self._gateway.tracer, "prompts/get", prompt=params.name):
+                return await super()._on_get_prompt(ctx, params)
+        finally:
+            current_caller.reset(token)
+
+    async def _on_set_logging_level(
+        self, ctx: ServerRequestContext, params: mcp_types.SetLevelRequestParams
+    ) -> mcp_types.EmptyResult:
+        result = await super()._on_set_logging_level(ctx, params)
+        await self._gateway.sessions.set_log_level(connection_of(ctx), params.level)
+        return result
+
+    async def _on_subscribe(
+        self, ctx: ServerRequestContext, params: mcp_types.SubscribeRequestParams
+    ) -> mcp_types.EmptyResult:
+        connection = connection_of(ctx)
+        if connection is None:
+            raise MCPError(mcp_types.INVALID_REQUEST, "resources/subscribe needs a session")
+        await self._gateway.sessions.subscribe(connection, str(params.uri))
+        return mcp_types.EmptyResult()
+
+    async def _on_roots_changed(
+        self, ctx: ServerRequestContext, params: mcp_types.NotificationParams | None
+    ) -> None:
+        await self._gateway.sessions.roots_changed()
+
+    async def _on_listen(
+        self, ctx: ServerRequestContext, params: mcp_types.SubscriptionsListenRequestParams
+    ) -> Any:
+        """A modern-era change stream (the SDK's ListenHandler), whose resource
+        subscriptions hold the owning backends' subscriptions while it lasts."""
+        sessions = self._gateway.sessions
+        stream = _ListenStream()
+        uris = list(params.notifications.resource_subscriptions or ())
+        try:
+            for uri in uris:
+                await sessions.subscribe(stream, uri)
+            return await self._listen(ctx, params)
+        finally:
+            with anyio.CancelScope(shield=True):
+                for uri in uris:
+                    await quietly(sessions.unsubscribe(stream, uri), f"unsubscribe {uri}")
+
+    async def _on_unsubscribe(
+        self, ctx: ServerRequestContext, params: mcp_types.UnsubscribeRequestParams
+    ) -> mcp_types.EmptyResult:
+        connection = connection_of(ctx)
+        if connection is not None:
+            await self._gateway.sessions.unsubscribe(connection, str(params.uri))
+        return mcp_types.EmptyResult()
+
+    async def _on_complete(
+        self, ctx: ServerRequestContext, params: mcp_types.CompleteRequestParams
+    ) -> Any:
+        wire = params.model_dump(by_alias=True, mode="json", exclude_none=True)
+        route = self._gateway.catalog.route_completion(wire["ref"])
+        if route is None or not self._gateway.visibility.allows_completion(wire["ref"]):
+            # As a server without that prompt or template would: nothing to offer.
+            return mcp_types.CompleteResult(completion=mcp_types.Completion(values=[]))
+        group, ref = route
+        wire["ref"] = ref
+        wire.pop("_meta", None)
+        token = current_caller.set(self._caller(ctx))
+        try:
+            return hop_wire(await group.complete(wire))
+        finally:
+            current_caller.reset(token)
+
+
+class _ListenStream:
+    """Stands for one listen stream among a resource's subscribers."""
+
+
+def _calls_bypass(middleware: list[Middleware]) -> bool:
+    """Whether no middleware would see a tools/call (so the direct path changes nothing)."""
+    hooks = ("__call__", "on_message", "on_request", "on_call_tool")
+    return all(
+        getattr(type(mw), hook) is getattr(Middleware, hook) for mw in middleware for hook in hooks
+    )
+
+
+class _ConnectionTracker(Middleware):
+    """Remembers client connections so catalog changes can be announced to them.
+
+    FastMCP has no broadcast API: a notification sent from a request reaches only
+    that request's client. The SDK's per-connection object is what can notify later.
+    """
+
+    def __init__(self, announcer: Announcer) -> None:
+        self._announcer = announcer
+
+    async def on_initialize(
+        self, context: MiddlewareContext[Any], call_next: CallNext[Any, Any]
+    ) -> Any:
+        # Only handshake-era connections initialize, and only they take unsolicited
+        # list_changed notifications: tracking them here keeps this off every call.
+        result = await call_next(context)
+        ctx = context.fastmcp_context
+        if ctx is not None:
+            connection = getattr(ctx.session, "_connection", None)
+            if isinstance(connection, Connection):
+                self._announcer.track(connection)
+        return result
