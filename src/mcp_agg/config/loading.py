@@ -11,7 +11,7 @@ import tomli_w
 
 from mcp_agg.config.document import Config
 from mcp_agg.config.mcpservers import parse_mcp_servers
-from mcp_agg.config.validation import config_from_raw
+from mcp_agg.config.validation import config_from_raw, decode
 from mcp_agg.errors import ConfigError
 
 __all__ = ["find_config", "load_config", "mcp_servers_to_toml"]
@@ -47,12 +47,7 @@ def load_config(
     if path.suffix.lower() == ".json":
         raw = parse_mcp_servers(text, path)
     else:
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"invalid TOML: {exc}", source=path) from exc
-        except RecursionError:
-            raise ConfigError("invalid TOML: nested too deeply", source=path) from None
+        raw = decode(tomllib.loads, text, "TOML", path)
     return config_from_raw(raw, path, environ, profile=profile)
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from mcp_agg.config.validation import decode
 from mcp_agg.errors import ConfigError
 
 __all__ = ["mcp_servers_to_raw", "parse_mcp_servers"]
@@ -27,12 +28,7 @@ def parse_mcp_servers(text: str, path: Path) -> dict[str, Any]:
 
 
 def _parse_json(text: str, path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"invalid JSON: {exc}", source=path) from exc
-    except RecursionError:
-        raise ConfigError("invalid JSON: nested too deeply", source=path) from None
+    data = decode(json.loads, text, "JSON", path)
     if not isinstance(data, dict):
         raise ConfigError("expected a JSON object", source=path)
     return data

@@ -1,4 +1,4 @@
-"""From a parsed document to a `Config`: profile, `${VAR}`s, validation, and its messages.
+"""From a file's text to a `Config`: decoding, profile, `${VAR}`s, validation, and its messages.
 
 Every error names the file, the field path and the problem, because the person reading it
 has to find the line to fix.
@@ -6,7 +6,7 @@ has to find the line to fix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,18 @@ from mcp_agg.config.variables import expand
 from mcp_agg.errors import ConfigError
 from mcp_agg.security.redact import Redactor, secrets_of
 
-__all__ = ["config_from_raw", "describe_errors"]
+__all__ = ["config_from_raw", "decode", "describe_errors"]
+
+
+def decode(loads: Callable[[str], Any], text: str, kind: str, source: Path) -> Any:
+    """`loads(text)` (tomllib's or json's), its syntax errors turned into a ConfigError
+    naming the file; a document nested deeper than the parser's recursion is one too."""
+    try:
+        return loads(text)
+    except ValueError as exc:  # TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise ConfigError(f"invalid {kind}: {exc}", source=source) from exc
+    except RecursionError:
+        raise ConfigError(f"invalid {kind}: nested too deeply", source=source) from None
 
 
 def config_from_raw(

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 import mcp_types
 
-from mcp_agg.backend.upstream import Listing, ReplicaState, Upstream
+from mcp_agg.backend.upstream import Listing, Upstream
 from mcp_agg.config import RetryConfig, ServerConfig
 from mcp_agg.errors import (
     BulkheadFull,
@@ -42,6 +42,7 @@ from mcp_agg.errors import (
 )
 from mcp_agg.observability.audit import note_attempt
 from mcp_agg.resilience.balancer import Balancer, RoundRobin
+from mcp_agg.resilience.picking import await_replica, nobody_available, pick, unavailable
 from mcp_agg.resilience.retry import IDEMPOTENCY_KEY, RetryBudget, retrying
 from mcp_agg.security.limits import Bulkhead
 
@@ -53,8 +54,6 @@ __all__ = ["ReplicaGroup"]
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-#: How often a call waiting for a reconnecting replica looks again (seconds).
-_RECONNECT_POLL = 0.02
 Send = Callable[[Upstream, dict[str, Any]], Awaitable[_T]]
 
 
@@ -68,14 +67,25 @@ class _GroupExhausted(UpstreamError):
         self.sent = sent
 
 
-@dataclass(slots=True)
-class _Tries(Generic[_T]):
-    """One group's attempts at a call: what each sends, and what they have met so far."""
+@dataclass(frozen=True, slots=True)
+class _Request(Generic[_T]):
+    """One logical call, as each group of the failover chain makes it."""
 
+    what: str
     send: Send[_T]
+    #: The call's `_meta`, with its idempotency key: the same on every attempt.
     meta: dict[str, Any]
     safe: bool
     deadline: float
+    #: Whether it holds a bulkhead slot (tool calls, reads, prompts).
+    limited: bool
+
+
+@dataclass(slots=True)
+class _Tries(Generic[_T]):
+    """One group's attempts at a call, and what they have met so far."""
+
+    request: _Request[_T]
     #: Whether the group is the last in the failover chain (it waits for a replica).
     last: bool
     tried: set[str] = field(default_factory=set)
@@ -213,9 +223,10 @@ class ReplicaGroup:
         """
         meta = {**(meta or {}), IDEMPOTENCY_KEY: uuid.uuid4().hex}
         deadline = anyio.current_time() + self.timeout
+        request = _Request(what, send, meta, safe, deadline, limited)
         with self._deadline(what):
             async with self._slot(limited):
-                return await self._chain(what, send, meta, safe, deadline, limited)
+                return await self._chain(request)
 
     async def call_tool_on(
         self,
@@ -235,7 +246,7 @@ class ReplicaGroup:
         with self._deadline(what):
             async with self._slot(True):
                 if not replica.available:
-                    raise UpstreamUnavailable(f"{what}: {_down(replica)}", replica=replica.id)
+                    raise UpstreamUnavailable(f"{what}: {unavailable(replica)}", replica=replica.id)
                 note_attempt(replica.id)
                 return await self._attempt(
                     replica, lambda r, m: r.call_tool(name, arguments, meta=m), meta, safe=safe
@@ -253,33 +264,24 @@ class ReplicaGroup:
                 f"({self.timeout:g}s); the backend request was cancelled"
             ) from exc
 
-    async def _chain(
-        self,
-        what: str,
-        send: Send[_T],
-        meta: dict[str, Any],
-        safe: bool,
-        deadline: float,
-        limited: bool,
-    ) -> _T:
+    async def _chain(self, request: _Request[_T]) -> _T:
         """This group, then its failovers in priority order, until one serves the call."""
         last: _GroupExhausted | None = None
         chain = (self, *self.failovers)
         for group in chain:
             try:
                 # This group's own slot is already held (`_dispatch`); a standby takes one.
-                async with contextlib.nullcontext() if group is self else group._slot(limited):
-                    return await group._call(
-                        what, send, meta, safe=safe, deadline=deadline, last=group is chain[-1]
-                    )
+                slot = contextlib.nullcontext() if group is self else group._slot(request.limited)
+                async with slot:
+                    return await group._call(request, last=group is chain[-1])
             except BulkheadFull as exc:  # a standby with no slot free: on to the next
-                logger.warning("%s: %s", what, exc)
+                logger.warning("%s: %s", request.what, exc)
             except _GroupExhausted as exc:
                 last = exc
-                if exc.sent and not safe:
+                if exc.sent and not request.safe:
                     break  # it may have run once: never run it on a standby too
                 if group is not self or self.failovers:
-                    logger.warning("%s: %s", what, exc)
+                    logger.warning("%s: %s", request.what, exc)
         assert last is not None  # this group is first, and raises or fails the call
         raise _unwrap(last)
 
@@ -289,30 +291,21 @@ class ReplicaGroup:
             return contextlib.nullcontext()
         return self.bulkhead.slot()
 
-    async def _call(
-        self,
-        what: str,
-        send: Send[_T],
-        meta: dict[str, Any],
-        *,
-        safe: bool,
-        deadline: float,
-        last: bool,
-    ) -> _T:
+    async def _call(self, request: _Request[_T], *, last: bool) -> _T:
         """One group's attempts at a call: balancer, breaker, and retries (`retrying`).
 
         Each attempt prefers a replica this call has not tried. Once all have been
         tried the group has failed the call and the next group in the failover chain
         takes over; the last group in the chain retries its replicas again instead.
         """
-        tries = _Tries(send, meta, safe, deadline, last)
+        tries = _Tries(request, last)
         try:
             return await retrying(
                 functools.partial(self._try, tries),
                 self.retry,
                 self.budget,
-                deadline=deadline,
-                safe=safe,
+                deadline=request.deadline,
+                safe=request.safe,
                 final=(_GroupExhausted,),
             )
         except _GroupExhausted:
@@ -326,18 +319,23 @@ class ReplicaGroup:
     async def _try(self, tries: _Tries[_T], number: int) -> _T:
         """Attempt `number` of a call, on a replica it has not tried; the last group in the
         chain waits for a reconnecting one. None left: the group is exhausted."""
-        replica = self._pick(tries.tried)
+        replica = pick(self.replicas, self.balancer, tries.tried)
         if replica is None and tries.last:
-            replica = await self._await_replica(tries.deadline)
+            replica = await await_replica(self.replicas, self.balancer, tries.request.deadline)
         if replica is None:
             failure = tries.failure
-            raise _GroupExhausted(self._nobody(tries.tried, failure), failure, sent=tries.sent)
+            raise _GroupExhausted(
+                nobody_available(self.name, self.replicas, tries.tried, failure),
+                failure,
+                sent=tries.sent,
+            )
         tries.tried.add(replica.id)
         note_attempt(replica.id)
         if number > 1:
             self.retries += 1
         try:
-            return await self._attempt(replica, tries.send, tries.meta, safe=tries.safe)
+            request = tries.request
+            return await self._attempt(replica, request.send, request.meta, safe=request.safe)
         except Exception as exc:
             tries.failure = exc
             tries.sent = tries.sent or classify(exc) is not FailureKind.NOT_SENT
@@ -369,44 +367,6 @@ class ReplicaGroup:
                     f"backend {replica.id}: no answer within attempt_timeout ({limit:g}s)",
                     replica=replica.id,
                 ) from exc
-
-    async def _await_replica(self, deadline: float) -> Upstream | None:
-        """Any admitted replica, waiting while one is reconnecting (a restart, an
-        expired HTTP session being re-initialized) but never past the deadline."""
-        while True:
-            replica = self._pick(set())
-            if replica is not None or anyio.current_time() >= deadline:
-                return replica
-            if not any(r.state is ReplicaState.CONNECTING for r in self.replicas):
-                return None
-            await anyio.sleep(_RECONNECT_POLL)
-
-    def _pick(self, tried: set[str]) -> Upstream | None:
-        candidates = [
-            r for r in self.replicas if r.id not in tried and r.available and r.breaker.allows()
-        ]
-        if not candidates:
-            return None
-        return self.balancer.pick(candidates)
-
-    def _nobody(self, tried: set[str], last: BaseException | None) -> str:
-        states = ", ".join(
-            f"{r.id} {'tried' if r.id in tried else r.state}"
-            + ("" if r.breaker.allows() else " (circuit open)")
-            + ("" if r.health.healthy else " (unhealthy)")
-            for r in self.replicas
-        )
-        reason = f"; last error: {last}" if last else ""
-        return f"no replica of {self.name!r} could take it ({states}){reason}"
-
-
-def _down(replica: Upstream) -> str:
-    """Why a replica cannot take a call now."""
-    why = str(replica.state) + ("" if replica.health.healthy else ", unhealthy")
-    last = replica.stats.last_error
-    return f"backend {replica.id} is not available ({why})" + (
-        f"; last error: {last}" if last else ""
-    )
 
 
 def _unwrap(exc: _GroupExhausted) -> UpstreamError:

@@ -1,0 +1,101 @@
+"""Tests for mcp_agg.resilience.picking: who may take an attempt, waiting for a replica
+that reconnects, and the reasons given when nobody can."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from mcp_agg.backend.upstream import ReplicaState, Upstream
+from mcp_agg.resilience.balancer import RoundRobin
+from mcp_agg.resilience.picking import await_replica, nobody_available, pick, unavailable
+from tests.resilience.test_group import group
+
+
+def replicas(count: int = 3) -> list[Upstream]:
+    return group(count).replicas
+
+
+@pytest.mark.parametrize(
+    ("setup", "tried", "expected"),
+    [
+        pytest.param(lambda rs: None, set(), {"s-1", "s-2", "s-3"}, id="all-candidates"),
+        pytest.param(lambda rs: None, {"s-1", "s-2"}, {"s-3"}, id="untried-only"),
+        pytest.param(
+            lambda rs: setattr(rs[0], "state", ReplicaState.ERROR), {"s-2"}, {"s-3"}, id="down"
+        ),
+        pytest.param(
+            lambda rs: (
+                rs[2].health.record(ok=False)
+                or rs[2].health.record(ok=False)
+                or rs[2].health.record(ok=False)
+            ),
+            {"s-1"},
+            {"s-2"},
+            id="unhealthy",
+        ),
+    ],
+)
+def test_pick_takes_only_admitted_untried_replicas(
+    setup: object, tried: set[str], expected: set[str]
+) -> None:
+    members = replicas()
+    setup(members)  # type: ignore[operator]
+    balancer = RoundRobin()
+    picked = {pick(members, balancer, tried).id for _ in range(6)}  # type: ignore[union-attr]
+    assert picked == expected
+
+
+def test_pick_skips_a_replica_whose_circuit_is_open() -> None:
+    members = replicas(2)
+    breaker = members[0].breaker
+    for _ in range(breaker.failure_threshold):
+        breaker.record_failure()
+    assert not breaker.allows()
+    balancer = RoundRobin()
+    assert {pick(members, balancer, set()).id for _ in range(4)} == {"s-2"}  # type: ignore[union-attr]
+
+
+def test_pick_with_no_candidate_is_none() -> None:
+    members = replicas(2)
+    assert pick(members, RoundRobin(), {"s-1", "s-2"}) is None
+
+
+async def test_await_replica_waits_for_a_reconnecting_replica() -> None:
+    members = replicas(1)
+    members[0].state = ReplicaState.CONNECTING
+
+    async def reconnect() -> None:
+        await anyio.sleep(0.1)
+        members[0].state = ReplicaState.CONNECTED
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reconnect)
+        replica = await await_replica(members, RoundRobin(), anyio.current_time() + 5)
+    assert replica is members[0]
+
+
+async def test_await_replica_gives_up_when_nobody_is_reconnecting() -> None:
+    members = replicas(1)
+    members[0].state = ReplicaState.ERROR
+    with anyio.fail_after(1):
+        assert await await_replica(members, RoundRobin(), anyio.current_time() + 5) is None
+
+
+async def test_await_replica_never_waits_past_the_deadline() -> None:
+    members = replicas(1)
+    members[0].state = ReplicaState.CONNECTING
+    began = anyio.current_time()
+    assert await await_replica(members, RoundRobin(), began + 0.1) is None
+    assert anyio.current_time() - began < 1
+
+
+def test_reasons_name_each_replica_and_the_last_error() -> None:
+    members = replicas(2)
+    members[1].state = ReplicaState.ERROR
+    members[1].stats.last_error = "connection refused"
+    said = nobody_available("s", members, {"s-1"}, RuntimeError("boom"))
+    assert said == "no replica of 's' could take it (s-1 tried, s-2 error); last error: boom"
+    assert unavailable(members[1]) == (
+        "backend s-2 is not available (error); last error: connection refused"
+    )
