@@ -13,8 +13,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+import mcp_types
 from pydantic import AnyUrl, ValidationError
 
+from mcp_agg.backend.upstream import Listing
 from mcp_agg.components.forwarding import (
     ForwardingPrompt,
     ForwardingResource,
@@ -135,63 +137,85 @@ def build_catalog(groups: Iterable[ReplicaGroup], separator: str, *, strict: boo
     the later component is left out and the problem is logged and kept (a refresh must
     not take down a running gateway).
     """
-    tool_names = NameRegistry("tool")
-    prompt_names = NameRegistry("prompt")
-    resource_names = NameRegistry("resource")
-    template_names = NameRegistry("resource template")
-    tools: dict[str, ForwardingTool] = {}
-    resources: dict[str, ForwardingResource] = {}
-    templates: list[ForwardingTemplate] = []
-    prompts: dict[str, ForwardingPrompt] = {}
-    problems: list[str] = []
-
-    def claim(registry: NameRegistry, exposed: str, group: str, original: str) -> bool:
-        try:
-            registry.claim(exposed, group, original)
-        except NameCollisionError as exc:
-            if strict:
-                raise
-            problems.append(str(exc))
-            logger.error("%s", exc)
-            return False
-        return True
-
+    merge = _Merge(separator, strict=strict)
     for group in groups:
         if group.server.failover_for is not None:
             continue  # failover groups stand in for another group and are not listed
         listing = group.listing
-        if listing is None:
-            continue
-        renames = group.server.rename_tools
-        for tool in listing.tools:
-            if not _tool_allowed(group, tool.name):
-                continue
-            exposed = exposed_name(group.prefix, separator, renames.get(tool.name, tool.name))
-            if claim(tool_names, exposed, group.name, tool.name):
-                safe = retry_safe(
-                    tool.name,
-                    tool.annotations,
-                    idempotent=group.server.idempotent_tools,
-                    non_idempotent=group.server.non_idempotent_tools,
-                )
-                tools[exposed] = ForwardingTool.create(exposed, tool, group, tool.name, safe=safe)
+        if listing is not None:
+            merge.add(group, listing)
+    return Catalog(
+        merge.tools,
+        merge.resources,
+        tuple(merge.templates),
+        merge.prompts,
+        tuple(merge.problems),
+    )
+
+
+class _Merge:
+    """The listings merged so far, one name registry per kind of component."""
+
+    def __init__(self, separator: str, *, strict: bool) -> None:
+        self.separator = separator
+        self.strict = strict
+        self.names = {
+            kind: NameRegistry(kind) for kind in ("tool", "prompt", "resource", "resource template")
+        }
+        self.tools: dict[str, ForwardingTool] = {}
+        self.resources: dict[str, ForwardingResource] = {}
+        self.templates: list[ForwardingTemplate] = []
+        self.prompts: dict[str, ForwardingPrompt] = {}
+        self.problems: list[str] = []
+
+    def claim(self, kind: str, exposed: str, group: str, original: str) -> bool:
+        """Whether `exposed` is this component's; a collision raises (strict) or is kept."""
+        try:
+            self.names[kind].claim(exposed, group, original)
+        except NameCollisionError as exc:
+            if self.strict:
+                raise
+            self.problems.append(str(exc))
+            logger.error("%s", exc)
+            return False
+        return True
+
+    def add(self, group: ReplicaGroup, listing: Listing) -> None:
+        self._add_tools(group, listing.tools)
         for prompt in listing.prompts:
-            exposed = exposed_name(group.prefix, separator, prompt.name)
-            if claim(prompt_names, exposed, group.name, prompt.name):
-                prompts[exposed] = ForwardingPrompt.create(exposed, prompt, group, prompt.name)
+            exposed = exposed_name(group.prefix, self.separator, prompt.name)
+            if self.claim("prompt", exposed, group.name, prompt.name):
+                self.prompts[exposed] = ForwardingPrompt.create(exposed, prompt, group, prompt.name)
         for resource in listing.resources:
             original = str(resource.uri)
             exposed = exposed_uri(group.prefix, original)
-            if claim(resource_names, exposed, group.name, original):
+            if self.claim("resource", exposed, group.name, original):
                 forwarding = ForwardingResource.create(exposed, resource, group, original)
                 for key in _uri_keys(exposed):
-                    resources[key] = forwarding
+                    self.resources[key] = forwarding
         for template in listing.templates:
             original = template.uri_template
             exposed = exposed_uri(group.prefix, original)
-            if claim(template_names, exposed, group.name, original):
-                templates.append(ForwardingTemplate.create(exposed, template, group, original))
-    return Catalog(tools, resources, tuple(templates), prompts, tuple(problems))
+            if self.claim("resource template", exposed, group.name, original):
+                self.templates.append(ForwardingTemplate.create(exposed, template, group, original))
+
+    def _add_tools(self, group: ReplicaGroup, tools: Iterable[mcp_types.Tool]) -> None:
+        server = group.server
+        for tool in tools:
+            if not _tool_allowed(group, tool.name):
+                continue
+            renamed = server.rename_tools.get(tool.name, tool.name)
+            exposed = exposed_name(group.prefix, self.separator, renamed)
+            if self.claim("tool", exposed, group.name, tool.name):
+                safe = retry_safe(
+                    tool.name,
+                    tool.annotations,
+                    idempotent=server.idempotent_tools,
+                    non_idempotent=server.non_idempotent_tools,
+                )
+                self.tools[exposed] = ForwardingTool.create(
+                    exposed, tool, group, tool.name, safe=safe
+                )
 
 
 def with_local_tools(catalog: Catalog, sources: Iterable[LocalTools], *, strict: bool) -> Catalog:
