@@ -15,8 +15,8 @@ from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 from tests.e2e.procs import (
     PYTHON,
-    SERVERS,
     backend_process,
+    demo_servers,
     descendants,
     free_port,
     pids_with_arg,
@@ -46,25 +46,13 @@ def backends() -> Iterator[Backends]:
 
 def write_config(folder: Path, backends: Backends, extra: str = "") -> Path:
     """A servers.toml with one backend of every kind, a third-party one and a broken one."""
-    notes = SERVERS / "notes.py"
     config = folder / "servers.toml"
     config.write_text(
         f"""
 [gateway]
 connect_timeout = 60
 request_timeout = 30
-
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{notes}"]
-env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-
+{demo_servers(folder)}
 [[servers]]
 name = "web"
 url = "{backends.http_url}"
@@ -81,11 +69,7 @@ command = "python"
 args = ["-m", "mcp_server_time", "--local-timezone", "UTC"]
 
 # A launcher that keeps a child, as npx and uvx do.
-[[servers]]
-name = "wrapped"
-command = "sh"
-args = ["-c", "{PYTHON} {SERVERS / "units.py"}; exit $?"]
-
+{demo_servers(folder, "wrapped")}
 [[servers]]
 name = "broken"
 command = "python"

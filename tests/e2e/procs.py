@@ -21,20 +21,34 @@ BACKENDS = REPO / "tests" / "e2e" / "backends"
 PYTHON = sys.executable
 
 
-def demo_servers(folder: Path) -> str:
-    """`[[servers]]` entries for the notes and units demo backends (notes kept in `folder`)."""
-    return f"""
-[[servers]]
-name = "notes"
-command = "python"
+def demo_servers(folder: Path, *names: str, clock_port: int = 0, **extra: str) -> str:
+    """`[[servers]]` entries for demo backends of examples/servers, as the repo's
+    servers.toml has them: notes (its notes kept in `folder`), units, clock (an HTTP
+    backend the gateway launches on `clock_port`), and wrapped (units behind a launcher
+    that keeps a child, as npx and uvx do); notes and units when no names are given.
+    `extra` adds lines to the entry of that name."""
+    entries = {
+        "notes": f"""command = "python"
 args = ["{SERVERS / "notes.py"}"]
 env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "units"
-command = "python"
+""",
+        "units": f"""command = "python"
 args = ["{SERVERS / "units.py"}"]
-"""
+""",
+        "clock": f"""command = "python"
+args = ["{SERVERS / "clock.py"}", "--transport", "http", "--port", "{clock_port}"]
+url = "http://127.0.0.1:{clock_port}/mcp"
+""",
+        "wrapped": f"""command = "sh"
+args = ["-c", "{PYTHON} {SERVERS / "units.py"}; exit $?"]
+""",
+    }
+    names = names or ("notes", "units")
+    assert set(extra) <= set(names), f"extra lines for a server not asked for: {list(extra)}"
+    lines = {name: f"{more}\n" for name, more in extra.items() if more}
+    return "".join(
+        f'\n[[servers]]\nname = "{name}"\n{entries[name]}{lines.get(name, "")}' for name in names
+    )
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import PYTHON, SERVERS
+from tests.e2e.procs import PYTHON, demo_servers
 
 pytestmark = pytest.mark.e2e
 
@@ -17,24 +17,12 @@ pytestmark = pytest.mark.e2e
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
     path = folder / "servers.toml"
+    renamed = 'rename_tools = { convert = "to" }\nexclude_tools = ["multiply"]'
     path.write_text(
         f"""
 [gateway]
 connect_timeout = 60
-
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{SERVERS / "notes.py"}"]
-env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-rename_tools = {{ convert = "to" }}
-exclude_tools = ["multiply"]
-
+{demo_servers(folder, "notes", "units", units=renamed)}
 [[servers]]
 name = "broken"
 command = "python"

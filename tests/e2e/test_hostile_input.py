@@ -29,7 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.procs import (
-    SERVERS,
+    demo_servers,
     free_port,
     served_gateway,
 )
@@ -110,12 +110,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 [gateway]
 connect_timeout = 60
 request_timeout = 30
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-"""
+{demo_servers(folder, "units")}"""
     )
     port = free_port()
     stderr = folder / "gateway.stderr"

@@ -12,8 +12,8 @@ import pytest
 from tests.e2e.procs import (
     BACKENDS,
     PYTHON,
-    SERVERS,
     alive,
+    demo_servers,
     descendants,
     free_port,
     kill_group,
@@ -33,24 +33,7 @@ def lifecycle_config(folder: Path, clock_port: int) -> Path:
         f"""
 [gateway]
 connect_timeout = 60
-
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{SERVERS / "notes.py"}"]
-env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "wrapped"
-command = "sh"
-args = ["-c", "{PYTHON} {SERVERS / "units.py"}; exit $?"]
-
-[[servers]]
-name = "clock"
-command = "python"
-args = ["{SERVERS / "clock.py"}", "--transport", "http", "--port", "{clock_port}"]
-url = "http://127.0.0.1:{clock_port}/mcp"
-
+{demo_servers(folder, "notes", "wrapped", "clock", clock_port=clock_port)}
 [[servers]]
 name = "broken"
 command = "python"
