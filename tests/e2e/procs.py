@@ -1,4 +1,5 @@
-"""Real processes for end-to-end tests: ports, process trees, waiting with deadlines."""
+"""Real processes for end-to-end tests: ports, process trees, waiting with deadlines, and
+the raw JSON-RPC the tests that speak MCP by hand send them."""
 
 from __future__ import annotations
 
@@ -12,13 +13,22 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = REPO / "examples" / "servers"
 #: The test backends (FastMCP servers written for the e2e tests).
 BACKENDS = REPO / "tests" / "e2e" / "backends"
 PYTHON = sys.executable
+#: The protocol version of the handshake era, which the tests' raw clients speak.
+HANDSHAKE = "2025-11-25"
+#: The Accept header of a POST to an MCP endpoint: a JSON answer or an SSE stream.
+ACCEPT = "application/json, text/event-stream"
+#: What a client sends once its `initialize` is answered.
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
 def demo_servers(folder: Path, *names: str, clock_port: int = 0, **extra: str) -> str:
@@ -200,3 +210,46 @@ def rpc(stdin: IO[bytes], stdout: IO[bytes], method: str, params: dict[str, Any]
         assert message["jsonrpc"] == "2.0"
         if message.get("id") == id:
             return message["result"]
+
+
+def initialize_params(client: str) -> dict[str, Any]:
+    """The params of a handshake-era `initialize` from the raw client named `client`."""
+    return {
+        "protocolVersion": HANDSHAKE,
+        "capabilities": {},
+        "clientInfo": {"name": client, "version": "1"},
+    }
+
+
+def initialize_request(client: str, request_id: int = 1) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": initialize_params(client),
+    }
+
+
+def session_headers(session_id: str) -> dict[str, str]:
+    """The headers of a POST in the handshake-era HTTP session `session_id`."""
+    return {
+        "Accept": ACCEPT,
+        "Content-Type": "application/json",
+        "Mcp-Session-Id": session_id,
+        "MCP-Protocol-Version": HANDSHAKE,
+    }
+
+
+async def post_initialize(
+    http: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str] | None = None,
+    *,
+    client: str = "e2e-test",
+) -> httpx.Response:
+    """POST an `initialize` to the gateway at `url`, with extra `headers`."""
+    return await http.post(
+        url,
+        json=initialize_request(client),
+        headers={"Accept": ACCEPT, "Content-Type": "application/json", **(headers or {})},
+    )

@@ -16,6 +16,7 @@ from tests.e2e.procs import (
     demo_servers,
     descendants,
     free_port,
+    initialize_params,
     kill_group,
     pids_with_arg,
     port_open,
@@ -57,11 +58,7 @@ def start_stdio_gateway(config: Path) -> tuple[subprocess.Popen[bytes], set[int]
         proc.stdin,
         proc.stdout,
         "initialize",
-        {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "lifecycle-test", "version": "1"},
-        },
+        initialize_params("lifecycle-test"),
         1,
     )
     assert init["serverInfo"]["name"] == "mcp-agg"
@@ -200,11 +197,7 @@ args = ["{BACKENDS / "lingering.py"}", "{log}"]
             proc.stdin,
             proc.stdout,
             "initialize",
-            {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "lifecycle-test", "version": "1"},
-            },
+            initialize_params("lifecycle-test"),
             1,
         )
         tree = descendants(proc.pid)

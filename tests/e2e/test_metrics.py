@@ -21,6 +21,7 @@ from tests.e2e.procs import (
     PYTHON,
     demo_servers,
     free_port,
+    initialize_params,
     kill_group,
     port_open,
     rpc,
@@ -206,11 +207,7 @@ async def test_stdio_gateway_serves_metrics_on_its_own_port(tmp_path: Path) -> N
             proc.stdin,
             proc.stdout,
             "initialize",
-            {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "metrics-test", "version": "1"},
-            },
+            initialize_params("metrics-test"),
             1,
         )
         proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')
