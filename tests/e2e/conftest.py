@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +17,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 from tests.e2e.procs import (
+    BACKENDS,
     PYTHON,
     backend_process,
     demo_servers,
@@ -22,6 +26,8 @@ from tests.e2e.procs import (
     pids_with_arg,
     served_gateway,
 )
+
+FAULTY = BACKENDS / "faulty.py"
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,51 @@ args = ["-c", "import sys; print('broken backend: no config', file=sys.stderr); 
 """
     )
     return config
+
+
+@dataclass
+class Faulty:
+    """The fault controls and the execution log of a set of replicas."""
+
+    folder: Path
+    tag: str
+
+    @property
+    def counts(self) -> Path:
+        return self.folder / "counts.log"
+
+    def mode(self, replica: str, mode: str) -> None:
+        (self.folder / f"{replica}.mode").write_text(mode)
+
+    def args(self, replica: str) -> list[str]:
+        return [
+            str(FAULTY),
+            "--replica",
+            f"{replica}-{self.tag}",
+            "--count-file",
+            str(self.counts),
+            "--mode-file",
+            str(self.folder / f"{replica}.mode"),
+        ]
+
+    def lines(self) -> list[list[str]]:
+        if not self.counts.exists():
+            return []
+        return [line.split() for line in self.counts.read_text().splitlines()]
+
+    def executions(self, tool: str) -> list[list[str]]:
+        return [line for line in self.lines() if line[1] == tool]
+
+    def kill(self, replica: str) -> None:
+        pids = pids_with_arg(f"--replica {replica}-{self.tag}")
+        assert pids, f"no process for replica {replica}"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def faulty(tmp_path: Path) -> Faulty:
+    return Faulty(tmp_path, uuid.uuid4().hex[:8])
 
 
 @dataclass

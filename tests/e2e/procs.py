@@ -3,6 +3,7 @@ the raw JSON-RPC the tests that speak MCP by hand send them."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -14,6 +15,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
+
+import anyio
 
 if TYPE_CHECKING:
     import httpx
@@ -77,6 +80,22 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """`wait_until` for async tests: poll `check()` (sync or async) until it returns
+    something truthy, and return that; fail with `what` when the deadline passes."""
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                found = check()
+                if inspect.isawaitable(found):
+                    found = await found
+                if found:
+                    return found
+                await anyio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}") from None
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
@@ -131,6 +150,13 @@ def pids_with_arg(fragment: str) -> set[int]:
         if fragment in cmdline and int(entry) != os.getpid():
             out.add(int(entry))
     return out & set(_ppid_map())
+
+
+def mcp_agg(*args: str) -> subprocess.CompletedProcess[str]:
+    """`mcp-agg ARGS` run to its end (at most two minutes), its output captured."""
+    return subprocess.run(
+        [PYTHON, "-m", "mcp_agg", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @contextmanager

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import PYTHON, demo_servers
+from tests.e2e.procs import demo_servers, mcp_agg
 
 pytestmark = pytest.mark.e2e
 
@@ -30,12 +29,6 @@ args = ["-c", "import sys; print('broken backend: no config', file=sys.stderr); 
 """
     )
     return path
-
-
-def mcp_agg(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "mcp_agg", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_tools_json_lists_the_merged_catalog(config: Path) -> None:

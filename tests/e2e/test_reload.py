@@ -9,10 +9,11 @@ config is refused while the gateway serves on.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 from mcp.shared.exceptions import MCPError
 
+from tests.e2e import procs
 from tests.e2e.procs import BACKENDS, PYTHON, demo_servers, pids_with_arg, served_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -93,19 +95,8 @@ class Reloading:
         return (self.folder / "gateway.log").read_text()
 
 
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll `check()` (sync or async) until it returns something truthy."""
-    try:
-        with anyio.fail_after(timeout):
-            while True:
-                found = check()
-                if hasattr(found, "__await__"):
-                    found = await found
-                if found:
-                    return found
-                await anyio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}") from None
+#: A reload starts and stops backends: twice the usual deadline.
+eventually = functools.partial(procs.eventually, timeout=30.0)
 
 
 async def has_tools(
