@@ -19,6 +19,7 @@ from mcp_agg.config import Config, FanoutConfig, config_from_raw
 from mcp_agg.core.catalog import Catalog, build_catalog
 from mcp_agg.errors import UpstreamUnavailable
 from mcp_agg.resilience.group import ReplicaGroup
+from tests.fakes import connected, upstreams
 
 
 def text(value: str) -> dict[str, Any]:
@@ -323,9 +324,7 @@ def upstream(config: Config, index: int, tools: list[mcp_types.Tool] | None) -> 
     """A replica; `tools` None: never connected."""
     replica = Upstream(config.replica_specs()[index], connect_timeout=1)
     if tools is not None:
-        replica.listing = Listing(tools=tuple(tools))
-        replica.state = ReplicaState.CONNECTED
-        replica.stats.connects = 1
+        connected(replica, Listing(tools=tuple(tools)))
     else:
         replica.state = ReplicaState.ERROR
         replica.stats.last_error = "connection refused"
@@ -454,13 +453,12 @@ async def test_group_fanout_without_the_tool_is_left_out(caplog: pytest.LogCaptu
 
 def connected_group(size: int) -> tuple[ReplicaGroup, list[list[str]]]:
     """A group whose replicas answer calls with their own id, recording what they ran."""
-    config = config_from_raw(
-        {"servers": [{"name": "s", "command": "python", "replicas": size}]}, None, {}
-    )
-    replicas = [upstream(config, i, [read_only("q")]) for i in range(size)]
+    replicas = [
+        connected(r, Listing(tools=(read_only("q"),)), session=True)
+        for r in upstreams("s", replicas=size)
+    ]
     seen: list[list[str]] = [[] for _ in replicas]
     for replica, log in zip(replicas, seen, strict=True):
-        replica._client = object()  # type: ignore[assignment]
 
         async def call_tool(
             name: str,

@@ -23,8 +23,8 @@ from mcp_agg.front.server import build_server
 from mcp_agg.observability import audit
 from mcp_agg.observability.status import replica_status
 from mcp_agg.security import redact
+from tests.fakes import OK
 
-OK = {"content": [{"type": "text", "text": "3"}]}
 SECRET = "sk-metrics-secret-value"
 
 

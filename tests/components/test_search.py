@@ -13,7 +13,7 @@ import pytest
 from fastmcp import Client, FastMCP
 from fastmcp.tools.base import Tool
 
-from mcp_agg.backend.upstream import Listing, ReplicaState
+from mcp_agg.backend.upstream import Listing
 from mcp_agg.components import search
 from mcp_agg.components.local import LocalTool
 from mcp_agg.components.search import (
@@ -27,6 +27,7 @@ from mcp_agg.config import RoleConfig, config_from_raw
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.front.provider import GatewayProvider
 from mcp_agg.security.access import AccessPolicy
+from tests.fakes import connected
 
 FILLER = [
     "Lists the open issues of a repository.",
@@ -84,10 +85,7 @@ def make_gateway(tools: list[mcp_types.Tool], **settings: Any) -> Gateway:
 
 
 def set_listing(gateway: Gateway, tools: list[mcp_types.Tool]) -> None:
-    upstream = gateway.upstreams[0]
-    upstream.listing = Listing(tools=tuple(tools))
-    upstream.state = ReplicaState.CONNECTED
-    upstream.stats.connects = 1
+    connected(gateway.upstreams[0], Listing(tools=tuple(tools)))
 
 
 def with_roles(gateway: Gateway, **roles: RoleConfig) -> None:

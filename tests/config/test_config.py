@@ -426,25 +426,6 @@ def test_expansion_in_gateway_table(tmp_path: Path) -> None:
     assert config.gateway.name == "gw-x"
 
 
-def test_unset_variable_names_variable_field_and_file(tmp_path: Path) -> None:
-    message = config_error(
-        tmp_path, '[[servers]]\nname = "a"\ncommand = "x"\nenv = { TOKEN = "${API_TOKEN}" }\n'
-    )
-    assert "API_TOKEN" in message
-    assert "servers[0].env.TOKEN" in message
-    assert "not set" in message
-
-
-def test_unset_variable_in_a_list_names_the_index(tmp_path: Path) -> None:
-    text = (
-        '[[servers]]\nname = "a"\ncommand = "x"\n'
-        '[[servers]]\nname = "b"\ncommand = "x"\nargs = ["ok", "${NOPE}"]\n'
-    )
-    message = config_error(tmp_path, text)
-    assert "${NOPE}" in message
-    assert "servers[1].args[1]" in message
-
-
 def test_unset_variable_error_attributes(tmp_path: Path) -> None:
     path = write(tmp_path, '[gateway]\nname = "${GW_NAME}"\n')
     with pytest.raises(ConfigError) as exc_info:
@@ -456,188 +437,315 @@ def test_unset_variable_error_attributes(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- error paths
 
-
-@pytest.mark.parametrize("key", ["gatway", "server", "sources"])
-def test_unknown_top_level_key(tmp_path: Path, key: str) -> None:
-    message = config_error(tmp_path, f'{key} = "x"\n')
-    assert f"{key}: unknown key" in message
-
-
-def test_unknown_top_level_key_source(tmp_path: Path) -> None:
+#: A broken servers.toml, and what its error says besides the file's path: every
+#: fragment must be in the message (the field, then the problem).
+CONFIG_ERRORS = [
+    # ${VAR} expansion
+    pytest.param(
+        '[[servers]]\nname = "a"\ncommand = "x"\nenv = { TOKEN = "${API_TOKEN}" }\n',
+        ["API_TOKEN", "servers[0].env.TOKEN", "not set"],
+        id="unset-variable-names-variable-field-and-file",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "a"\ncommand = "x"\n'
+        '[[servers]]\nname = "b"\ncommand = "x"\nargs = ["ok", "${NOPE}"]\n',
+        ["${NOPE}", "servers[1].args[1]"],
+        id="unset-variable-in-a-list-names-the-index",
+    ),
+    # unknown keys
+    pytest.param('gatway = "x"\n', ["gatway: unknown key"], id="unknown-top-level-key-gatway"),
+    pytest.param('server = "x"\n', ["server: unknown key"], id="unknown-top-level-key-server"),
+    pytest.param('sources = "x"\n', ["sources: unknown key"], id="unknown-top-level-key-sources"),
     # `source` is the internal field holding the file path; in the file it is just
     # another key nobody documented and must be rejected like any other typo.
-    message = config_error(tmp_path, 'source = "/etc"\n')
-    assert "source: unknown key" in message
-
-
-def test_unknown_key_in_gateway(tmp_path: Path) -> None:
-    message = config_error(tmp_path, "[gateway]\nrequest_timout = 5\n")
-    assert "gateway.request_timout: unknown key" in message
-
-
-def test_unknown_key_in_gateway_retry(tmp_path: Path) -> None:
-    message = config_error(tmp_path, "[gateway.retry]\nattemps = 5\n")
-    assert "gateway.retry.attemps: unknown key" in message
-
-
-def test_unknown_key_in_gateway_breaker(tmp_path: Path) -> None:
-    message = config_error(tmp_path, "[gateway.breaker]\nthreshold = 5\n")
-    assert "gateway.breaker.threshold: unknown key" in message
-
-
-def test_unknown_key_in_server(tmp_path: Path) -> None:
-    text = (
+    pytest.param('source = "/etc"\n', ["source: unknown key"], id="unknown-top-level-key-source"),
+    pytest.param(
+        "[gateway]\nrequest_timout = 5\n",
+        ["gateway.request_timout: unknown key"],
+        id="unknown-key-in-gateway",
+    ),
+    pytest.param(
+        "[gateway.retry]\nattemps = 5\n",
+        ["gateway.retry.attemps: unknown key"],
+        id="unknown-key-in-gateway-retry",
+    ),
+    pytest.param(
+        "[gateway.breaker]\nthreshold = 5\n",
+        ["gateway.breaker.threshold: unknown key"],
+        id="unknown-key-in-gateway-breaker",
+    ),
+    pytest.param(
         '[[servers]]\nname = "first"\ncommand = "x"\n'
-        '[[servers]]\nname = "notes"\ncommand = "x"\nargss = []\n'
-    )
-    message = config_error(tmp_path, text)
-    assert "servers[1] (notes).argss: unknown key" in message
-
-
-def test_unknown_key_in_server_retry(tmp_path: Path) -> None:
-    text = '[[servers]]\nname = "n"\ncommand = "x"\nretry = { tries = 2 }\n'
-    message = config_error(tmp_path, text)
-    assert "servers[0] (n).retry.tries: unknown key" in message
-
-
-def test_several_problems_are_all_listed(tmp_path: Path) -> None:
-    text = '[gateway]\nfoo = 1\n[[servers]]\nname = "n"\ncommand = "x"\nbar = 2\n'
-    message = config_error(tmp_path, text)
-    assert "gateway.foo: unknown key" in message
-    assert "servers[0] (n).bar: unknown key" in message
-
-
-@pytest.mark.parametrize(
-    ("text", "where", "problem"),
-    [
-        ('[gateway]\nrequest_timeout = "soon"\n', "gateway.request_timeout", "valid number"),
-        ("[gateway]\nname = 5\n", "gateway.name", "valid string"),
-        ("gateway = 5\n", "gateway", "valid dictionary"),
-        ("[gateway.retry]\nattempts = 1.5\n", "gateway.retry.attempts", "valid integer"),
-        ("servers = 3\n", "servers", "valid list"),
-        ("servers = [1]\n", "servers[0]", "valid dictionary"),
-        (
-            '[[servers]]\nname = "n"\ncommand = "x"\nargs = "a b"\n',
-            "servers[0] (n).args",
-            "valid list",
-        ),
-        (
-            '[[servers]]\nname = "n"\ncommand = "x"\nargs = ["a", 1]\n',
-            "servers[0] (n).args[1]",
-            "valid string",
-        ),
-        (
-            '[[servers]]\nname = "n"\ncommand = "x"\nenv = { PORT = 8080 }\n',
-            "servers[0] (n).env.PORT",
-            "valid string",
-        ),
-        (
-            '[[servers]]\nname = "n"\ncommand = "x"\nreplicas = "two"\n',
-            "servers[0] (n).replicas",
-            "valid integer",
-        ),
-        (
-            '[[servers]]\nname = "n"\ncommand = "x"\nweight = 0\n',
-            "servers[0] (n).weight",
-            "greater than 0",
-        ),
-        (
-            '[[servers]]\nname = "n"\ncommand = "x"\ntimeout = -1\n',
-            "servers[0] (n).timeout",
-            "greater than 0",
-        ),
-        (
-            '[[servers]]\nname = "n"\nurl = "http://h"\ntransport = "websocket"\n',
-            "servers[0] (n).transport",
-            "'http' or 'sse'",
-        ),
-        ('[[servers]]\ncommand = "x"\n', "servers[0].name", "required key is missing"),
-        ('[[servers]]\nname = ""\ncommand = "x"\n', "servers[0] ().name", "at least 1"),
-    ],
-)
-def test_wrong_types_and_values(tmp_path: Path, text: str, where: str, problem: str) -> None:
-    message = config_error(tmp_path, text)
-    assert f"{where}: " in message
-    assert problem in message
-
-
-def test_balancer_must_be_an_allowed_name(tmp_path: Path) -> None:
-    message = config_error(tmp_path, '[gateway]\nbalancer = "fastest"\n')
-    assert "gateway.balancer" in message
-    for name in ("round-robin", "least-connections", "weighted", "random", "p2c-ewma"):
-        assert name in message
-
-
-def test_server_needs_command_or_url(tmp_path: Path) -> None:
-    message = config_error(tmp_path, '[[servers]]\nname = "lonely"\nweight = 2\n')
-    assert "servers[0] (lonely)" in message
-    assert "needs `command` (stdio) or `url`" in message
-
-
-def test_transport_without_url(tmp_path: Path) -> None:
-    message = config_error(tmp_path, '[[servers]]\nname = "s"\ncommand = "x"\ntransport = "sse"\n')
-    assert "servers[0] (s)" in message
-    assert "`transport` applies only to a server with a `url`" in message
-
-
-def test_headers_without_url(tmp_path: Path) -> None:
-    text = '[[servers]]\nname = "s"\ncommand = "x"\nheaders = { A = "b" }\n'
-    message = config_error(tmp_path, text)
-    assert "servers[0] (s)" in message
-    assert "`headers` apply only to a server with a `url`" in message
-
-
-@pytest.mark.parametrize("extra", ['args = ["a"]', 'env = { A = "b" }', 'cwd = "sub"'])
-def test_args_env_cwd_without_command(tmp_path: Path, extra: str) -> None:
-    message = config_error(tmp_path, f'[[servers]]\nname = "s"\nurl = "http://h/mcp"\n{extra}\n')
-    assert "servers[0] (s)" in message
-    assert "apply only to a server with a `command`" in message
-
-
-@pytest.mark.parametrize("shape", ['url = "http://h/mcp"', 'command = "x"\nurl = "http://h/mcp"'])
-def test_replicas_on_a_url_server(tmp_path: Path, shape: str) -> None:
-    message = config_error(tmp_path, f'[[servers]]\nname = "r"\n{shape}\nreplicas = 2\n')
-    assert "servers[0] (r)" in message
-    assert "`replicas` applies only to a stdio server" in message
-
-
-@pytest.mark.parametrize("url", ["ftp://h/mcp", "127.0.0.1:8000/mcp", "ws://h/mcp", ""])
-def test_url_must_be_http(tmp_path: Path, url: str) -> None:
-    message = config_error(tmp_path, f'[[servers]]\nname = "u"\nurl = "{url}"\n')
-    assert "servers[0] (u).url" in message
-    assert "must start with http:// or https://" in message
-    assert repr(url) in message
-
-
-def test_failover_for_naming_no_server(tmp_path: Path) -> None:
-    text = (
+        '[[servers]]\nname = "notes"\ncommand = "x"\nargss = []\n',
+        ["servers[1] (notes).argss: unknown key"],
+        id="unknown-key-in-server",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "n"\ncommand = "x"\nretry = { tries = 2 }\n',
+        ["servers[0] (n).retry.tries: unknown key"],
+        id="unknown-key-in-server-retry",
+    ),
+    pytest.param(
+        '[gateway]\nfoo = 1\n[[servers]]\nname = "n"\ncommand = "x"\nbar = 2\n',
+        ["gateway.foo: unknown key", "servers[0] (n).bar: unknown key"],
+        id="several-problems-are-all-listed",
+    ),
+    # wrong types and values
+    pytest.param(
+        '[gateway]\nrequest_timeout = "soon"\n',
+        ["gateway.request_timeout: ", "valid number"],
+        id="gateway-request-timeout-not-a-number",
+    ),
+    pytest.param(
+        "[gateway]\nname = 5\n", ["gateway.name: ", "valid string"], id="gateway-name-not-a-string"
+    ),
+    pytest.param("gateway = 5\n", ["gateway: ", "valid dictionary"], id="gateway-not-a-table"),
+    pytest.param(
+        "[gateway.retry]\nattempts = 1.5\n",
+        ["gateway.retry.attempts: ", "valid integer"],
+        id="gateway-retry-attempts-not-an-integer",
+    ),
+    pytest.param("servers = 3\n", ["servers: ", "valid list"], id="servers-not-a-list"),
+    pytest.param("servers = [1]\n", ["servers[0]: ", "valid dictionary"], id="server-not-a-table"),
+    pytest.param(
+        '[[servers]]\nname = "n"\ncommand = "x"\nargs = "a b"\n',
+        ["servers[0] (n).args: ", "valid list"],
+        id="server-args-not-a-list",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "n"\ncommand = "x"\nargs = ["a", 1]\n',
+        ["servers[0] (n).args[1]: ", "valid string"],
+        id="server-arg-not-a-string",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "n"\ncommand = "x"\nenv = { PORT = 8080 }\n',
+        ["servers[0] (n).env.PORT: ", "valid string"],
+        id="server-env-value-not-a-string",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "n"\ncommand = "x"\nreplicas = "two"\n',
+        ["servers[0] (n).replicas: ", "valid integer"],
+        id="server-replicas-not-an-integer",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "n"\ncommand = "x"\nweight = 0\n',
+        ["servers[0] (n).weight: ", "greater than 0"],
+        id="server-weight-zero",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "n"\ncommand = "x"\ntimeout = -1\n',
+        ["servers[0] (n).timeout: ", "greater than 0"],
+        id="server-timeout-negative",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "n"\nurl = "http://h"\ntransport = "websocket"\n',
+        ["servers[0] (n).transport: ", "'http' or 'sse'"],
+        id="server-transport-unknown",
+    ),
+    pytest.param(
+        '[[servers]]\ncommand = "x"\n',
+        ["servers[0].name: ", "required key is missing"],
+        id="server-name-missing",
+    ),
+    pytest.param(
+        '[[servers]]\nname = ""\ncommand = "x"\n',
+        ["servers[0] ().name: ", "at least 1"],
+        id="server-name-empty",
+    ),
+    pytest.param(
+        '[gateway]\nbalancer = "fastest"\n',
+        [
+            "gateway.balancer",
+            *("round-robin", "least-connections", "weighted", "random", "p2c-ewma"),
+        ],
+        id="balancer-must-be-an-allowed-name",
+    ),
+    # keys that need other keys
+    pytest.param(
+        '[[servers]]\nname = "lonely"\nweight = 2\n',
+        ["servers[0] (lonely)", "needs `command` (stdio) or `url`"],
+        id="server-needs-command-or-url",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "s"\ncommand = "x"\ntransport = "sse"\n',
+        ["servers[0] (s)", "`transport` applies only to a server with a `url`"],
+        id="transport-without-url",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "s"\ncommand = "x"\nheaders = { A = "b" }\n',
+        ["servers[0] (s)", "`headers` apply only to a server with a `url`"],
+        id="headers-without-url",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "s"\nurl = "http://h/mcp"\nargs = ["a"]\n',
+        ["servers[0] (s)", "apply only to a server with a `command`"],
+        id="args-without-command",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "s"\nurl = "http://h/mcp"\nenv = { A = "b" }\n',
+        ["servers[0] (s)", "apply only to a server with a `command`"],
+        id="env-without-command",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "s"\nurl = "http://h/mcp"\ncwd = "sub"\n',
+        ["servers[0] (s)", "apply only to a server with a `command`"],
+        id="cwd-without-command",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "r"\nurl = "http://h/mcp"\nreplicas = 2\n',
+        ["servers[0] (r)", "`replicas` applies only to a stdio server"],
+        id="replicas-on-a-url-server",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "r"\ncommand = "x"\nurl = "http://h/mcp"\nreplicas = 2\n',
+        ["servers[0] (r)", "`replicas` applies only to a stdio server"],
+        id="replicas-on-a-launched-url-server",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "u"\nurl = "ftp://h/mcp"\n',
+        ["servers[0] (u).url", "must start with http:// or https://", "'ftp://h/mcp'"],
+        id="url-ftp",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "u"\nurl = "127.0.0.1:8000/mcp"\n',
+        ["servers[0] (u).url", "must start with http:// or https://", "'127.0.0.1:8000/mcp'"],
+        id="url-without-scheme",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "u"\nurl = "ws://h/mcp"\n',
+        ["servers[0] (u).url", "must start with http:// or https://", "'ws://h/mcp'"],
+        id="url-ws",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "u"\nurl = ""\n',
+        ["servers[0] (u).url", "must start with http:// or https://", "''"],
+        id="url-empty",
+    ),
+    pytest.param(
         '[[servers]]\nname = "main"\ncommand = "x"\n'
-        '[[servers]]\nname = "backup"\ncommand = "y"\nfailover_for = "mian"\n'
-    )
-    message = config_error(tmp_path, text)
-    assert "servers[1] (backup)" in message
-    assert "failover_for" in message
-    assert "'mian'" in message
-    assert "names no server" in message
-
-
-def test_failover_for_naming_itself(tmp_path: Path) -> None:
-    message = config_error(
-        tmp_path, '[[servers]]\nname = "loop"\ncommand = "x"\nfailover_for = "loop"\n'
-    )
-    assert "servers[0] (loop)" in message
-    assert "`failover_for` names the server itself" in message
-
-
-def test_replicas_disagreeing_on_prefix(tmp_path: Path) -> None:
-    text = (
+        '[[servers]]\nname = "backup"\ncommand = "y"\nfailover_for = "mian"\n',
+        ["servers[1] (backup)", "failover_for", "'mian'", "names no server"],
+        id="failover-for-naming-no-server",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "loop"\ncommand = "x"\nfailover_for = "loop"\n',
+        ["servers[0] (loop)", "`failover_for` names the server itself"],
+        id="failover-for-naming-itself",
+    ),
+    # replicas of one server
+    pytest.param(
         '[[servers]]\nname = "s"\ncommand = "x"\nprefix = "one"\n'
-        '[[servers]]\nname = "s"\ncommand = "y"\nprefix = "two"\n'
-    )
-    message = config_error(tmp_path, text)
-    assert "replicas of 's' disagree on `prefix`" in message
-    assert "'one'" in message
-    assert "'two'" in message
+        '[[servers]]\nname = "s"\ncommand = "y"\nprefix = "two"\n',
+        ["replicas of 's' disagree on `prefix`", "'one'", "'two'"],
+        id="replicas-disagreeing-on-prefix",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "main"\ncommand = "x"\n'
+        '[[servers]]\nname = "b"\ncommand = "y"\nfailover_for = "main"\n'
+        '[[servers]]\nname = "b"\ncommand = "z"\n',
+        ["replicas of 'b' disagree on `failover_for`"],
+        id="replicas-disagreeing-on-failover-for",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "a"\nid = "same"\ncommand = "x"\n'
+        '[[servers]]\nname = "b"\nid = "same"\ncommand = "y"\n',
+        ["two replicas have the id 'same'"],
+        id="duplicate-explicit-ids",
+    ),
+    pytest.param(
+        '[[servers]]\nname = "a"\ncommand = "x"\nreplicas = 2\n'
+        '[[servers]]\nname = "b"\nid = "a-2"\ncommand = "y"\n',
+        ["two replicas have the id 'a-2'"],
+        id="explicit-id-colliding-with-a-generated-one",
+    ),
+    # TOML itself
+    pytest.param(
+        '[[servers]]\nname = "a\ncommand = "x"\n',
+        ["invalid TOML", "line 2"],
+        id="invalid-toml-syntax",
+    ),
+    # [gateway] allowed_hosts
+    pytest.param(
+        '[gateway]\nallowed_hosts = ["http://mcp.example.com"]\n',
+        ["gateway.allowed_hosts[0]: ", "a Host has no scheme"],
+        id="host-with-a-scheme",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_hosts = ["ok:*", "::1"]\n',
+        ["gateway.allowed_hosts[1]: ", "write IPv6 addresses in brackets"],
+        id="host-ipv6-without-brackets",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_hosts = ["*.example.com"]\n',
+        ["gateway.allowed_hosts[0]: ", "'*' may only stand for the whole port"],
+        id="host-wildcard-in-the-name",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_hosts = ["*"]\n',
+        ["gateway.allowed_hosts[0]: ", "'*' may only stand for the whole port"],
+        id="host-wildcard-alone",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_hosts = ["example.com:99999"]\n',
+        ["gateway.allowed_hosts[0]: ", "port out of range"],
+        id="host-port-out-of-range",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_hosts = ["a b"]\n',
+        ["gateway.allowed_hosts[0]: ", "not a host pattern: 'a b'"],
+        id="host-not-a-pattern",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_hosts = "localhost:*"\n',
+        ["gateway.allowed_hosts: ", "valid list"],
+        id="hosts-not-a-list",
+    ),
+    pytest.param(
+        "[gateway]\nallowed_hosts = []\n",
+        ["gateway.allowed_hosts: ", "lists no host, so every request would be refused"],
+        id="hosts-empty",
+    ),
+    # [gateway] allowed_origins
+    pytest.param(
+        '[gateway]\nallowed_origins = ["app.example.com"]\n',
+        ["gateway.allowed_origins[0]: ", "an origin has a scheme"],
+        id="origin-without-a-scheme",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_origins = ["https://ok", "https://app.example.com/"]\n',
+        ["gateway.allowed_origins[1]: ", "has no path"],
+        id="origin-with-a-slash",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_origins = ["https://app.example.com/mcp"]\n',
+        ["gateway.allowed_origins[0]: ", "has no path"],
+        id="origin-with-a-path",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_origins = ["https://*.example.com"]\n',
+        ["gateway.allowed_origins[0]: ", "'*' may only stand for the whole"],
+        id="origin-wildcard-in-the-name",
+    ),
+    pytest.param(
+        '[gateway]\nallowed_origins = ["http://localhost:0"]\n',
+        ["gateway.allowed_origins[0]: ", "port out of range"],
+        id="origin-port-out-of-range",
+    ),
+    pytest.param(
+        "[gateway]\nallowed_origins = [1]\n",
+        ["gateway.allowed_origins[0]: ", "valid string"],
+        id="origin-not-a-string",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), CONFIG_ERRORS)
+def test_config_error_names_the_field_and_the_problem(
+    tmp_path: Path, text: str, expected: list[str]
+) -> None:
+    message = config_error(tmp_path, text)  # which also checks it names the file
+    for fragment in expected:
+        assert fragment in message, message
 
 
 def test_replicas_agree_when_prefix_equals_default(tmp_path: Path) -> None:
@@ -646,40 +754,6 @@ def test_replicas_agree_when_prefix_equals_default(tmp_path: Path) -> None:
         '[[servers]]\nname = "s"\ncommand = "y"\n'
     )
     assert len(load_text(tmp_path, text).replica_specs()) == 2
-
-
-def test_replicas_disagreeing_on_failover_for(tmp_path: Path) -> None:
-    text = (
-        '[[servers]]\nname = "main"\ncommand = "x"\n'
-        '[[servers]]\nname = "b"\ncommand = "y"\nfailover_for = "main"\n'
-        '[[servers]]\nname = "b"\ncommand = "z"\n'
-    )
-    message = config_error(tmp_path, text)
-    assert "replicas of 'b' disagree on `failover_for`" in message
-
-
-def test_duplicate_explicit_ids(tmp_path: Path) -> None:
-    text = (
-        '[[servers]]\nname = "a"\nid = "same"\ncommand = "x"\n'
-        '[[servers]]\nname = "b"\nid = "same"\ncommand = "y"\n'
-    )
-    message = config_error(tmp_path, text)
-    assert "two replicas have the id 'same'" in message
-
-
-def test_explicit_id_colliding_with_a_generated_one(tmp_path: Path) -> None:
-    text = (
-        '[[servers]]\nname = "a"\ncommand = "x"\nreplicas = 2\n'
-        '[[servers]]\nname = "b"\nid = "a-2"\ncommand = "y"\n'
-    )
-    message = config_error(tmp_path, text)
-    assert "two replicas have the id 'a-2'" in message
-
-
-def test_invalid_toml_syntax(tmp_path: Path) -> None:
-    message = config_error(tmp_path, '[[servers]]\nname = "a\ncommand = "x"\n')
-    assert "invalid TOML" in message
-    assert "line 2" in message
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -1027,40 +1101,7 @@ def test_empty_allowed_origins_is_valid(tmp_path: Path) -> None:
     assert load_text(tmp_path, "[gateway]\nallowed_origins = []\n").gateway.allowed_origins == []
 
 
-@pytest.mark.parametrize(
-    ("value", "where", "problem"),
-    [
-        ('["http://mcp.example.com"]', "allowed_hosts[0]", "a Host has no scheme"),
-        ('["ok:*", "::1"]', "allowed_hosts[1]", "write IPv6 addresses in brackets"),
-        ('["*.example.com"]', "allowed_hosts[0]", "'*' may only stand for the whole port"),
-        ('["*"]', "allowed_hosts[0]", "'*' may only stand for the whole port"),
-        ('["example.com:99999"]', "allowed_hosts[0]", "port out of range"),
-        ('["a b"]', "allowed_hosts[0]", "not a host pattern: 'a b'"),
-        ('"localhost:*"', "allowed_hosts", "valid list"),
-        ("[]", "allowed_hosts", "lists no host, so every request would be refused"),
-    ],
-)
-def test_bad_allowed_hosts(tmp_path: Path, value: str, where: str, problem: str) -> None:
-    message = config_error(tmp_path, f"[gateway]\nallowed_hosts = {value}\n")
-    assert f"gateway.{where}: " in message, message
-    assert problem in message, message
-
-
-@pytest.mark.parametrize(
-    ("value", "where", "problem"),
-    [
-        ('["app.example.com"]', "allowed_origins[0]", "an origin has a scheme"),
-        ('["https://ok", "https://app.example.com/"]', "allowed_origins[1]", "has no path"),
-        ('["https://app.example.com/mcp"]', "allowed_origins[0]", "has no path"),
-        ('["https://*.example.com"]', "allowed_origins[0]", "'*' may only stand for the whole"),
-        ('["http://localhost:0"]', "allowed_origins[0]", "port out of range"),
-        ("[1]", "allowed_origins[0]", "valid string"),
-    ],
-)
-def test_bad_allowed_origins(tmp_path: Path, value: str, where: str, problem: str) -> None:
-    message = config_error(tmp_path, f"[gateway]\nallowed_origins = {value}\n")
-    assert f"gateway.{where}: " in message, message
-    assert problem in message, message
+# A bad host or origin is a row of CONFIG_ERRORS (error paths).
 
 
 def test_host_origin_policy_on_a_loopback_bind() -> None:

@@ -23,6 +23,7 @@ from mcp_agg.console.startup import (
 )
 from mcp_agg.core import gateway as gateway_module
 from mcp_agg.core.gateway import Gateway
+from tests import fakes
 
 
 class Recorder:
@@ -48,14 +49,12 @@ def three_backends(connect_timeout: float = 0.3) -> Gateway:
 
 
 def connected(upstream: Upstream, tools: int) -> None:
-    upstream.listing = Listing(
+    listing = Listing(
         tools=tuple(
             mcp_types.Tool(name=f"t{n}", input_schema={"type": "object"}) for n in range(tools)
         )
     )
-    upstream.state = ReplicaState.CONNECTED
-    upstream._client = object()  # type: ignore[assignment]  # what `available` checks
-    upstream.stats.connects = 1
+    fakes.connected(upstream, listing, session=True)
     upstream.first_attempt.set()
 
 

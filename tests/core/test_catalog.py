@@ -8,21 +8,15 @@ from typing import Any
 import mcp_types
 import pytest
 
-from mcp_agg.backend.upstream import Listing, ReplicaState, Upstream
-from mcp_agg.config import config_from_raw
+from mcp_agg.backend.upstream import Listing
 from mcp_agg.core.catalog import Catalog, build_catalog
 from mcp_agg.resilience.group import ReplicaGroup
+from tests.fakes import connected, upstreams
 
 
 def group(name: str, prefix: str, listing: Listing) -> ReplicaGroup:
-    config = config_from_raw(
-        {"servers": [{"name": name, "command": "python", "prefix": prefix}]}, None, {}
-    )
-    upstream = Upstream(config.replica_specs()[0], connect_timeout=1)
-    upstream.listing = listing
-    upstream.state = ReplicaState.CONNECTED
-    upstream.stats.connects = 1
-    return ReplicaGroup(name, [upstream], prefix=prefix, timeout=5)
+    (upstream,) = upstreams(name, prefix=prefix)
+    return ReplicaGroup(name, [connected(upstream, listing)], prefix=prefix, timeout=5)
 
 
 def listing(stem: str) -> Listing:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +17,17 @@ from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 from tests.e2e.procs import (
+    BACKENDS,
     PYTHON,
-    SERVERS,
     backend_process,
+    demo_servers,
     descendants,
     free_port,
     pids_with_arg,
     served_gateway,
 )
+
+FAULTY = BACKENDS / "faulty.py"
 
 
 @dataclass(frozen=True)
@@ -46,25 +52,13 @@ def backends() -> Iterator[Backends]:
 
 def write_config(folder: Path, backends: Backends, extra: str = "") -> Path:
     """A servers.toml with one backend of every kind, a third-party one and a broken one."""
-    notes = SERVERS / "notes.py"
     config = folder / "servers.toml"
     config.write_text(
         f"""
 [gateway]
 connect_timeout = 60
 request_timeout = 30
-
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{notes}"]
-env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-
+{demo_servers(folder)}
 [[servers]]
 name = "web"
 url = "{backends.http_url}"
@@ -81,11 +75,7 @@ command = "python"
 args = ["-m", "mcp_server_time", "--local-timezone", "UTC"]
 
 # A launcher that keeps a child, as npx and uvx do.
-[[servers]]
-name = "wrapped"
-command = "sh"
-args = ["-c", "{PYTHON} {SERVERS / "units.py"}; exit $?"]
-
+{demo_servers(folder, "wrapped")}
 [[servers]]
 name = "broken"
 command = "python"
@@ -94,6 +84,51 @@ args = ["-c", "import sys; print('broken backend: no config', file=sys.stderr); 
 """
     )
     return config
+
+
+@dataclass
+class Faulty:
+    """The fault controls and the execution log of a set of replicas."""
+
+    folder: Path
+    tag: str
+
+    @property
+    def counts(self) -> Path:
+        return self.folder / "counts.log"
+
+    def mode(self, replica: str, mode: str) -> None:
+        (self.folder / f"{replica}.mode").write_text(mode)
+
+    def args(self, replica: str) -> list[str]:
+        return [
+            str(FAULTY),
+            "--replica",
+            f"{replica}-{self.tag}",
+            "--count-file",
+            str(self.counts),
+            "--mode-file",
+            str(self.folder / f"{replica}.mode"),
+        ]
+
+    def lines(self) -> list[list[str]]:
+        if not self.counts.exists():
+            return []
+        return [line.split() for line in self.counts.read_text().splitlines()]
+
+    def executions(self, tool: str) -> list[list[str]]:
+        return [line for line in self.lines() if line[1] == tool]
+
+    def kill(self, replica: str) -> None:
+        pids = pids_with_arg(f"--replica {replica}-{self.tag}")
+        assert pids, f"no process for replica {replica}"
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def faulty(tmp_path: Path) -> Faulty:
+    return Faulty(tmp_path, uuid.uuid4().hex[:8])
 
 
 @dataclass

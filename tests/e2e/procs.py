@@ -1,7 +1,9 @@
-"""Real processes for end-to-end tests: ports, process trees, waiting with deadlines."""
+"""Real processes for end-to-end tests: ports, process trees, waiting with deadlines, and
+the raw JSON-RPC the tests that speak MCP by hand send them."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import signal
@@ -12,29 +14,54 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+import anyio
+
+if TYPE_CHECKING:
+    import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 SERVERS = REPO / "examples" / "servers"
 #: The test backends (FastMCP servers written for the e2e tests).
 BACKENDS = REPO / "tests" / "e2e" / "backends"
 PYTHON = sys.executable
+#: The protocol version of the handshake era, which the tests' raw clients speak.
+HANDSHAKE = "2025-11-25"
+#: The Accept header of a POST to an MCP endpoint: a JSON answer or an SSE stream.
+ACCEPT = "application/json, text/event-stream"
+#: What a client sends once its `initialize` is answered.
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
-def demo_servers(folder: Path) -> str:
-    """`[[servers]]` entries for the notes and units demo backends (notes kept in `folder`)."""
-    return f"""
-[[servers]]
-name = "notes"
-command = "python"
+def demo_servers(folder: Path, *names: str, clock_port: int = 0, **extra: str) -> str:
+    """`[[servers]]` entries for demo backends of examples/servers, as the repo's
+    servers.toml has them: notes (its notes kept in `folder`), units, clock (an HTTP
+    backend the gateway launches on `clock_port`), and wrapped (units behind a launcher
+    that keeps a child, as npx and uvx do); notes and units when no names are given.
+    `extra` adds lines to the entry of that name."""
+    entries = {
+        "notes": f"""command = "python"
 args = ["{SERVERS / "notes.py"}"]
 env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "units"
-command = "python"
+""",
+        "units": f"""command = "python"
 args = ["{SERVERS / "units.py"}"]
-"""
+""",
+        "clock": f"""command = "python"
+args = ["{SERVERS / "clock.py"}", "--transport", "http", "--port", "{clock_port}"]
+url = "http://127.0.0.1:{clock_port}/mcp"
+""",
+        "wrapped": f"""command = "sh"
+args = ["-c", "{PYTHON} {SERVERS / "units.py"}; exit $?"]
+""",
+    }
+    names = names or ("notes", "units")
+    assert set(extra) <= set(names), f"extra lines for a server not asked for: {list(extra)}"
+    lines = {name: f"{more}\n" for name, more in extra.items() if more}
+    return "".join(
+        f'\n[[servers]]\nname = "{name}"\n{entries[name]}{lines.get(name, "")}' for name in names
+    )
 
 
 def free_port() -> int:
@@ -51,6 +78,22 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(0.05)
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """`wait_until` for async tests: poll `check()` (sync or async) until it returns
+    something truthy, and return that; fail with `what` when the deadline passes."""
+    try:
+        with anyio.fail_after(timeout):
+            while True:
+                found = check()
+                if inspect.isawaitable(found):
+                    found = await found
+                if found:
+                    return found
+                await anyio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}") from None
 
 
 def port_open(port: int) -> bool:
@@ -107,6 +150,13 @@ def pids_with_arg(fragment: str) -> set[int]:
         if fragment in cmdline and int(entry) != os.getpid():
             out.add(int(entry))
     return out & set(_ppid_map())
+
+
+def mcp_agg(*args: str) -> subprocess.CompletedProcess[str]:
+    """`mcp-agg ARGS` run to its end (at most two minutes), its output captured."""
+    return subprocess.run(
+        [PYTHON, "-m", "mcp_agg", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @contextmanager
@@ -186,3 +236,46 @@ def rpc(stdin: IO[bytes], stdout: IO[bytes], method: str, params: dict[str, Any]
         assert message["jsonrpc"] == "2.0"
         if message.get("id") == id:
             return message["result"]
+
+
+def initialize_params(client: str) -> dict[str, Any]:
+    """The params of a handshake-era `initialize` from the raw client named `client`."""
+    return {
+        "protocolVersion": HANDSHAKE,
+        "capabilities": {},
+        "clientInfo": {"name": client, "version": "1"},
+    }
+
+
+def initialize_request(client: str, request_id: int = 1) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": initialize_params(client),
+    }
+
+
+def session_headers(session_id: str) -> dict[str, str]:
+    """The headers of a POST in the handshake-era HTTP session `session_id`."""
+    return {
+        "Accept": ACCEPT,
+        "Content-Type": "application/json",
+        "Mcp-Session-Id": session_id,
+        "MCP-Protocol-Version": HANDSHAKE,
+    }
+
+
+async def post_initialize(
+    http: httpx.AsyncClient,
+    url: str,
+    headers: dict[str, str] | None = None,
+    *,
+    client: str = "e2e-test",
+) -> httpx.Response:
+    """POST an `initialize` to the gateway at `url`, with extra `headers`."""
+    return await http.post(
+        url,
+        json=initialize_request(client),
+        headers={"Accept": ACCEPT, "Content-Type": "application/json", **(headers or {})},
+    )

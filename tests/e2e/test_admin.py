@@ -14,7 +14,15 @@ import httpx
 import pytest
 from fastmcp import Client
 
-from tests.e2e.procs import PYTHON, SERVERS, free_port, pids_with_arg, served_gateway, wait_until
+from tests.e2e.procs import (
+    PYTHON,
+    SERVERS,
+    demo_servers,
+    free_port,
+    pids_with_arg,
+    served_gateway,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +40,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 connect_timeout = 30
 [gateway.admin]
 token = "${{ADMIN_TOKEN}}"
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-"""
+{demo_servers(folder, "units")}"""
     )
     with served_gateway(config, env={"ADMIN_TOKEN": TOKEN}) as (url, _proc):
         yield url.removesuffix("/mcp")

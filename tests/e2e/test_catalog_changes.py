@@ -12,7 +12,7 @@ from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StdioTransport
 
-from tests.e2e.procs import PYTHON, SERVERS, backend_process, free_port
+from tests.e2e.procs import PYTHON, SERVERS, backend_process, demo_servers, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -32,12 +32,7 @@ async def test_backend_that_starts_late_appears_and_clients_are_told(tmp_path: P
         f"""
 [gateway]
 connect_timeout = 5
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-
+{demo_servers(tmp_path, "units")}
 [[servers]]
 name = "late"
 url = "http://127.0.0.1:{port}/mcp"

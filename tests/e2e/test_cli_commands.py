@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.procs import PYTHON, SERVERS
+from tests.e2e.procs import demo_servers, mcp_agg
 
 pytestmark = pytest.mark.e2e
 
@@ -17,24 +16,12 @@ pytestmark = pytest.mark.e2e
 def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("cli")
     path = folder / "servers.toml"
+    renamed = 'rename_tools = { convert = "to" }\nexclude_tools = ["multiply"]'
     path.write_text(
         f"""
 [gateway]
 connect_timeout = 60
-
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{SERVERS / "notes.py"}"]
-env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-rename_tools = {{ convert = "to" }}
-exclude_tools = ["multiply"]
-
+{demo_servers(folder, "notes", "units", units=renamed)}
 [[servers]]
 name = "broken"
 command = "python"
@@ -42,12 +29,6 @@ args = ["-c", "import sys; print('broken backend: no config', file=sys.stderr); 
 """
     )
     return path
-
-
-def mcp_agg(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "mcp_agg", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def test_tools_json_lists_the_merged_catalog(config: Path) -> None:

@@ -29,15 +29,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.e2e.procs import (
-    SERVERS,
+    ACCEPT,
+    INITIALIZED,
+    demo_servers,
     free_port,
+    initialize_request,
     served_gateway,
+    session_headers,
 )
 
 pytestmark = pytest.mark.e2e
 
-VERSION = "2025-11-25"
-ACCEPT = "application/json, text/event-stream"
 GOOD_TOOL = "units_add"
 #: Methods the gateway serves; generated "unknown" methods avoid them.
 KNOWN_METHODS = frozenset(
@@ -76,27 +78,12 @@ def open_session(http: httpx.Client, url: str) -> dict[str, str]:
     """Initialize a handshake-era session; return the headers that use it."""
     response = http.post(
         url,
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": VERSION,
-                "capabilities": {},
-                "clientInfo": {"name": "test_hostile_input", "version": "1"},
-            },
-        },
+        json=initialize_request("test_hostile_input"),
         headers={"Accept": ACCEPT, "Content-Type": "application/json"},
     )
     assert response.status_code == 200, response.text
-    headers = {
-        "Accept": ACCEPT,
-        "Content-Type": "application/json",
-        "Mcp-Session-Id": response.headers["mcp-session-id"],
-        "MCP-Protocol-Version": VERSION,
-    }
-    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    response = http.post(url, json=initialized, headers=headers)
+    headers = session_headers(response.headers["mcp-session-id"])
+    response = http.post(url, json=INITIALIZED, headers=headers)
     assert response.status_code == 202, response.text
     return headers
 
@@ -110,12 +97,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 [gateway]
 connect_timeout = 60
 request_timeout = 30
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-"""
+{demo_servers(folder, "units")}"""
     )
     port = free_port()
     stderr = folder / "gateway.stderr"

@@ -21,29 +21,18 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from tests.e2e.procs import (
+    HANDSHAKE,
+    INITIALIZED,
     demo_servers,
     free_port,
+    post_initialize,
     served_gateway,
+    session_headers,
 )
 
 pytestmark = pytest.mark.e2e
 
-HANDSHAKE_VERSION = "2025-11-25"
-ACCEPT = "application/json, text/event-stream"
 EVIL = "evil.example.com"
-
-
-def initialize_request(request_id: int = 1) -> dict[str, Any]:
-    return {
-        "jsonrpc": "2.0",
-        "id": request_id,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": HANDSHAKE_VERSION,
-            "capabilities": {},
-            "clientInfo": {"name": "test_http_front", "version": "1"},
-        },
-    }
 
 
 def rpc_message(response: httpx.Response) -> dict[str, Any]:
@@ -94,21 +83,11 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def post_initialize(
-    http: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    return await http.post(
-        url,
-        json=initialize_request(),
-        headers={"Accept": ACCEPT, "Content-Type": "application/json", **(headers or {})},
-    )
-
-
 def assert_initialized(response: httpx.Response) -> str:
     """A successful initialize: the handshake-era result and a session id; returns the id."""
     assert response.status_code == 200, response.text
     result = rpc_message(response)["result"]
-    assert result["protocolVersion"] == HANDSHAKE_VERSION
+    assert result["protocolVersion"] == HANDSHAKE
     assert result["serverInfo"]["name"] == "mcp-agg"
     session_id = response.headers.get("mcp-session-id")
     assert session_id
@@ -198,14 +177,8 @@ async def test_configured_origins_replace_the_defaults(
 async def session(http: httpx.AsyncClient, default_gateway: Gateway) -> dict[str, str]:
     """The headers of an initialized handshake-era session."""
     session_id = assert_initialized(await post_initialize(http, default_gateway.url))
-    headers = {
-        "Accept": ACCEPT,
-        "Content-Type": "application/json",
-        "Mcp-Session-Id": session_id,
-        "MCP-Protocol-Version": HANDSHAKE_VERSION,
-    }
-    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    response = await http.post(default_gateway.url, json=initialized, headers=headers)
+    headers = session_headers(session_id)
+    response = await http.post(default_gateway.url, json=INITIALIZED, headers=headers)
     assert response.status_code == 202, response.text
     return headers
 
@@ -271,6 +244,6 @@ async def test_unknown_session_id_is_404(
 async def test_ping_through_a_handshake_era_client(default_gateway: Gateway) -> None:
     transport = StreamableHttpTransport(default_gateway.url)
     async with Client(transport, mode="legacy", timeout=30) as client:
-        assert client.protocol_version == HANDSHAKE_VERSION
+        assert client.protocol_version == HANDSHAKE
         assert client.initialize_result is not None
         assert await client.ping() is True

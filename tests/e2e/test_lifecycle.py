@@ -12,10 +12,11 @@ import pytest
 from tests.e2e.procs import (
     BACKENDS,
     PYTHON,
-    SERVERS,
     alive,
+    demo_servers,
     descendants,
     free_port,
+    initialize_params,
     kill_group,
     pids_with_arg,
     port_open,
@@ -33,24 +34,7 @@ def lifecycle_config(folder: Path, clock_port: int) -> Path:
         f"""
 [gateway]
 connect_timeout = 60
-
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{SERVERS / "notes.py"}"]
-env = {{ NOTES_DIR = "{folder / "notes"}" }}
-
-[[servers]]
-name = "wrapped"
-command = "sh"
-args = ["-c", "{PYTHON} {SERVERS / "units.py"}; exit $?"]
-
-[[servers]]
-name = "clock"
-command = "python"
-args = ["{SERVERS / "clock.py"}", "--transport", "http", "--port", "{clock_port}"]
-url = "http://127.0.0.1:{clock_port}/mcp"
-
+{demo_servers(folder, "notes", "wrapped", "clock", clock_port=clock_port)}
 [[servers]]
 name = "broken"
 command = "python"
@@ -74,11 +58,7 @@ def start_stdio_gateway(config: Path) -> tuple[subprocess.Popen[bytes], set[int]
         proc.stdin,
         proc.stdout,
         "initialize",
-        {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "lifecycle-test", "version": "1"},
-        },
+        initialize_params("lifecycle-test"),
         1,
     )
     assert init["serverInfo"]["name"] == "mcp-agg"
@@ -217,11 +197,7 @@ args = ["{BACKENDS / "lingering.py"}", "{log}"]
             proc.stdin,
             proc.stdout,
             "initialize",
-            {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "lifecycle-test", "version": "1"},
-            },
+            initialize_params("lifecycle-test"),
             1,
         )
         tree = descendants(proc.pid)

@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.e2e.procs import (
     PYTHON,
-    SERVERS,
     demo_servers,
     free_port,
+    initialize_params,
     kill_group,
     port_open,
     rpc,
@@ -184,14 +184,7 @@ tokens = [{ token = "${SCRAPE_TOKEN}", client_id = "prometheus" }]
 
 async def test_stdio_gateway_serves_metrics_on_its_own_port(tmp_path: Path) -> None:
     config = tmp_path / "servers.toml"
-    config.write_text(
-        f"""
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-"""
-    )
+    config.write_text(demo_servers(tmp_path, "units"))
     ops_port = free_port()
     stderr = (tmp_path / "stderr.log").open("wb")
     proc = subprocess.Popen(
@@ -214,11 +207,7 @@ args = ["{SERVERS / "units.py"}"]
             proc.stdin,
             proc.stdout,
             "initialize",
-            {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "metrics-test", "version": "1"},
-            },
+            initialize_params("metrics-test"),
             1,
         )
         proc.stdin.write(b'{"jsonrpc":"2.0","method":"notifications/initialized"}\n')

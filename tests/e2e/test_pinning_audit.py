@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport
 
-from tests.e2e.procs import BACKENDS, PYTHON, free_port
+from tests.e2e.procs import BACKENDS, PYTHON, free_port, mcp_agg
 
 pytestmark = pytest.mark.e2e
 
@@ -47,12 +46,6 @@ headers = {{ Authorization = "Bearer {SECRET_HEADER}" }}
     )
     (folder / "description.txt").write_text("Say hello.")
     return config
-
-
-def mcp_agg(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "mcp_agg", *args], capture_output=True, text=True, timeout=120
-    )
 
 
 def tools_json(config: Path) -> tuple[dict[str, dict[str, Any]], str]:

@@ -32,6 +32,7 @@ from tests.e2e.procs import (
     BACKENDS,
     PYTHON,
     backend_process,
+    eventually,
     free_port,
     served_gateway,
 )
@@ -166,15 +167,6 @@ def handshake_api() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         yield
-
-
-async def eventually(check: Any, what: str, timeout: float = 15.0) -> Any:
-    """Poll `check()` until it returns something truthy, failing after `timeout`."""
-    with anyio.fail_after(timeout):
-        while not (found := check()):
-            await anyio.sleep(0.02)
-    assert found, what
-    return found
 
 
 def text(result: mcp_types.CallToolResult) -> str:

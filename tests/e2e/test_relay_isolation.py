@@ -32,6 +32,7 @@ from fastmcp.client.transports import StreamableHttpTransport
 from tests.e2e.procs import (
     BACKENDS,
     PYTHON,
+    eventually,
     free_port,
     served_gateway,
 )
@@ -128,17 +129,6 @@ def text(result: mcp_types.CallToolResult) -> str:
     block = result.content[0]
     assert isinstance(block, mcp_types.TextContent)
     return block.text
-
-
-async def eventually(check: Any, what: str, timeout: float = 15.0) -> Any:
-    """Poll `check()` until it returns something truthy, failing after `timeout`."""
-    try:
-        with anyio.fail_after(timeout):
-            while not (found := check()):
-                await anyio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}") from None
-    return found
 
 
 async def ask_until_answered(

@@ -9,10 +9,11 @@ config is refused while the gateway serves on.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 from mcp.shared.exceptions import MCPError
 
-from tests.e2e.procs import BACKENDS, PYTHON, SERVERS, pids_with_arg, served_gateway
+from tests.e2e import procs
+from tests.e2e.procs import BACKENDS, PYTHON, demo_servers, pids_with_arg, served_gateway
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -50,13 +52,7 @@ def write_config(
 [gateway]
 connect_timeout = 30
 request_timeout = 30
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-{"argz = []" if broken else ""}
-"""
+{demo_servers(folder, "units", units="argz = []" if broken else "")}"""
     if hold:
         text += f"""
 [[servers]]
@@ -66,13 +62,7 @@ args = ["{FAULTY}", "--replica", "h", "--count-file", "{folder / "counts.txt"}",
         "--mode-file", "{folder / "mode.txt"}"]
 """
     if notes:
-        text += f"""
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{SERVERS / "notes.py"}"]
-env = {{ NOTES_DIR = "{folder / "notes"}" }}
-"""
+        text += demo_servers(folder, "notes")
     (folder / "servers.toml").write_text(text)
 
 
@@ -105,19 +95,8 @@ class Reloading:
         return (self.folder / "gateway.log").read_text()
 
 
-async def eventually(check: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-    """Poll `check()` (sync or async) until it returns something truthy."""
-    try:
-        with anyio.fail_after(timeout):
-            while True:
-                found = check()
-                if hasattr(found, "__await__"):
-                    found = await found
-                if found:
-                    return found
-                await anyio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout:g}s waiting for {what}") from None
+#: A reload starts and stops backends: twice the usual deadline.
+eventually = functools.partial(procs.eventually, timeout=30.0)
 
 
 async def has_tools(
@@ -257,12 +236,7 @@ async def test_a_broken_config_is_refused_and_the_gateway_serves_on(gateway: Rel
 
 async def test_watch_reloads_a_changed_file_on_the_stdio_front(tmp_path: Path) -> None:
     config = tmp_path / "servers.toml"
-    units = f"""
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-"""
+    units = demo_servers(tmp_path, "units")
     config.write_text(units)
     handler = ListChanged()
     transport = StdioTransport(
@@ -274,16 +248,7 @@ args = ["{SERVERS / "units.py"}"]
         assert "units_add" in {t.name for t in await client.list_tools()}
         # Saved as editors do: written aside, then renamed over the file.
         aside = tmp_path / "servers.toml.swp"
-        aside.write_text(
-            units
-            + f"""
-[[servers]]
-name = "notes"
-command = "python"
-args = ["{SERVERS / "notes.py"}"]
-env = {{ NOTES_DIR = "{tmp_path / "notes"}" }}
-"""
-        )
+        aside.write_text(units + demo_servers(tmp_path, "notes"))
         os.replace(aside, config)
         await eventually(lambda: handler.tools > 0, "tools/list_changed")
         names = {t.name for t in await client.list_tools()}

@@ -8,13 +8,9 @@ process, killed, hung or slowed down for real.
 from __future__ import annotations
 
 import collections
-import os
-import signal
 import subprocess
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,65 +23,18 @@ from mcp_agg.config import load_config
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.front.server import build_server
 from mcp_agg.resilience.breaker import BreakerState
+from tests.e2e.conftest import Faulty
 from tests.e2e.faultproxy import FaultProxy, fault_proxy
 from tests.e2e.procs import (
-    BACKENDS,
     PYTHON,
+    eventually,
     free_port,
     kill_group,
-    pids_with_arg,
     port_open,
     wait_until,
 )
 
 pytestmark = pytest.mark.e2e
-
-FAULTY = BACKENDS / "faulty.py"
-
-
-@dataclass
-class Faulty:
-    """The fault controls and the execution log of a set of replicas."""
-
-    folder: Path
-    tag: str
-
-    @property
-    def counts(self) -> Path:
-        return self.folder / "counts.log"
-
-    def mode(self, replica: str, mode: str) -> None:
-        (self.folder / f"{replica}.mode").write_text(mode)
-
-    def args(self, replica: str) -> list[str]:
-        return [
-            str(FAULTY),
-            "--replica",
-            f"{replica}-{self.tag}",
-            "--count-file",
-            str(self.counts),
-            "--mode-file",
-            str(self.folder / f"{replica}.mode"),
-        ]
-
-    def lines(self) -> list[list[str]]:
-        if not self.counts.exists():
-            return []
-        return [line.split() for line in self.counts.read_text().splitlines()]
-
-    def executions(self, tool: str) -> list[list[str]]:
-        return [line for line in self.lines() if line[1] == tool]
-
-    def kill(self, replica: str) -> None:
-        pids = pids_with_arg(f"--replica {replica}-{self.tag}")
-        assert pids, f"no process for replica {replica}"
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-
-
-@pytest.fixture
-def faulty(tmp_path: Path) -> Faulty:
-    return Faulty(tmp_path, uuid.uuid4().hex[:8])
 
 
 def stdio_replicas(faulty: Faulty, name: str, replicas: list[str], extra: str = "") -> str:
@@ -140,13 +89,6 @@ async def running(folder: Path, toml: str) -> AsyncIterator[tuple[Gateway, Clien
 
 def text(result: mcp_types.CallToolResult) -> str:
     return "".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
-
-
-async def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():
-            await anyio.sleep(0.05)
-    assert predicate(), what
 
 
 GATEWAY = """
@@ -210,7 +152,7 @@ async def test_killing_a_replica_mid_stream_loses_no_call(tmp_path: Path, faulty
         assert all(len(keys) == 1 for keys in by_key.values())
         # ... and the killed replica was respawned.
         r2 = next(u for u in gateway.upstreams if u.id == "svc-2")
-        await wait_for(lambda: r2.stats.connects >= 2 and r2.available, 30, "r2 respawned")
+        await eventually(lambda: r2.stats.connects >= 2 and r2.available, "r2 respawned", 30)
 
 
 async def test_non_idempotent_call_runs_at_most_once(tmp_path: Path, faulty: Faulty) -> None:
@@ -258,7 +200,7 @@ async def test_breaker_opens_half_opens_and_closes(tmp_path: Path, faulty: Fault
         assert not [line for line in faulty.executions("read") if line[2] == "refused"]
 
         faulty.mode("r1", "ok")
-        await wait_for(lambda: breaker.state is BreakerState.HALF_OPEN, 5, "half-open")
+        await eventually(lambda: breaker.state is BreakerState.HALF_OPEN, "half-open", 5)
         probe = await client.call_tool_mcp("svc_read", {"key": "probe"})
         assert probe.is_error is False
         assert breaker.state is BreakerState.CLOSED
@@ -340,7 +282,7 @@ async def test_stdio_backend_killed_between_calls_is_respawned(
         assert text(await client.call_tool_mcp("svc_read", {"key": "before"})) == f"r1-{faulty.tag}"
         faulty.kill("r1")
         replica = gateway.upstreams[0]
-        await wait_for(lambda: replica.stats.connects >= 2 and replica.available, 30, "respawn")
+        await eventually(lambda: replica.stats.connects >= 2 and replica.available, "respawn", 30)
         result = await client.call_tool_mcp("svc_read", {"key": "after"})
         assert result.is_error is False
         assert text(result) == f"r1-{faulty.tag}"
@@ -370,10 +312,10 @@ async def test_http_backend_restarted_on_the_same_port_is_reconnected(
             assert (await client.call_tool_mcp("svc_read", {"key": "1"})).is_error is False
             kill_group(proc)
             replica = gateway.upstreams[0]
-            await wait_for(lambda: not replica.available, 10, "the replica to notice")
+            await eventually(lambda: not replica.available, "the replica to notice", 10)
             proc = start()
-            await wait_for(
-                lambda: replica.stats.connects >= 2 and replica.available, 30, "reconnect"
+            await eventually(
+                lambda: replica.stats.connects >= 2 and replica.available, "reconnect", 30
             )
             result = await client.call_tool_mcp("svc_read", {"key": "2"})
             assert result.is_error is False
@@ -389,12 +331,12 @@ async def test_replica_failing_health_probes_is_ejected_and_readmitted(
     async with running(tmp_path, toml) as (gateway, client):
         r1 = gateway.upstreams[0]
         faulty.mode("r1", "hang-probes")
-        await wait_for(lambda: not r1.health.healthy, 10, "r1 ejected")
+        await eventually(lambda: not r1.health.healthy, "r1 ejected", 10)
         for i in range(6):
             result = await client.call_tool_mcp("svc_read", {"key": f"e{i}"})
             assert text(result) == f"r2-{faulty.tag}"
         faulty.mode("r1", "ok")
-        await wait_for(lambda: r1.health.healthy, 10, "r1 readmitted")
+        await eventually(lambda: r1.health.healthy, "r1 readmitted", 10)
         served = {text(await client.call_tool_mcp("svc_read", {"key": f"a{i}"})) for i in range(4)}
         assert f"r1-{faulty.tag}" in served
 

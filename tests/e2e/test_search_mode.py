@@ -21,7 +21,7 @@ from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
 from mcp_agg.components.search import CALL_TOOL, SEARCH_TOOL
 from tests.e2e.backends.many_tools import word
-from tests.e2e.procs import BACKENDS, PYTHON, SERVERS, served_gateway
+from tests.e2e.procs import BACKENDS, PYTHON, demo_servers, served_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -73,12 +73,7 @@ allow = ["many_probe_1*", "gateway_*"]
 name = "many"
 command = "python"
 args = ["{MANY}"]
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-
+{demo_servers(folder, "units")}
 [[servers]]
 name = "broken"
 command = "{folder / "no-such-backend"}"
@@ -232,12 +227,7 @@ def test_stdio_search_mode_on_a_small_catalog_keeps_stdout_to_the_protocol(
 [gateway]
 pin = "off"
 tool_mode = "search"
-
-[[servers]]
-name = "units"
-command = "python"
-args = ["{SERVERS / "units.py"}"]
-"""
+{demo_servers(tmp_path, "units")}"""
     )
     proc = subprocess.Popen(
         [PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)],

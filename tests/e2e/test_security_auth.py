@@ -35,13 +35,13 @@ from tests.e2e.procs import (
     free_port,
     kill_group,
     port_open,
+    post_initialize,
     served_gateway,
     wait_until,
 )
 
 pytestmark = pytest.mark.e2e
 
-ACCEPT = "application/json, text/event-stream"
 ISSUER = "https://issuer.test"
 AUDIENCE = "mcp-agg-test"
 
@@ -168,26 +168,6 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 def client(url: str, token: str, mode: str = "auto") -> Client[Any]:
     transport = StreamableHttpTransport(url, headers={"Authorization": f"Bearer {token}"})
     return Client(transport, mode=mode, timeout=30)  # type: ignore[arg-type]
-
-
-async def post_initialize(
-    http: httpx.AsyncClient, url: str, headers: dict[str, str] | None = None
-) -> httpx.Response:
-    request = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "test_security_auth", "version": "1"},
-        },
-    }
-    return await http.post(
-        url,
-        json=request,
-        headers={"Accept": ACCEPT, "Content-Type": "application/json", **(headers or {})},
-    )
 
 
 def assert_unauthorized(response: httpx.Response, *, invalid: bool) -> None:

@@ -8,7 +8,6 @@ test can tell a refused call from one that ran.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -26,8 +25,9 @@ from mcp_agg.core.gateway import Gateway
 from mcp_agg.front.server import build_server
 from mcp_agg.resilience.breaker import BreakerState
 from mcp_agg.security.limits import RETRY_AFTER_META
-from tests.e2e.procs import served_gateway
-from tests.e2e.test_resilience import Faulty, stdio_replicas, text, wait_for
+from tests.e2e.conftest import Faulty
+from tests.e2e.procs import eventually, served_gateway
+from tests.e2e.test_resilience import stdio_replicas, text
 
 pytestmark = pytest.mark.e2e
 
@@ -39,11 +39,6 @@ health_interval = 2
 unhealthy_threshold = 3
 healthy_threshold = 2
 """
-
-
-@pytest.fixture
-def faulty(tmp_path: Path) -> Faulty:
-    return Faulty(tmp_path, uuid.uuid4().hex[:8])
 
 
 @asynccontextmanager
@@ -72,13 +67,13 @@ async def assert_replicas_untouched(gateway: Gateway, *, probes: bool = True) ->
         assert upstream.health.healthy, upstream.id
     if probes:  # and health probes go on passing
         seen = {u.id: u.health.last_probe_at for u in gateway.upstreams}
-        await wait_for(
+        await eventually(
             lambda: all(
                 u.health.last_probe_at != seen[u.id] and u.health.last_probe_ok
                 for u in gateway.upstreams
             ),
-            20,
             "a passing health probe of every replica",
+            20,
         )
         assert all(u.health.healthy for u in gateway.upstreams)
 
@@ -203,7 +198,7 @@ async def test_bulkhead_refuses_a_call_beyond_max_concurrent_after_queue_timeout
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(hold)
-            await wait_for(lambda: "held" in keys(faulty, "write"), 10, "the held call to run")
+            await eventually(lambda: "held" in keys(faulty, "write"), "the held call to run", 10)
             # One replica is busy, the other idle: the slot is the server's, not a replica's.
             refused = await client.call_tool_mcp("tight_write", {"key": "refused"})
             assert refused.is_error is True
@@ -235,9 +230,9 @@ async def test_bulkhead_queued_call_runs_when_a_slot_frees_in_time(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(call, "first")
-            await wait_for(lambda: "first" in keys(faulty, "read"), 10, "the first call to run")
+            await eventually(lambda: "first" in keys(faulty, "read"), "the first call to run", 10)
             tg.start_soon(call, "queued")
-            await wait_for(lambda: bulkhead.waiting == 1, 10, "the second call to queue")
+            await eventually(lambda: bulkhead.waiting == 1, "the second call to queue", 10)
             assert keys(faulty, "read") == ["first"]
             faulty.mode("q1", "ok")  # the first call returns and frees its slot
         assert results["first"].is_error is False, text(results["first"])

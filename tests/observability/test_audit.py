@@ -12,6 +12,7 @@ import pytest
 from mcp_agg.errors import BulkheadFull, RateLimited, UpstreamUnavailable
 from mcp_agg.observability import audit
 from mcp_agg.security import redact
+from tests.fakes import OK, TOOL_ERROR
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -31,10 +32,6 @@ def open_log(logs: list[audit.AuditLog], path: Path, *, arguments: bool = False)
     log = audit.AuditLog(path, arguments=arguments)
     logs.append(log)
     return log
-
-
-OK = {"content": [{"type": "text", "text": "3"}]}
-TOOL_ERROR = {"content": [{"type": "text", "text": "division by zero"}], "isError": True}
 
 
 def test_one_line_per_call_with_every_field(tmp_path: Path, logs: list[audit.AuditLog]) -> None:

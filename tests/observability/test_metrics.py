@@ -25,9 +25,7 @@ from mcp_agg.front.server import build_server
 from mcp_agg.observability import audit
 from mcp_agg.observability.endpoint import metrics_routes
 from mcp_agg.observability.metrics import BUCKETS, GatewayMetrics
-
-OK = {"content": [{"type": "text", "text": "3"}]}
-TOOL_ERROR = {"content": [{"type": "text", "text": "division by zero"}], "isError": True}
+from tests.fakes import OK, TOOL_ERROR
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

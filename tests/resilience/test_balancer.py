@@ -22,6 +22,7 @@ from mcp_agg.resilience.balancer import (
     SmoothWeighted,
     make_balancer,
 )
+from tests.fakes import FakeClock
 
 
 @dataclass
@@ -32,17 +33,6 @@ class FakeReplica:
     weight: float = 1.0
     in_flight: int = 0
     latency: float = 0.0
-
-
-class FakeClock:
-    def __init__(self, now: float = 500.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def replicas(*ids: str) -> list[FakeReplica]:

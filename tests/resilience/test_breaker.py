@@ -9,19 +9,7 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_agg.errors import UpstreamRequestError, UpstreamUnavailable
 from mcp_agg.resilience.breaker import BreakerState, CircuitBreaker
-
-
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 def make(

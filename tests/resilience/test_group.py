@@ -10,8 +10,8 @@ import mcp_types
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from mcp_agg.backend.upstream import ReplicaState, Upstream
-from mcp_agg.config import Config, RetryConfig, config_from_raw
+from mcp_agg.backend.upstream import Upstream
+from mcp_agg.config import RetryConfig
 from mcp_agg.errors import (
     UpstreamConnectError,
     UpstreamError,
@@ -20,22 +20,15 @@ from mcp_agg.errors import (
 )
 from mcp_agg.resilience.group import ReplicaGroup
 from mcp_agg.resilience.retry import IDEMPOTENCY_KEY
+from tests.fakes import connected, upstreams
 
 #: No waiting between attempts, and a floor that always allows a retry.
 FAST = RetryConfig(attempts=3, base_delay=0, max_delay=0, budget_min_per_second=100)
 
 
 def group(replicas: int = 3, *, retry: RetryConfig = FAST, name: str = "s") -> ReplicaGroup:
-    config: Config = config_from_raw(
-        {"servers": [{"name": name, "command": "python", "replicas": replicas}]}, None, {}
-    )
-    members = []
-    for spec in config.replica_specs():
-        replica = Upstream(spec, connect_timeout=1)
-        replica.state = ReplicaState.CONNECTED
-        replica.stats.connects = 1
-        replica._client = object()  # type: ignore[assignment]  # a session, as far as picking goes
-        members.append(replica)
+    # Each with a session, as far as picking goes.
+    members = [connected(r, session=True) for r in upstreams(name, replicas=replicas)]
     return ReplicaGroup(name, members, prefix=name, timeout=5, retry=retry)
 
 

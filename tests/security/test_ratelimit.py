@@ -21,17 +21,7 @@ from mcp_agg.security.limits import (
     json_size,
 )
 from mcp_agg.security.ratelimit import RateLimiter, TokenBucket
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 def limiter(

@@ -1,0 +1,46 @@
+"""Fakes shared by the unit tests: a clock the test moves, and in-process replicas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp_agg.backend.upstream import Listing, ReplicaState, Upstream
+from mcp_agg.config import config_from_raw
+
+#: A tool call's answer on the wire, and a tool's own error.
+OK = {"content": [{"type": "text", "text": "3"}]}
+TOOL_ERROR = {"content": [{"type": "text", "text": "division by zero"}], "isError": True}
+
+
+class FakeClock:
+    """A monotonic clock that only moves when told to: call it for the time."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def upstreams(name: str, **server: Any) -> list[Upstream]:
+    """The replicas of one stdio server `name` (never started); `server` adds to its
+    config entry (replicas, prefix...)."""
+    config = config_from_raw({"servers": [{"name": name, "command": "python", **server}]}, None, {})
+    return [Upstream(spec, connect_timeout=1) for spec in config.replica_specs()]
+
+
+def connected(
+    replica: Upstream, listing: Listing | None = None, *, session: bool = False
+) -> Upstream:
+    """`replica` as after its first connect: CONNECTED with `listing` (when given); with
+    `session`, a client object too, which is what `available` checks for."""
+    if listing is not None:
+        replica.listing = listing
+    replica.state = ReplicaState.CONNECTED
+    replica.stats.connects = 1
+    if session:
+        replica._client = object()  # type: ignore[assignment]
+    return replica
