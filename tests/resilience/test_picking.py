@@ -9,11 +9,11 @@ import pytest
 from mcp_agg.backend.upstream import ReplicaState, Upstream
 from mcp_agg.resilience.balancer import RoundRobin
 from mcp_agg.resilience.picking import await_replica, nobody_available, pick, unavailable
-from tests.resilience.test_group import group
+from tests.fakes import connected, upstreams
 
 
 def replicas(count: int = 3) -> list[Upstream]:
-    return group(count).replicas
+    return [connected(r, session=True) for r in upstreams("s", replicas=count)]
 
 
 @pytest.mark.parametrize(
