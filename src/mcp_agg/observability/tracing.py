@@ -3,7 +3,7 @@
 Spans:
 
 - `tools/call {tool}` (SERVER) around each client tool call, on both of the gateway's
-  call paths (`Gateway.call`): `mcp.method.name`, `gen_ai.tool.name`, `mcp_agg.server`,
+  call paths (`CallPipeline.call`): `mcp.method.name`, `gen_ai.tool.name`, `mcp_agg.server`,
   and when it has ended `mcp_agg.outcome` (the audit log's classification: ok,
   tool_error, error, refused), `mcp_agg.attempts`, `mcp_agg.replica`; any outcome but
   ok sets `error.type` to it and the span's status to error.
