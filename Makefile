@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run run-stdio test lint typecheck docs bench bench-quick clean
+.PHONY: setup run run-stdio test lint typecheck docs bench bench-quick clean e2e-deps
 
 $(BIN)/mcp-agg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,10 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-test: lint typecheck
+e2e-deps:  ## third-party MCP servers the end-to-end tests run (npm registry)
+	npm ci --prefix tests/e2e/node --loglevel=error --no-audit --no-fund
+
+test: lint typecheck e2e-deps
 	$(BIN)/pytest
 
 # mkdocs-material prints a notice of its end of life (May 2027) on every build.

@@ -64,6 +64,18 @@ args = ["-c", "{PYTHON} {SERVERS / "units.py"}; exit $?"]
     )
 
 
+#: Third-party MCP servers from the npm registry, pinned in tests/e2e/node/package.json
+#: and installed by `make e2e-deps` (part of `make test`).
+NODE_BIN = REPO / "tests" / "e2e" / "node" / "node_modules" / ".bin"
+
+
+def node_server(name: str, *args: str) -> list[str]:
+    """The command line of an installed npm MCP server (e.g. `mcp-server-everything`)."""
+    path = NODE_BIN / name
+    assert path.exists(), f"{path} is missing: run `make e2e-deps`"
+    return [str(path), *args]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
