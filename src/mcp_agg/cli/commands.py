@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
+from typing import Annotated
+
 import typer
 
+from mcp_agg import __version__
 from mcp_agg.cli.call import call
 from mcp_agg.cli.configs import check, import_
 from mcp_agg.cli.serve import serve
@@ -18,14 +23,51 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help as written: Rich markup would take `[gateway.auth]` or `[default: ...]` in a
+    # help string for a style tag and drop it.
+    rich_markup_mode=None,
 )
-app.command()(serve)
-app.command()(tools)
-app.command()(lock)
-app.command()(status)
-app.command()(call)
-app.command()(check)
-app.command("import")(import_)
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"mcp-agg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
+    """Options of the app itself, before any command (`--version`)."""
+
+
+def _summary(command: Callable[..., None]) -> str:
+    """A command's first paragraph, for the command list: whole, where click would cut
+    it to one line."""
+    doc = inspect.getdoc(command) or ""
+    return " ".join(doc.split("\n\n")[0].split())
+
+
+_COMMANDS: list[tuple[str, Callable[..., None]]] = [
+    ("serve", serve),
+    ("tools", tools),
+    ("lock", lock),
+    ("status", status),
+    ("call", call),
+    ("check", check),
+    ("import", import_),
+]
+for _name, _command in _COMMANDS:
+    app.command(_name, short_help=_summary(_command))(_command)
 
 
 def main() -> None:
