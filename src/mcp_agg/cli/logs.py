@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 
-from mcp.shared.exceptions import MCPError
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 
 from mcp_agg.cli.output import fail
 from mcp_agg.security.redact import RedactingFilter
@@ -35,6 +36,12 @@ def setup_logging(level: str | None, default: str) -> None:
     # The SDK and FastMCP are chatty at INFO about every request.
     for name in ("mcp", "fastmcp", "httpx", "httpx2", "httpcore2", "uvicorn.access"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    # The gateway speaks the handshake era to its backends on purpose and relays a
+    # client's log level, subscriptions and roots there; the SDK marks each of those
+    # methods deprecated (the modern era dropped them) and would print a warning on the
+    # first relay. Only warnings of this class raised by the gateway's own calls are
+    # silenced: any other still reaches stderr.
+    warnings.filterwarnings("ignore", category=MCPDeprecationWarning, module=r"mcp_agg\.")
 
 
 class _BackendErrorFilter(logging.Filter):

@@ -27,6 +27,7 @@ from mcp.server.context import ServerRequestContext
 from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 
+from mcp_agg import __version__
 from mcp_agg.components.forwarding import hop_wire
 from mcp_agg.core.announce import Announcer
 from mcp_agg.core.caller import Caller, connection_of, current_caller
@@ -58,6 +59,7 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
     server = _GatewayServer(
         gateway,
         name=settings.name,
+        version=__version__,  # else FastMCP's own version is the gateway's serverInfo
         providers=[provider],
         middleware=[_ConnectionTracker(gateway.announcer)],
         auth=build_verifier(access.auth) if access is not None else None,
