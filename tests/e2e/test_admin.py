@@ -124,3 +124,22 @@ async def test_a_server_registered_at_runtime_is_served_shown_and_removed(
     code, out, err = status("--url", f"{gateway}/mcp", "--json")
     assert code == 0, err
     assert [r["id"] for r in json.loads(out)] == ["units-1"]
+
+
+def test_the_replica_state_of_a_backend_that_exited_has_its_exit_code(gateway: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    exits = "import sys; print('no config', file=sys.stderr); sys.exit(3)"
+    body = {"name": "exits", "command": "python", "args": ["-c", exits]}
+    with httpx.Client(base_url=gateway, headers=auth, timeout=60) as admin:
+        response = admin.post("/admin/servers", json=body)
+        assert response.status_code == 201, response.text
+        assert response.json()["connected"] is False
+        try:
+            servers = {s["name"]: s for s in admin.get("/admin/servers").json()["servers"]}
+            (replica,) = servers["exits"]["replicas"]
+            assert replica["state"] == "error"
+            assert replica["health"] != "ok"
+            assert replica["exit_code"] == 3
+            assert "exit code 3" in replica["last_error"]
+        finally:
+            assert admin.delete("/admin/servers/exits").status_code == 200

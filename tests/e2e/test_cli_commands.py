@@ -65,6 +65,34 @@ def test_status_shows_each_replica_and_why_one_failed(config: Path) -> None:
     assert "broken backend: no config" in replicas["broken-1"]["last_error"]
 
 
+def test_status_json_of_a_backend_that_exited_shows_its_exit_code_and_no_health(
+    config: Path,
+) -> None:
+    done = mcp_agg("status", "-c", str(config), "--json")
+    assert done.returncode == 0, done.stderr
+    broken = {row["id"]: row for row in json.loads(done.stdout)}["broken-1"]
+    assert broken["state"] == "error"
+    assert broken["health"] != "ok"
+    assert broken["healthy"] is False
+    assert broken["exit_code"] == 3
+    assert "exit code 3" in broken["last_error"]
+    assert "broken backend: no config" in broken["last_error"]
+
+
+def test_status_table_of_a_backend_that_exited_shows_its_exit_code_and_no_health(
+    config: Path,
+) -> None:
+    done = mcp_agg("status", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    header, *lines = done.stdout.splitlines()
+    row = next(line for line in lines if line.startswith("broken-1 "))
+    # Every column but the last (LAST ERROR) is one word.
+    cells = dict(zip(header.split()[:-2], row.split(), strict=False))
+    assert cells["STATE"] == "error"
+    assert cells["HEALTH"] != "ok"
+    assert "exit code 3" in row
+
+
 def test_call_prints_the_result(config: Path) -> None:
     done = mcp_agg("call", "units_add", "--args", '{"a": 1.5, "b": 2}', "-c", str(config))
     assert done.returncode == 0, done.stderr

@@ -115,7 +115,9 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> Backends:
     seen = Backends()
     servers: dict[str, FastMCP[Any]] = {}
 
-    def in_memory(spec: Any, stderr: Any = None, on_request: Any = None) -> FastMCPTransport:
+    def in_memory(
+        spec: Any, stderr: Any = None, on_request: Any = None, on_exit: Any = None
+    ) -> FastMCPTransport:
         server = servers.setdefault(spec.id, seen.server(spec.id))
         return FastMCPTransport(server)
 

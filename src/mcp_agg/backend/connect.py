@@ -71,7 +71,9 @@ class ConnectMixin(ReplicaCore):
             return await self._connect_launched(stack)
         stderr = self.output.open() if server.url is None else None
         try:
-            transport = make_transport(self.spec, stderr, self.on_http_request)
+            transport = make_transport(
+                self.spec, stderr, self.on_http_request, self._process_exited
+            )
             return await self._enter(stack, transport)
         finally:
             self.output.close_writer()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,11 +27,12 @@ from mcp_agg.backend.process import OutputCapture
 from mcp_agg.backend.relay import ClientRelay
 from mcp_agg.backend.transports import RequestHook
 from mcp_agg.config import ReplicaSpec
+from mcp_agg.errors import UpstreamConnectError
 from mcp_agg.resilience.balancer import PeakEwma
 from mcp_agg.resilience.breaker import CircuitBreaker
 from mcp_agg.resilience.health import HealthPolicy, HealthState
 
-__all__ = ["ReplicaCore", "ReplicaState", "ReplicaStats", "describe"]
+__all__ = ["ReplicaCore", "ReplicaState", "ReplicaStats", "describe", "describe_exit"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +56,9 @@ class ReplicaStats:
     connected_at: float | None = None
     protocol_version: str | None = None
     server_name: str | None = None
+    #: How the backend's process last ended by itself (stdio backends): its exit code,
+    #: or minus the signal that killed it; None while none has.
+    exit_code: int | None = None
 
 
 class ReplicaCore:
@@ -86,6 +91,8 @@ class ReplicaCore:
         #: Backend URIs the gateway holds a subscription for on this replica.
         self.subscriptions: set[str] = set()
         self.output = OutputCapture(spec.id)
+        #: The exit code of this session's backend process, once it ended by itself.
+        self._exited: int | None = None
         #: Sees every HTTP request to the backend before it is sent (trace context).
         self.on_http_request: RequestHook | None = None
         self._client: Client[Any] | None = None
@@ -139,9 +146,20 @@ class ReplicaCore:
             logger.exception("change handler failed for %s", self.id)
 
     def _record_error(self, exc: BaseException) -> None:
+        """The error, with how the backend's process ended and the last thing it said:
+        usually the reason ("exit code 1; stderr: ModuleNotFoundError: ...")."""
+        notes = [] if self._exited is None else [describe_exit(self._exited)]
         said = self.output.last_line
-        self.stats.last_error = describe(exc) + (f" (stderr: {said})" if said else "")
+        if said:
+            notes.append(f"stderr: {said}")
+        self.stats.last_error = describe(exc) + (f" ({'; '.join(notes)})" if notes else "")
         self.stats.last_error_at = time.time()
+
+    def _process_exited(self, code: int) -> None:
+        """The backend's process ended by itself: the session is lost, and the exit code
+        is kept for `status` and the errors of this session."""
+        self._exited = self.stats.exit_code = code
+        self._lose(UpstreamConnectError("backend process ended", replica=self.id))
 
     def _lose(self, exc: BaseException) -> None:
         """The session is unusable: record why and let the supervisor reconnect."""
@@ -149,6 +167,16 @@ class ReplicaCore:
         if self.state is ReplicaState.CONNECTED:
             self.state = ReplicaState.ERROR
         self._lost.set()
+
+
+def describe_exit(code: int) -> str:
+    """How a process ended, as a person says it: `exit code 3`, `killed by SIGKILL`."""
+    if code >= 0:
+        return f"exit code {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def describe(exc: BaseException) -> str:

@@ -101,6 +101,7 @@ class Upstream(ConnectMixin, ProbingMixin):
         """One connection: connect, list, serve until lost. Raises if connecting fails."""
         self.state = ReplicaState.CONNECTING
         self._lost = anyio.Event()
+        self._exited = None
         self._notify()
         try:
             async with self._connected_client() as client:

@@ -84,7 +84,7 @@ def _status_cells(row: dict[str, Any]) -> list[str]:
         row["transport"],
         row["state"],
         row["breaker"],
-        "ok" if row["healthy"] else "ejected",
+        row["health"],
         str(row["tools"]),
         str(row["calls"]),
         str(row["failures"]),

@@ -9,16 +9,19 @@ from __future__ import annotations
 import datetime
 from typing import TYPE_CHECKING, Any
 
+from mcp_agg.backend.replica import ReplicaState
+
 if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
     from mcp_agg.core.catalog import Catalog
 
-__all__ = ["catalog_counts", "replica_status"]
+__all__ = ["catalog_counts", "health_of", "replica_status"]
 
 
 def replica_status(upstream: Upstream) -> dict[str, Any]:
     """One replica's live state, as `status --json` prints it."""
-    stats, health = upstream.stats, upstream.health
+    stats = upstream.stats
+    health = health_of(upstream)
     return {
         "id": upstream.id,
         "server": upstream.group,
@@ -28,9 +31,10 @@ def replica_status(upstream: Upstream) -> dict[str, Any]:
         "backend": stats.server_name,
         "breaker": str(upstream.breaker.state),
         "breaker_opened": upstream.breaker.opened,
-        "healthy": health.healthy,
-        "last_health_check": _iso(health.last_probe_at),
-        "last_health_check_ok": health.last_probe_ok,
+        "health": health,
+        "healthy": health == "ok",
+        "last_health_check": _iso(upstream.health.last_probe_at),
+        "last_health_check_ok": upstream.health.last_probe_ok,
         "tools": len(upstream.listing.tools),
         "resources": len(upstream.listing.resources) + len(upstream.listing.templates),
         "prompts": len(upstream.listing.prompts),
@@ -41,7 +45,16 @@ def replica_status(upstream: Upstream) -> dict[str, Any]:
         "connects": stats.connects,
         "last_error": stats.last_error,
         "last_error_at": _iso(stats.last_error_at),
+        "exit_code": stats.exit_code,
     }
+
+
+def health_of(upstream: Upstream) -> str:
+    """`ok`: connected and passing its health checks; `ejected`: connected, but taken out
+    of rotation by them; `down`: not connected, whatever its last check said."""
+    if upstream.state is not ReplicaState.CONNECTED:
+        return "down"
+    return "ok" if upstream.health.healthy else "ejected"
 
 
 def catalog_counts(catalog: Catalog) -> dict[str, int]:

@@ -20,12 +20,13 @@ from mcp_agg.backend.transports.http import (
     http_transport,
 )
 from mcp_agg.backend.transports.options import RelaySession, relay_options
-from mcp_agg.backend.transports.stdio import stdio_transport
+from mcp_agg.backend.transports.stdio import ExitHook, stdio_transport
 
 if TYPE_CHECKING:
     from mcp_agg.config import ReplicaSpec
 
 __all__ = [
+    "ExitHook",
     "RelaySession",
     "RequestHook",
     "StreamableHttpRelayTransport",
@@ -38,8 +39,9 @@ __all__ = [
 class TransportFactory(Protocol):
     """The seam between a replica's session and the way it reaches its backend.
 
-    A stdio child's stderr goes to `stderr`; `on_request` sees each request to an HTTP
-    or SSE backend. A factory ignores what its kind of backend does not have.
+    A stdio child's stderr goes to `stderr`, and its exit code to `on_exit` when it ends
+    by itself; `on_request` sees each request to an HTTP or SSE backend. A factory
+    ignores what its kind of backend does not have.
     """
 
     def __call__(
@@ -47,12 +49,16 @@ class TransportFactory(Protocol):
         spec: ReplicaSpec,
         stderr: IO[str] | None = None,
         on_request: RequestHook | None = None,
+        on_exit: ExitHook | None = None,
     ) -> ClientTransport: ...
 
 
 def make_transport(
-    spec: ReplicaSpec, stderr: IO[str] | None = None, on_request: RequestHook | None = None
+    spec: ReplicaSpec,
+    stderr: IO[str] | None = None,
+    on_request: RequestHook | None = None,
+    on_exit: ExitHook | None = None,
 ) -> ClientTransport:
     """The transport for one replica, from its config entry (see `TransportFactory`)."""
     factory: TransportFactory = stdio_transport if spec.server.url is None else http_transport
-    return factory(spec, stderr, on_request)
+    return factory(spec, stderr, on_request, on_exit)

@@ -23,6 +23,7 @@ from typing_extensions import Unpack
 from mcp_agg.backend.transports.options import relay_options
 
 if TYPE_CHECKING:
+    from mcp_agg.backend.transports.stdio import ExitHook
     from mcp_agg.config import ReplicaSpec
 
 __all__ = ["RequestHook", "StreamableHttpRelayTransport", "http_transport"]
@@ -68,9 +69,13 @@ class StreamableHttpRelayTransport(ClientTransport):
 
 
 def http_transport(
-    spec: ReplicaSpec, stderr: IO[str] | None = None, on_request: RequestHook | None = None
+    spec: ReplicaSpec,
+    stderr: IO[str] | None = None,
+    on_request: RequestHook | None = None,
+    on_exit: ExitHook | None = None,
 ) -> ClientTransport:
-    """The transport to an HTTP or SSE backend (`stderr` is a stdio child's: unused)."""
+    """The transport to an HTTP or SSE backend (`stderr` and `on_exit` are a stdio
+    child's: unused)."""
     server = spec.server
     assert server.url is not None  # the caller chose this factory for a url
     if server.kind == "sse":

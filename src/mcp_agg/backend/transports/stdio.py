@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 import anyio
@@ -35,12 +35,17 @@ if TYPE_CHECKING:
     from mcp_agg.backend.transports.http import RequestHook
     from mcp_agg.config import ReplicaSpec
 
-__all__ = ["StdioRelayTransport", "split_lines", "stdio_transport"]
+__all__ = ["ExitHook", "StdioRelayTransport", "split_lines", "stdio_transport"]
 
 logger = logging.getLogger(__name__)
 
 #: How long already-accepted messages get to reach the process when the session ends.
 _FLUSH_TIMEOUT = 0.5
+#: How long a backend that closed its stdout gets to exit, for its exit code to be told.
+_EXIT_WAIT = 1.0
+
+#: Told a backend process's exit code when it ends by itself (not stopped by the gateway).
+ExitHook = Callable[[int], None]
 
 
 def split_lines(pending: list[bytes], chunk: bytes) -> Iterable[bytes]:
@@ -72,11 +77,29 @@ def _parse(line: bytes) -> SessionMessage | Exception:
     return SessionMessage(message)
 
 
+async def _report_exit(wait: Callable[[], Awaitable[int]], on_exit: ExitHook | None) -> None:
+    """Tell `on_exit` how a backend that closed its stdout ended, once it has exited
+    (`wait`: the process's)."""
+    if on_exit is None:
+        return
+    with anyio.move_on_after(_EXIT_WAIT):
+        on_exit(await wait())
+
+
 @contextlib.asynccontextmanager
 async def _process_streams(
-    command: str, args: list[str], env: dict[str, str], cwd: str, errlog: TextIO
+    command: str,
+    args: list[str],
+    env: dict[str, str],
+    cwd: str,
+    errlog: TextIO,
+    on_exit: ExitHook | None = None,
 ) -> AsyncIterator[tuple[Any, Any]]:
-    """A backend process and the session's two streams to it; stops it on exit."""
+    """A backend process and the session's two streams to it; stops it on exit.
+
+    A process that ends by itself has its exit code told to `on_exit` before the
+    session sees its stream end, so whoever hears of the loss can say how it ended.
+    """
     process = await sdk_stdio._create_platform_compatible_process(
         command, args, env=sdk_stdio.get_default_environment() | env, errlog=errlog, cwd=cwd
     )
@@ -97,6 +120,8 @@ async def _process_streams(
                         for line in split_lines(pending, chunk):
                             if line.strip():
                                 await read_writer.send(_parse(line))
+                    if not stopping:  # its stdout closed, and not by us: it is ending
+                        await _report_exit(process.wait, on_exit)
                 finally:
                     await sdk_stdio._drain_stdout(process)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError):
@@ -140,13 +165,20 @@ class StdioRelayTransport(ClientTransport):
     ends the process (and its process group)."""
 
     def __init__(
-        self, command: str, args: list[str], env: dict[str, str], cwd: str, errlog: TextIO
+        self,
+        command: str,
+        args: list[str],
+        env: dict[str, str],
+        cwd: str,
+        errlog: TextIO,
+        on_exit: ExitHook | None = None,
     ) -> None:
         self.command = command
         self.args = args
         self.env = env
         self.cwd = cwd
         self.errlog = errlog
+        self.on_exit = on_exit
 
     @contextlib.asynccontextmanager
     async def connect_session(
@@ -157,10 +189,9 @@ class StdioRelayTransport(ClientTransport):
     ) -> AsyncIterator[ClientSession]:
         options = transport_options or TransportOptions()
         async with (
-            _process_streams(self.command, self.args, self.env, self.cwd, self.errlog) as (
-                read_stream,
-                write_stream,
-            ),
+            _process_streams(
+                self.command, self.args, self.env, self.cwd, self.errlog, self.on_exit
+            ) as (read_stream, write_stream),
             options.session_class(read_stream, write_stream, **session_kwargs) as session,
         ):
             yield session
@@ -170,9 +201,13 @@ class StdioRelayTransport(ClientTransport):
 
 
 def stdio_transport(
-    spec: ReplicaSpec, stderr: IO[str] | None = None, on_request: RequestHook | None = None
+    spec: ReplicaSpec,
+    stderr: IO[str] | None = None,
+    on_request: RequestHook | None = None,
+    on_exit: ExitHook | None = None,
 ) -> ClientTransport:
-    """The transport to a stdio backend, its stderr to `stderr` (`on_request`: unused).
+    """The transport to a stdio backend, its stderr to `stderr`, its exit code (when it
+    ends by itself) to `on_exit` (`on_request`: unused).
 
     The replica's session is long-lived and its own: closing it ends the process (and
     its process group), never leaves it running for reuse.
@@ -186,4 +221,5 @@ def stdio_transport(
         dict(server.env),
         str(spec.cwd),
         cast("TextIO", stderr) if stderr is not None else sys.stderr,
+        on_exit,
     )
