@@ -58,6 +58,7 @@ url = "http://127.0.0.1:{port}/mcp"
 
 
 def test_name_collision_is_a_startup_error_naming_both(tmp_path: Path) -> None:
+    # Two servers with one prefix: a collision the config made, fixable before starting.
     config = tmp_path / "servers.toml"
     units = SERVERS / "units.py"
     config.write_text(
@@ -85,4 +86,5 @@ args = ["{units}"]
     assert "collision" in done.stderr
     assert "'first'" in done.stderr
     assert "'second'" in done.stderr
+    assert "Traceback" not in done.stderr  # one line says it
     assert done.stdout == ""

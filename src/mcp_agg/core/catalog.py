@@ -23,7 +23,7 @@ from mcp_agg.components.forwarding import (
     ForwardingTemplate,
     ForwardingTool,
 )
-from mcp_agg.core.naming import NameRegistry, exposed_name, exposed_uri
+from mcp_agg.core.naming import Claim, NameRegistry, exposed_name, exposed_uri, namespace
 from mcp_agg.errors import NameCollisionError
 from mcp_agg.resilience.group import ReplicaGroup
 from mcp_agg.resilience.retry import retry_safe
@@ -39,6 +39,10 @@ LocalTools = Callable[["Catalog"], Mapping[str, "LocalTool"]]
 
 logger = logging.getLogger(__name__)
 
+_KINDS = ("tool", "prompt", "resource", "resource template")
+#: What a collision's message suggests.
+_WAYS_OUT = "set a different `prefix` or use `rename_tools` / `exclude_tools` on one of them"
+
 
 @dataclass(frozen=True)
 class Catalog:
@@ -46,7 +50,7 @@ class Catalog:
     resources: dict[str, ForwardingResource] = field(default_factory=dict)
     templates: tuple[ForwardingTemplate, ...] = ()
     prompts: dict[str, ForwardingPrompt] = field(default_factory=dict)
-    #: Components left out because their exposed name was taken (refreshes only).
+    #: Why components were left out: their exposed name was contested.
     problems: tuple[str, ...] = ()
     #: The gateway's own tools (`mcp_agg.components.local`), by exposed name.
     local: dict[str, LocalTool] = field(default_factory=dict)
@@ -133,80 +137,94 @@ def _uri_keys(uri: str) -> Iterable[str]:
 def build_catalog(groups: Iterable[ReplicaGroup], separator: str, *, strict: bool) -> Catalog:
     """Merge the listings of every visible group, in config order.
 
-    With `strict`, a name collision is an error naming both sources (startup). Without,
-    the later component is left out and the problem is logged and kept (a refresh must
-    not take down a running gateway).
+    Components that would get one exposed name are all left out, and the problem is
+    kept (`Catalog.problems`): a collision between names the backends chose must not
+    stop the other backends. With `strict` (startup), a collision the config made (two
+    servers with one prefix, a rename onto a taken name) is an error naming both
+    instead, which the operator can fix before starting.
     """
-    merge = _Merge(separator, strict=strict)
+    merge = _Merge(separator)
     for group in groups:
         if group.server.failover_for is not None:
             continue  # failover groups stand in for another group and are not listed
         listing = group.listing
         if listing is not None:
             merge.add(group, listing)
-    return Catalog(
-        merge.tools,
-        merge.resources,
-        tuple(merge.templates),
-        merge.prompts,
-        tuple(merge.problems),
-    )
+    return merge.catalog(strict=strict)
 
 
 class _Merge:
     """The listings merged so far, one name registry per kind of component."""
 
-    def __init__(self, separator: str, *, strict: bool) -> None:
+    def __init__(self, separator: str) -> None:
         self.separator = separator
-        self.strict = strict
-        self.names = {
-            kind: NameRegistry(kind) for kind in ("tool", "prompt", "resource", "resource template")
-        }
+        self.names = {kind: NameRegistry(kind) for kind in _KINDS}
         self.tools: dict[str, ForwardingTool] = {}
         self.resources: dict[str, ForwardingResource] = {}
-        self.templates: list[ForwardingTemplate] = []
+        self.templates: dict[str, ForwardingTemplate] = {}
         self.prompts: dict[str, ForwardingPrompt] = {}
-        self.problems: list[str] = []
 
-    def claim(self, kind: str, exposed: str, group: str, original: str) -> bool:
-        """Whether `exposed` is this component's; a collision raises (strict) or is kept."""
-        try:
-            self.names[kind].claim(exposed, group, original)
-        except NameCollisionError as exc:
-            if self.strict:
-                raise
-            self.problems.append(str(exc))
-            logger.error("%s", exc)
-            return False
-        return True
+    def catalog(self, *, strict: bool) -> Catalog:
+        """The merged catalog, every component whose name is contested left out."""
+        problems: list[str] = []
+        for registry in self.names.values():
+            for collision in registry.collisions():
+                if strict and collision.by_config:
+                    raise NameCollisionError(f"{collision}; {_WAYS_OUT}")
+                problems.append(f"{collision}: none of them is exposed; {_WAYS_OUT}")
+                self._withhold(collision.kind, collision.exposed)
+        return Catalog(
+            self.tools,
+            self.resources,
+            tuple(self.templates.values()),
+            self.prompts,
+            tuple(problems),
+        )
+
+    def _withhold(self, kind: str, exposed: str) -> None:
+        if kind == "tool":
+            self.tools.pop(exposed, None)
+        elif kind == "prompt":
+            self.prompts.pop(exposed, None)
+        elif kind == "resource":
+            for key in _uri_keys(exposed):
+                self.resources.pop(key, None)
+        else:
+            self.templates.pop(exposed, None)
 
     def add(self, group: ReplicaGroup, listing: Listing) -> None:
+        space = namespace(group.prefix, self.separator)
         self._add_tools(group, listing.tools)
         for prompt in listing.prompts:
             exposed = exposed_name(group.prefix, self.separator, prompt.name)
-            if self.claim("prompt", exposed, group.name, prompt.name):
+            if self.names["prompt"].claim(exposed, Claim(group.name, prompt.name, space)):
                 self.prompts[exposed] = ForwardingPrompt.create(exposed, prompt, group, prompt.name)
         for resource in listing.resources:
             original = str(resource.uri)
             exposed = exposed_uri(group.prefix, original)
-            if self.claim("resource", exposed, group.name, original):
+            if self.names["resource"].claim(exposed, Claim(group.name, original, group.prefix)):
                 forwarding = ForwardingResource.create(exposed, resource, group, original)
                 for key in _uri_keys(exposed):
                     self.resources[key] = forwarding
         for template in listing.templates:
             original = template.uri_template
             exposed = exposed_uri(group.prefix, original)
-            if self.claim("resource template", exposed, group.name, original):
-                self.templates.append(ForwardingTemplate.create(exposed, template, group, original))
+            claim = Claim(group.name, original, group.prefix)
+            if self.names["resource template"].claim(exposed, claim):
+                self.templates[exposed] = ForwardingTemplate.create(
+                    exposed, template, group, original
+                )
 
     def _add_tools(self, group: ReplicaGroup, tools: Iterable[mcp_types.Tool]) -> None:
         server = group.server
+        space = namespace(group.prefix, self.separator)
         for tool in tools:
             if not _tool_allowed(group, tool.name):
                 continue
-            renamed = server.rename_tools.get(tool.name, tool.name)
-            exposed = exposed_name(group.prefix, self.separator, renamed)
-            if self.claim("tool", exposed, group.name, tool.name):
+            renamed = server.rename_tools.get(tool.name)
+            exposed = exposed_name(group.prefix, self.separator, renamed or tool.name)
+            claim = Claim(group.name, tool.name, space, renamed=renamed is not None)
+            if self.names["tool"].claim(exposed, claim):
                 safe = retry_safe(
                     tool.name,
                     tool.annotations,

@@ -132,10 +132,14 @@ class Gateway:
     def assemble_catalog(self, *, strict: bool) -> Catalog:
         """The backends' listings merged, pinned, and with the gateway's own tools.
 
-        `strict` (startup): a name collision is an error; a refresh leaves the later
-        name out instead, and reports pinning changes only once.
+        `strict` (startup): a name collision the config made is an error; else, and on
+        a refresh, the contested names are left out and logged (once, not at every
+        rebuild), and pinning changes are reported only once.
         """
         merged = build_catalog(self.groups.values(), self.config.gateway.separator, strict=strict)
+        for problem in merged.problems:
+            if problem not in self.catalog.problems:
+                logger.error("%s", problem)
         pinned = self.pinner.apply(merged, reload=not strict)
         local = with_local_tools(pinned, self.local_tools, strict=strict)
         return self.search.apply(local, strict=strict)  # last: it counts every other tool
@@ -166,17 +170,22 @@ class Gateway:
         started = anyio.Event()
         stop = self._stopping = anyio.Event()
         supervisor = asyncio.create_task(self._supervise(started, stop), name="mcp-agg gateway")
+        failed_to_start = False
         try:
             await _first_of(started.wait(), supervisor)
-            if supervisor.done():
+            failed_to_start = supervisor.done()
+            if failed_to_start:
                 supervisor.result()  # raises the startup failure (e.g. a name collision)
             yield self
         finally:
             stop.set()
             with anyio.CancelScope(shield=True):
                 await asyncio.wait({supervisor})
-            if not supervisor.cancelled() and supervisor.exception() is not None:
-                logger.error("gateway shutdown failed", exc_info=supervisor.exception())
+            failure = None if supervisor.cancelled() else supervisor.exception()
+            # A startup failure was raised to the caller (the CLI says it in one line and
+            # exits 2): not logged again as a traceback.
+            if failure is not None and not failed_to_start:
+                logger.error("gateway shutdown failed", exc_info=failure)
 
     async def _supervise(self, started: anyio.Event, stop: anyio.Event) -> None:
         self.reaper.start()
