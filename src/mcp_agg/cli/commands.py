@@ -51,23 +51,24 @@ def _app(
 
 
 def _summary(command: Callable[..., None]) -> str:
-    """A command's first paragraph, for the command list: whole, where click would cut
-    it to one line."""
+    """A command's first paragraph, as one line."""
     doc = inspect.getdoc(command) or ""
     return " ".join(doc.split("\n\n")[0].split())
 
 
-_COMMANDS: list[tuple[str, Callable[..., None]]] = [
-    ("serve", serve),
-    ("tools", tools),
-    ("lock", lock),
-    ("status", status),
-    ("call", call),
-    ("check", check),
-    ("import", import_),
-]
-for _name, _command in _COMMANDS:
-    app.command(_name, short_help=_summary(_command))(_command)
+def _add(name: str, command: Callable[..., None]) -> None:
+    """Register a command. The command list shows its whole first paragraph: click would
+    cut it to fit one line."""
+    app.command(name, short_help=_summary(command))(command)
+
+
+_add("serve", serve)
+_add("tools", tools)
+_add("lock", lock)
+_add("status", status)
+_add("call", call)
+_add("check", check)
+_add("import", import_)
 
 
 def main() -> None:

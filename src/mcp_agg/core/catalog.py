@@ -182,6 +182,7 @@ class _Merge:
         )
 
     def _withhold(self, kind: str, exposed: str) -> None:
+        """Leave out what was built for `exposed` (a resource under each of its keys)."""
         if kind == "tool":
             self.tools.pop(exposed, None)
         elif kind == "prompt":
