@@ -18,8 +18,8 @@ from mcp_agg.config import (
     ServerConfig,
     config_from_raw,
     find_config,
+    import_mcp_servers,
     load_config,
-    mcp_servers_to_toml,
 )
 from mcp_agg.errors import ConfigError
 from mcp_agg.security.origin import HostOriginPolicy
@@ -946,13 +946,11 @@ def test_json_unknown_key_in_entry(tmp_path: Path) -> None:
     assert "unknown key" in message
 
 
-def test_json_unknown_top_level_key(tmp_path: Path) -> None:
-    path = write_json(tmp_path, {"mcpServers": {}, "globalShortcut": "x"})
-    with pytest.raises(ConfigError) as exc_info:
-        load_config(path, environ={})
-    message = str(exc_info.value)
-    assert str(path) in message
-    assert "unknown key 'globalShortcut'" in message
+def test_json_unknown_top_level_key_is_ignored_with_a_note(tmp_path: Path) -> None:
+    # Claude Desktop's file holds the app's own settings beside mcpServers (issue 14).
+    path = write_json(tmp_path, {"mcpServers": {"x": {"command": "a"}}, "globalShortcut": "x"})
+    assert [s.name for s in load_config(path, environ={}).servers] == ["x"]
+    assert import_mcp_servers(path).notes == ("ignored top-level keys: globalShortcut",)
 
 
 def test_json_unknown_transport(tmp_path: Path) -> None:
@@ -975,7 +973,7 @@ def test_json_top_level_not_an_object(tmp_path: Path, data: Any) -> None:
     assert "expected a JSON object" in message
 
 
-@pytest.mark.parametrize("data", [{}, {"mcpServers": []}, {"servers": {}}])
+@pytest.mark.parametrize("data", [{}, {"mcpServers": []}, {"servers": []}])
 def test_json_without_mcp_servers_object(tmp_path: Path, data: Any) -> None:
     path = write_json(tmp_path, data)
     with pytest.raises(ConfigError) as exc_info:
@@ -1015,9 +1013,9 @@ def test_json_entry_failing_validation_names_the_server(tmp_path: Path) -> None:
     assert "needs `command`" in message
 
 
-def test_mcp_servers_to_toml_round_trip(tmp_path: Path) -> None:
+def test_import_mcp_servers_round_trip(tmp_path: Path) -> None:
     path = write_json(tmp_path, MCP_SERVERS)
-    text = mcp_servers_to_toml(path)
+    text = import_mcp_servers(path).toml
     raw = tomllib.loads(text)
     # ${VAR} references are kept as written, not expanded.
     assert "${API_TOKEN}" in text
@@ -1038,29 +1036,29 @@ def test_mcp_servers_to_toml_round_trip(tmp_path: Path) -> None:
     ]
 
 
-def test_mcp_servers_to_toml_needs_no_environment(
+def test_import_mcp_servers_needs_no_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("API_TOKEN", "API_KEY", "REMOTE_TOKEN"):
         monkeypatch.delenv(name, raising=False)
-    text = mcp_servers_to_toml(write_json(tmp_path, MCP_SERVERS))
+    text = import_mcp_servers(write_json(tmp_path, MCP_SERVERS)).toml
     assert "${API_TOKEN}" in text
 
 
-def test_mcp_servers_to_toml_validates(tmp_path: Path) -> None:
+def test_import_mcp_servers_validates(tmp_path: Path) -> None:
     path = write_json(tmp_path, {"mcpServers": {"x": {"url": "ftp://h"}}})
     with pytest.raises(ConfigError) as exc_info:
-        mcp_servers_to_toml(path)
+        import_mcp_servers(path)
     message = str(exc_info.value)
     assert str(path) in message
     assert "(x).url" in message
     assert "must start with http:// or https://" in message
 
 
-def test_mcp_servers_to_toml_missing_file(tmp_path: Path) -> None:
+def test_import_mcp_servers_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "absent.json"
     with pytest.raises(ConfigError) as exc_info:
-        mcp_servers_to_toml(path)
+        import_mcp_servers(path)
     assert str(path) in str(exc_info.value)
     assert "cannot read" in str(exc_info.value)
 

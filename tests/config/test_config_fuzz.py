@@ -408,7 +408,7 @@ def test_any_mcp_servers_json(folder: Path, document: Any) -> None:
     path = write_bytes(folder, json.dumps(document).encode(), ".json")
     result = load(path)
     if isinstance(result, ConfigError) and "unknown key" in result.problem and result.loc:
-        assert result.loc.startswith("mcpServers.")
+        assert result.loc.startswith(("mcpServers.", "servers."))
 
 
 # ---------------------------------------------------------------- deep nesting

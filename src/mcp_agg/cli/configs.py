@@ -9,7 +9,7 @@ import typer
 
 from mcp_agg.cli.options import ConfigOption, ProfileOption
 from mcp_agg.cli.output import fail
-from mcp_agg.config import find_config, load_config, mcp_servers_to_toml
+from mcp_agg.config import Imported, find_config, import_mcp_servers, load_config
 from mcp_agg.errors import ConfigError
 from mcp_agg.observability import tracing
 
@@ -32,10 +32,37 @@ def check(config: ConfigOption = None, profile: ProfileOption = None) -> None:
 
 
 def import_(
-    file: Annotated[Path, typer.Argument(help="A Claude Desktop style mcpServers JSON file.")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="An MCP client's JSON config: Claude Desktop, VS Code (.vscode/mcp.json),"
+            " Cursor or Claude Code (.mcp.json)."
+        ),
+    ],
 ) -> None:
-    """Print the servers.toml equivalent of an mcpServers JSON file."""
+    """Print the servers.toml equivalent of an MCP client's JSON config.
+
+    Secrets in the file become ${VAR} references; stderr lists the variables to set.
+    """
     try:
-        typer.echo(mcp_servers_to_toml(file), nl=False)
+        imported = import_mcp_servers(file)
     except ConfigError as exc:
         raise fail(2, f"config error: {exc}") from None
+    _print_needs(imported)
+    typer.echo(imported.toml, nl=False)
+
+
+def _print_needs(imported: Imported) -> None:
+    """The notes and the variables to set, on stderr: stdout is the file itself."""
+    for note in imported.notes:
+        typer.echo(f"mcp-agg: note: {note}", err=True)
+    if not imported.variables:
+        return
+    typer.echo(
+        "mcp-agg: the config references these environment variables;"
+        " set them where the gateway runs:",
+        err=True,
+    )
+    width = max(len(v.name) for v in imported.variables)
+    for variable in imported.variables:
+        typer.echo(f"  {variable.name.ljust(width)}  {variable.why}", err=True)

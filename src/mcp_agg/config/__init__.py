@@ -5,7 +5,8 @@ has to find the line to fix; unknown keys are errors, because a typo must not pa
 
 The models are in `gateway`, `security`, `servers`, `fanout` and `document` (`Config`,
 the whole file); reading a file is `loading`, which goes through `profiles`, `variables`
-and `validation`; `mcpservers` translates Claude Desktop's JSON. Import from here.
+and `validation`; `mcpservers` translates the JSON configs of MCP clients (Claude Desktop,
+VS Code, Cursor, Claude Code). Import from here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from mcp_agg.config.base import BalancerName
 from mcp_agg.config.document import Config
 from mcp_agg.config.fanout import FanoutConfig
 from mcp_agg.config.gateway import BreakerConfig, GatewayConfig, RetryConfig, TracingConfig
-from mcp_agg.config.loading import find_config, load_config, mcp_servers_to_toml
+from mcp_agg.config.loading import Imported, find_config, import_mcp_servers, load_config
 from mcp_agg.config.security import (
     AdminConfig,
     AuthConfig,
@@ -34,6 +35,7 @@ __all__ = [
     "Config",
     "FanoutConfig",
     "GatewayConfig",
+    "Imported",
     "RateConfig",
     "RateLimitConfig",
     "ReplicaSpec",
@@ -45,6 +47,6 @@ __all__ = [
     "config_from_raw",
     "describe_errors",
     "find_config",
+    "import_mcp_servers",
     "load_config",
-    "mcp_servers_to_toml",
 ]

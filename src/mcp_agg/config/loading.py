@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import tomli_w
 
 from mcp_agg.config.document import Config
-from mcp_agg.config.mcpservers import parse_mcp_servers
+from mcp_agg.config.mcpservers import Variable, translate
 from mcp_agg.config.validation import config_from_raw, decode
 from mcp_agg.errors import ConfigError
 
-__all__ = ["find_config", "load_config", "mcp_servers_to_toml"]
+__all__ = ["Imported", "find_config", "import_mcp_servers", "load_config"]
+
+logger = logging.getLogger(__name__)
 
 CONFIG_ENV = "MCP_AGG_CONFIG"
 PROFILE_ENV = "MCP_AGG_PROFILE"
@@ -44,16 +48,36 @@ def load_config(
     environ = os.environ if environ is None else environ
     profile = profile or environ.get(PROFILE_ENV) or None
     text = _read_text(path)
-    if path.suffix.lower() == ".json":
-        raw = parse_mcp_servers(text, path)
-    else:
+    if path.suffix.lower() != ".json":
         raw = decode(tomllib.loads, text, "TOML", path)
-    return config_from_raw(raw, path, environ, profile=profile)
+        return config_from_raw(raw, path, environ, profile=profile)
+    # The same translation as `import`; the values it moved out of the document (secrets,
+    # envFile entries) are still the file's, so they expand its references.
+    translation = translate(text, path)
+    for note in translation.notes:
+        logger.info("%s: %s", path, note)
+    return config_from_raw(translation.raw, path, translation.environ(environ), profile=profile)
 
 
-def mcp_servers_to_toml(path: Path) -> str:
-    """The servers.toml equivalent of an mcpServers JSON file, validated first."""
-    raw = parse_mcp_servers(_read_text(path), path)
+@dataclass(frozen=True)
+class Imported:
+    """What `mcp-agg import` prints: the servers.toml text on stdout, the rest on stderr."""
+
+    toml: str
+    #: the variables `toml` references without a default, to be set where the gateway runs
+    variables: tuple[Variable, ...]
+    #: what was left out of it
+    notes: tuple[str, ...]
+
+
+def import_mcp_servers(path: Path) -> Imported:
+    """The servers.toml equivalent of an MCP client's JSON config, validated first.
+
+    Credentials the file holds in clear, and VS Code's inputs and envFile entries, become
+    `${NAME}` references: the text has no secret, and `variables` says what to set.
+    """
+    translation = translate(_read_text(path), path)
+    raw = translation.raw
     # Validate without expanding ${VAR}: the output keeps them as written. A url that is
     # only a variable cannot be checked until it is expanded, so it stands in as valid.
     checkable = {
@@ -65,7 +89,8 @@ def mcp_servers_to_toml(path: Path) -> str:
         ]
     }
     config_from_raw(checkable, path, _KeepVariables())
-    return tomli_w.dumps({"gateway": {"name": "mcp-agg"}, **raw})
+    toml = tomli_w.dumps({"gateway": {"name": "mcp-agg"}, **raw})
+    return Imported(toml, translation.variables, translation.notes)
 
 
 def _read_text(path: Path) -> str:
