@@ -149,6 +149,27 @@ def alive(pids: set[int]) -> set[int]:
     return pids & live
 
 
+def gone(pids: set[int]) -> bool:
+    """None of `pids` is left: not running, and not a zombie its parent failed to reap."""
+    return not any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) a process has used so far; a zombie's is its last."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def exited(pid: int) -> bool:
+    """The process has ended: a zombie until its parent waits for it, or gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rindex(")") + 2] == "Z"
+
+
 def pids_with_arg(fragment: str) -> set[int]:
     """Processes whose command line contains `fragment`."""
     out: set[int] = set()

@@ -142,7 +142,9 @@ class ConnectMixin(ReplicaCore):
 
 
 async def _close_quietly(client: Client[Any]) -> None:
-    """Close a session, never for longer than `_CLOSE_GRACE`.
+    """Close a session, never for longer than `_CLOSE_GRACE`; then the transport, which
+    waits until a stdio backend's process is gone (SIGKILLed on its deadline at the
+    latest), so that a replica never starts a process beside one still stopping.
 
     A dead HTTP backend makes leaving the client re-raise its connect error, and a hung
     one would hold a handshake-era session's closing DELETE for the HTTP timeout.

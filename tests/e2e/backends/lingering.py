@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from plain import answer
+
 LOG = Path(sys.argv[1])
 
 
@@ -28,29 +30,10 @@ def on_sigterm(signum: int, frame: FrameType | None) -> None:
     sys.exit(0)
 
 
-def answer(request: dict[str, object]) -> dict[str, object] | None:
-    method = request.get("method")
-    if "id" not in request:
-        return None
-    if method == "initialize":
-        result: object = {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {"tools": {}},
-            "serverInfo": {"name": "lingering", "version": "1"},
-        }
-    elif method == "tools/list":
-        result = {"tools": [{"name": "wait", "inputSchema": {"type": "object"}}]}
-    elif method == "ping":
-        result = {}
-    else:
-        return {"jsonrpc": "2.0", "id": request["id"], "error": {"code": -32601, "message": "no"}}
-    return {"jsonrpc": "2.0", "id": request["id"], "result": result}
-
-
 def main() -> None:
     signal.signal(signal.SIGTERM, on_sigterm)
     for line in sys.stdin:
-        reply = answer(json.loads(line))
+        reply = answer(json.loads(line), "lingering", ["wait"])
         if reply is not None:
             sys.stdout.write(json.dumps(reply) + "\n")
             sys.stdout.flush()

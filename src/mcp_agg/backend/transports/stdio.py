@@ -3,11 +3,19 @@
 The MCP SDK's `stdio_client` joins the unfinished part of a line with every chunk read
 from the pipe (`(buffer + chunk).split("\\n")`), so a message of n bytes costs O(n²/64 KiB)
 copying: about 34 ms for a 1 MiB result (sent twice by FastMCP, text and structured), more
-than the rest of the hop together. This transport is the SDK's in every other respect: it
-spawns the process in its own process group with the SDK's helper, stops it the way the
-spec says with the SDK's helper (close stdin, wait, then kill the tree), and parses each
-line with the SDK's JSON-RPC adapter. Only the reading of lines is its own: bytes are kept
-as a list of pieces and joined once per line.
+than the rest of the hop together. Here bytes are kept as a list of pieces and joined once
+per line. The process is spawned in its own process group with the SDK's helper, and each
+line parsed with the SDK's JSON-RPC adapter.
+
+Stopping the process is its own too. The spec's steps are the SDK's (close stdin, wait,
+SIGTERM the group, SIGKILL it), each bounded, but they run in a task of their own that no
+cancellation reaches. The SDK runs them in the session's task, shielded: FastMCP cancels
+that task natively when a connect or close overruns, which no anyio shield stops, so a
+backend that ignores SIGTERM was never SIGKILLed; its open stdout then held the reader's
+shielded drain, and anyio re-delivered the cancellation on every turn of the event loop:
+the gateway spun at 100% CPU and the replica was never retried. The session's side only
+waits for the stop, and gives up waiting (never stopping) when cancelled; closing the
+transport waits for it, so a replica's process is gone before the next one starts.
 
 It relies on `mcp.client.stdio`'s private helpers, pinned with the mcp version in
 pyproject.toml; the tests run every stdio backend through it.
@@ -15,6 +23,7 @@ pyproject.toml; the tests run every stdio backend through it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
@@ -28,19 +37,27 @@ from fastmcp.client.transports import ClientTransport
 from fastmcp.client.transports.base import SessionKwargs, TransportOptions
 from mcp.client import stdio as sdk_stdio
 from mcp.client.session import ClientSession
+from mcp.os.posix.utilities import terminate_posix_process_tree
 from mcp.shared.message import SessionMessage
 from typing_extensions import Unpack
+
+from mcp_agg.backend.process import TERMINATE_GRACE
 
 if TYPE_CHECKING:
     from mcp_agg.backend.transports.http import RequestHook
     from mcp_agg.config import ReplicaSpec
 
-__all__ = ["ExitHook", "StdioRelayTransport", "split_lines", "stdio_transport"]
+__all__ = ["EXIT_GRACE", "ExitHook", "StdioRelayTransport", "split_lines", "stdio_transport"]
 
 logger = logging.getLogger(__name__)
 
 #: How long already-accepted messages get to reach the process when the session ends.
 _FLUSH_TIMEOUT = 0.5
+#: Seconds a backend gets to exit once its stdin is closed; then its process group gets
+#: SIGTERM, and SIGKILL `TERMINATE_GRACE` later.
+EXIT_GRACE = 2.0
+#: Seconds to see a killed process exit; only one stuck in the kernel runs it out.
+_REAP_TIMEOUT = 2.0
 #: How long a backend that closed its stdout gets to exit, for its exit code to be told.
 _EXIT_WAIT = 1.0
 
@@ -86,6 +103,35 @@ async def _report_exit(wait: Callable[[], Awaitable[int]], on_exit: ExitHook | N
         on_exit(await wait())
 
 
+async def _drain(stdout: anyio.abc.ByteReceiveStream) -> None:
+    """Read and drop a process's output until it ends or the caller is cancelled: a
+    backend blocked writing to a full pipe could neither read its stdin nor exit."""
+    with contextlib.suppress(
+        anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, OSError
+    ):
+        while True:
+            await stdout.receive()
+
+
+async def _stop(process: anyio.abc.Process) -> None:
+    """Stop a backend the spec's way, each step bounded: close its stdin, give it
+    `EXIT_GRACE` to exit, then SIGTERM its process group and SIGKILL it `TERMINATE_GRACE`
+    later. Its stdout is drained meanwhile, and closed at the end even if a process that
+    left the group still holds it."""
+    assert process.stdin is not None
+    assert process.stdout is not None
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_drain, process.stdout)
+        await sdk_stdio._close_pipe(process.stdin)
+        if not await sdk_stdio._wait_for_process_exit(process, EXIT_GRACE):
+            await terminate_posix_process_tree(process, TERMINATE_GRACE)
+            if not await sdk_stdio._wait_for_process_exit(process, _REAP_TIMEOUT):
+                logger.warning("backend process %d survived SIGKILL", process.pid)
+        tg.cancel_scope.cancel()
+    await sdk_stdio._close_pipe(process.stdout)
+    sdk_stdio._close_subprocess_transport(process)
+
+
 @contextlib.asynccontextmanager
 async def _process_streams(
     command: str,
@@ -93,9 +139,11 @@ async def _process_streams(
     env: dict[str, str],
     cwd: str,
     errlog: TextIO,
+    stops: set[asyncio.Task[None]],
     on_exit: ExitHook | None = None,
 ) -> AsyncIterator[tuple[Any, Any]]:
-    """A backend process and the session's two streams to it; stops it on exit.
+    """A backend process and the session's two streams to it; stops it on exit, in a task
+    added to `stops` until it is done.
 
     A process that ends by itself has its exit code told to `on_exit` before the
     session sees its stream end, so whoever hears of the loss can say how it ended.
@@ -103,7 +151,8 @@ async def _process_streams(
     process = await sdk_stdio._create_platform_compatible_process(
         command, args, env=sdk_stdio.get_default_environment() | env, errlog=errlog, cwd=cwd
     )
-    # No await between the spawn and the task group: a cancellation there would leak it.
+    assert isinstance(process, anyio.abc.Process)  # POSIX only, as process groups are
+    # No await between the spawn and the try: a cancellation there would leak it.
     read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](0)
     writer_done = anyio.Event()
@@ -123,7 +172,7 @@ async def _process_streams(
                     if not stopping:  # its stdout closed, and not by us: it is ending
                         await _report_exit(process.wait, on_exit)
                 finally:
-                    await sdk_stdio._drain_stdout(process)
+                    await _drain(stdout)  # while the last messages are flushed
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, ConnectionError):
             if not stopping:
                 logger.warning("reading from backend %s stopped unexpectedly", command)
@@ -142,22 +191,27 @@ async def _process_streams(
         finally:
             writer_done.set()
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(read_stdout)
-        tg.start_soon(write_stdin)
-        try:
-            yield read_stream, write_stream
-        finally:
-            stopping = True
-            with anyio.CancelScope(shield=True):
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_stdout)
+            tg.start_soon(write_stdin)
+            try:
+                yield read_stream, write_stream
+            finally:
+                stopping = True
                 read_stream.close()
                 write_stream.close()
-                with anyio.move_on_after(_FLUSH_TIMEOUT):
+                with anyio.CancelScope(shield=True), anyio.move_on_after(_FLUSH_TIMEOUT):
                     await writer_done.wait()
-                await sdk_stdio._stop_server_process(process)
-                for stream in (read_stream, write_stream, read_writer, write_reader):
-                    await stream.aclose()
-            tg.cancel_scope.cancel()
+                tg.cancel_scope.cancel()
+    finally:
+        for stream in (read_stream, write_stream, read_writer, write_reader):
+            stream.close()
+        stop = asyncio.create_task(_stop(process), name=f"stopping backend {process.pid}")
+        stops.add(stop)
+        stop.add_done_callback(stops.discard)
+        # Cancelled, this stops waiting, never stopping (see the module's docstring).
+        await asyncio.shield(stop)
 
 
 class StdioRelayTransport(ClientTransport):
@@ -179,6 +233,8 @@ class StdioRelayTransport(ClientTransport):
         self.cwd = cwd
         self.errlog = errlog
         self.on_exit = on_exit
+        #: The stops of its processes still under way.
+        self._stops: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
     async def connect_session(
@@ -190,11 +246,23 @@ class StdioRelayTransport(ClientTransport):
         options = transport_options or TransportOptions()
         async with (
             _process_streams(
-                self.command, self.args, self.env, self.cwd, self.errlog, self.on_exit
+                self.command,
+                self.args,
+                self.env,
+                self.cwd,
+                self.errlog,
+                self._stops,
+                self.on_exit,
             ) as (read_stream, write_stream),
             options.session_class(read_stream, write_stream, **session_kwargs) as session,
         ):
             yield session
+
+    async def close(self) -> None:
+        """Wait until the processes of its sessions are stopped, at most until they are
+        SIGKILLed. Cancelled, it stops waiting; the stops go on."""
+        if self._stops:
+            await asyncio.wait(set(self._stops))
 
     def __repr__(self) -> str:
         return f"<StdioRelayTransport {self.command}>"
