@@ -31,7 +31,9 @@ async def test_a_process_that_ends_by_itself_has_its_exit_code_told_before_its_s
     devnull: TextIO, code: str, told: list[int]
 ) -> None:
     codes: list[int] = []
-    streams = _process_streams(sys.executable, ["-c", code], {}, ".", devnull, codes.append)
+    streams = _process_streams(
+        sys.executable, ["-c", code], {}, ".", devnull, set(), on_exit=codes.append
+    )
     async with streams as (read_stream, _):
         with anyio.fail_after(10):
             async for _ in read_stream:  # ends when the process has ended
@@ -44,7 +46,7 @@ async def test_a_process_the_session_stops_has_no_exit_code_told(devnull: TextIO
     waits_for_stdin = ["-c", "import sys; sys.stdin.read()"]
     with anyio.fail_after(10):
         async with _process_streams(
-            sys.executable, waits_for_stdin, {}, ".", devnull, codes.append
+            sys.executable, waits_for_stdin, {}, ".", devnull, set(), on_exit=codes.append
         ):
             pass
     assert codes == []
