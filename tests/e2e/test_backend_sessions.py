@@ -1,6 +1,12 @@
-"""Backends that go away and come back, with real processes: a served gateway, HTTP
-backends killed (SIGKILL) and restarted on the same port, and a client.
+"""Backends that lose the gateway's session, with real processes: a served gateway, HTTP
+backends killed (SIGKILL) and restarted on the same port while the gateway is idle, and a
+client.
 
+A restarted backend no longer knows the session the gateway holds. The TypeScript SDK's
+server-everything answers it with HTTP 400 and a JSON-RPC error without an id, a FastMCP
+server with 404 "Session not found": either way the request never reached a tool, so the
+gateway re-initializes the replica's session and sends the call again, even a call to a
+tool that is not safe to repeat, and the breaker does not hold it against the replica.
 A backend that comes back while its replica waits out a reconnect backoff serves the next
 call at once: the call has the replica try early.
 """
@@ -20,7 +26,9 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
+from tests.e2e.conftest import Faulty
 from tests.e2e.procs import (
+    PYTHON,
     eventually,
     free_port,
     kill_group,
@@ -28,6 +36,7 @@ from tests.e2e.procs import (
     node_server,
     served_gateway,
 )
+from tests.e2e.test_metrics import metrics_url, sample, scrape
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +77,99 @@ def everything(port: int, stdout: IO[bytes] | None = None) -> Iterator[subproces
 
 def text(result: mcp_types.CallToolResult) -> str:
     return "".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
+
+
+async def replica_samples(url: str, server: str) -> dict[str, float]:
+    """The replica metrics of `server`'s one replica, by name."""
+    samples = await scrape(metrics_url(url))
+    labels = {"server": server, "replica": f"{server}-1"}
+    gauges = {name: f"mcp_agg_replica_{name}" for name in ("up", "healthy")}
+    counters = {name: f"mcp_agg_replica_{name}_total" for name in ("connects", "failures")}
+    names = {**gauges, **counters, "breaker_opens": "mcp_agg_replica_breaker_opens_total"}
+    return {name: sample(samples, metric, **labels) for name, metric in names.items()}
+
+
+async def test_restarted_typescript_backend_is_reinitialized_and_the_call_resent(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    # echo is annotated read-only; the operator's pattern makes it unsafe to repeat.
+    servers = http_server("everything", port, 'non_idempotent_tools = ["echo"]')
+    config = gateway_config(tmp_path, servers)
+    with everything(port) as first, served_gateway(config) as (url, _):
+        async with Client(StreamableHttpTransport(url), timeout=30) as client:
+            before = await client.call_tool_mcp("everything_echo", {"message": "before"})
+            assert text(before) == "Echo: before", text(before)
+            kill_group(first)  # SIGKILL its process group, while the gateway is idle
+            with everything(port):
+                after = await client.call_tool_mcp("everything_echo", {"message": "after"})
+                assert after.is_error is False, text(after)
+                assert text(after) == "Echo: after"
+                replica = await replica_samples(url, "everything")
+    assert replica["up"] == 1
+    assert replica["healthy"] == 1
+    assert replica["connects"] == 2
+    assert replica["failures"] == 0
+    assert replica["breaker_opens"] == 0
+
+
+async def test_restarted_backend_found_by_health_probes_is_reconnected_not_only_ejected(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    config = gateway_config(tmp_path, http_server("everything", port), health=3)
+    said = tmp_path / "everything.log"
+
+    def posts() -> int:
+        """The POSTs server-everything received: while the gateway is idle, its probes."""
+        return said.read_text().count("Received MCP POST request")
+
+    async def next_post() -> None:
+        seen = posts()
+        await eventually(lambda: posts() > seen, "a health probe", 10)
+
+    with (
+        said.open("ab") as stdout,
+        everything(port, stdout) as first,
+        served_gateway(config) as (url, _),
+    ):
+        async with Client(StreamableHttpTransport(url), timeout=30) as client:
+            before = await client.call_tool_mcp("everything_echo", {"message": "1"})
+            assert text(before) == "Echo: 1", text(before)
+        # Restart the backend right after a probe (the first POST may be a listing
+        # refresh), so that the next probe reaches the new process in the old session.
+        await next_post()
+        await next_post()
+        kill_group(first)
+        with everything(port, stdout):
+
+            async def reconnected() -> bool:
+                replica = await replica_samples(url, "everything")
+                return replica["connects"] == 2 and replica["up"] == 1
+
+            await eventually(reconnected, "the replica to open a new session", 20)
+
+
+async def test_first_call_after_a_session_expiry_is_resent_and_not_held_against_the_replica(
+    tmp_path: Path, faulty: Faulty
+) -> None:
+    port = free_port()
+    command = [PYTHON, *faulty.args("h"), "--transport", "http", "--port", str(port)]
+    config = gateway_config(tmp_path, http_server("svc", port))
+    with listening(command, port) as first, served_gateway(config) as (url, _):
+        async with Client(StreamableHttpTransport(url), timeout=30) as client:
+            assert text(await client.call_tool_mcp("svc_write", {"key": "w1"})) == f"h-{faulty.tag}"
+            kill_group(first)
+            # The restarted FastMCP server answers the old session with 404 "Session not found".
+            with listening(command, port):
+                after = await client.call_tool_mcp("svc_write", {"key": "w2"})
+                assert after.is_error is False, text(after)
+                replica = await replica_samples(url, "svc")
+    assert [line[2] for line in faulty.executions("write")] == ["w1", "w2"]  # each ran once
+    assert replica["breaker_opens"] == 0  # with failure_threshold = 1
+    assert replica["failures"] == 0
+    assert replica["up"] == 1
+    assert replica["connects"] == 2
 
 
 #: The supervisor's log line before it sleeps out a reconnect backoff.
