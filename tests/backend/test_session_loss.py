@@ -10,7 +10,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_agg.backend.transports.sessions import note_session_refusal
 from mcp_agg.backend.upstream import ReplicaState, Upstream
 from mcp_agg.errors import FailureKind, UpstreamSessionExpired, UpstreamUnavailable, classify
-from tests.fakes import connected, upstreams
+from mcp_agg.resilience.health import HealthState
+from tests.fakes import FakeClock, connected, upstreams
 
 #: What the SDK makes of the TypeScript SDK's 400 for an unknown session.
 SERVER_ERROR = MCPError(-32603, "Server returned an error response")
@@ -58,10 +59,14 @@ async def test_other_failures_pass_through_and_keep_the_session() -> None:
     assert not target._lost.is_set()
 
 
-def ejected(target: Upstream) -> Upstream:
+def ejected(target: Upstream, *, seconds: float = 0.0) -> Upstream:
+    """`target` ejected by its health checks `seconds` ago (its connect_timeout is 1 s)."""
+    clock = FakeClock()
+    target.health = HealthState(target.health.policy, clock=clock)
     for _ in range(target.health.policy.unhealthy_threshold):
         target.health.record(ok=False)
     assert not target.health.healthy
+    clock.advance(seconds)
     return target
 
 
@@ -71,6 +76,9 @@ def ejected(target: Upstream) -> Upstream:
         pytest.param(replica, SERVER_ERROR, False, id="one-failed-probe"),
         pytest.param(lambda: ejected(replica()), SERVER_ERROR, True, id="ejected-answering-errors"),
         pytest.param(lambda: ejected(replica()), TimeoutError(), False, id="ejected-and-hung"),
+        pytest.param(
+            lambda: ejected(replica(), seconds=1.0), TimeoutError(), True, id="hung-for-too-long"
+        ),
         pytest.param(replica, UpstreamSessionExpired("gone", replica="s-1"), True, id="session"),
         pytest.param(replica, MCPError(-32000, "Connection closed"), True, id="closed"),
         pytest.param(replica, UpstreamUnavailable("connection closed"), True, id="unavailable"),

@@ -27,6 +27,7 @@ from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
 from tests.e2e.conftest import Faulty
+from tests.e2e.faultproxy import fault_proxy
 from tests.e2e.procs import (
     PYTHON,
     eventually,
@@ -44,9 +45,10 @@ EVERYTHING = node_server("mcp-server-everything", "streamableHttp")
 
 GATEWAY = """
 [gateway]
-connect_timeout = 30
+connect_timeout = {connect_timeout}
 request_timeout = {request_timeout}
 health_interval = {health_interval}
+unhealthy_threshold = 1
 
 [gateway.breaker]
 # One failure held against a replica would open its breaker.
@@ -55,12 +57,20 @@ failure_threshold = 1
 
 
 def gateway_config(
-    folder: Path, servers: str, *, request_timeout: float = 20, health: float = 0
+    folder: Path,
+    servers: str,
+    *,
+    request_timeout: float = 20,
+    health: float = 0,
+    connect_timeout: float = 30,
 ) -> Path:
     config = folder / "servers.toml"
-    config.write_text(
-        GATEWAY.format(request_timeout=request_timeout, health_interval=health) + servers
-    )
+    values = {
+        "connect_timeout": connect_timeout,
+        "request_timeout": request_timeout,
+        "health_interval": health,
+    }
+    config.write_text(GATEWAY.format(**values) + servers)
     return config
 
 
@@ -148,6 +158,30 @@ async def test_restarted_backend_found_by_health_probes_is_reconnected_not_only_
                 return replica["connects"] == 2 and replica["up"] == 1
 
             await eventually(reconnected, "the replica to open a new session", 20)
+
+
+async def test_replica_whose_probes_keep_timing_out_is_reconnected_after_connect_timeout(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    with everything(port), fault_proxy(port) as proxy:
+        servers = http_server("everything", proxy.port)
+        config = gateway_config(tmp_path, servers, health=0.5, connect_timeout=3)
+        with served_gateway(config) as (url, _):
+            async with Client(StreamableHttpTransport(url), timeout=30) as client:
+                before = await client.call_tool_mcp("everything_echo", {"message": "1"})
+                assert text(before) == "Echo: 1", text(before)
+
+            async def replica(**expected: float) -> bool:
+                found = await replica_samples(url, "everything")
+                return all(found[name] == value for name, value in expected.items())
+
+            # A middlebox drops the connections it saw while the network was out: probes
+            # time out, and a request stuck on such a connection holds up the session.
+            proxy.set("blackhole")
+            await eventually(lambda: replica(healthy=0), "the replica to be ejected", 15)
+            proxy.set("pass")
+            await eventually(lambda: replica(connects=2, up=1), "a new session", 30)
 
 
 async def test_first_call_after_a_session_expiry_is_resent_and_not_held_against_the_replica(

@@ -5,8 +5,11 @@ The verdict is `HealthState`'s (resilience/health.py). A probe that finds the co
 lost or the session unknown to the backend gives the session up for the supervisor to
 reconnect, and so does an ejected replica whose probes are answered with errors: its
 backend answers, but not on this session. An ejected replica whose probes time out keeps
-its session, and is readmitted once they pass: a new session would not make a hung
-backend answer.
+its session for `connect_timeout`, as long as opening a new one may take, and is
+readmitted if they pass by then: a slow backend is not made faster by a new session. One
+still timing out then is reconnected: a backend process that hangs is restarted, and a
+session whose transport is wedged (a request stuck on a dead connection holds up every
+later one) is replaced.
 """
 
 from __future__ import annotations
@@ -63,4 +66,7 @@ class ProbingMixin(RequestsMixin):
         """Whether a failed probe means the session must be given up (see above)."""
         if connection_lost(exc) or isinstance(exc, UpstreamUnavailable):
             return True
-        return not self.health.healthy and not isinstance(exc, TimeoutError)
+        if self.health.healthy:
+            return False
+        timed_out = isinstance(exc, TimeoutError)
+        return not timed_out or self.health.ejected_for() >= self.connect_timeout
