@@ -8,7 +8,8 @@ server with 404 "Session not found": either way the request never reached a tool
 gateway re-initializes the replica's session and sends the call again, even a call to a
 tool that is not safe to repeat, and the breaker does not hold it against the replica.
 A backend that comes back while its replica waits out a reconnect backoff serves the next
-call at once: the call has the replica try early.
+call at once: the call has the replica try early. A replica ejected by its health checks
+is reconnected, not only ejected.
 """
 
 from __future__ import annotations
@@ -40,8 +41,6 @@ from tests.e2e.procs import (
 from tests.e2e.test_metrics import metrics_url, sample, scrape
 
 pytestmark = pytest.mark.e2e
-
-EVERYTHING = node_server("mcp-server-everything", "streamableHttp")
 
 GATEWAY = """
 [gateway]
@@ -81,7 +80,8 @@ def http_server(name: str, port: int, extra: str = "") -> str:
 @contextmanager
 def everything(port: int, stdout: IO[bytes] | None = None) -> Iterator[subprocess.Popen[bytes]]:
     """server-everything over streamable HTTP on `port` (what it says to `stdout`)."""
-    with listening(EVERYTHING, port, env={"PORT": str(port)}, stdout=stdout) as proc:
+    command = node_server("mcp-server-everything", "streamableHttp")
+    with listening(command, port, env={"PORT": str(port)}, stdout=stdout) as proc:
         yield proc
 
 
