@@ -1,11 +1,16 @@
-"""Fakes shared by the unit tests: a clock the test moves, and in-process replicas."""
+"""Fakes shared by the unit tests: a clock the test moves, in-process replicas, and a
+backend a supervised replica connects to."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 from mcp_agg.backend.upstream import Listing, ReplicaState, Upstream
 from mcp_agg.config import config_from_raw
+from mcp_agg.errors import UpstreamConnectError
 
 #: A tool call's answer on the wire, and a tool's own error.
 OK = {"content": [{"type": "text", "text": "3"}]}
@@ -44,3 +49,25 @@ def connected(
     if session:
         replica._client = object()  # type: ignore[assignment]
     return replica
+
+
+class FakeBackend:
+    """What a replica's supervisor (`Upstream.run`) connects to: up or down as the test
+    says, counting the attempts; a connection lasts until the replica loses it."""
+
+    def __init__(self, *, up: bool = False) -> None:
+        self.up = up
+        self.attempts = 0
+
+    def serve(self, replica: Upstream) -> Upstream:
+        """`replica`, connecting to this backend instead of its configured one."""
+
+        @contextlib.asynccontextmanager
+        async def connect() -> AsyncIterator[Any]:
+            self.attempts += 1
+            if not self.up:
+                raise UpstreamConnectError("connection refused", replica=replica.id)
+            yield SimpleNamespace(protocol_version="2025-11-25", server_info=None)
+
+        replica._connected_client = connect  # type: ignore[method-assign]
+        return replica

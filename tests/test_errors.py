@@ -18,11 +18,13 @@ from mcp_agg.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequestError,
+    UpstreamSessionExpired,
     UpstreamTimeout,
     UpstreamUnavailable,
     classify,
     connection_lost,
     counts_against_replica,
+    may_have_run,
 )
 
 # ---------------------------------------------------------------------------- the tree
@@ -36,6 +38,9 @@ def test_exception_tree() -> None:
     assert issubclass(UpstreamUnavailable, UpstreamError)
     assert issubclass(UpstreamConnectError, UpstreamError)
     assert issubclass(UpstreamRequestError, UpstreamError)
+    assert issubclass(UpstreamSessionExpired, UpstreamError)
+    # Refused for its session, the request never ran: not a request error.
+    assert not issubclass(UpstreamSessionExpired, UpstreamRequestError)
     assert issubclass(UpstreamTimeout, UpstreamRequestError)
 
 
@@ -56,6 +61,7 @@ def test_upstream_error_carries_replica() -> None:
         (UpstreamConnectError("refused", replica="a"), FailureKind.NOT_SENT),
         (UpstreamRequestError("reset", replica="a"), FailureKind.BROKEN),
         (UpstreamTimeout("slow", replica="a"), FailureKind.BROKEN),
+        (UpstreamSessionExpired("gone", replica="a"), FailureKind.SESSION_EXPIRED),
         (MCPError(-32000, "Connection closed"), FailureKind.BROKEN),
         (MCPError(-32001, "Request timed out"), FailureKind.BROKEN),
         (MCPError(-32602, "Invalid params"), FailureKind.PROTOCOL),
@@ -126,6 +132,7 @@ def test_counts_against_replica(exc: BaseException) -> None:
         MCPError(-32601, "Method not found"),
         MCPError(-32600, "Session not found"),
         MCPError(-32000, "Session not found"),
+        UpstreamSessionExpired("refused for its session", replica="a"),
         RuntimeError("Client is not connected"),
     ],
     ids=lambda exc: f"{type(exc).__name__}:{exc}",
@@ -157,6 +164,7 @@ def test_raw_connect_errors_count_against_replica(exc: BaseException) -> None:
         (MCPError(-32602, "Invalid params"), False),
         (MCPError(-32601, "Method not found"), False),
         (MCPError(-32600, "Session not found"), True),
+        (UpstreamSessionExpired("refused for its session", replica="a"), True),
         (UpstreamTimeout("slow", replica="a"), False),
         (UpstreamRequestError("reset", replica="a"), False),
         (UpstreamUnavailable("none"), False),
@@ -169,6 +177,28 @@ def test_raw_connect_errors_count_against_replica(exc: BaseException) -> None:
 )
 def test_connection_lost(exc: BaseException, lost: bool) -> None:
     assert connection_lost(exc) is lost
+
+
+# ---------------------------------------------------------------------------- may_have_run
+
+
+@pytest.mark.parametrize(
+    ("exc", "ran"),
+    [
+        (UpstreamUnavailable("circuit open", replica="a"), False),
+        (UpstreamConnectError("refused", replica="a"), False),
+        (httpx2.ConnectError("refused"), False),
+        (UpstreamSessionExpired("refused for its session", replica="a"), False),
+        (MCPError(-32600, "Session not found"), False),
+        (UpstreamRequestError("reset", replica="a"), True),
+        (UpstreamTimeout("slow", replica="a"), True),
+        (MCPError(-32000, "Connection closed"), True),
+        (MCPError(-32602, "Invalid params"), True),
+    ],
+    ids=lambda value: f"{type(value).__name__}:{value}",
+)
+def test_may_have_run(exc: BaseException, ran: bool) -> None:
+    assert may_have_run(exc) is ran
 
 
 # ---------------------------------------------------------------------------- ConfigError

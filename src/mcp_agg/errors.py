@@ -9,6 +9,7 @@ GatewayError
 ├── UpstreamError               a backend could not serve a request
 │   ├── UpstreamUnavailable     no replica could take the request; nothing was sent
 │   ├── UpstreamConnectError    connecting or initializing the backend failed
+│   ├── UpstreamSessionExpired  the backend refused the request: it no longer knows the session
 │   └── UpstreamRequestError    the request was sent and the exchange failed
 │       └── UpstreamTimeout     the request was sent and no answer came in time
 └── RefusedError                the gateway itself declined a call (never a backend's fault)
@@ -44,11 +45,13 @@ __all__ = [
     "UpstreamConnectError",
     "UpstreamError",
     "UpstreamRequestError",
+    "UpstreamSessionExpired",
     "UpstreamTimeout",
     "UpstreamUnavailable",
     "classify",
     "connection_lost",
     "counts_against_replica",
+    "may_have_run",
 ]
 
 
@@ -101,6 +104,12 @@ class UpstreamConnectError(UpstreamError):
     """Starting, connecting to or initializing a backend failed."""
 
 
+class UpstreamSessionExpired(UpstreamError):
+    """The backend refused the request because it no longer knows the replica's session
+    (it restarted, or expired the session): the request never reached a tool, so it may be
+    sent again on a new session, whatever the tool."""
+
+
 class UpstreamRequestError(UpstreamError):
     """The request was sent to a backend and the exchange failed."""
 
@@ -142,8 +151,9 @@ class FailureKind(enum.Enum):
     #: The request was sent and the connection broke or timed out: retried only
     #: for tools that are safe to repeat; counts against the replica.
     BROKEN = "broken"
-    #: The backend lost our session (HTTP 404 "Session not found"):
-    #: re-initialize, then retry; not the replica's fault.
+    #: The backend refused the request for a session it no longer knows (HTTP 404, or
+    #: the TypeScript SDK's 400): nothing ran; re-initialize, then send it again; not the
+    #: replica's fault.
     SESSION_EXPIRED = "session_expired"
 
 
@@ -175,6 +185,8 @@ def classify(exc: BaseException) -> FailureKind:
         return FailureKind.PROTOCOL
     if isinstance(exc, UpstreamUnavailable | UpstreamConnectError):
         return FailureKind.NOT_SENT
+    if isinstance(exc, UpstreamSessionExpired):
+        return FailureKind.SESSION_EXPIRED
     if isinstance(exc, UpstreamRequestError):
         return FailureKind.BROKEN
     if isinstance(exc, MCPError):
@@ -212,8 +224,10 @@ def connection_lost(exc: BaseException) -> bool:
     A request timeout or a protocol error leaves the session usable; a closed
     connection, a dead process or an expired HTTP session does not.
     """
+    if classify(exc) is FailureKind.SESSION_EXPIRED:
+        return True
     if isinstance(exc, MCPError):
-        return exc.error.code == _CONNECTION_CLOSED or classify(exc) is FailureKind.SESSION_EXPIRED
+        return exc.error.code == _CONNECTION_CLOSED
     if isinstance(exc, UpstreamError | TimeoutError):
         return False
     return classify(exc) in (FailureKind.BROKEN, FailureKind.NOT_SENT)
@@ -231,3 +245,9 @@ def counts_against_replica(exc: BaseException) -> bool:
     if kind is FailureKind.BROKEN:
         return True
     return kind is FailureKind.NOT_SENT and isinstance(exc, _CONNECT_ERRORS)
+
+
+def may_have_run(exc: BaseException) -> bool:
+    """Whether the failed request may have reached a tool, so that sending it again could
+    run it twice: not when nothing was sent, nor when the backend refused it for its session."""
+    return classify(exc) not in (FailureKind.NOT_SENT, FailureKind.SESSION_EXPIRED)

@@ -199,17 +199,33 @@ def backend_process(
     """A backend served over HTTP/SSE by the test itself (not by the gateway): a demo
     server of examples/servers by name, or any script by path."""
     path = script if isinstance(script, Path) else SERVERS / script
+    with listening([PYTHON, str(path), *args, "--port", str(port)], port, timeout=timeout) as proc:
+        yield proc
+
+
+@contextmanager
+def listening(
+    command: list[str],
+    port: int,
+    *,
+    env: dict[str, str] | None = None,
+    stdout: IO[bytes] | None = None,
+    timeout: float = 30,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`command` run by the test in a process group of its own, once it listens on `port`
+    (with `env` added to the environment, its output to `stdout` if given); the group is
+    killed on exit."""
     proc = subprocess.Popen(
-        [PYTHON, str(path), *args, "--port", str(port)],
-        stdout=subprocess.DEVNULL,
+        command,
+        stdout=subprocess.DEVNULL if stdout is None else stdout,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, **env} if env is not None else None,
         start_new_session=True,
     )
     try:
-        wait_until(
-            lambda: port_open(port) or proc.poll() is not None, timeout, f"{script} on {port}"
-        )
-        assert proc.poll() is None, f"{script} exited with {proc.returncode}"
+        what = f"{Path(command[0]).name} on {port}"
+        wait_until(lambda: port_open(port) or proc.poll() is not None, timeout, what)
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}"
         yield proc
     finally:
         kill_group(proc)

@@ -16,8 +16,10 @@ from mcp_agg.errors import (
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequestError,
+    UpstreamSessionExpired,
     UpstreamUnavailable,
 )
+from mcp_agg.resilience.breaker import BreakerState, CircuitBreaker
 from mcp_agg.resilience.group import ReplicaGroup
 from mcp_agg.resilience.retry import IDEMPOTENCY_KEY
 from tests.fakes import connected, upstreams
@@ -126,3 +128,22 @@ async def test_failover_after_every_replica_failed() -> None:
     assert [replica for replica, _ in script.sent] == ["p-1", "p-2", "b-1"] or [
         replica for replica, _ in script.sent
     ] == ["p-2", "p-1", "b-1"]
+
+
+async def test_a_call_refused_for_its_session_is_sent_again_and_not_held_against_anyone() -> None:
+    target = group(replicas=1)
+    replica = target.replicas[0]
+    replica.breaker = CircuitBreaker(failure_threshold=1)
+    expired = UpstreamSessionExpired("the backend no longer knows the session", replica="s-1")
+    script = Script(lambda n: expired if n == 1 else "ok")
+    assert await dispatch(target, script, safe=False) == "ok"  # unsafe: it never ran
+    assert [replica for replica, _ in script.sent] == ["s-1", "s-1"]
+    assert replica.breaker.state is BreakerState.CLOSED
+
+
+async def test_a_call_refused_for_its_session_may_fail_over() -> None:
+    primary, standby = group(replicas=1, name="p"), group(replicas=1, name="b")
+    primary.failovers.append(standby)
+    script = Script({"p-1": UpstreamSessionExpired("gone", replica="p-1")})
+    assert await dispatch(primary, script, safe=False) == "ok"
+    assert script.sent[-1][0] == "b-1"

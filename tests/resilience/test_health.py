@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from mcp_agg.resilience.health import HealthPolicy, HealthState
+from tests.fakes import FakeClock
 
 
 def state(unhealthy: int = 3, healthy: int = 2) -> HealthState:
@@ -168,3 +169,20 @@ def test_policy_defaults_and_frozen() -> None:
     assert policy.healthy_threshold == 2
     with pytest.raises(dataclasses.FrozenInstanceError):
         policy.interval = 1  # type: ignore[misc]
+
+
+def test_ejected_for_counts_from_the_ejection_until_readmission() -> None:
+    clock = FakeClock()
+    health = HealthState(HealthPolicy(interval=10.0, healthy_threshold=1), clock=clock)
+    health.record(ok=False)
+    clock.advance(30)
+    assert health.ejected_for() == 0  # one failed probe ejects nobody
+    eject(health)
+    clock.advance(7)
+    assert health.ejected_for() == 7
+    health.record(ok=True)
+    assert health.healthy
+    assert health.ejected_for() == 0
+    eject(health)
+    health.reset()  # a new session
+    assert health.ejected_for() == 0

@@ -3,13 +3,16 @@ that reconnects, and the reasons given when nobody can."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 import anyio
 import pytest
 
 from mcp_agg.backend.upstream import ReplicaState, Upstream
 from mcp_agg.resilience.balancer import RoundRobin
 from mcp_agg.resilience.picking import await_replica, nobody_available, pick, unavailable
-from tests.fakes import connected, upstreams
+from tests.fakes import FakeBackend, connected, upstreams
 
 
 def replicas(count: int = 3) -> list[Upstream]:
@@ -99,3 +102,39 @@ def test_reasons_name_each_replica_and_the_last_error() -> None:
     assert unavailable(members[1]) == (
         "backend s-2 is not available (error); last error: connection refused"
     )
+
+
+@contextlib.asynccontextmanager
+async def backing_off(backend: FakeBackend) -> AsyncIterator[Upstream]:
+    """A supervised replica once its first attempt to connect to `backend` has failed: in
+    its reconnect backoff then, of at least half a second."""
+    replica = backend.serve(upstreams("s")[0])
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(replica.run)
+        with anyio.fail_after(5):
+            while not (backend.attempts and replica.state is ReplicaState.ERROR):
+                await anyio.sleep(0.01)
+        yield replica
+        await replica.stop()
+
+
+async def test_await_replica_has_a_replica_in_backoff_reconnect_now() -> None:
+    backend = FakeBackend(up=False)
+    async with backing_off(backend) as replica:
+        backend.up = True  # back long before the backoff ends
+        with anyio.fail_after(0.4):
+            found = await await_replica([replica], RoundRobin(), anyio.current_time() + 5)
+        assert found is replica
+        assert backend.attempts == 2
+
+
+async def test_await_replica_gives_up_once_the_early_attempt_failed() -> None:
+    backend = FakeBackend(up=False)
+    async with backing_off(backend) as replica:
+        deadline = anyio.current_time() + 5
+        with anyio.fail_after(0.4):
+            assert await await_replica([replica], RoundRobin(), deadline) is None
+            assert backend.attempts == 2
+            # The backend was down a moment ago: the next call does not try it again.
+            assert await await_replica([replica], RoundRobin(), deadline) is None
+        assert backend.attempts == 2

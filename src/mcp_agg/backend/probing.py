@@ -1,8 +1,15 @@
 """Active health checks of a connected replica: a probe every `interval`, while it serves.
 
 A mixin over the requests (requests.py): a probe is a request on the replica's session.
-The verdict is `HealthState`'s (resilience/health.py); a probe that finds the
-connection lost gives the session up for the supervisor to reconnect.
+The verdict is `HealthState`'s (resilience/health.py). A probe that finds the connection
+lost or the session unknown to the backend gives the session up for the supervisor to
+reconnect, and so does an ejected replica whose probes are answered with errors: its
+backend answers, but not on this session. An ejected replica whose probes time out keeps
+its session for `connect_timeout`, as long as opening a new one may take, and is
+readmitted if they pass by then: a slow backend is not made faster by a new session. One
+still timing out then is reconnected: a backend process that hangs is restarted, and a
+session whose transport is wedged (a request stuck on a dead connection holds up every
+later one) is replaced.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ class ProbingMixin(RequestsMixin):
         server the gateway lists tools from.
         """
         client = self._require_client()
-        with anyio.fail_after(self.health.policy.timeout):
+        with anyio.fail_after(self.health.policy.timeout), self._session_refusal("health probe"):
             await client.session.list_tools()
 
     async def _check_health(self) -> None:
@@ -45,7 +52,7 @@ class ProbingMixin(RequestsMixin):
                     logger.warning(
                         "backend %s ejected: health probe failed: %s", self.id, describe(exc)
                     )
-                if connection_lost(exc) or isinstance(exc, UpstreamUnavailable):
+                if self._reconnect_after(exc):
                     self._lose(exc)
                     return
             else:
@@ -54,3 +61,12 @@ class ProbingMixin(RequestsMixin):
                     logger.info("backend %s readmitted: health probes pass", self.id)
             if changed:
                 self._notify()
+
+    def _reconnect_after(self, exc: Exception) -> bool:
+        """Whether a failed probe means the session must be given up (see above)."""
+        if connection_lost(exc) or isinstance(exc, UpstreamUnavailable):
+            return True
+        if self.health.healthy:
+            return False
+        timed_out = isinstance(exc, TimeoutError)
+        return not timed_out or self.health.ejected_for() >= self.connect_timeout

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -98,7 +99,12 @@ class ReplicaCore:
         self._client: Client[Any] | None = None
         self._lost = anyio.Event()
         self._stopping = False
-        self._stop_event = anyio.Event()
+        #: Set to end a reconnect backoff at once: by `stop()`, or for a call (`expedite`).
+        self._wake = anyio.Event()
+        #: When a call last cut a reconnect backoff short (monotonic seconds).
+        self._expedited_at = -math.inf
+        #: Whether a supervisor (`Upstream.run`) looks after the replica.
+        self._supervised = False
         self._refresh = anyio.Event()
         self._attempt: anyio.CancelScope | None = None
         #: Set once the first connection attempt has succeeded or failed.

@@ -1,14 +1,15 @@
 """Requests on a replica's session, and the one classification of how each one failed.
 
 A mixin over `ReplicaCore` (see replica.py): a request counts in the replica's stats,
-feeds its latency estimate, and gives up the session when the connection is lost.
+feeds its latency estimate, and gives up the session when the connection is lost or the
+backend no longer knows it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import anyio
@@ -18,12 +19,14 @@ from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError
 
 from mcp_agg.backend.replica import ReplicaCore, ReplicaState, describe
+from mcp_agg.backend.transports.sessions import SessionCheck
 from mcp_agg.core.caller import current_caller
 from mcp_agg.errors import (
     FailureKind,
     UpstreamConnectError,
     UpstreamError,
     UpstreamRequestError,
+    UpstreamSessionExpired,
     UpstreamTimeout,
     UpstreamUnavailable,
     classify,
@@ -120,7 +123,7 @@ class RequestsMixin(ReplicaCore):
         self.stats.calls += 1
         started = time.monotonic()
         try:
-            with self._relay.serving(current_caller.get()):
+            with self._relay.serving(current_caller.get()), self._session_refusal(what):
                 yield client
             self.ewma.observe(time.monotonic() - started)
         except anyio.get_cancelled_exc_class():
@@ -128,7 +131,7 @@ class RequestsMixin(ReplicaCore):
             # least this long, which is what a balancer should know of a hung replica.
             self.ewma.observe(time.monotonic() - started)
             raise
-        except UpstreamUnavailable:
+        except (UpstreamUnavailable, UpstreamSessionExpired):
             raise
         except Exception as exc:
             failure = self._failure(what, exc)
@@ -137,6 +140,26 @@ class RequestsMixin(ReplicaCore):
             raise failure from exc
         finally:
             self.stats.in_flight -= 1
+
+    @contextlib.contextmanager
+    def _session_refusal(self, what: str) -> Iterator[None]:
+        """A request the backend refused for a session it no longer knows is raised as
+        `UpstreamSessionExpired`, and the session is given up for the supervisor to open
+        a new one: the request never reached a tool."""
+        check = SessionCheck()
+        try:
+            with check.watching():
+                yield
+        except Exception as exc:
+            if not check.gone and classify(exc) is not FailureKind.SESSION_EXPIRED:
+                raise
+            expired = UpstreamSessionExpired(
+                f"backend {self.id}: {what}: the backend no longer knows the session "
+                f"({describe(exc)}); opening a new one",
+                replica=self.id,
+            )
+            self._lose(expired)
+            raise expired from exc
 
     def _failure(self, what: str, exc: Exception) -> Exception:
         """The error a request's failure is raised as (`exc` itself for the backend's own

@@ -7,6 +7,9 @@ jittered exponential backoff until the gateway stops:
 
     registered → connecting → connected ⇄ error → stopped
 
+A call that finds no replica to take it may cut a backoff short (`expedite`): the backend
+may be back long before the backoff ends, and the call waits within its deadline.
+
 The supervision is here; the rest of a replica is assembled from mixins over its shared
 state (replica.py), one concern each: opening the session (connect.py), requests on it
 (requests.py), health probes (probing.py); the relay of a backend's messages to calling
@@ -38,6 +41,9 @@ logger = logging.getLogger(__name__)
 RECONNECT_WAIT = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=0.5)
 #: A session that lived this long (seconds) was not a crash loop.
 STABLE_AFTER = 5.0
+#: Calls cut a replica's reconnect backoff short at most once in this many seconds: a
+#: backend that is down is not tried once per call.
+EXPEDITE_INTERVAL = 1.0
 
 
 class Upstream(ConnectMixin, ProbingMixin):
@@ -46,6 +52,7 @@ class Upstream(ConnectMixin, ProbingMixin):
     async def run(self) -> None:
         """Supervise the replica until `stop()`: connect, serve, reconnect with backoff."""
         flapping = 0
+        self._supervised = True
         try:
             while not self._stopping:
                 retrying = AsyncRetrying(
@@ -71,6 +78,7 @@ class Upstream(ConnectMixin, ProbingMixin):
                     )
                     await self._sleep_unless_stopping(delay)
         finally:
+            self._supervised = False
             self.state = ReplicaState.STOPPED
             self.first_attempt.set()
             self.stopped.set()
@@ -79,17 +87,37 @@ class Upstream(ConnectMixin, ProbingMixin):
     async def stop(self) -> None:
         """Ask the supervisor to close the session and stop; returns at once."""
         self._stopping = True
-        self._stop_event.set()
+        self._wake.set()
         self._lost.set()
         if self._attempt is not None:
             self._attempt.cancel()
+
+    def expedite(self) -> bool:
+        """A call waits for this replica: whether it may, because the replica is connecting
+        or is about to. A replica waiting out its reconnect backoff tries at once, unless
+        a call made it try less than `EXPEDITE_INTERVAL` ago: then the backend was down a
+        moment ago, and the call is better failed (or sent elsewhere) now."""
+        if self.state is ReplicaState.CONNECTING:
+            return True
+        if self.state is not ReplicaState.ERROR or self._stopping or not self._supervised:
+            return False
+        if self._wake.is_set():
+            return True  # asked for, and not begun yet
+        now = time.monotonic()
+        if now - self._expedited_at < EXPEDITE_INTERVAL:
+            return False
+        self._expedited_at = now
+        self._wake.set()
+        logger.info("backend %s: reconnecting now, a call is waiting for it", self.id)
+        return True
 
     def _should_stop(self, _state: RetryCallState) -> bool:
         return self._stopping
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
+        """A reconnect backoff, ended early by `stop()` or by `expedite()`."""
         with anyio.move_on_after(seconds):
-            await self._stop_event.wait()
+            await self._wake.wait()
 
     def _log_retry(self, state: RetryCallState) -> None:
         if self._stopping:
@@ -102,6 +130,8 @@ class Upstream(ConnectMixin, ProbingMixin):
         self.state = ReplicaState.CONNECTING
         self._lost = anyio.Event()
         self._exited = None
+        if not self._stopping:
+            self._wake = anyio.Event()  # this attempt is the one a call asked for
         self._notify()
         try:
             async with self._connected_client() as client:

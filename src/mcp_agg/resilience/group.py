@@ -7,7 +7,8 @@ Every proxied request goes through its group:
 2. a failure is classified once (errors.py): it feeds the replica's breaker if it
    counts against the replica, and is retried (retry.py's loop: exponential backoff
    with full jitter, within the attempts, the deadline and the retry budget) only if it
-   is safe: nothing was sent, or the tool is safe to repeat;
+   is safe: nothing ran (nothing was sent, or the backend refused it for a session it
+   no longer knows), or the tool is safe to repeat;
 3. when every replica has failed the call, the failover groups are tried in priority
    order with the same original name;
 4. `request_timeout` bounds all of it; on expiry the backend request is cancelled
@@ -39,6 +40,7 @@ from mcp_agg.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
     classify,
+    may_have_run,
 )
 from mcp_agg.observability.audit import note_attempt
 from mcp_agg.resilience.balancer import Balancer, RoundRobin
@@ -63,7 +65,7 @@ class _GroupExhausted(UpstreamError):
     def __init__(self, message: str, last: BaseException | None, *, sent: bool) -> None:
         super().__init__(message)
         self.last = last
-        #: Whether any attempt may have reached a backend.
+        #: Whether any attempt may have run on a backend (`errors.may_have_run`).
         self.sent = sent
 
 
@@ -89,7 +91,7 @@ class _Tries(Generic[_T]):
     #: Whether the group is the last in the failover chain (it waits for a replica).
     last: bool
     tried: set[str] = field(default_factory=set)
-    #: Whether any attempt may have reached a backend.
+    #: Whether any attempt may have run on a backend (`errors.may_have_run`).
     sent: bool = False
     #: The latest attempt's failure.
     failure: BaseException | None = None
@@ -338,7 +340,7 @@ class ReplicaGroup:
             return await self._attempt(replica, request.send, request.meta, safe=request.safe)
         except Exception as exc:
             tries.failure = exc
-            tries.sent = tries.sent or classify(exc) is not FailureKind.NOT_SENT
+            tries.sent = tries.sent or may_have_run(exc)
             raise
 
     async def _attempt(

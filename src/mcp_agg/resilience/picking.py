@@ -3,7 +3,8 @@
 A replica is a candidate while it is connected, healthy, admitted by its breaker, and
 not yet tried by this call. The strategy among candidates is the group's `Balancer`
 (balancer.py); this module decides who may be picked at all, waits for a replica that
-is reconnecting, and says why nobody could be.
+is reconnecting (asking one in its reconnect backoff to try now), and says why nobody
+could be.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 
 import anyio
 
-from mcp_agg.backend.upstream import ReplicaState, Upstream
+from mcp_agg.backend.upstream import Upstream
 from mcp_agg.resilience.balancer import Balancer
 
 __all__ = ["await_replica", "nobody_available", "pick", "unavailable"]
@@ -33,12 +34,14 @@ async def await_replica(
     replicas: Sequence[Upstream], balancer: Balancer, deadline: float
 ) -> Upstream | None:
     """Any admitted replica, waiting while one is reconnecting (a restart, an expired
-    HTTP session being re-initialized) but never past the deadline."""
+    HTTP session being re-initialized, a backoff cut short for the call: `expedite`)
+    but never past the deadline."""
     while True:
         replica = pick(replicas, balancer, set())
         if replica is not None or anyio.current_time() >= deadline:
             return replica
-        if not any(r.state is ReplicaState.CONNECTING for r in replicas):
+        # Every replica is asked, not only the first that may come back.
+        if not [r for r in replicas if r.expedite()]:
             return None
         await anyio.sleep(RECONNECT_POLL)
 

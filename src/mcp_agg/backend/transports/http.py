@@ -2,8 +2,9 @@
 
 FastMCP's streamable HTTP transport keeps the SDK's 1 MiB cap on one server-sent event,
 so a large result would fail only when its backend is remote: the transport here has no
-cap. Both kinds take a request hook, which sees (and may add headers to) every request
-before it is sent: how trace context reaches a backend.
+cap, and it reads each answer for a backend that no longer knows the session
+(sessions.py). Both kinds take a request hook, which sees (and may add headers to) every
+request before it is sent: how trace context reaches a backend.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from mcp.shared._httpx_utils import McpHttpClientFactory, create_mcp_http_client
 from typing_extensions import Unpack
 
 from mcp_agg.backend.transports.options import relay_options
+from mcp_agg.backend.transports.sessions import note_session_refusal
 
 if TYPE_CHECKING:
     from mcp_agg.backend.transports.stdio import ExitHook
@@ -36,7 +38,8 @@ RequestHook = Callable[[httpx2.Request], Awaitable[None]]
 
 
 class StreamableHttpRelayTransport(ClientTransport):
-    """Streamable HTTP to a backend with no cap on the size of one server-sent event."""
+    """Streamable HTTP to a backend with no cap on the size of one server-sent event, whose
+    answers that refuse the session are noted for the request they answer."""
 
     def __init__(
         self, url: str, headers: dict[str, str], on_request: RequestHook | None = None
@@ -88,9 +91,8 @@ def http_transport(
 
 
 def _http_client(on_request: RequestHook | None) -> McpHttpClientFactory:
-    """The SDK's HTTP client factory, with `on_request` as a request event hook."""
-    if on_request is None:
-        return create_mcp_http_client
+    """The SDK's HTTP client factory, with `on_request` as a request event hook and the
+    check for a refused session as a response hook."""
 
     def create(
         headers: dict[str, str] | None = None,
@@ -98,9 +100,10 @@ def _http_client(on_request: RequestHook | None) -> McpHttpClientFactory:
         auth: httpx2.Auth | None = None,
     ) -> httpx2.AsyncClient:
         client = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
+        hooks = client.event_hooks
         client.event_hooks = {
-            **client.event_hooks,
-            "request": [*client.event_hooks["request"], on_request],
+            "request": [*hooks["request"], *([] if on_request is None else [on_request])],
+            "response": [*hooks["response"], note_session_refusal],
         }
         return client
 
