@@ -49,12 +49,15 @@ def record(tool: str, key: str, ctx: Context | None) -> None:
 
 #: What `junk` writes: one short line (atomic on a pipe), not a JSON-RPC message.
 JUNK = b"faulty: this line is not JSON-RPC {\n"
+#: The protocol's pipe, kept before the SDK points fd 1 at stderr to protect it: junk goes
+#: where a stray print of a server on another SDK would.
+WIRE = os.dup(1) if args.transport == "stdio" else None
 
 
 async def behave() -> None:
     current = mode()
-    if current == "junk" and args.transport == "stdio":
-        os.write(1, JUNK)
+    if current == "junk" and WIRE is not None:
+        os.write(WIRE, JUNK)
     if current == "hang":
         await asyncio.Event().wait()
     while current == "hold":
