@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from fastmcp import Client
 
@@ -49,7 +49,7 @@ from soak_report import (
     log_kinds,
     summary,
 )
-from soak_setup import FRONTS, GATEWAY, Topology, build
+from soak_setup import FRONTS, GATEWAY, SERVERS, Topology, build
 
 MARKERS = (
     "<!-- soak:results:begin (written by bench/soak.py; edits inside are overwritten) -->",
@@ -187,7 +187,7 @@ class Run:
     #: What the verdict must also say (an interrupted run).
     notes: list[str] = field(default_factory=list)
 
-    def env(self, front: str, log: Any) -> Env:
+    def env(self, front: str, log: TextIO) -> Env:
         assert self.topology is not None
         return Env(
             self.workdir,
@@ -211,25 +211,25 @@ class Run:
         self.say(f"{front} gateway stopped; processes left: {len(left)}")
 
     async def main(self) -> None:
-        self.topology = build(self.workdir, self._log("backends"), self.reaper)
-        own = list(self.topology.own.values())
-        try:
-            for backend in own:
-                backend.start()
-            await asyncio.gather(*(backend.listening() for backend in own))
-            self.say("soak's own backends listen: web-2, everything")
-            await self._with_gateways()
-        finally:
-            for backend in own:
-                await backend.stop()
+        with contextlib.ExitStack() as logs:
+            log = {name: logs.enter_context((self.workdir / f"{name}.log").open("a"))
+                   for name in ("backends", "gateway-stdio", "gateway-http")}  # fmt: skip
+            self.topology = build(self.workdir, log["backends"], self.reaper)
+            own = list(self.topology.own.values())
+            try:
+                for backend in own:
+                    backend.start()
+                await asyncio.gather(*(backend.listening() for backend in own))
+                self.say("soak's own backends listen: web-2, everything")
+                await self._with_gateways(log["gateway-stdio"], log["gateway-http"])
+            finally:
+                for backend in own:
+                    await backend.stop()
 
-    def _log(self, name: str) -> Any:
-        return (self.workdir / f"{name}.log").open("a")
-
-    async def _with_gateways(self) -> None:
+    async def _with_gateways(self, stdio_log: TextIO, http_log: TextIO) -> None:
         async with (
-            open_front("agg-stdio", 0, self.env("stdio", self._log("gateway-stdio"))) as stdio,
-            open_front("agg-http", 0, self.env("http", self._log("gateway-http"))) as http,
+            open_front("agg-stdio", 0, self.env("stdio", stdio_log)) as stdio,
+            open_front("agg-http", 0, self.env("http", http_log)) as http,
         ):
             assert http.url is not None
             self.trees = {"stdio": Tree(stdio.pid), "http": Tree(http.pid)}
@@ -246,10 +246,10 @@ class Run:
         assert http.url is not None
         plan = Plan.of(self.args.minutes)
         workers = STDIO_WORKERS + HTTP_SESSIONS * HTTP_WORKERS
+        topology = self.topology
         replicas = {
             front: {
-                server: {r.tag for r in self.topology.replicas if r.server == server}
-                for server in ("local", "web", "everything")
+                server: {r.tag for r in topology.replicas_of(front, server)} for server in SERVERS
             }
             for front in FRONTS
         }

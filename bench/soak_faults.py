@@ -90,7 +90,7 @@ class Injector:
 
     def _pick(self) -> tuple[str, Replica] | None:
         """The next class from a shuffled deck (each class as often as its weight, so a
-        short run sees them all), on a replica picked at random among those it fits."""
+        short run sees them all), on a replica it fits that no fault holds."""
         free = [r for r in self.topology.replicas if r.tag not in self.active]
         targets: dict[str, list[Replica]] = {
             "kill": free,
@@ -105,8 +105,18 @@ class Injector:
         for index, cls in enumerate(self.deck):
             if targets[cls]:
                 del self.deck[index]
-                return cls, self.rng.choice(targets[cls])
+                return cls, self._least_hit(cls, targets[cls])
         return None
+
+    def _least_hit(self, cls: str, replicas: list[Replica]) -> Replica:
+        """One of the replicas this class has hit least so far, at random: every replica
+        gets its share of every class."""
+        hits = {r.tag: 0 for r in replicas}
+        for fault in self.faults:
+            if fault.cls == cls and fault.target in hits:
+                hits[fault.target] += 1
+        fewest = min(hits.values())
+        return self.rng.choice([r for r in replicas if hits[r.tag] == fewest])
 
     async def _run(self, cls: str, replica: Replica) -> None:
         fault = Fault(len(self.faults) + 1, cls, replica.tag, self.clock())

@@ -124,14 +124,16 @@ _LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d [\d:,]+ (WARNING|ERROR|CRITICAL) (\S+)
 
 
 def log_kinds(path: Path) -> Counter[str]:
-    """A gateway's warnings and errors by kind (numbers and ids as N), and its tracebacks."""
+    """A gateway's warnings and errors by kind (numbers and ids as N, the level unless a
+    warning, the logger without `mcp_agg.`, cut at 110 characters), and its tracebacks."""
     kinds: Counter[str] = Counter()
     if not path.exists():
         return kinds
     for line in path.read_text(errors="replace").splitlines():
         if found := _LOG_LINE.match(line):
             level, logger, message = found.groups()
-            kinds[f"{level} {logger} {_normalize(message)}"] += 1
+            level = "" if level == "WARNING" else f"{level} "
+            kinds[f"{level}{logger.removeprefix('mcp_agg.')} {_normalize(message)}"[:110]] += 1
         elif line.startswith("Traceback"):
             kinds["(a traceback)"] += 1
     return kinds
@@ -163,7 +165,15 @@ def _by_kind(judged: list[Judged]) -> list[str]:
             label = f"{front} front, {'idempotent' if idempotent else 'non-idempotent'}"
             body.append(_row(label, [j for j in judged if _is(j, front, idempotent)]))
     body.append(_row("all", judged))
-    return ["### Calls by front and kind", "", *pipe_table(_CALL_HEADER, body)]
+    notes = [
+        "",
+        f"A replica is disturbed from the moment a fault hits it until {GRACE:g} s after the"
+        " fault was undone. **Lost**: an idempotent call that failed although at least one"
+        " replica of its server, as its gateway sees them, was undisturbed from the call's"
+        " start to its answer. **Failed, no fault near**: no replica of its server was"
+        " disturbed and no client of its gateway dropped meanwhile.",
+    ]
+    return ["### Calls by front and kind", "", *pipe_table(_CALL_HEADER, body), *notes]
 
 
 def _is(judged: Judged, front: str, idempotent: bool) -> bool:
@@ -244,8 +254,8 @@ def _logs(logs: dict[str, Counter[str]], limit: int = 12) -> list[str]:
         [f"`{kind.replace('|', '/')}`", *(str(logs.get(f, Counter())[kind]) for f in FRONTS)]
         for kind, _ in total.most_common(limit)
     ]
-    out = ["### Gateway logs", "", "Warnings and errors the gateways logged, the most frequent"]
-    out[-1] += f" {min(limit, len(total))} of {len(total)} kinds (numbers shown as N):"
+    out = ["### Gateway logs", "", "Warnings (and errors, named) the gateways logged: the most"]
+    out[-1] += f" frequent {min(limit, len(total))} of {len(total)} kinds, numbers shown as N:"
     return [*out, "", *pipe_table(["", *FRONTS], body)]
 
 
