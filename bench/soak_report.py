@@ -38,8 +38,12 @@ class Judged:
     """One measured call and what was going on around it."""
 
     call: CallRecord
+    #: The classes of the faults near it, client drops included.
     classes: set[str]
-    clean: int
+    #: Whether a replica of its server was disturbed at any time during it.
+    disturbed: bool
+    #: The replicas of its server that were not.
+    clean: list[str]
     lost: bool
 
 
@@ -101,9 +105,9 @@ def judge(
         drops = windows.get(call.front, [])  # client drops: the HTTP front's
         classes = {cls for found in near.values() for cls in found}
         classes |= {w.cls for w in drops if w.overlaps(call.start, call.end)}
-        clean = sum(not found for found in near.values())
-        lost = call.kind.idempotent and not call.ok and clean > 0
-        judged.append(Judged(call, classes, clean, lost))
+        clean = [tag for tag, found in near.items() if not found]
+        lost = call.kind.idempotent and not call.ok and bool(clean)
+        judged.append(Judged(call, classes, len(clean) < len(near), clean, lost))
     return judged, warmup
 
 
@@ -144,7 +148,7 @@ def log_kinds(path: Path) -> Counter[str]:
 
 def _row(label: str, judged: Sequence[Judged]) -> list[str]:
     failed = [j for j in judged if not j.call.ok]
-    unexplained = sum(1 for j in failed if not j.classes)
+    unexplained = sum(1 for j in failed if not j.disturbed)
     return [
         label,
         str(len(judged)),
@@ -155,7 +159,7 @@ def _row(label: str, judged: Sequence[Judged]) -> list[str]:
     ]
 
 
-_CALL_HEADER = ["", "calls", "ok", "failed", "failed, no fault near", "lost"]
+_CALL_HEADER = ["", "calls", "ok", "failed", "failed, no backend fault", "lost"]
 
 
 def _by_kind(judged: list[Judged]) -> list[str]:
@@ -170,8 +174,8 @@ def _by_kind(judged: list[Judged]) -> list[str]:
         f"A replica is disturbed from the moment a fault hits it until {GRACE:g} s after the"
         " fault was undone. **Lost**: an idempotent call that failed although at least one"
         " replica of its server, as its gateway sees them, was undisturbed from the call's"
-        " start to its answer. **Failed, no fault near**: no replica of its server was"
-        " disturbed and no client of its gateway dropped meanwhile.",
+        " start to its answer. **Failed, no backend fault**: no replica of its server was"
+        " disturbed meanwhile (a client dropping its own call is no excuse).",
     ]
     return ["### Calls by front and kind", "", *pipe_table(_CALL_HEADER, body), *notes]
 
@@ -209,6 +213,22 @@ def _by_fault(judged: list[Judged], faults: list[Fault]) -> list[str]:
             ]
         )
     return ["### Calls by fault class", "", *pipe_table(header, body)]
+
+
+def _lost(judged: list[Judged], limit: int = 10) -> list[str]:
+    lost = [j for j in judged if j.lost]
+    if not lost:
+        return []
+    out = ["### Lost calls", "", f"The first {min(limit, len(lost))} of {len(lost)}:", ""]
+    for j in lost[:limit]:
+        call = j.call
+        error = (call.error or "")[:200].replace("`", "'")
+        out.append(
+            f"- {call.start:.1f}-{call.end:.1f} s, {call.front} front, `{call.kind.exposed}`"
+            f" (undisturbed: {', '.join(j.clean)}; near: {', '.join(sorted(j.classes))}):"
+            f" `{error}`"
+        )
+    return out
 
 
 def _normalize(error: str) -> str:
@@ -266,7 +286,7 @@ def _fault_lines(faults: list[Fault], per_class: int = 2) -> list[str]:
     return out
 
 
-def resources_table(findings: Findings) -> list[str]:
+def _resources(findings: Findings) -> list[str]:
     header = ["gateway", "RSS start", "RSS end", "RSS max", "fds start", "fds end", "fds max"]
     header.append("CPU")
     body, series = [], []
@@ -346,8 +366,8 @@ def _flat(front: str, start: Usage | None, end: Usage | None) -> tuple[bool, str
 
 def _verdict(findings: Findings) -> list[str]:
     lines = [f"- {'met' if ok else '**not met**'}: {what}" for ok, what in criteria(findings)]
-    unexplained = sum(not j.call.ok and not j.classes for j in findings.judged)
-    lines.append(f"- (for information) calls failed with no fault near: {unexplained}")
+    unexplained = sum(not j.call.ok and not j.disturbed for j in findings.judged)
+    lines.append(f"- (for information) calls failed with no backend fault: {unexplained}")
     return lines
 
 
@@ -355,21 +375,22 @@ def summary(findings: Findings) -> str:
     """The findings as Markdown: the same text for stdout and for docs/soak.md."""
     warm_failed = sum(not call.ok for call in findings.warmup)
     duplicates = findings.duplicates
-    extra = [
-        f"Warm-up (not counted above): {len(findings.warmup)} calls, {warm_failed} failed.",
-        f"Executed more than once by the faulty backends: {duplicates.get('write', 0)} `write`"
-        f" calls (non-idempotent: should be 0), {duplicates.get('read', 0)} `read` calls"
-        " (idempotent, retried after the request was sent).",
+    notes = [
+        "",
+        f"- Warm-up (not counted above): {len(findings.warmup)} calls, {warm_failed} failed.",
+        f"- Executed more than once by the faulty backends: {duplicates.get('write', 0)}"
+        f" `write` calls (not idempotent: must be 0), {duplicates.get('read', 0)} `read` calls"
+        " (idempotent: retried after the request was sent).",
     ]
     parts = [
         ["### Verdict", "", *_verdict(findings)],
         _by_kind(findings.judged),
         _by_tool(findings.judged),
-        _by_fault(findings.judged, findings.faults),
-        ["", *extra],
-        resources_table(findings),
+        [*_by_fault(findings.judged, findings.faults), *notes],
+        _lost(findings.judged),
+        _resources(findings),
         _errors(findings.judged),
         _logs(findings.logs),
         _fault_lines(findings.faults),
     ]
-    return "\n\n".join("\n".join(part) for part in parts)
+    return "\n\n".join("\n".join(part) for part in parts if part)
