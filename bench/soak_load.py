@@ -139,6 +139,9 @@ class Load:
             result = await client.call_tool_mcp(kind.exposed, call.arguments, timeout=CALL_TIMEOUT)
         except Exception as exc:  # whatever the client raises is this call's failure
             record.error = f"{type(exc).__name__}: {exc}"
+        except asyncio.CancelledError:
+            record.error = "cancelled: the soak was stopped"
+            raise
         else:
             text = _text(result)
             if result.is_error:

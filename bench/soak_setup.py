@@ -26,6 +26,8 @@ from soak_procs import OwnBackend
 __all__ = ["FRONTS", "SERVERS", "Replica", "Topology", "build"]
 
 FAULTY = BACKENDS / "faulty.py"
+#: Makes a Node server listen on 127.0.0.1 only (server-everything binds every interface).
+LOOPBACK = Path(__file__).resolve().parent / "soak_loopback.cjs"
 #: The gateways, by the front their clients use.
 FRONTS = ("stdio", "http")
 SERVERS = ("local", "web", "everything")
@@ -145,7 +147,7 @@ def build(workdir: Path, log: TextIO, reaper: Reaper) -> Topology:
         "web-2", [sys.executable, *web_args, "--port", str(web_port)], web_port, log, reaper
     )
     argv = node_server("mcp-server-everything", "streamableHttp")
-    env = {"PORT": str(everything_port)}
+    env = {"PORT": str(everything_port), "NODE_OPTIONS": f'--require "{LOOPBACK}"'}
     everything = OwnBackend("everything", argv, everything_port, log, reaper, env)
     own = {"web-2": web, "everything": everything}
     configs = {}
