@@ -293,6 +293,20 @@ class Run:
         self.watch.snapshot()
         self.say("calls stop (those in flight finish)")
 
+    def dump(self) -> None:
+        """Every call and fault into the workdir, for a closer look than the report's."""
+        if self.load is not None:
+            lines = ["start\tend\tfront\ttool\tok\treplica\terror"]
+            lines += [
+                f"{c.start:.3f}\t{c.end:.3f}\t{c.front}\t{c.kind.exposed}\t{c.ok}\t"
+                f"{c.replica or ''}\t{(c.error or '').replace(chr(10), ' ')}"
+                for c in self.load.records
+            ]
+            (self.workdir / "calls.tsv").write_text("\n".join(lines) + "\n")
+        if self.injector is not None:
+            faults = "".join(f"{fault.line()}\n" for fault in self.injector.faults)
+            (self.workdir / "faults.log").write_text(faults)
+
     def findings(self) -> Findings | None:
         if self.load is None or self.injector is None or self.watch is None:
             return None
@@ -397,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
         if run.swept:
             say(f"{run.swept} process(es) were still running below the soak: killed")
         (workdir / "soak.log").write_text("\n".join(say.lines) + "\n")
+        run.dump()
         say(f"logs (gateways, backends, faults) are in {workdir}")
     reported = _report(run, started, source, time.monotonic() - say.began)
     if reported is None:

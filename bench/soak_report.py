@@ -38,8 +38,9 @@ class Judged:
     """One measured call and what was going on around it."""
 
     call: CallRecord
-    #: The classes of the faults near it, client drops included.
-    classes: set[str]
+    #: The classes of the faults near it, client drops included, each with how long after
+    #: the latest of them was undone the call ended (negative: before).
+    classes: dict[str, float]
     #: Whether a replica of its server was disturbed at any time during it.
     disturbed: bool
     #: The replicas of its server that were not.
@@ -66,10 +67,12 @@ class Findings:
 
 @dataclass(frozen=True, slots=True)
 class _Window:
-    """A replica disturbed by a fault of class `cls` from `start` to `end`."""
+    """A replica disturbed by a fault of class `cls` from `start` to `end` (the fault was
+    undone at `undone`, `end` is GRACE later)."""
 
     cls: str
     start: float
+    undone: float
     end: float
 
     def overlaps(self, start: float, end: float) -> bool:
@@ -83,7 +86,8 @@ def _windows(faults: Iterable[Fault], run_end: float) -> dict[str, list[_Window]
     for fault in faults:
         end = fault.end if fault.end is not None else run_end
         grace = GRACE if fault.cls != DROP else 0.0
-        windows.setdefault(fault.target, []).append(_Window(fault.cls, fault.start, end + grace))
+        window = _Window(fault.cls, fault.start, end, end + grace)
+        windows.setdefault(fault.target, []).append(window)
     return windows
 
 
@@ -98,14 +102,18 @@ def judge(
         if call.start < measured_from:
             warmup.append(call)
             continue
-        near: dict[str, list[str]] = {}  # replica tag → classes of the faults near the call
+        near: dict[str, list[_Window]] = {}  # replica tag → the windows the call overlaps
         for replica in topology.replicas_of(call.front, call.kind.server):
             mine = windows.get(replica.tag, [])
-            near[replica.tag] = [w.cls for w in mine if w.overlaps(call.start, call.end)]
+            near[replica.tag] = [w for w in mine if w.overlaps(call.start, call.end)]
         drops = windows.get(call.front, [])  # client drops: the HTTP front's
-        classes = {cls for found in near.values() for cls in found}
-        classes |= {w.cls for w in drops if w.overlaps(call.start, call.end)}
-        clean = [tag for tag, found in near.items() if not found]
+        found = [w for ws in near.values() for w in ws]
+        found += [w for w in drops if w.overlaps(call.start, call.end)]
+        classes: dict[str, float] = {}
+        for window in found:
+            after = call.end - window.undone
+            classes[window.cls] = max(classes.get(window.cls, after), after)
+        clean = [tag for tag, ws in near.items() if not ws]
         lost = call.kind.idempotent and not call.ok and bool(clean)
         judged.append(Judged(call, classes, len(clean) < len(near), clean, lost))
     return judged, warmup
@@ -194,12 +202,13 @@ def _by_tool(judged: list[Judged]) -> list[str]:
 
 def _by_fault(judged: list[Judged], faults: list[Fault]) -> list[str]:
     header = ["", "injected", "not undone", "calls near", "ok", "failed (idem.)"]
-    header += ["failed (non-idem.)", "lost"]
+    header += ["failed (non-idem.)", "lost", "last failure after undone"]
     body = []
     for cls in [*CLASSES, DROP, "none"]:
         near = [j for j in judged if (cls in j.classes if cls != "none" else not j.classes)]
         mine = [f for f in faults if f.cls == cls]
         failed = [j for j in near if not j.call.ok]
+        after = max((j.classes[cls] for j in failed if cls in j.classes), default=None)
         body.append(
             [
                 cls,
@@ -210,9 +219,17 @@ def _by_fault(judged: list[Judged], faults: list[Fault]) -> list[str]:
                 str(sum(j.call.kind.idempotent for j in failed)),
                 str(sum(not j.call.kind.idempotent for j in failed)),
                 str(sum(j.lost for j in near)),
+                "" if after is None else f"{after:+.1f} s",
             ]
         )
-    return ["### Calls by fault class", "", *pipe_table(header, body)]
+    notes = [
+        "",
+        "Last failure after undone: of the failed calls near a fault of the class, the latest"
+        " end relative to when that fault was undone (negative: while it held). A replica"
+        f" counts as disturbed until {GRACE:g} s after: a figure near +{GRACE:g} s would say"
+        " the gateway needs about that long to use a replica again.",
+    ]
+    return ["### Calls by fault class", "", *pipe_table(header, body), *notes]
 
 
 def _lost(judged: list[Judged], limit: int = 10) -> list[str]:
@@ -251,7 +268,7 @@ def _errors(judged: list[Judged], limit: int = 12) -> list[str]:
         first = group[0]
         call = first.call
         idem = sum(j.call.kind.idempotent for j in group)
-        near = ", ".join(sorted(set().union(*(j.classes for j in group)))) or "no fault"
+        near = ", ".join(sorted({cls for j in group for cls in j.classes})) or "no fault"
         message = (call.error or "")[:300].replace("`", "'")
         out.append(
             f"- **{len(group)}** ({idem} idempotent, {sum(j.lost for j in group)} lost; near:"
