@@ -240,10 +240,10 @@ def _lost(judged: list[Judged], limit: int = 10) -> list[str]:
     for j in lost[:limit]:
         call = j.call
         error = (call.error or "")[:200].replace("`", "'")
+        near = f"; near: {', '.join(sorted(j.classes))}" if j.classes else ""
         out.append(
             f"- {call.start:.1f}-{call.end:.1f} s, {call.front} front, `{call.kind.exposed}`"
-            f" (undisturbed: {', '.join(j.clean)}; near: {', '.join(sorted(j.classes))}):"
-            f" `{error}`"
+            f" (undisturbed: {', '.join(j.clean)}{near}): `{error}`"
         )
     return out
 
