@@ -260,13 +260,21 @@ class Env:
     graceful: bool = True
     #: Where to say that a front left processes running after its graceful stop.
     say: Callable[[str], None] = print
+    #: A gateway config of the caller's own, instead of copies of the bench backend.
+    servers: Path | None = None
+    #: Called with a front's path and pids once it has been asked to stop, before what
+    #: is left of it is killed: to see what it left behind.
+    before_kill: Callable[[str, list[int]], None] | None = None
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def next_id(self) -> int:
         return next(self._ids)
 
     def config(self, backends: int) -> Path:
-        """A servers.toml with `backends` copies of the bench backend, named b1..bN."""
+        """`servers` if set, else a servers.toml with `backends` copies of the bench
+        backend, named b1..bN."""
+        if self.servers is not None:
+            return self.servers
         path = self.workdir / f"servers-{backends}.toml"
         if not path.exists():
             lines = ["[gateway]", "connect_timeout = 120", ""]
@@ -440,6 +448,8 @@ async def open_front(path: str, backends: int, env: Env) -> AsyncIterator[Front]
                 http.send_signal(signal.SIGTERM)  # the gateway stops its backends itself
                 await _bounded(http.wait(), env, f"stopping {path}")
         finally:
+            if env.before_kill is not None:
+                env.before_kill(path, started)
             left = sum(env.reaper.end(pid) for pid in started)
             if left and env.graceful:
                 env.say(f"{PATHS[path]}: {left} process(es) still running after it stopped: killed")

@@ -15,7 +15,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["BEGIN", "END", "Row", "Table", "machine_info", "source_state", "write_markdown"]
+__all__ = [
+    "BEGIN",
+    "END",
+    "Row",
+    "Table",
+    "machine_info",
+    "pipe_table",
+    "source_state",
+    "write_markdown",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 #: The part of a Markdown file that --markdown rewrites; the text around it is kept.
@@ -77,23 +86,28 @@ class Table:
     notes: list[str] = field(default_factory=list)
 
     def markdown(self) -> str:
-        """An aligned pipe table: readable as printed, and as rendered Markdown."""
         header = ["", *self.columns.values()]
         body = [[row.label, *(row.cell(path) for path in self.columns)] for row in self.rows]
-        widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
-
-        def line(cells: Sequence[str]) -> str:
-            first = cells[0].ljust(widths[0])
-            rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
-            return "| " + " | ".join([first, *rest]) + " |"
-
-        rule = "|" + "|".join(
-            "-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
-        )
-        out = [f"### {self.title}", "", line(header), rule + "|", *map(line, body)]
+        out = [f"### {self.title}", "", *pipe_table(header, body)]
         if self.notes:
             out += ["", *self.notes]
         return "\n".join(out)
+
+
+def pipe_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    """An aligned pipe table, first column left and the others right: readable as
+    printed, and as rendered Markdown."""
+    widths = [max(len(line[i]) for line in [header, *body]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
+        return "| " + " | ".join([first, *rest]) + " |"
+
+    rule = "|" + "|".join(
+        "-" * (w + 2) if i == 0 else "-" * (w + 1) + ":" for i, w in enumerate(widths)
+    )
+    return [line(header), rule + "|", *map(line, body)]
 
 
 def _cpu_model() -> str:
@@ -160,18 +174,26 @@ def machine_info(
     return "\n".join(f"- **{key}**: {value}" for key, value in items)
 
 
-def write_markdown(path: Path, block: str) -> None:
-    """Put `block` between the markers in `path`, keeping the rest; a new file gets just it."""
-    region = f"{BEGIN}\n{block}\n{END}"
+def write_markdown(
+    path: Path,
+    block: str,
+    *,
+    markers: tuple[str, str] = (BEGIN, END),
+    title: str = "mcp-agg benchmarks",
+) -> None:
+    """Put `block` between the markers in `path`, keeping the rest; a new file gets just it
+    under `title`."""
+    begin, end = markers
+    region = f"{begin}\n{block}\n{end}"
     if path.exists():
         text = path.read_text()
-        if BEGIN in text and END in text:
-            head, rest = text.split(BEGIN, 1)
-            tail = rest.split(END, 1)[1]
+        if begin in text and end in text:
+            head, rest = text.split(begin, 1)
+            tail = rest.split(end, 1)[1]
             path.write_text(f"{head}{region}{tail}")
             return
         if text.strip():
             path.write_text(f"{text.rstrip()}\n\n{region}\n")
             return
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# mcp-agg benchmarks\n\n{region}\n")
+    path.write_text(f"# {title}\n\n{region}\n")

@@ -2,8 +2,9 @@
 
 Behaviour is read from the file named by `--mode-file` at every request, so a test can
 change it while the process runs: `ok`, `hang`, `hold` (a call waits until the mode is
-no longer `hold`), `slow:MS`, or `hang-probes` (tools/list never answers, calls still
-do). Every tool execution appends `REPLICA TOOL KEY IDEMPOTENCY` to `--count-file`, so
+no longer `hold`), `slow:MS`, `hang-probes` (tools/list never answers, calls still
+do), or `junk` (over stdio, a line that is not JSON-RPC goes to stdout before each
+answer). Every tool execution appends `REPLICA TOOL KEY IDEMPOTENCY` to `--count-file`, so
 a test can see what ran, where and how often.
 """
 
@@ -46,8 +47,17 @@ def record(tool: str, key: str, ctx: Context | None) -> None:
         counts.write(f"{args.replica} {tool} {key} {idempotency}\n")
 
 
+#: What `junk` writes: one short line (atomic on a pipe), not a JSON-RPC message.
+JUNK = b"faulty: this line is not JSON-RPC {\n"
+#: The protocol's pipe, kept before the SDK points fd 1 at stderr to protect it: junk goes
+#: where a stray print of a server on another SDK would.
+WIRE = os.dup(1) if args.transport == "stdio" else None
+
+
 async def behave() -> None:
     current = mode()
+    if current == "junk" and WIRE is not None:
+        os.write(WIRE, JUNK)
     if current == "hang":
         await asyncio.Event().wait()
     while current == "hold":
