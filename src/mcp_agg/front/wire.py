@@ -1,0 +1,116 @@
+"""JSON-RPC over lines on a pair of byte streams: the stdio front's session wire.
+
+It replaces the MCP SDK's `stdio_server`, which reads stdin with no bound on a line and
+drops the lines it cannot read without an answer. Here:
+
+- lines are split by a `LineSplitter` bounded by `max_message_bytes`, so a long line is
+  refused and discarded as it streams past, never held;
+- every line is answered as JSON-RPC 2.0 says when it is not a valid message (`inbound`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from mcp.shared.message import SessionMessage
+from mcp_types import JSONRPCError, JSONRPCMessage
+
+from mcp_agg.front.inbound import Inbound, read_line, read_oversized
+from mcp_agg.front.lines import LineSplitter
+
+__all__ = ["ByteStreams", "LineWire"]
+
+logger = logging.getLogger(__name__)
+
+
+class ByteStreams(Protocol):
+    """The client's two byte streams (the stdio front's stdin and stdout)."""
+
+    async def read(self) -> bytes:
+        """The next bytes the client wrote; `b""` once it closed its end."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Write all of `data` (OSError when the client stopped reading)."""
+        ...
+
+
+class LineWire:
+    """The session's two streams over `pipes` (module docstring).
+
+    `read_client` and `write_client` run beside the server loop, which reads
+    `read_stream` and writes `write_stream`.
+    """
+
+    def __init__(self, pipes: ByteStreams, *, limit: int) -> None:
+        self._pipes = pipes
+        self._limit = limit
+        self._to_session: MemoryObjectSendStream[SessionMessage | Exception]
+        self.read_stream: MemoryObjectReceiveStream[SessionMessage | Exception]
+        self._to_session, self.read_stream = anyio.create_memory_object_stream(0)
+        self.write_stream: MemoryObjectSendStream[SessionMessage]
+        self._from_session: MemoryObjectReceiveStream[SessionMessage]
+        self.write_stream, self._from_session = anyio.create_memory_object_stream(0)
+        #: Our own answers (to lines that are not valid messages), written between the
+        #: session's.
+        self._answers, self._answers_out = anyio.create_memory_object_stream[JSONRPCError](16)
+        #: One line at a time: the session's and our own answers are written by two tasks.
+        self._writing = anyio.Lock()
+        #: The client stopped reading: what is left to write goes nowhere.
+        self._gone = False
+        #: Set once everything the session wrote has been written (or the client left).
+        self.written = anyio.Event()
+
+    async def read_client(self) -> None:
+        """Lines from the client to the session until EOF, which ends the session."""
+        splitter = LineSplitter(self._limit)
+        # Their only sender: the session, and the writer of our answers, end with it.
+        with self._answers, self._to_session:
+            try:
+                while chunk := await self._pipes.read():
+                    for line in splitter.feed(chunk):
+                        if isinstance(line, bytes):
+                            await self._deliver(read_line(line))
+                        else:
+                            await self._deliver(read_oversized(line, self._limit))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return  # the session ended first
+            except OSError as exc:
+                logger.info("reading the client's input failed: %s", exc)
+
+    async def _deliver(self, inbound: Inbound) -> None:
+        if isinstance(inbound, JSONRPCError):
+            await self._answers.send(inbound)
+        elif inbound is not None:
+            await self._to_session.send(inbound)
+
+    async def write_client(self) -> None:
+        """The session's messages and our own answers to the client, one a line."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._write_answers)
+                async with self._from_session:
+                    async for session_message in self._from_session:
+                        await self._write(session_message.message)
+                tg.cancel_scope.cancel()
+        finally:
+            self.written.set()
+
+    async def _write_answers(self) -> None:
+        async with self._answers_out:
+            async for answer in self._answers_out:
+                await self._write(answer)
+
+    async def _write(self, message: JSONRPCMessage) -> None:
+        if self._gone:
+            return
+        data = message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+        try:
+            async with self._writing:
+                await self._pipes.write(data)
+        except OSError as exc:
+            logger.info("the client stopped reading its output: %s", exc)
+            self._gone = True
