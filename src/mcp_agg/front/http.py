@@ -21,6 +21,7 @@ import uvicorn
 from fastmcp import FastMCP
 
 from mcp_agg.config import GatewayConfig
+from mcp_agg.front.bodylimit import BodyLimit, lift_sdk_cap
 from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
@@ -44,7 +45,8 @@ async def serve_http(
     """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully (`hurry` once it is
     stopping), SIGHUP calls `on_reload`, if given.
 
-    `settings` gives `allowed_hosts` and `allowed_origins`. `ops` is served meanwhile.
+    `settings` gives `allowed_hosts`, `allowed_origins` and `max_message_bytes`. `ops` is
+    served meanwhile.
     """
     policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
     logger.info(
@@ -55,7 +57,9 @@ async def serve_http(
     # FastMCP's own guard is turned off explicitly (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION
     # would otherwise stack a second one with other rules): ours replaces it, origin.py
     # says why.
-    app = HostOriginGuard(server.http_app(transport="http", host_origin_protection=False), policy)
+    mcp_app = server.http_app(transport="http", host_origin_protection=False)
+    lift_sdk_cap(mcp_app, settings.max_message_bytes)
+    app = HostOriginGuard(BodyLimit(mcp_app, settings.max_message_bytes), policy)
     # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
     # the gateway's stderr handler and its secret redaction; they propagate to it instead.
     config = uvicorn.Config(
