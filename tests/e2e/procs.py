@@ -280,6 +280,23 @@ def session_headers(session_id: str) -> dict[str, str]:
     }
 
 
+async def open_session(http: httpx.AsyncClient, url: str, client: str) -> dict[str, str]:
+    """Initialize a handshake-era session at `url` as `client`: the headers that use it."""
+    response = await post_initialize(http, url, client=client)
+    assert response.status_code == 200, response.text
+    headers = session_headers(response.headers["mcp-session-id"])
+    assert (await http.post(url, json=INITIALIZED, headers=headers)).status_code == 202
+    return headers
+
+
+def messages(response: httpx.Response) -> list[Any]:
+    """The JSON-RPC messages of a 200 response, sent as JSON or as SSE events."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        return [json.loads(item) for item in data if item.strip()]
+    return [response.json()]
+
+
 async def post_initialize(
     http: httpx.AsyncClient,
     url: str,

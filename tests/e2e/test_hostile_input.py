@@ -34,6 +34,7 @@ from tests.e2e.procs import (
     demo_servers,
     free_port,
     initialize_request,
+    messages,
     served_gateway,
     session_headers,
 )
@@ -111,14 +112,6 @@ request_timeout = 30
 
 
 # ---------------------------------------------------------------- checks
-
-
-def messages(response: httpx.Response) -> list[Any]:
-    """The JSON-RPC messages of a 200 response, sent as JSON or as SSE events."""
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
-        return [json.loads(item) for item in data if item.strip()]
-    return [response.json()]
 
 
 def is_error(message: Any, *, tool_error_ok: bool) -> bool:

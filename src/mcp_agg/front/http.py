@@ -22,6 +22,7 @@ from fastmcp import FastMCP
 
 from mcp_agg.config import GatewayConfig
 from mcp_agg.front.bodylimit import BodyLimit, lift_sdk_cap
+from mcp_agg.front.exchanges import Exchanges
 from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
@@ -59,7 +60,9 @@ async def serve_http(
     # says why.
     mcp_app = server.http_app(transport="http", host_origin_protection=False)
     lift_sdk_cap(mcp_app, settings.max_message_bytes)
-    app = HostOriginGuard(BodyLimit(mcp_app, settings.max_message_bytes), policy)
+    exchanges = Exchanges(mcp_app)
+    exchanges.install(server)
+    app = HostOriginGuard(BodyLimit(exchanges, settings.max_message_bytes), policy)
     # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
     # the gateway's stderr handler and its secret redaction; they propagate to it instead.
     config = uvicorn.Config(
