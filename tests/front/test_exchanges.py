@@ -117,3 +117,38 @@ async def test_nothing_else_is_cancelled(
     app = StreamingApp(answers=answers)
     await exchanges_around(app)(post(headers), client(body, leaves=True), ignore)
     assert len(app.seen) == 1
+
+
+async def test_idle_waits_for_the_posts_under_way() -> None:
+    app = StreamingApp(answers=False)
+    exchanges = exchanges_around(app)
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(exchanges, post(SESSION), client(CALL, leaves=False), ignore)
+            await anyio.sleep(0.05)
+            with anyio.move_on_after(0.2) as waited:
+                await exchanges.idle()
+            assert waited.cancelled_caught
+            tg.cancel_scope.cancel()
+        await exchanges.idle()
+
+
+async def test_close_streams_ends_a_get_stream_with_its_closing_chunk() -> None:
+    sent: list[Message] = []
+
+    async def stream(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+        await anyio.sleep_forever()
+
+    async def record(message: Message) -> None:
+        sent.append(message)
+
+    exchanges = Exchanges(stream)
+    get = {"type": "http", "method": "GET", "path": "/mcp", "headers": SESSION}
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(exchanges, get, client(b"", leaves=False), record)
+            await anyio.sleep(0.05)
+            exchanges.close_streams()
+    assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}

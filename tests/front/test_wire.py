@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import anyio
-import pytest
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest, JSONRPCResponse
 
@@ -40,8 +39,9 @@ class Pipes:
 
 
 async def test_lines_reach_the_session_and_bad_ones_are_answered() -> None:
+    eofs: list[str] = []
     pipes = Pipes(b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}\nnot json\n[]\n', b"")
-    wire = LineWire(pipes, limit=1000)
+    wire = LineWire(pipes, limit=1000, on_eof=eofs.append)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(wire.read_client)
@@ -49,47 +49,53 @@ async def test_lines_reach_the_session_and_bad_ones_are_answered() -> None:
             item = await wire.read_stream.receive()
             assert isinstance(item, SessionMessage)
             assert item.message == JSONRPCRequest(jsonrpc="2.0", id=1, method="ping")
+            with anyio.move_on_after(0.1) as waited:
+                await wire.idle()
+            assert waited.cancelled_caught, "request 1 is unanswered"
             answer = JSONRPCResponse(jsonrpc="2.0", id=1, result={})
             await wire.write_stream.send(SessionMessage(answer))
-            with pytest.raises(anyio.EndOfStream):  # stdin's end ends the session
-                await wire.read_stream.receive()
+            await wire.idle()
+            wire.close()
             await wire.write_stream.aclose()
             await wire.written.wait()
     wire.read_stream.close()
     codes = sorted(m["error"]["code"] for m in pipes.written if "error" in m)
     assert codes == [-32700, -32600]
     assert {"jsonrpc": "2.0", "id": 1, "result": {}} in pipes.written
+    assert eofs == ["stdin closed"]
 
 
 async def test_a_line_over_the_limit_is_refused() -> None:
     line = json.dumps({"jsonrpc": "2.0", "id": 3, "method": "m", "params": {"p": "x" * 500}})
     pipes = Pipes(line.encode() + b"\n", b"")
-    wire = LineWire(pipes, limit=100)
+    wire = LineWire(pipes, limit=100, on_eof=lambda why: None)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(wire.read_client)
             tg.start_soon(wire.write_client)
             while not pipes.written:
                 await anyio.sleep(0.01)
+            wire.close()
             await wire.write_stream.aclose()
     wire.read_stream.close()
     (answer,) = pipes.written
     assert (answer["id"], answer["error"]["code"]) == (3, -32600)
 
 
-async def test_a_client_that_stopped_reading_is_not_written_to() -> None:
+async def test_a_client_that_stops_reading_ends_the_waits() -> None:
+    eofs: list[str] = []
     pipes = Pipes(b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}\n', broken=True)
-    wire = LineWire(pipes, limit=1000)
+    wire = LineWire(pipes, limit=1000, on_eof=eofs.append)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(wire.read_client)
             tg.start_soon(wire.write_client)
             await wire.read_stream.receive()
-            for request_id in (1, 2):
-                answer = JSONRPCResponse(jsonrpc="2.0", id=request_id, result={})
-                await wire.write_stream.send(SessionMessage(answer))
+            answer = JSONRPCResponse(jsonrpc="2.0", id=1, result={})
+            await wire.write_stream.send(SessionMessage(answer))
+            await wire.idle()
+            wire.close()
             await wire.write_stream.aclose()
-            await wire.written.wait()
             tg.cancel_scope.cancel()
     wire.read_stream.close()
-    assert pipes.written == []
+    assert eofs == ["stdout closed"]

@@ -1,14 +1,17 @@
 """The stdio front: the gateway serving one client over its stdin and stdout.
 
 It replaces FastMCP's `run_stdio_async` and the MCP SDK's `stdio_server` under it, for
-two reasons:
+three reasons:
 
 - FastMCP reads stdin in a worker thread, and a blocked thread read cannot be
   cancelled, so the server would wait for the client's next line before it could stop
   (and unwind the lifespan, which stops and reaps every backend). Here stdin and stdout
   are driven by the event loop when they are pipes, sockets or a terminal; a regular
   file is read and written in threads;
-- the SDK's line reading has no bound and answers nothing it cannot read (`wire`).
+- the SDK's line reading has no bound and answers nothing it cannot read (`wire`);
+- the SDK ends the session when stdin closes, cutting off the calls in flight. Here
+  stdin closing, SIGTERM and SIGINT drain the front instead (`drain`): the calls in
+  flight are answered, within `shutdown_grace`, before the gateway stops.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 
 from mcp_agg.config import GatewayConfig
+from mcp_agg.front.drain import Drain
 from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.signals import Hurry, Reload, handle_signals
 from mcp_agg.front.wire import LineWire
@@ -47,26 +51,44 @@ async def serve_stdio(
 ) -> None:
     """What `server.run_stdio_async()` does, with stdin read by the event loop.
 
-    Returns on stdin EOF (the client went away) or on SIGINT/SIGTERM; SIGHUP calls
-    `on_reload`, and a stop signal while stopping `hurry`, if given. `settings` gives
-    `max_message_bytes`; `ops` is served meanwhile.
+    Returns once drained after stdin EOF (the client went away) or SIGINT/SIGTERM; a stop
+    signal while still starting returns at once. SIGHUP calls `on_reload`, and a stop
+    signal while stopping `hurry`, if given. `settings` gives `max_message_bytes` and
+    `shutdown_grace`; `ops` is served meanwhile.
     """
+    drain = Drain(grace=settings.shutdown_grace)
+    drain.install(server)
     serving = anyio.CancelScope()
+    wire: LineWire | None = None
+
+    def stop() -> None:
+        if wire is None:
+            serving.cancel()  # still starting the backends: nothing to drain
+        else:
+            drain.begin("received a stop signal")
+
     async with anyio.create_task_group() as tg:
         # Signals are heard until the end: the stop itself may be asked to hurry.
-        tg.start_soon(handle_signals, serving.cancel, on_reload, hurry)
+        tg.start_soon(handle_signals, stop, on_reload, hurry)
         with serving:
             async with serving_ops(ops), _serving_stdio(server) as pipes:
-                await _serve(server, LineWire(pipes, limit=settings.max_message_bytes))
+                wire = LineWire(pipes, limit=settings.max_message_bytes, on_eof=drain.begin)
+                await _serve(server, wire, drain)
         tg.cancel_scope.cancel()
 
 
-async def _serve(server: FastMCP[Any], wire: LineWire) -> None:
-    """The server loop on the wire until stdin ends; then every answer is flushed."""
+async def _serve(server: FastMCP[Any], wire: LineWire, drain: Drain) -> None:
+    """The server loop on the wire until drained; then every answer is flushed."""
+
+    async def end_when_drained() -> None:
+        await drain.run(wire.idle)
+        wire.close()
+
     low_level = server._mcp_server
     async with anyio.create_task_group() as tg:
         tg.start_soon(wire.read_client)
         tg.start_soon(wire.write_client)
+        tg.start_soon(end_when_drained)
         await low_level.run(
             wire.read_stream, wire.write_stream, low_level.create_initialization_options()
         )
