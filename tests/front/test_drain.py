@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 from mcp.shared.exceptions import MCPError
 
@@ -38,6 +39,25 @@ class Front:
         while self.open:
             await self.ended.wait()
 
+    async def start(
+        self, tg: anyio.abc.TaskGroup, request_id: int, method: str = "tools/call"
+    ) -> None:
+        """Start a request that works for a minute; return once it is being handled."""
+        working = anyio.Event()
+
+        async def work(ctx: Any) -> Any:
+            working.set()
+            await anyio.sleep(60)
+
+        tg.start_soon(self.request, request_id, work, method)
+        await working.wait()
+
+
+async def refusing(drain: Drain) -> None:
+    """Until the drain refuses new requests (the caller bounds the wait)."""
+    while not drain._refusing:
+        await anyio.sleep(0.01)
+
 
 def takes(seconds: float, result: str = "done") -> Any:
     async def work(ctx: Any) -> Any:
@@ -56,16 +76,22 @@ async def test_requests_pass_until_the_drain_begins() -> None:
 async def test_a_call_in_flight_finishes_and_new_requests_are_refused() -> None:
     drain = Drain(grace=10)
     front = Front(drain)
+    finish = anyio.Event()
+
+    async def call(ctx: Any) -> str:
+        await finish.wait()
+        return "done"
+
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(front.request, 1, takes(0.3))
-            await anyio.sleep(0.05)
+            tg.start_soon(front.request, 1, call)
             drain.begin("test")
             tg.start_soon(drain.run, front.idle)
-            await anyio.sleep(0.05)
+            await refusing(drain)
             await front.request(2, takes(0))
             notification: Any = SimpleNamespace(request_id=None, method="notifications/x")
             assert await drain._middleware(notification, takes(0, "passed")) == "passed"
+            finish.set()
     assert front.answers[1] == "done"
     assert front.answers[2].code == -32000
     assert "refused" in front.answers[2].message
@@ -76,8 +102,7 @@ async def test_a_call_beyond_the_grace_is_cancelled_with_an_error() -> None:
     front = Front(drain)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(front.request, 1, takes(60))
-            await anyio.sleep(0.05)
+            await front.start(tg, 1)
             drain.begin("test")
             await drain.run(front.idle)
     assert front.answers[1].code == -32000
@@ -89,24 +114,23 @@ async def test_another_stop_cuts_the_grace_short() -> None:
     front = Front(drain)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(front.request, 1, takes(60))
-            await anyio.sleep(0.05)
+            await front.start(tg, 1)
             drain.begin("test")
             tg.start_soon(drain.run, front.idle)
-            await anyio.sleep(0.1)
             drain.begin("test")
     assert "did not finish" in front.answers[1].message
 
 
 async def test_requests_are_served_for_drain_seconds_first() -> None:
-    drain = Drain(grace=10, serve_on=0.3)
+    drain = Drain(grace=10, serve_on=2)
     front = Front(drain)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             drain.begin("test")
             tg.start_soon(drain.run, front.idle)
             await front.request(1, takes(0))
-            await anyio.sleep(0.5)
+            assert not drain._refusing
+            await refusing(drain)
             await front.request(2, takes(0))
     assert front.answers[1] == "done"
     assert front.answers[2].code == -32000
@@ -117,8 +141,7 @@ async def test_open_streams_end_when_refusals_begin() -> None:
     front = Front(drain)
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
-            tg.start_soon(front.request, 1, takes(60), "subscriptions/listen")
-            await anyio.sleep(0.05)
+            await front.start(tg, 1, "subscriptions/listen")
             drain.begin("test")
             await drain.run(front.idle)
     assert front.answers[1].code == -32000

@@ -120,17 +120,30 @@ async def test_nothing_else_is_cancelled(
 
 
 async def test_idle_waits_for_the_posts_under_way() -> None:
-    app = StreamingApp(answers=False)
-    exchanges = exchanges_around(app)
+    answer = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        await receive()
+        await answer.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"answer"})
+
+    exchanges = Exchanges(app)
+    idle = anyio.Event()
+
+    async def waiting() -> None:
+        await exchanges.idle()
+        idle.set()
+
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(exchanges, post(SESSION), client(CALL, leaves=False), ignore)
-            await anyio.sleep(0.05)
-            with anyio.move_on_after(0.2) as waited:
-                await exchanges.idle()
-            assert waited.cancelled_caught
-            tg.cancel_scope.cancel()
-        await exchanges.idle()
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(waiting)
+            await anyio.wait_all_tasks_blocked()
+            assert not idle.is_set()
+            answer.set()
+            await idle.wait()
 
 
 async def test_close_streams_ends_a_get_stream_with_its_closing_chunk() -> None:
@@ -149,6 +162,6 @@ async def test_close_streams_ends_a_get_stream_with_its_closing_chunk() -> None:
     with anyio.fail_after(5):
         async with anyio.create_task_group() as tg:
             tg.start_soon(exchanges, get, client(b"", leaves=False), record)
-            await anyio.sleep(0.05)
+            await anyio.wait_all_tasks_blocked()
             exchanges.close_streams()
     assert sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import uvicorn
 from fastmcp import FastMCP
+from starlette.types import ASGIApp
 
 from mcp_agg.config import GatewayConfig
 from mcp_agg.front.bodylimit import BodyLimit, lift_sdk_cap
@@ -56,22 +57,9 @@ async def serve_http(
     `settings` gives `allowed_hosts`, `allowed_origins`, `max_message_bytes` and the
     drain's `drain_seconds` and `shutdown_grace`. `ops` is served meanwhile.
     """
-    policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
-    logger.info(
-        "HTTP front accepts Host %s and Origin %s (or none)",
-        "any" if policy.allowed_hosts is None else ", ".join(policy.allowed_hosts),
-        ", ".join(policy.allowed_origins) or "none",
-    )
     drain = Drain(grace=settings.shutdown_grace, serve_on=settings.drain_seconds)
     drain.install(server)
-    # FastMCP's own guard is turned off explicitly (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION
-    # would otherwise stack a second one with other rules): ours replaces it, origin.py
-    # says why.
-    mcp_app = server.http_app(transport="http", host_origin_protection=False)
-    lift_sdk_cap(mcp_app, settings.max_message_bytes)
-    exchanges = Exchanges(mcp_app)
-    exchanges.install(server)
-    app = HostOriginGuard(BodyLimit(exchanges, settings.max_message_bytes), policy)
+    app, exchanges = _asgi_app(server, host, settings)
     # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
     # the gateway's stderr handler and its secret redaction; they propagate to it instead.
     config = uvicorn.Config(
@@ -104,3 +92,24 @@ async def serve_http(
             logger.info("serving MCP on http://%s:%d/mcp", host, port)
             await web.serve()
         tg.cancel_scope.cancel()
+
+
+def _asgi_app(
+    server: FastMCP[Any], host: str, settings: GatewayConfig
+) -> tuple[ASGIApp, Exchanges]:
+    """FastMCP's MCP app behind our layers, outermost first: the Host/Origin guard, the
+    body limit, the exchanges (returned too, for the drain)."""
+    policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
+    logger.info(
+        "HTTP front accepts Host %s and Origin %s (or none)",
+        "any" if policy.allowed_hosts is None else ", ".join(policy.allowed_hosts),
+        ", ".join(policy.allowed_origins) or "none",
+    )
+    # FastMCP's own guard is turned off explicitly (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION
+    # would otherwise stack a second one with other rules): ours replaces it, origin.py
+    # says why.
+    mcp_app = server.http_app(transport="http", host_origin_protection=False)
+    lift_sdk_cap(mcp_app, settings.max_message_bytes)
+    exchanges = Exchanges(mcp_app)
+    exchanges.install(server)
+    return HostOriginGuard(BodyLimit(exchanges, settings.max_message_bytes), policy), exchanges
