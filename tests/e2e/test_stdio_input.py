@@ -12,13 +12,21 @@ serves on. The long line must not be held in memory while it is discarded.
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.procs import StdioPeer, demo_servers, peak_rss, stdio_gateway
+from tests.e2e.procs import (
+    PYTHON,
+    StdioPeer,
+    demo_servers,
+    kill_group,
+    peak_rss,
+    stdio_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -133,3 +141,21 @@ def test_max_message_bytes_sets_the_limit(tmp_path: Path) -> None:
         answer = peer.request("tools/call", params, 2)
         assert answer["error"]["code"] == INVALID_REQUEST, answer
         assert_serving(peer, 3)
+
+
+@pytest.mark.parametrize("stdout", ["pipe", "file"])
+def test_stdin_from_dev_null_ends_the_gateway_cleanly(tmp_path: Path, stdout: str) -> None:
+    """`mcp-agg serve < /dev/null`: EOF at once, and a clean exit (the event loop cannot
+    wait on /dev/null: it is read in a thread)."""
+    with (tmp_path / "stdout").open("wb") as file:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "mcp_agg", "serve", "-c", str(units_config(tmp_path))],
+            stdin=subprocess.DEVNULL,
+            stdout=file if stdout == "file" else subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            assert proc.wait(timeout=30) == 0
+        finally:
+            kill_group(proc)

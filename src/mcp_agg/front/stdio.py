@@ -7,7 +7,7 @@ three reasons:
   cancelled, so the server would wait for the client's next line before it could stop
   (and unwind the lifespan, which stops and reaps every backend). Here stdin and stdout
   are driven by the event loop when they are pipes, sockets or a terminal; a regular
-  file is read and written in threads;
+  file or /dev/null is read and written in threads;
 - the SDK's line reading has no bound and answers nothing it cannot read (`wire`);
 - the SDK ends the session when stdin closes, cutting off the calls in flight. Here
   stdin closing, SIGTERM and SIGINT drain the front instead (`drain`): the calls in
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import stat
+import selectors
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -116,10 +116,15 @@ async def _serving_stdio(server: FastMCP[Any]) -> AsyncIterator[_Stdio]:
         reset_transport(token)
 
 
-def _streamable(fd: int) -> bool:
-    """Whether the event loop can drive this descriptor (a pipe, socket or terminal)."""
-    mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+def _pollable(fd: int, events: int) -> bool:
+    """Whether the event loop can wait on this descriptor: a pipe, a socket or a terminal
+    can; a regular file, or a device such as /dev/null, cannot (epoll refuses them)."""
+    with selectors.DefaultSelector() as selector:
+        try:
+            selector.register(fd, events)
+        except (OSError, ValueError):
+            return False
+    return True
 
 
 class _Stdio:
@@ -139,7 +144,8 @@ class _Stdio:
         os.dup2(null, 0)
         os.close(null)
         os.dup2(2, 1)
-        self._loop_in, self._loop_out = _streamable(self._in), _streamable(self._out)
+        self._loop_in = _pollable(self._in, selectors.EVENT_READ)
+        self._loop_out = _pollable(self._out, selectors.EVENT_WRITE)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._transports: list[asyncio.BaseTransport] = []
