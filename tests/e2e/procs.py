@@ -6,10 +6,12 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -315,6 +317,23 @@ def session_headers(session_id: str) -> dict[str, str]:
     }
 
 
+async def open_session(http: httpx.AsyncClient, url: str, client: str) -> dict[str, str]:
+    """Initialize a handshake-era session at `url` as `client`: the headers that use it."""
+    response = await post_initialize(http, url, client=client)
+    assert response.status_code == 200, response.text
+    headers = session_headers(response.headers["mcp-session-id"])
+    assert (await http.post(url, json=INITIALIZED, headers=headers)).status_code == 202
+    return headers
+
+
+def messages(response: httpx.Response) -> list[Any]:
+    """The JSON-RPC messages of a 200 response, sent as JSON or as SSE events."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        return [json.loads(item) for item in data if item.strip()]
+    return [response.json()]
+
+
 async def post_initialize(
     http: httpx.AsyncClient,
     url: str,
@@ -328,3 +347,116 @@ async def post_initialize(
         json=initialize_request(client),
         headers={"Accept": ACCEPT, "Content-Type": "application/json", **(headers or {})},
     )
+
+
+class StdioPeer:
+    """A raw client of `mcp-agg serve` on stdio: it writes bytes to the gateway's stdin and
+    reads its stdout line by line in a thread, so that every wait for an answer has a
+    deadline (a gateway that stays silent fails the test instead of hanging it)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        self.proc = proc
+        self._stdin = proc.stdin
+        self._lines: queue.Queue[bytes] = queue.Queue()
+        stdout = proc.stdout
+
+        def read() -> None:
+            with suppress(OSError, ValueError):  # the pipe closed under the read
+                for line in iter(stdout.readline, b""):
+                    self._lines.put(line)
+            self._lines.put(b"")  # EOF
+
+        self._reader = threading.Thread(target=read, name="stdio-peer", daemon=True)
+        self._reader.start()
+
+    def write(self, data: bytes) -> None:
+        self._stdin.write(data)
+        self._stdin.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.write(json.dumps(message).encode() + b"\n")
+
+    def close_stdin(self) -> None:
+        self._stdin.close()
+
+    def receive(self, timeout: float = 15.0) -> dict[str, Any]:
+        """The next message on stdout; every line there must be a JSON-RPC message."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no message from the gateway within {timeout:g}s") from None
+        assert line, "the gateway closed stdout"
+        message: dict[str, Any] = json.loads(line)
+        assert message.get("jsonrpc") == "2.0", message
+        return message
+
+    def answer(self, request_id: Any, timeout: float = 15.0) -> dict[str, Any]:
+        """The answer to request `request_id` (a result or an error); other messages on
+        the way (notifications) are passed over."""
+        deadline = time.monotonic() + timeout
+        while True:
+            message = self.receive(max(deadline - time.monotonic(), 0.0))
+            if "method" not in message and message.get("id") == request_id:
+                return message
+
+    def request(
+        self, method: str, params: dict[str, Any], request_id: int, timeout: float = 15.0
+    ) -> dict[str, Any]:
+        """Send a request and return its answer."""
+        self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        return self.answer(request_id, timeout)
+
+    def initialize(self, client: str = "e2e-test") -> dict[str, Any]:
+        """The handshake: `initialize`, then `notifications/initialized`; its result."""
+        answer = self.request("initialize", initialize_params(client), 0)
+        self.send(INITIALIZED)
+        result: dict[str, Any] = answer["result"]
+        return result
+
+    def stop(self) -> None:
+        """Kill the gateway's process group, let the reader see EOF, close the pipes."""
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        self._reader.join(timeout=10)
+        kill_group(self.proc)
+
+    def ended(self, timeout: float) -> bool:
+        """Whether stdout ends (EOF) within `timeout`, once what is left was read."""
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                if self._lines.get(timeout=left) == b"":
+                    return True
+            except queue.Empty:
+                return False
+        return False
+
+
+@contextmanager
+def stdio_gateway(config: Path, *args: str, stderr: IO[bytes] | None = None) -> Iterator[StdioPeer]:
+    """`mcp-agg serve -c config [args]` on stdio, spoken to by a `StdioPeer`; the process
+    group is killed on exit."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mcp_agg", "serve", "-c", str(config), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        start_new_session=True,
+    )
+    peer = StdioPeer(proc)
+    try:
+        yield peer
+    finally:
+        peer.stop()
+
+
+def peak_rss(pid: int) -> int:
+    """The peak resident set size of a process so far, in bytes (VmHWM in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for process {pid}")

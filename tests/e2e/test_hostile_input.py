@@ -34,6 +34,7 @@ from tests.e2e.procs import (
     demo_servers,
     free_port,
     initialize_request,
+    messages,
     served_gateway,
     session_headers,
 )
@@ -111,14 +112,6 @@ request_timeout = 30
 
 
 # ---------------------------------------------------------------- checks
-
-
-def messages(response: httpx.Response) -> list[Any]:
-    """The JSON-RPC messages of a 200 response, sent as JSON or as SSE events."""
-    if response.headers.get("content-type", "").startswith("text/event-stream"):
-        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
-        return [json.loads(item) for item in data if item.strip()]
-    return [response.json()]
 
 
 def is_error(message: Any, *, tool_error_ok: bool) -> bool:
@@ -349,6 +342,40 @@ def test_large_bodies(gateway: Gateway, mib: int) -> None:
     raw = encode(request("tools/call", {"name": GOOD_TOOL, "arguments": {"a": 1, "b": pad}}))
     assert_clean(send(gateway, raw), raw, tool_error_ok=True)
     assert_still_serving(gateway)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_max_message_bytes_is_refused_unread(gateway: Gateway, chunked: bool) -> None:
+    """Over `[gateway] max_message_bytes` (16 MiB by default): 413 with a JSON-RPC error,
+    whether the body says its length or comes in chunks (then it is read up to the
+    limit only)."""
+    response = send_padded(gateway, 17, chunked=chunked)
+    assert response.status_code == 413, response.text[:300]
+    error = response.json()
+    assert error["id"] is None, error
+    assert error["error"]["code"] == -32600, error
+    assert "max_message_bytes" in error["error"]["message"], error
+    assert_still_serving(gateway)
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_under_max_message_bytes_is_served(gateway: Gateway, chunked: bool) -> None:
+    """Under the limit, and over the MCP SDK's own 4 MiB: served (the argument is not a
+    number, so the answer is the tool's error)."""
+    response = send_padded(gateway, 6, chunked=chunked)
+    assert response.status_code == 200, response.text[:300]
+    (message,) = messages(response)
+    assert message["result"]["isError"] is True, message
+    assert_still_serving(gateway)
+
+
+def send_padded(gateway: Gateway, mib: int, *, chunked: bool) -> httpx.Response:
+    """A tools/call of about `mib` MiB, sent with its length or in 1 MiB chunks."""
+    pad = "x" * (mib * 1024 * 1024)
+    raw = encode(request("tools/call", {"name": GOOD_TOOL, "arguments": {"a": 1, "b": pad}}))
+    pieces = [raw[i : i + 1024 * 1024] for i in range(0, len(raw), 1024 * 1024)]
+    body: Any = iter(pieces) if chunked else raw
+    return gateway.http.post(gateway.url, content=body, headers=gateway.hostile)
 
 
 @settings(HOSTILE, max_examples=20)

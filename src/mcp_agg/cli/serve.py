@@ -110,7 +110,13 @@ def serve(
                     hurry=gateway.hurry,
                 )
             else:
-                await serve_stdio(server, ops=ops, on_reload=reload, hurry=gateway.hurry)
+                await serve_stdio(
+                    server,
+                    settings=loaded.gateway,
+                    ops=ops,
+                    on_reload=reload,
+                    hurry=gateway.hurry,
+                )
             tg.cancel_scope.cancel()
 
     # Each backend's first connection and a summary: live on a terminal (HTTP front

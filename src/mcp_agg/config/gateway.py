@@ -111,3 +111,17 @@ class GatewayConfig(StrictModel):
     tool_mode: Literal["list", "search"] = "list"
     #: 0: never switch automatically.
     max_listed_tools: Annotated[int, Field(ge=0)] = 128
+    #: The longest message a client may send, in bytes: one stdio line, one HTTP body.
+    #: A longer one is refused with a JSON-RPC error and discarded as it arrives, unheld.
+    #: A message is held several times over while it is parsed and forwarded (bytes,
+    #: text, model, the backend's copy), so this bounds the memory one client can take;
+    #: 16 MiB still fits a file of 12 MB sent base64 in an argument.
+    max_message_bytes: Annotated[int, Field(ge=1024)] = 16 * 1024 * 1024
+    #: On SIGTERM or SIGINT (and stdin closing, on stdio): seconds the calls in flight get
+    #: to finish while new requests are refused; those still running are then cancelled
+    #: with a JSON-RPC error. 25 leaves a Kubernetes pod's default 30 s termination grace
+    #: room for the backends to stop.
+    shutdown_grace: Annotated[float, Field(ge=0)] = 25
+    #: HTTP front: seconds after SIGTERM during which new requests are still served (a
+    #: load balancer still sending them has time to notice), before `shutdown_grace`.
+    drain_seconds: Annotated[float, Field(ge=0)] = 0

@@ -50,8 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: `[gateway]` settings fixed while the gateway runs: the HTTP front's authentication
 #: and Host/Origin rules, the admin API and the operations routes (composed when the
-#: front starts), tracing (installed once per process) and the server's name (sent to
-#: clients in `initialize`).
+#: front starts), the fronts' message limit and drain (read when they start), tracing
+#: (installed once per process) and the server's name (sent to clients in `initialize`).
 RESTART_SETTINGS = (
     "name",
     "auth",
@@ -60,6 +60,9 @@ RESTART_SETTINGS = (
     "admin",
     "tracing",
     "metrics",
+    "max_message_bytes",
+    "shutdown_grace",
+    "drain_seconds",
 )
 
 #: How often `watch_config` looks at the file (seconds), and how long a change must

@@ -1,9 +1,11 @@
 """The HTTP front: streamable HTTP at `/mcp`, served by uvicorn.
 
 It replaces one piece of FastMCP's `run_http_async`: uvicorn's own signal handling
-would kill the process before the lifespan (every backend) has unwound, so the signals
-stay the gateway's (`mcp_agg.front.signals`) and a signal asks uvicorn to shut down
-gracefully.
+would kill the process before the lifespan (every backend) has unwound, and its
+graceful shutdown gives the requests in flight a fixed time (FastMCP's 2 s), then cuts
+their response bodies off. So the signals stay the gateway's (`mcp_agg.front.signals`),
+and a stop signal drains the front (`mcp_agg.front.drain`: calls in flight are answered,
+within `shutdown_grace`) before uvicorn is asked to stop, with nothing left to cut.
 
 Every request's `Host` and `Origin` are checked before anything else (DNS-rebinding
 protection, `mcp_agg.security.origin`). The session lifecycle is the SDK's and needs
@@ -19,8 +21,12 @@ from typing import Any
 import anyio
 import uvicorn
 from fastmcp import FastMCP
+from starlette.types import ASGIApp
 
 from mcp_agg.config import GatewayConfig
+from mcp_agg.front.bodylimit import BodyLimit, lift_sdk_cap
+from mcp_agg.front.drain import Drain
+from mcp_agg.front.exchanges import Exchanges
 from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
@@ -28,6 +34,9 @@ from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
 __all__ = ["serve_http"]
 
 logger = logging.getLogger("mcp_agg")
+
+#: uvicorn's own grace once drained: only idle connections and ended streams are left.
+_CLOSE_TIMEOUT = 5
 
 
 async def serve_http(
@@ -41,21 +50,16 @@ async def serve_http(
     on_reload: Reload | None = None,
     hurry: Hurry | None = None,
 ) -> None:
-    """Streamable HTTP at /mcp; SIGINT/SIGTERM stop it gracefully (`hurry` once it is
-    stopping), SIGHUP calls `on_reload`, if given.
+    """Streamable HTTP at /mcp until drained after SIGINT/SIGTERM (a stop signal while
+    still starting stops at once; `hurry` once it is stopping); SIGHUP calls
+    `on_reload`, if given.
 
-    `settings` gives `allowed_hosts` and `allowed_origins`. `ops` is served meanwhile.
+    `settings` gives `allowed_hosts`, `allowed_origins`, `max_message_bytes` and the
+    drain's `drain_seconds` and `shutdown_grace`. `ops` is served meanwhile.
     """
-    policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
-    logger.info(
-        "HTTP front accepts Host %s and Origin %s (or none)",
-        "any" if policy.allowed_hosts is None else ", ".join(policy.allowed_hosts),
-        ", ".join(policy.allowed_origins) or "none",
-    )
-    # FastMCP's own guard is turned off explicitly (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION
-    # would otherwise stack a second one with other rules): ours replaces it, origin.py
-    # says why.
-    app = HostOriginGuard(server.http_app(transport="http", host_origin_protection=False), policy)
+    drain = Drain(grace=settings.shutdown_grace, serve_on=settings.drain_seconds)
+    drain.install(server)
+    app, exchanges = _asgi_app(server, host, settings)
     # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
     # the gateway's stderr handler and its secret redaction; they propagate to it instead.
     config = uvicorn.Config(
@@ -65,20 +69,47 @@ async def serve_http(
         log_level=log_level,
         log_config=None,
         lifespan="on",
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=_CLOSE_TIMEOUT,
     )
     web = SignalFreeUvicorn(config)
     async with anyio.create_task_group() as tg:
 
         def stop() -> None:
             if web.started:
-                web.should_exit = True  # let in-flight requests finish
+                drain.begin("received a stop signal")
             else:
                 tg.cancel_scope.cancel()  # still starting the backends
 
+        async def exit_when_drained() -> None:
+            await drain.run(exchanges.idle)
+            exchanges.close_streams()
+            web.should_exit = True
+
         tg.start_soon(handle_signals, stop, on_reload, hurry)
+        tg.start_soon(exit_when_drained)
         # As run_http_async does: the lifespan (every backend) spans the web server.
         async with serving_ops(ops), server._lifespan_manager():
             logger.info("serving MCP on http://%s:%d/mcp", host, port)
             await web.serve()
         tg.cancel_scope.cancel()
+
+
+def _asgi_app(
+    server: FastMCP[Any], host: str, settings: GatewayConfig
+) -> tuple[ASGIApp, Exchanges]:
+    """FastMCP's MCP app behind our layers, outermost first: the Host/Origin guard, the
+    body limit, the exchanges (returned too, for the drain)."""
+    policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
+    logger.info(
+        "HTTP front accepts Host %s and Origin %s (or none)",
+        "any" if policy.allowed_hosts is None else ", ".join(policy.allowed_hosts),
+        ", ".join(policy.allowed_origins) or "none",
+    )
+    # FastMCP's own guard is turned off explicitly (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION
+    # would otherwise stack a second one with other rules): ours replaces it, origin.py
+    # says why.
+    mcp_app = server.http_app(transport="http", host_origin_protection=False)
+    lift_sdk_cap(mcp_app, settings.max_message_bytes)
+    exchanges = Exchanges(mcp_app)
+    exchanges.install(server)
+    return HostOriginGuard(BodyLimit(exchanges, settings.max_message_bytes), policy), exchanges

@@ -34,12 +34,13 @@ async def handle_signals(
     """SIGINT/SIGTERM call `stop`, or `hurry` once the gateway is stopping anyway; SIGHUP
     starts `on_reload` (in a task of its own).
 
-    Without `on_reload` SIGHUP is left alone (its default ends the process).
+    `stop` is called on every stop signal until then: the front drains on the first and
+    stops waiting for calls in flight on the next. Without `on_reload` SIGHUP is left
+    alone (its default ends the process).
     """
     wanted = [signal.SIGINT, signal.SIGTERM]
     if on_reload is not None:
         wanted.append(signal.SIGHUP)
-    stopped = False
     async with anyio.create_task_group() as reloads:
         with anyio.open_signal_receiver(*wanted) as signals:
             async for signum in signals:
@@ -47,13 +48,9 @@ async def handle_signals(
                     logger.info("received SIGHUP, reloading the config")
                     reloads.start_soon(on_reload, name="reload")
                     continue
-                name = signal.Signals(signum).name
                 if hurry is not None and hurry():
                     continue  # the gateway was stopping already: now it hurries
-                if stopped:
-                    continue
-                logger.info("received %s, shutting down", name)
-                stopped = True
+                logger.info("received %s", signal.Signals(signum).name)
                 stop()
 
 

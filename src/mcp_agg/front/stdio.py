@@ -1,92 +1,139 @@
 """The stdio front: the gateway serving one client over its stdin and stdout.
 
-It replaces one piece of FastMCP's `run_stdio_async`: FastMCP reads stdin in a worker
-thread, and a blocked thread read cannot be cancelled, so the server would wait for the
-client's next line before it could stop (and unwind the lifespan, which stops and reaps
-every backend). Here stdin and stdout are driven by the event loop when they are pipes,
-sockets or a terminal; a regular file falls back to FastMCP's threads.
+It replaces FastMCP's `run_stdio_async` and the MCP SDK's `stdio_server` under it, for
+three reasons:
+
+- FastMCP reads stdin in a worker thread, and a blocked thread read cannot be
+  cancelled, so the server would wait for the client's next line before it could stop
+  (and unwind the lifespan, which stops and reaps every backend). Here stdin and stdout
+  are driven by the event loop when they are pipes, sockets or a terminal; a regular
+  file or /dev/null is read and written in threads;
+- the SDK's line reading has no bound and answers nothing it cannot read (`wire`);
+- the SDK ends the session when stdin closes, cutting off the calls in flight. Here
+  stdin closing, SIGTERM and SIGINT drain the front instead (`drain`): the calls in
+  flight are answered, within `shutdown_grace`, before the gateway stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import stat
+import selectors
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
-from mcp.server.stdio import stdio_server
 
+from mcp_agg.config import GatewayConfig
+from mcp_agg.front.drain import Drain
 from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.signals import Hurry, Reload, handle_signals
+from mcp_agg.front.wire import LineWire
 
 __all__ = ["serve_stdio"]
 
-#: Longest JSON-RPC line accepted from the client (a large tool argument fits).
-_MAX_LINE = 64 * 1024 * 1024
+#: Bytes read from stdin at a time.
+_CHUNK = 64 * 1024
+#: How long the last answers get to reach stdout once the session has ended.
+_FLUSH_TIMEOUT = 5.0
 
 
 async def serve_stdio(
     server: FastMCP[Any],
     *,
+    settings: GatewayConfig,
     ops: OpsListener | None = None,
     on_reload: Reload | None = None,
     hurry: Hurry | None = None,
 ) -> None:
     """What `server.run_stdio_async()` does, with stdin read by the event loop.
 
-    Returns on stdin EOF (the client went away) or on SIGINT/SIGTERM; SIGHUP calls
-    `on_reload`, and a stop signal while stopping `hurry`, if given. `ops` is served
-    meanwhile.
+    Returns once drained after stdin EOF (the client went away) or SIGINT/SIGTERM; a stop
+    signal while still starting returns at once. SIGHUP calls `on_reload`, and a stop
+    signal while stopping `hurry`, if given. `settings` gives `max_message_bytes` and
+    `shutdown_grace`; `ops` is served meanwhile.
     """
+    drain = Drain(grace=settings.shutdown_grace)
+    drain.install(server)
     serving = anyio.CancelScope()
+    wire: LineWire | None = None
+
+    def stop() -> None:
+        if wire is None:
+            serving.cancel()  # still starting the backends: nothing to drain
+        else:
+            drain.begin("received a stop signal")
+
     async with anyio.create_task_group() as tg:
         # Signals are heard until the end: the stop itself may be asked to hurry.
-        tg.start_soon(handle_signals, serving.cancel, on_reload, hurry)
+        tg.start_soon(handle_signals, stop, on_reload, hurry)
         with serving:
-            async with serving_ops(ops):
-                await _serve_stdio(server)
+            async with serving_ops(ops), _serving_stdio(server) as pipes:
+                wire = LineWire(pipes, limit=settings.max_message_bytes, on_eof=drain.begin)
+                await _serve(server, wire, drain)
         tg.cancel_scope.cancel()
 
 
-async def _serve_stdio(server: FastMCP[Any]) -> None:
+async def _serve(server: FastMCP[Any], wire: LineWire, drain: Drain) -> None:
+    """The server loop on the wire until drained; then every answer is flushed."""
+
+    async def end_when_drained() -> None:
+        await drain.run(wire.idle)
+        wire.close()
+
+    low_level = server._mcp_server
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(wire.read_client)
+        tg.start_soon(wire.write_client)
+        tg.start_soon(end_when_drained)
+        await low_level.run(
+            wire.read_stream, wire.write_stream, low_level.create_initialization_options()
+        )
+        with anyio.move_on_after(_FLUSH_TIMEOUT):
+            await wire.written.wait()
+        tg.cancel_scope.cancel()  # the reader may be waiting for input that never comes
+
+
+@contextlib.asynccontextmanager
+async def _serving_stdio(server: FastMCP[Any]) -> AsyncIterator[_Stdio]:
+    """The lifespan (every backend), and stdin and stdout as the protocol's streams.
+
+    FastMCP has no public way to serve stdio with streams of one's own: its lifespan
+    manager is entered here as `run_stdio_async` does.
+    """
     token = set_transport("stdio")
     try:
-        # FastMCP has no public way to serve stdio with a given stdin stream: its
-        # lifespan manager and low-level server are used here as run_stdio_async does.
-        stdio = _EventLoopStdio() if _streamable(0) and _streamable(1) else None
-        try:
-            async with (
-                server._lifespan_manager(),
-                stdio_server(stdin=stdio, stdout=stdio) as (read_stream, write_stream),  # type: ignore[arg-type]
-            ):
-                low_level = server._mcp_server
-                await low_level.run(
-                    read_stream, write_stream, low_level.create_initialization_options()
-                )
-        finally:
-            if stdio is not None:
-                stdio.restore()
+        async with server._lifespan_manager():
+            pipes = _Stdio()
+            try:
+                yield pipes
+            finally:
+                pipes.restore()
     finally:
         reset_transport(token)
 
 
-def _streamable(fd: int) -> bool:
-    """Whether the event loop can drive this descriptor (a pipe, socket or terminal)."""
-    mode = os.fstat(fd).st_mode
-    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode)
+def _pollable(fd: int, events: int) -> bool:
+    """Whether the event loop can wait on this descriptor: a pipe, a socket or a terminal
+    can; a regular file, or a device such as /dev/null, cannot (epoll refuses them)."""
+    with selectors.DefaultSelector() as selector:
+        try:
+            selector.register(fd, events)
+        except (OSError, ValueError):
+            return False
+    return True
 
 
-class _EventLoopStdio:
-    """The protocol's stdin and stdout, driven by the event loop instead of threads.
+class _Stdio:
+    """The protocol's stdin and stdout (`wire.ByteStreams`), driven by the event loop
+    where it can (see the module docstring), else read and written in threads.
 
-    Reading in the loop makes the server cancellable (see the module docstring), and
-    writing in the loop saves a thread hand-off per message. While serving, fd 0 reads
-    the null device and fd 1 goes to stderr, so a stray `print` or a child that inherits
-    them cannot corrupt the protocol stream; both are restored on exit.
+    While serving, fd 0 reads the null device and fd 1 goes to stderr, so a stray
+    `print` or a child that inherits them cannot corrupt the protocol stream; both are
+    restored on exit.
     """
 
     def __init__(self) -> None:
@@ -97,37 +144,55 @@ class _EventLoopStdio:
         os.dup2(null, 0)
         os.close(null)
         os.dup2(2, 1)
+        self._loop_in = _pollable(self._in, selectors.EVENT_READ)
+        self._loop_out = _pollable(self._out, selectors.EVENT_WRITE)
+        self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
+        self._transports: list[asyncio.BaseTransport] = []
+        #: The descriptors no transport has taken over (and will close).
+        self._owned = {self._in, self._out}
 
-    async def __aiter__(self) -> AsyncIterator[str]:
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_MAX_LINE, loop=loop)
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
-            os.fdopen(self._in, "rb", buffering=0),
-        )
-        try:
-            while line := await reader.readline():
-                yield line.decode("utf-8", errors="replace")
-        finally:
-            transport.close()
+    async def read(self) -> bytes:
+        if not self._loop_in:
+            return await anyio.to_thread.run_sync(os.read, self._in, _CHUNK)
+        if self._reader is None:
+            loop = asyncio.get_running_loop()
+            # The reader's limit only bounds its buffer (reading stops past twice that).
+            reader = self._reader = asyncio.StreamReader(limit=_CHUNK, loop=loop)
+            transport, _ = await loop.connect_read_pipe(
+                lambda: asyncio.StreamReaderProtocol(reader, loop=loop),
+                os.fdopen(self._in, "rb", buffering=0),
+            )
+            self._transports.append(transport)
+            self._owned.discard(self._in)
+        return await self._reader.read(_CHUNK)
 
-    async def write(self, text: str) -> None:
+    async def write(self, data: bytes) -> None:
+        if not self._loop_out:
+            await anyio.to_thread.run_sync(_write_all, self._out, data)
+            return
         if self._writer is None:
             loop = asyncio.get_running_loop()
             transport, protocol = await loop.connect_write_pipe(
                 asyncio.streams.FlowControlMixin, os.fdopen(self._out, "wb", buffering=0)
             )
+            self._transports.append(transport)
+            self._owned.discard(self._out)
             self._writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        self._writer.write(text.encode("utf-8"))
-
-    async def flush(self) -> None:
-        if self._writer is not None:
-            await self._writer.drain()
+        self._writer.write(data)
+        await self._writer.drain()
 
     def restore(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        for transport in self._transports:
+            transport.close()
+        for fd in self._owned:
+            os.close(fd)
         for fd, saved in zip((0, 1), self._saved, strict=True):
             os.dup2(saved, fd)
             os.close(saved)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

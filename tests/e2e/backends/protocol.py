@@ -3,8 +3,8 @@
 Its tools report progress, log, ask the client for elicitation, sampling and roots,
 wait to be cancelled, add a tool at runtime, and change a subscribable resource;
 its prompt and resource template answer completions. `--events-file` receives one
-line per thing that happened on the backend's side (`cancelled wait`, `subscribed
-URI`), so a test can see what reached it.
+line per thing that happened on the backend's side (`started wait`, `cancelled wait`,
+`subscribed URI`), so a test can see what reached it.
 """
 
 from __future__ import annotations
@@ -78,7 +78,9 @@ async def roots(ctx: Context) -> list[str]:
 
 @mcp.tool
 async def wait(seconds: float) -> str:
-    """Sleeps; records `cancelled wait` if the request is cancelled first."""
+    """Sleeps; records `started wait`, and `cancelled wait` if the request is cancelled
+    first."""
+    record("started wait")
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:
