@@ -1,6 +1,7 @@
 """Tests for mcp_agg.core.catalog: which names a merge exposes and which it withholds, and
-routing: which group owns an exposed resource URI or a completion reference, and the name
-its backend knows it by."""
+routing: which group owns a resource URI or a completion reference, and the name its
+backend knows it by (listed resources, listed templates, URIs handed out; the URIs of a
+server that collide with an earlier one's)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from mcp_agg.backend.upstream import Listing
 from mcp_agg.core.catalog import Catalog, build_catalog
 from mcp_agg.core.naming import MAX_NAME_LENGTH
+from mcp_agg.core.uris import UriMemory
 from mcp_agg.errors import NameCollisionError
 from mcp_agg.resilience.group import ReplicaGroup
 from tests.fakes import connected, upstreams
@@ -24,11 +26,28 @@ def group(name: str, prefix: str, listing: Listing, **server: Any) -> ReplicaGro
 
 
 def listing(stem: str) -> Listing:
-    """A backend's listing: one resource, one template and one prompt, named by `stem`."""
+    """A backend's listing, named by `stem`: a resource, a template, a prompt and a tool
+    of its own (the tool's `_meta.ui.resourceUri` links to an unlisted URI, and its
+    `_meta.link.uri` to the shared resource), plus the resource `notes://shared` and the
+    template `files://{name}`, which every such backend lists."""
     return Listing(
-        resources=(mcp_types.Resource(uri=f"notes://{stem}/index", name=f"{stem}-index"),),
+        tools=(
+            mcp_types.Tool(
+                name=f"app_{stem}",
+                input_schema={"type": "object"},
+                _meta={
+                    "ui": {"resourceUri": f"ui://{stem}/app.html"},
+                    "link": {"uri": "notes://shared"},
+                },
+            ),
+        ),
+        resources=(
+            mcp_types.Resource(uri=f"notes://{stem}/index", name=f"{stem}-index"),
+            mcp_types.Resource(uri="notes://shared", name="shared"),
+        ),
         templates=(
             mcp_types.ResourceTemplate(uri_template=f"files://{stem}/{{name}}", name="file"),
+            mcp_types.ResourceTemplate(uri_template="files://{name}", name="any file"),
         ),
         prompts=(mcp_types.Prompt(name=f"greet_{stem}"),),
     )
@@ -46,45 +65,115 @@ def catalog(groups: tuple[ReplicaGroup, ReplicaGroup]) -> Catalog:
 
 
 async def test_groups_are_listed(catalog: Catalog) -> None:
-    # The prefix makes every exposed name differ from the original one.
+    # Names get the prefix; URIs stay as listed, but for the second server's that
+    # collide with the first's.
     assert set(catalog.prompts) == {"a_greet_x", "b_greet_y"}
     assert {t.uri_template for t in catalog.templates} == {
-        "files://a/x/{name}",
-        "files://b/y/{name}",
+        "files://x/{name}",
+        "files://y/{name}",
+        "files://{name}",
+        "files://b/{name}",
     }
-    assert {"notes://a/x/index", "notes://b/y/index"} <= set(catalog.resources)
+    assert {"notes://x/index", "notes://y/index", "notes://shared", "notes://b/shared"} == set(
+        catalog.resources
+    )
+
+
+async def test_a_collision_is_logged_once_naming_both(
+    groups: tuple[ReplicaGroup, ReplicaGroup], caplog: pytest.LogCaptureFixture
+) -> None:
+    memory = UriMemory()
+    for _ in range(3):  # rebuilds
+        build_catalog(groups, "_", strict=True, memory=memory)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "resource URI collision: 'alpha' and 'beta' both list 'notes://shared'; 'alpha' keeps "
+        "it, 'beta' gets 'notes://b/shared' instead, and its URIs are rewritten alike",
+        "resource template collision: 'alpha' and 'beta' both list 'files://{name}'; 'alpha' "
+        "keeps it, 'beta' gets 'files://b/{name}' instead, and its URIs are rewritten alike",
+    ]
+
+
+async def test_a_colliding_servers_listed_meta_uris_are_rewritten(catalog: Catalog) -> None:
+    alpha = catalog.tools["a_app_x"].to_mcp_tool().meta
+    beta = catalog.tools["b_app_y"].to_mcp_tool().meta
+    assert alpha == {"ui": {"resourceUri": "ui://x/app.html"}, "link": {"uri": "notes://shared"}}
+    assert beta == {"ui": {"resourceUri": "ui://y/app.html"}, "link": {"uri": "notes://b/shared"}}
+
+
+async def test_an_empty_prefix_rewrites_with_the_server_name() -> None:
+    groups = [group("alpha", "", listing("x")), group("beta", "", listing("y"))]
+    catalog = build_catalog(groups, "_", strict=True)
+    assert "notes://beta/shared" in catalog.resources
 
 
 # ---------------------------------------------------------------------------- route_uri
 
 
-async def test_route_uri_of_a_resource(
-    catalog: Catalog, groups: tuple[ReplicaGroup, ReplicaGroup]
+@pytest.mark.parametrize(
+    ("uri", "owner", "backend_uri"),
+    [
+        # a. a listed resource
+        ("notes://x/index", 0, "notes://x/index"),
+        ("notes://y/index", 1, "notes://y/index"),
+        ("notes://shared", 0, "notes://shared"),  # the first in config order keeps it
+        ("notes://b/shared", 1, "notes://shared"),  # the later one's, prefixed
+        # b. a listed template
+        ("files://x/readme.md", 0, "files://x/readme.md"),
+        ("files://y/report.txt", 1, "files://y/report.txt"),
+        ("files://readme.md", 0, "files://readme.md"),
+        ("files://b/readme.md", 1, "files://readme.md"),
+        # c. a URI a listing's _meta hands out
+        ("ui://x/app.html", 0, "ui://x/app.html"),
+        ("ui://y/app.html", 1, "ui://y/app.html"),
+    ],
+)
+async def test_route_uri(
+    catalog: Catalog,
+    groups: tuple[ReplicaGroup, ReplicaGroup],
+    uri: str,
+    owner: int,
+    backend_uri: str,
 ) -> None:
-    alpha, beta = groups
-    assert catalog.route_uri("notes://a/x/index") == (alpha, "notes://x/index")
-    assert catalog.route_uri("notes://b/y/index") == (beta, "notes://y/index")
+    assert catalog.route_uri(uri) == (groups[owner], backend_uri)
 
 
-async def test_route_uri_under_a_template(
+async def test_route_uri_of_a_uri_a_result_handed_out(
     catalog: Catalog, groups: tuple[ReplicaGroup, ReplicaGroup]
 ) -> None:
-    alpha, beta = groups
-    assert catalog.route_uri("files://a/x/readme.md") == (alpha, "files://x/readme.md")
-    assert catalog.route_uri("files://b/y/report.txt") == (beta, "files://y/report.txt")
+    assert catalog.route_uri("demo://made/1") is None
+    catalog.uris.outgoing("beta").content([{"type": "resource_link", "uri": "demo://made/1"}])
+    assert catalog.route_uri("demo://made/1") == (groups[1], "demo://made/1")
 
 
 @pytest.mark.parametrize(
     "uri",
     [
-        "notes://x/index",  # the backend's own URI is not exposed
-        "files://x/readme.md",
-        "notes://c/x/index",
+        "notes://a/x/index",  # URIs are not prefixed unless they collide
+        "notes://a/shared",  # the first server's are never prefixed
+        "files://a/readme.md/more",
         "unknown://a/x/index",
     ],
 )
 async def test_route_uri_of_an_unknown_uri_is_none(catalog: Catalog, uri: str) -> None:
     assert catalog.route_uri(uri) is None
+
+
+@pytest.mark.parametrize(
+    ("backend_uri", "exposed"),
+    [
+        ("notes://shared", "notes://b/shared"),
+        ("files://readme.md", "files://b/readme.md"),
+        ("notes://y/index", "notes://y/index"),  # only URIs that collide are rewritten
+        ("files://y/a.txt", "files://y/a.txt"),
+    ],
+)
+async def test_handed_out_is_rewritten_for_a_colliding_server(
+    catalog: Catalog, backend_uri: str, exposed: str
+) -> None:
+    assert catalog.handed_out("beta", backend_uri) == exposed
+    assert catalog.handed_out("alpha", backend_uri) == backend_uri
+    assert catalog.route_uri(exposed) is not None
 
 
 # ---------------------------------------------------------------------------- route_completion
@@ -113,26 +202,27 @@ async def test_route_completion_keeps_the_rest_of_the_reference(
     assert ref["name"] == "a_greet_x"  # the client's reference is not changed in place
 
 
-async def test_route_completion_of_a_resource_template(
-    catalog: Catalog, groups: tuple[ReplicaGroup, ReplicaGroup]
+@pytest.mark.parametrize(
+    ("uri", "owner", "backend_uri"),
+    [
+        ("files://x/{name}", 0, "files://x/{name}"),  # templates
+        ("files://y/{name}", 1, "files://y/{name}"),
+        ("files://{name}", 0, "files://{name}"),
+        ("files://b/{name}", 1, "files://{name}"),
+        ("notes://y/index", 1, "notes://y/index"),  # resources
+        ("notes://b/shared", 1, "notes://shared"),
+    ],
+)
+async def test_route_completion_of_a_resource_reference(
+    catalog: Catalog,
+    groups: tuple[ReplicaGroup, ReplicaGroup],
+    uri: str,
+    owner: int,
+    backend_uri: str,
 ) -> None:
-    alpha, beta = groups
-    assert catalog.route_completion({"type": "ref/resource", "uri": "files://a/x/{name}"}) == (
-        alpha,
-        {"type": "ref/resource", "uri": "files://x/{name}"},
-    )
-    assert catalog.route_completion({"type": "ref/resource", "uri": "files://b/y/{name}"}) == (
-        beta,
-        {"type": "ref/resource", "uri": "files://y/{name}"},
-    )
-
-
-async def test_route_completion_of_a_resource_uri(
-    catalog: Catalog, groups: tuple[ReplicaGroup, ReplicaGroup]
-) -> None:
-    assert catalog.route_completion({"type": "ref/resource", "uri": "notes://b/y/index"}) == (
-        groups[1],
-        {"type": "ref/resource", "uri": "notes://y/index"},
+    assert catalog.route_completion({"type": "ref/resource", "uri": uri}) == (
+        groups[owner],
+        {"type": "ref/resource", "uri": backend_uri},
     )
 
 
@@ -142,7 +232,7 @@ async def test_route_completion_of_a_resource_uri(
         {"type": "ref/prompt", "name": "greet_x"},  # the backend's name, not the exposed one
         {"type": "ref/prompt", "name": "nope"},
         {"type": "ref/prompt"},
-        {"type": "ref/resource", "uri": "files://x/{name}"},
+        {"type": "ref/resource", "uri": "files://a/x/{name}"},
         {"type": "ref/resource", "uri": "files://c/x/{name}"},
         {"type": "ref/resource"},
         {"type": "ref/tool", "name": "a_greet_x"},
@@ -240,13 +330,17 @@ async def test_a_collision_the_config_made_is_a_startup_error_and_withheld_later
     assert not set(catalog.tools) & {"add", "s_new"}
 
 
-async def test_resources_of_two_servers_with_one_prefix_collide_by_the_config() -> None:
+async def test_resources_of_three_servers_with_one_prefix_collide_by_the_config() -> None:
     same = Listing(resources=(mcp_types.Resource(uri="notes://index", name="index"),))
-    groups = [group("a", "p", same), group("b", "p", same)]
+    # The first keeps the URI; the second and the third would both get `notes://p/index`.
+    groups = [group("a", "p", same), group("b", "p", same), group("c", "p", same)]
     with pytest.raises(NameCollisionError, match="resource name collision"):
         build_catalog(groups, "_", strict=True)
     catalog = build_catalog(groups, "_", strict=False)
-    assert "notes://p/index" not in catalog.resources
+    assert set(catalog.resources) == {"notes://index"}
+    # Two of them are both served.
+    catalog = build_catalog(groups[:2], "_", strict=True)
+    assert set(catalog.resources) == {"notes://index", "notes://p/index"}
 
 
 async def test_a_long_sanitized_name_fits() -> None:

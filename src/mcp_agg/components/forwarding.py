@@ -22,8 +22,10 @@ from fastmcp.resources.base import Resource, ResourceResult
 from fastmcp.resources.template import ResourceTemplate
 from fastmcp.server.dependencies import get_server
 from fastmcp.tools.base import Tool, ToolResult
+from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl, BaseModel, PrivateAttr
 
+from mcp_agg.core.uris import NOT_FOUND_CODES, Outgoing, UriIndex, UriMemory
 from mcp_agg.core.views import ServesCalls
 from mcp_agg.errors import RefusedError, UpstreamError
 from mcp_agg.observability.audit import note_failure
@@ -40,6 +42,7 @@ __all__ = [
     "ForwardingTemplate",
     "ForwardingTool",
     "PipelineTool",
+    "UnlistedResources",
     "hop_wire",
     "relay_result",
 ]
@@ -133,16 +136,21 @@ def _hop(result: _R) -> _R:
 
 class Forwarding(BaseModel, Generic[_D]):
     """What every forwarding component keeps: the group it relays to, the name (or URI)
-    its backend knows it by, and the backend's definition under its exposed name."""
+    its backend knows it by, the backend's definition under its exposed name, and what
+    handles the URIs its results hand out (`mcp_agg.core.uris`)."""
 
     _group: ReplicaGroup = PrivateAttr()
     _original: str = PrivateAttr()
     _definition: _D = PrivateAttr()
+    _uris: Outgoing = PrivateAttr()
 
-    def _forward(self, group: ReplicaGroup, original: str, definition: _D) -> None:
+    def _forward(
+        self, group: ReplicaGroup, original: str, definition: _D, uris: Outgoing | None
+    ) -> None:
         self._group = group
         self._original = original
         self._definition = definition
+        self._uris = Outgoing(group.name, UriMemory()) if uris is None else uris
 
     @property
     def group(self) -> ReplicaGroup:
@@ -193,6 +201,7 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
         original: str,
         *,
         safe: bool = False,
+        uris: Outgoing | None = None,
     ) -> ForwardingTool:
         tool = cls(
             name=exposed,
@@ -202,7 +211,7 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
             output_schema=definition.output_schema,
             annotations=definition.annotations,
         )
-        tool._forward(group, original, definition.model_copy(update={"name": exposed}))
+        tool._forward(group, original, definition.model_copy(update={"name": exposed}), uris)
         tool._safe = safe
         return tool
 
@@ -232,7 +241,7 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
             note_failure(exc)  # the audit log tells this error from the tool's own
             text = redact(f"{self.name}: {exc}")
             raw = {"content": [{"type": "text", "text": text}], "isError": True}
-        return hop_wire(raw)
+        return hop_wire(self._uris.tool_result(raw))
 
 
 class _RawResourceResult(ResourceResult):
@@ -244,29 +253,38 @@ class _RawResourceResult(ResourceResult):
 
     _raw: mcp_types.ReadResourceResult = PrivateAttr()
     _backend_uri: str = PrivateAttr()
+    _uris: Outgoing = PrivateAttr()
 
     @classmethod
-    def wrap(cls, raw: mcp_types.ReadResourceResult, backend_uri: str) -> _RawResourceResult:
+    def wrap(
+        cls, raw: mcp_types.ReadResourceResult, backend_uri: str, uris: Outgoing
+    ) -> _RawResourceResult:
         result = cls(contents=[], meta=raw.meta)
         result._raw = raw
         result._backend_uri = backend_uri
+        result._uris = uris
         return result
 
     def to_mcp_result(self, uri: AnyUrl | str) -> mcp_types.ReadResourceResult:
-        # Contents that name the backend's URI name the URI the client asked for.
-        contents = [
-            item.model_copy(update={"uri": str(uri)}) if item.uri == self._backend_uri else item
-            for item in self._raw.contents
-        ]
+        # Contents that name the backend's URI name the URI the client asked for; any
+        # other URI is one the backend hands out.
+        contents = []
+        for item in self._raw.contents:
+            exposed = str(uri) if item.uri == self._backend_uri else self._uris.uri(item.uri)
+            if exposed != item.uri:
+                item = item.model_copy(update={"uri": exposed})
+            contents.append(item)
         return self._raw.model_copy(update={"contents": contents})
 
 
-async def _read(group: ReplicaGroup, backend_uri: str, exposed: str) -> ResourceResult:
+async def _read(
+    group: ReplicaGroup, backend_uri: str, exposed: str, uris: Outgoing
+) -> ResourceResult:
     try:
         raw = await group.read_resource(backend_uri)
     except (UpstreamError, RefusedError) as exc:
         raise ResourceError(f"{exposed}: {exc}", log_level=logging.WARNING) from exc
-    return _RawResourceResult.wrap(_hop(raw), backend_uri)
+    return _RawResourceResult.wrap(_hop(raw), backend_uri, uris)
 
 
 class ForwardingResource(Forwarding[mcp_types.Resource], Resource):
@@ -274,7 +292,12 @@ class ForwardingResource(Forwarding[mcp_types.Resource], Resource):
 
     @classmethod
     def create(
-        cls, exposed: str, definition: mcp_types.Resource, group: ReplicaGroup, original: str
+        cls,
+        exposed: str,
+        definition: mcp_types.Resource,
+        group: ReplicaGroup,
+        original: str,
+        uris: Outgoing | None = None,
     ) -> ForwardingResource:
         resource = cls(
             uri=AnyUrl(exposed),
@@ -283,7 +306,7 @@ class ForwardingResource(Forwarding[mcp_types.Resource], Resource):
             description=definition.description,
             mime_type=definition.mime_type or "text/plain",
         )
-        resource._forward(group, original, definition.model_copy(update={"uri": exposed}))
+        resource._forward(group, original, definition.model_copy(update={"uri": exposed}), uris)
         return resource
 
     @property
@@ -295,7 +318,7 @@ class ForwardingResource(Forwarding[mcp_types.Resource], Resource):
         return _renamed(self._definition, "uri", str(overrides.get("uri", self._definition.uri)))
 
     async def _read(self) -> ResourceResult:
-        return await _read(self._group, self._original, str(self._definition.uri))
+        return await _read(self._group, self._original, str(self._definition.uri), self._uris)
 
 
 class ForwardingTemplate(Forwarding[mcp_types.ResourceTemplate], ResourceTemplate):
@@ -311,6 +334,7 @@ class ForwardingTemplate(Forwarding[mcp_types.ResourceTemplate], ResourceTemplat
         definition: mcp_types.ResourceTemplate,
         group: ReplicaGroup,
         original: str,
+        uris: Outgoing | None = None,
     ) -> ForwardingTemplate:
         template = cls(
             uri_template=exposed,
@@ -320,9 +344,10 @@ class ForwardingTemplate(Forwarding[mcp_types.ResourceTemplate], ResourceTemplat
             mime_type=definition.mime_type or "text/plain",
             parameters={},
         )
-        template._forward(group, original, definition.model_copy(update={"uri_template": exposed}))
-        # Namespacing only inserts a literal before the first variable, so the backend
-        # URI is the client's URI with the exposed literal head swapped back.
+        definition = definition.model_copy(update={"uri_template": exposed})
+        template._forward(group, original, definition, uris)
+        # A colliding template's prefix only inserts a literal before the first
+        # variable, so the backend URI is the client's with the literal head swapped back.
         template._exposed_head = exposed.split("{", 1)[0]
         template._original_head = original.split("{", 1)[0]
         return template
@@ -337,7 +362,70 @@ class ForwardingTemplate(Forwarding[mcp_types.ResourceTemplate], ResourceTemplat
         return _renamed(self._definition, "uri_template", uri_template)
 
     async def _read(self, uri: str, params: dict[str, Any]) -> ResourceResult:
-        return await _read(self._group, self.backend_uri(uri), uri)
+        return await _read(self._group, self.backend_uri(uri), uri, self._uris)
+
+
+class UnlistedResources:
+    """Reads of URIs no listed resource or template names (`mcp_agg.core.uris`).
+
+    A URI a server is known to have handed out is read from that server first; then
+    each other server that offers resources, in config order, until one does not answer
+    "not found". The one that has it is remembered, so the next read goes straight to
+    it. The read happens when FastMCP looks the URI up (`find`): if no server has it,
+    there is nothing to find, and FastMCP answers as a server without it does.
+    """
+
+    def __init__(self, index: UriIndex) -> None:
+        self._index = index
+
+    async def find(self, uri: str) -> _UnlistedRead | None:
+        """The read of `uri` from the first server that has it; None if none has it.
+
+        A server's answer other than "not found" is the answer; a server that could not
+        answer does not hold the others back, but if none has the URI, its failure is
+        raised rather than a "not found" that may not be true.
+        """
+        index = self._index
+        owner = index.owner(uri)
+        groups = [owner] if owner is not None else []
+        groups += [g for g in index.offering if g is not owner]
+        failure: UpstreamError | RefusedError | None = None
+        for group in groups:
+            try:
+                raw = await group.read_resource(uri)
+            except MCPError as exc:
+                if exc.error.code in NOT_FOUND_CODES:
+                    continue
+                raise
+            except (UpstreamError, RefusedError) as exc:
+                logger.info("%s: %s", uri, exc)
+                failure = failure or exc
+                continue
+            uris = index.outgoing(group.name)
+            uris.memory.note(uri, group.name)
+            return _UnlistedRead.of(uri, _RawResourceResult.wrap(_hop(raw), uri, uris))
+        if failure is not None:
+            raise ResourceError(f"{uri}: {failure}", log_level=logging.WARNING) from failure
+        return None
+
+
+class _UnlistedRead(ResourceTemplate):
+    """One read of an unlisted URI, already answered (`UnlistedResources.find`): the
+    template FastMCP reads it through."""
+
+    _result: ResourceResult = PrivateAttr()
+
+    @classmethod
+    def of(cls, uri: str, result: ResourceResult) -> _UnlistedRead:
+        read = cls(uri_template=uri, name=uri, parameters={})
+        read._result = result
+        return read
+
+    def matches(self, uri: str) -> dict[str, Any] | None:
+        return {}
+
+    async def _read(self, uri: str, params: dict[str, Any]) -> ResourceResult:
+        return self._result
 
 
 class _RawPromptResult(PromptResult):
@@ -361,10 +449,15 @@ class ForwardingPrompt(Forwarding[mcp_types.Prompt], Prompt):
 
     @classmethod
     def create(
-        cls, exposed: str, definition: mcp_types.Prompt, group: ReplicaGroup, original: str
+        cls,
+        exposed: str,
+        definition: mcp_types.Prompt,
+        group: ReplicaGroup,
+        original: str,
+        uris: Outgoing | None = None,
     ) -> ForwardingPrompt:
         prompt = cls(name=exposed, title=definition.title, description=definition.description)
-        prompt._forward(group, original, definition.model_copy(update={"name": exposed}))
+        prompt._forward(group, original, definition.model_copy(update={"name": exposed}), uris)
         return prompt
 
     def to_mcp_prompt(self, **overrides: Any) -> mcp_types.Prompt:
@@ -375,4 +468,4 @@ class ForwardingPrompt(Forwarding[mcp_types.Prompt], Prompt):
             raw = await self._group.get_prompt(self._original, arguments)
         except (UpstreamError, RefusedError) as exc:
             raise PromptError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
-        return _RawPromptResult.wrap(_hop(raw))
+        return _RawPromptResult.wrap(self._uris.prompt_result(_hop(raw)))

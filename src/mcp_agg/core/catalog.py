@@ -1,5 +1,8 @@
 """The merged catalog: every group's tools, resources, templates and prompts, namespaced.
 
+Tool and prompt names get their server's namespace; resource URIs stay as the backends
+wrote them, except where two servers list the same one (`mcp_agg.core.uris`).
+
 A catalog is an immutable snapshot, rebuilt whenever a group's listing changes and
 swapped in whole, so a request never sees half of an update. Lookups are dict hits:
 the catalog is on the path of every call.
@@ -11,7 +14,7 @@ import fnmatch
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import mcp_types
 from pydantic import AnyUrl, ValidationError
@@ -22,8 +25,10 @@ from mcp_agg.components.forwarding import (
     ForwardingResource,
     ForwardingTemplate,
     ForwardingTool,
+    UnlistedResources,
 )
 from mcp_agg.core.naming import Claim, NameRegistry, exposed_name, exposed_uri, namespace
+from mcp_agg.core.uris import UriIndex, UriMemory
 from mcp_agg.errors import NameCollisionError
 from mcp_agg.resilience.group import ReplicaGroup
 from mcp_agg.resilience.retry import retry_safe
@@ -54,6 +59,10 @@ class Catalog:
     problems: tuple[str, ...] = ()
     #: The gateway's own tools (`mcp_agg.components.local`), by exposed name.
     local: dict[str, LocalTool] = field(default_factory=dict)
+    #: Where URIs no listing names are read (`mcp_agg.core.uris`).
+    uris: UriIndex = field(default_factory=UriIndex)
+    #: What reads them: None while no server is listed.
+    unlisted: UnlistedResources | None = None
 
     def tool(self, name: str) -> ForwardingTool | LocalTool | None:
         """The tool exposed under `name`: a backend's or the gateway's own."""
@@ -81,14 +90,24 @@ class Catalog:
         return None
 
     def route_uri(self, uri: str) -> tuple[ReplicaGroup, str] | None:
-        """The group that owns an exposed resource URI, and the URI its backend knows."""
+        """The group that owns an exposed resource URI, and the URI its backend knows:
+        a listed resource's, a listed template's, or the server known to have handed it
+        out (in a listing's `_meta`, a result, an update). A read tries further
+        (`UnlistedResources`)."""
         resource = self.resource(uri)
         if resource is not None:
             return resource.group, resource.original
         template = self.template_for(uri)
         if template is not None:
             return template.group, template.backend_uri(uri)
+        owner = self.uris.owner(uri)
+        if owner is not None:
+            return owner, uri
         return None
+
+    def handed_out(self, group: str, uri: str) -> str:
+        """A URI `group` handed out (a resource update), remembered, as clients see it."""
+        return self.uris.outgoing(group).uri(uri)
 
     def route_completion(
         self, ref: Mapping[str, Any]
@@ -134,8 +153,16 @@ def _uri_keys(uri: str) -> Iterable[str]:
         yield normalized
 
 
-def build_catalog(groups: Iterable[ReplicaGroup], separator: str, *, strict: bool) -> Catalog:
+def build_catalog(
+    groups: Iterable[ReplicaGroup],
+    separator: str,
+    *,
+    strict: bool,
+    memory: UriMemory | None = None,
+) -> Catalog:
     """Merge the listings of every visible group, in config order.
+
+    `memory` is what the gateway keeps of URIs across rebuilds (`mcp_agg.core.uris`).
 
     Components that would get one exposed name are all left out, and the problem is
     kept (`Catalog.problems`): a collision between names the backends chose must not
@@ -143,21 +170,21 @@ def build_catalog(groups: Iterable[ReplicaGroup], separator: str, *, strict: boo
     servers with one prefix, a rename onto a taken name) is an error naming both
     instead, which the operator can fix before starting.
     """
-    merge = _Merge(separator)
-    for group in groups:
-        if group.server.failover_for is not None:
-            continue  # failover groups stand in for another group and are not listed
-        listing = group.listing
-        if listing is not None:
-            merge.add(group, listing)
+    # Failover groups stand in for another group and are not listed.
+    listed = [g for g in groups if g.server.failover_for is None and g.listing is not None]
+    merge = _Merge(separator, UriIndex.build(listed, UriMemory() if memory is None else memory))
+    for group in listed:
+        assert group.listing is not None
+        merge.add(group, group.listing)
     return merge.catalog(strict=strict)
 
 
 class _Merge:
     """The listings merged so far, one name registry per kind of component."""
 
-    def __init__(self, separator: str) -> None:
+    def __init__(self, separator: str, uris: UriIndex) -> None:
         self.separator = separator
+        self.uris = uris
         self.names = {kind: NameRegistry(kind) for kind in _KINDS}
         self.tools: dict[str, ForwardingTool] = {}
         self.resources: dict[str, ForwardingResource] = {}
@@ -179,6 +206,8 @@ class _Merge:
             tuple(self.templates.values()),
             self.prompts,
             tuple(problems),
+            uris=self.uris,
+            unlisted=UnlistedResources(self.uris) if self.uris.groups else None,
         )
 
     def _withhold(self, kind: str, exposed: str) -> None:
@@ -195,30 +224,38 @@ class _Merge:
 
     def add(self, group: ReplicaGroup, listing: Listing) -> None:
         space = namespace(group.prefix, self.separator)
+        uris = self.uris.outgoing(group.name)
+        rewrite = uris.rewrite
         self._add_tools(group, listing.tools)
         for prompt in listing.prompts:
             exposed = exposed_name(group.prefix, self.separator, prompt.name)
             if self.names["prompt"].claim(exposed, Claim(group.name, prompt.name, space)):
-                self.prompts[exposed] = ForwardingPrompt.create(exposed, prompt, group, prompt.name)
+                self.prompts[exposed] = ForwardingPrompt.create(
+                    exposed, _with_meta(prompt, uris.meta(prompt.meta)), group, prompt.name, uris
+                )
         for resource in listing.resources:
             original = str(resource.uri)
-            exposed = exposed_uri(group.prefix, original)
+            exposed = original if rewrite is None else rewrite.exposed(original)
             if self.names["resource"].claim(exposed, Claim(group.name, original, group.prefix)):
-                forwarding = ForwardingResource.create(exposed, resource, group, original)
+                definition = _with_meta(resource, uris.meta(resource.meta))
+                forwarding = ForwardingResource.create(exposed, definition, group, original, uris)
                 for key in _uri_keys(exposed):
                     self.resources[key] = forwarding
         for template in listing.templates:
             original = template.uri_template
-            exposed = exposed_uri(group.prefix, original)
+            exposed = original
+            if rewrite is not None and original in rewrite.templates:
+                exposed = exposed_uri(rewrite.prefix, original)
             claim = Claim(group.name, original, group.prefix)
             if self.names["resource template"].claim(exposed, claim):
                 self.templates[exposed] = ForwardingTemplate.create(
-                    exposed, template, group, original
+                    exposed, _with_meta(template, uris.meta(template.meta)), group, original, uris
                 )
 
     def _add_tools(self, group: ReplicaGroup, tools: Iterable[mcp_types.Tool]) -> None:
         server = group.server
         space = namespace(group.prefix, self.separator)
+        uris = self.uris.outgoing(group.name)
         for tool in tools:
             if not _tool_allowed(group, tool.name):
                 continue
@@ -233,8 +270,21 @@ class _Merge:
                     non_idempotent=server.non_idempotent_tools,
                 )
                 self.tools[exposed] = ForwardingTool.create(
-                    exposed, tool, group, tool.name, safe=safe
+                    exposed,
+                    _with_meta(tool, uris.meta(tool.meta)),
+                    group,
+                    tool.name,
+                    safe=safe,
+                    uris=uris,
                 )
+
+
+_M = TypeVar("_M", mcp_types.Tool, mcp_types.Prompt, mcp_types.Resource, mcp_types.ResourceTemplate)
+
+
+def _with_meta(definition: _M, meta: dict[str, Any] | None) -> _M:
+    """The definition with its `_meta` rewritten (`Outgoing.meta`), the same if unchanged."""
+    return definition if meta is definition.meta else definition.model_copy(update={"meta": meta})
 
 
 def with_local_tools(catalog: Catalog, sources: Iterable[LocalTools], *, strict: bool) -> Catalog:

@@ -44,6 +44,7 @@ from mcp_agg.core.catalog import Catalog, LocalTools, build_catalog, with_local_
 from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.core.reconfigure import Reconfigurer
 from mcp_agg.core.sessions import Sessions
+from mcp_agg.core.uris import UriMemory
 from mcp_agg.observability import audit, tracing
 from mcp_agg.resilience.group import ReplicaGroup
 from mcp_agg.security.access import Visibility
@@ -74,6 +75,8 @@ class Gateway:
         #: Modern-era clients hear of changes on `subscriptions/listen` streams fed by this.
         self.bus = InMemorySubscriptionBus()
         self.catalog = Catalog()
+        #: The URIs backends handed out, kept across catalog rebuilds (`core/uris.py`).
+        self.uris = UriMemory()
         #: What the current caller may see; per-role on an authenticated HTTP front
         #: (`build_server(http=True)` with `[gateway.auth]` sets its access).
         self.visibility = Visibility(lambda: self.catalog)
@@ -136,7 +139,12 @@ class Gateway:
         a refresh, the contested names are left out and logged (once, not at every
         rebuild), and pinning changes are reported only once.
         """
-        merged = build_catalog(self.groups.values(), self.config.gateway.separator, strict=strict)
+        merged = build_catalog(
+            self.groups.values(),
+            self.config.gateway.separator,
+            strict=strict,
+            memory=self.uris,
+        )
         for problem in merged.problems:
             if problem not in self.catalog.problems:
                 logger.error("%s", problem)

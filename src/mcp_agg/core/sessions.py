@@ -25,7 +25,6 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
 from mcp_agg.core.caller import LogLevels
-from mcp_agg.core.naming import exposed_uri
 
 if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
@@ -105,7 +104,7 @@ class Sessions:
 
     async def resource_updated(self, upstream: Upstream, backend_uri: str) -> None:
         """A backend resource changed: tell the clients subscribed to it."""
-        uri = exposed_uri(upstream.spec.prefix, backend_uri)
+        uri = self._host.catalog.handed_out(upstream.spec.group, backend_uri)
         await self._bus.publish(ResourceUpdated(uri=uri))
         subscribers = list(self._subscribers.get(uri, ()))
         if not subscribers:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from fastmcp.resources.template import ResourceTemplate
 from fastmcp.server.providers import Provider
 from fastmcp.utilities.versions import VersionSpec
 
@@ -91,9 +92,16 @@ class GatewayProvider(Provider):
 
     async def _get_resource_template(
         self, uri: str, version: VersionSpec | None = None
-    ) -> ForwardingTemplate | None:
-        template = self._catalog().template_for(uri)
-        if template is None or self._visibility.allows(template.uri_template):
+    ) -> ResourceTemplate | None:
+        catalog = self._catalog()
+        template = catalog.template_for(uri)
+        if template is None:
+            # Not listed: a URI a backend handed out (mcp_agg.core.uris), which role
+            # patterns match as it is. Finding it reads it.
+            if catalog.unlisted is None or not self._visibility.allows(uri):
+                return None
+            return await catalog.unlisted.find(uri)
+        if self._visibility.allows(template.uri_template):
             return template
         return None
 

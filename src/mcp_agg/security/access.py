@@ -135,8 +135,9 @@ class Visibility:
         return [item for item in items if grant.allows(name(item))]
 
     def allows_uri(self, uri: str) -> bool:
-        """Whether the current caller may see an exposed resource URI (a resource, or
-        one of a template it may see); an unknown URI is not allowed."""
+        """Whether the current caller may see an exposed resource URI: a resource, or
+        one of a template it may see; else one a backend handed out, matched as it is
+        (`mcp_agg.core.uris`), and an unknown URI is not allowed."""
         if self.access is None:
             return True
         catalog = self._catalog()
@@ -144,7 +145,9 @@ class Visibility:
         if resource is not None:
             return self.allows(resource.exposed)
         template = catalog.template_for(uri)
-        return template is not None and self.allows(template.uri_template)
+        if template is not None:
+            return self.allows(template.uri_template)
+        return catalog.uris.owner(uri) is not None and self.allows(uri)
 
     def allows_completion(self, ref: Mapping[str, Any]) -> bool:
         """Whether the current caller may see what a `completion/complete` ref names."""
