@@ -53,7 +53,7 @@ async def ordinary_use(client: Client[Any], handshake: bool) -> None:
     await client.list_tools()
     result = await client.call_tool_mcp("units_add", {"a": 1, "b": 2})
     assert not result.is_error, result
-    await client.read_resource("notes://notes/index")
+    await client.read_resource("notes://index")
     await client.get_prompt(
         "units_explain_conversion", {"value": "1", "from_unit": "m", "to_unit": "km"}
     )

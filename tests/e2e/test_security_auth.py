@@ -59,7 +59,7 @@ ROLES = """
 allow = ["*"]
 
 [gateway.roles.reader]
-allow = ["notes_list_notes", "notes_read_note", "units_*", "notes://notes/index", "units://*"]
+allow = ["notes_list_notes", "notes_read_note", "units_*", "notes://index", "units://*"]
 
 # Takes units away from whatever else a caller holds: deny wins across roles.
 [gateway.roles.no_units]
@@ -248,14 +248,14 @@ async def test_reader_sees_only_what_its_role_allows(bearer_gateway: BearerGatew
         assert "notes_delete_note" not in tools
         assert "headers_headers" not in tools
         resources = {str(r.uri) for r in await reader.list_resources()}
-        assert resources == {"notes://notes/index", "units://units/list"}
+        assert resources == {"notes://index", "units://list"}
         assert await reader.list_resource_templates() == []
         # `units_*` allows the units prompt too: patterns match every kind of name.
         assert {p.name for p in await reader.list_prompts()} == {"units_explain_conversion"}
 
         ok = await reader.call_tool_mcp("notes_list_notes", {})
         assert not ok.is_error, ok
-        assert await reader.read_resource("notes://notes/index")
+        assert await reader.read_resource("notes://index")
 
 
 async def test_denied_tool_answers_as_unknown(bearer_gateway: BearerGateway) -> None:
@@ -276,13 +276,11 @@ async def test_denied_resources_and_prompts_answer_as_unknown(
 ) -> None:
     async with client(bearer_gateway.url, TOKENS["ADMIN_TOKEN"]) as admin:
         await admin.call_tool_mcp("notes_add_note", {"title": "x", "body": "hidden"})
-        assert await admin.read_resource("notes://notes/note/x")
+        assert await admin.read_resource("notes://note/x")
         assert await admin.get_prompt("notes_summarize_note", {"title": "x"})
     async with client(bearer_gateway.url, TOKENS["READER_TOKEN"], "legacy") as reader:
         # A resource read through a hidden template, and a hidden prompt.
-        await assert_same_as_unknown(
-            "notes://notes/note/x", "nowhere://nothing/x", reader.read_resource
-        )
+        await assert_same_as_unknown("notes://note/x", "nowhere://nothing/x", reader.read_resource)
         await assert_same_as_unknown(
             "notes_summarize_note", "notes_no_such_prompt", reader.get_prompt, {"title": "x"}
         )
@@ -290,11 +288,11 @@ async def test_denied_resources_and_prompts_answer_as_unknown(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MCPDeprecationWarning)  # a handshake-era method
             await assert_same_as_unknown(
-                "notes://notes/note/x", "nowhere://nothing/x", reader.session.subscribe_resource
+                "notes://note/x", "nowhere://nothing/x", reader.session.subscribe_resource
             )
     refs = [
         mcp_types.PromptReference(type="ref/prompt", name="proto_greet"),
-        mcp_types.ResourceTemplateReference(type="ref/resource", uri="files://proto/{name}"),
+        mcp_types.ResourceTemplateReference(type="ref/resource", uri="files://{name}"),
     ]
     for ref in refs:
         async with client(bearer_gateway.url, TOKENS["ADMIN_TOKEN"], "legacy") as admin:
@@ -309,7 +307,7 @@ async def test_denied_resources_and_prompts_answer_as_unknown(
             async with listen(modern.session, resource_subscriptions=[uri]):
                 pass
 
-        await assert_same_as_unknown("notes://notes/note/x", "nowhere://nothing/x", listen_to)
+        await assert_same_as_unknown("notes://note/x", "nowhere://nothing/x", listen_to)
 
 
 async def test_roles_combine_and_deny_wins(bearer_gateway: BearerGateway) -> None:
@@ -319,7 +317,7 @@ async def test_roles_combine_and_deny_wins(bearer_gateway: BearerGateway) -> Non
         assert "headers_headers" in tools
         assert not {t for t in tools if t.startswith("units_")}
         resources = {str(r.uri) for r in await limited.list_resources()}
-        assert resources == {"notes://notes/index", "counter://proto/value"}
+        assert resources == {"notes://index", "counter://value"}
         await assert_same_as_unknown(
             "units_convert", "units_no_such_tool", limited.call_tool_mcp, {}
         )

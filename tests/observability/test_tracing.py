@@ -355,14 +355,14 @@ async def test_a_resource_read_and_a_prompt_get_have_spans_with_their_attempts(
     tmp_path: Path, backends: Backends, exported: InMemorySpanExporter
 ) -> None:
     async with client_of(gateway(tmp_path)) as client:
-        await client.read_resource_mcp("units://units/table")
+        await client.read_resource_mcp("units://table")
         await client.get_prompt_mcp("units_convert", meta={"traceparent": TRACEPARENT})
 
     read, prompt = sorted(spans(exported, SpanKind.SERVER), key=lambda s: s.start_time or 0)
     attempts = spans(exported, SpanKind.CLIENT)
     assert read.name == "resources/read"
     assert read.attributes is not None
-    assert read.attributes["mcp.resource.uri"] == "units://units/table"
+    assert read.attributes["mcp.resource.uri"] == "units://table"
     assert read.attributes["mcp_agg.outcome"] == "ok"
     assert read.attributes["mcp_agg.attempts"] == 1
     assert len(children(read, attempts)) == 1

@@ -97,6 +97,9 @@ def _catalog() -> Any:
         templates=(template,),
         resources={},
         template_for=lambda uri: template if uri.startswith("notes://notes/note/") else None,
+        # URIs a backend handed out: those with "made" in them.
+        uris=SimpleNamespace(owner=lambda uri: object() if "made" in uri else None),
+        unlisted=None,
     )
 
 
@@ -141,6 +144,9 @@ def test_visibility_answers_names_uris_and_completion_refs() -> None:
     assert not reader.allows("units_convert")
     assert reader.allows_uri("notes://notes/note/x")  # through its template
     assert not reader.allows_uri("nothing://at/all")  # an unknown URI is not allowed
+    # A URI a backend handed out is matched as it is.
+    assert reader.allows_uri("notes://made/1")
+    assert not reader.allows_uri("units://made/1")
     assert reader.allows_completion({"type": "ref/prompt", "name": "notes_summarize"})
     assert not reader.allows_completion({"type": "ref/prompt", "name": "units_explain"})
     assert reader.allows_completion({"type": "ref/resource", "uri": "notes://notes/note/{title}"})
