@@ -101,6 +101,14 @@ async def test_a_colliding_servers_listed_meta_uris_are_rewritten(catalog: Catal
     assert beta == {"ui": {"resourceUri": "ui://y/app.html"}, "link": {"uri": "notes://b/shared"}}
 
 
+async def test_a_prefixed_template_is_matched_before_a_wildcard_one() -> None:
+    paths = Listing(templates=(mcp_types.ResourceTemplate(uri_template="f://{p*}", name="f"),))
+    groups = [group("alpha", "a", paths), group("beta", "b", paths)]
+    catalog = build_catalog(groups, "_", strict=True)
+    assert catalog.route_uri("f://b/x") == (groups[1], "f://x")
+    assert catalog.route_uri("f://c/x") == (groups[0], "f://c/x")
+
+
 async def test_an_empty_prefix_rewrites_with_the_server_name() -> None:
     groups = [group("alpha", "", listing("x")), group("beta", "", listing("y"))]
     catalog = build_catalog(groups, "_", strict=True)

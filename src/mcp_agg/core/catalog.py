@@ -203,7 +203,9 @@ class _Merge:
         return Catalog(
             self.tools,
             self.resources,
-            tuple(self.templates.values()),
+            # A colliding server's prefixed templates first: an earlier server's template
+            # with a wildcard (`files://{path*}`) would fit their URIs too.
+            tuple(sorted(self.templates.values(), key=lambda t: t.original == t.uri_template)),
             self.prompts,
             tuple(problems),
             uris=self.uris,

@@ -80,7 +80,8 @@ def exposed_name(prefix: str, separator: str, name: str) -> str:
 
 
 def exposed_uri(prefix: str, uri: str) -> str:
-    """Insert the prefix after the scheme, as FastMCP's namespace transform does.
+    """Insert the prefix after the scheme, as FastMCP's namespace transform does: the
+    URI of a server that an earlier server lists too (`mcp_agg.core.uris`).
 
     `notes://index` becomes `notes://notes/index`; a URI without `scheme://` gets
     `prefix/` in front. Works for URI templates too, since it only adds a literal.
