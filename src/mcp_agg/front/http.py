@@ -11,6 +11,13 @@ Every request's `Host` and `Origin` are checked before anything else (DNS-rebind
 protection, `mcp_agg.security.origin`). The session lifecycle is the SDK's and needs
 nothing here: `initialize` returns `Mcp-Session-Id`, GET with it opens the standalone
 SSE stream, DELETE ends the session, and an unknown or ended session id gets 404.
+
+FastMCP's defaults leave out SSE resumability (SEP-1699): no event store, so no priming
+event and no `retry` field on a POST's stream, and nothing for `Last-Event-ID` to resume.
+A gateway relays long calls, so the front keeps a bounded in-memory event store
+(`mcp_agg.front.events`) and tells clients to reconnect after `_SSE_RETRY_MS`. A client
+that drops a POST's stream has still given up on its call (`mcp_agg.front.exchanges`
+cancels it): what resumes is a stream the server ends, and the GET stream.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from starlette.types import ASGIApp
 from mcp_agg.config import GatewayConfig
 from mcp_agg.front.bodylimit import BodyLimit, lift_sdk_cap
 from mcp_agg.front.drain import Drain
+from mcp_agg.front.events import BoundedEventStore
 from mcp_agg.front.exchanges import Exchanges
 from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
@@ -37,6 +45,10 @@ logger = logging.getLogger("mcp_agg")
 
 #: uvicorn's own grace once drained: only idle connections and ended streams are left.
 _CLOSE_TIMEOUT = 5
+#: SSE events kept for resumption, across every session (oldest dropped first).
+_SSE_EVENTS = 4096
+#: How soon a client reconnects to a stream the server ended (ms, the SSE `retry` field).
+_SSE_RETRY_MS = 1000
 
 
 async def serve_http(
@@ -108,7 +120,12 @@ def _asgi_app(
     # FastMCP's own guard is turned off explicitly (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION
     # would otherwise stack a second one with other rules): ours replaces it, origin.py
     # says why.
-    mcp_app = server.http_app(transport="http", host_origin_protection=False)
+    mcp_app = server.http_app(
+        transport="http",
+        host_origin_protection=False,
+        event_store=BoundedEventStore(_SSE_EVENTS),
+        retry_interval=_SSE_RETRY_MS,
+    )
     lift_sdk_cap(mcp_app, settings.max_message_bytes)
     exchanges = Exchanges(mcp_app)
     exchanges.install(server)
