@@ -15,9 +15,10 @@ SSE stream, DELETE ends the session, and an unknown or ended session id gets 404
 FastMCP's defaults leave out SSE resumability (SEP-1699): no event store, so no priming
 event and no `retry` field on a POST's stream, and nothing for `Last-Event-ID` to resume.
 A gateway relays long calls, so the front keeps a bounded in-memory event store
-(`mcp_agg.front.events`) and tells clients to reconnect after `_SSE_RETRY_MS`. A client
-that drops a POST's stream has still given up on its call (`mcp_agg.front.exchanges`
-cancels it): what resumes is a stream the server ends, and the GET stream.
+(`mcp_agg.front.events`: 4096 events and 32 MiB) and tells clients to reconnect after
+`_SSE_RETRY_MS`. A client that drops a POST's stream has still given up on its call
+(`mcp_agg.front.exchanges` cancels it): what resumes is a stream the server ends, and the
+GET stream.
 """
 
 from __future__ import annotations
@@ -45,8 +46,10 @@ logger = logging.getLogger("mcp_agg")
 
 #: uvicorn's own grace once drained: only idle connections and ended streams are left.
 _CLOSE_TIMEOUT = 5
-#: SSE events kept for resumption, across every session (oldest dropped first).
+#: SSE events kept for resumption, across every session (oldest dropped first): at most
+#: this many, and at most this many bytes of messages.
 _SSE_EVENTS = 4096
+_SSE_BYTES = 32 * 1024 * 1024
 #: How soon a client reconnects to a stream the server ended (ms, the SSE `retry` field).
 _SSE_RETRY_MS = 1000
 
@@ -123,7 +126,7 @@ def _asgi_app(
     mcp_app = server.http_app(
         transport="http",
         host_origin_protection=False,
-        event_store=BoundedEventStore(_SSE_EVENTS),
+        event_store=BoundedEventStore(max_events=_SSE_EVENTS, max_bytes=_SSE_BYTES),
         retry_interval=_SSE_RETRY_MS,
     )
     lift_sdk_cap(mcp_app, settings.max_message_bytes)
