@@ -16,9 +16,9 @@ FastMCP's defaults leave out SSE resumability (SEP-1699): no event store, so no 
 event and no `retry` field on a POST's stream, and nothing for `Last-Event-ID` to resume.
 A gateway relays long calls, so the front keeps a bounded in-memory event store
 (`mcp_agg.front.events`: 4096 events and 32 MiB) and tells clients to reconnect after
-`_SSE_RETRY_MS`. A client that drops a POST's stream has still given up on its call
-(`mcp_agg.front.exchanges` cancels it): what resumes is a stream the server ends, and the
-GET stream.
+`_SSE_RETRY_MS`. A client that drops a POST's stream itself has still given up on its
+call (`mcp_agg.front.exchanges` cancels it): what a resume recovers is what was sent on a
+stream while the client was away, as when the server ends a stream mid-call.
 """
 
 from __future__ import annotations
