@@ -30,9 +30,17 @@ from typing import Any
 import mcp_types
 from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
-from fastmcp.prompts import Message
+from fastmcp.prompts import Message, Prompt
 from fastmcp.resources import ResourceContent, ResourceResult
 from fastmcp.tools import Tool, ToolResult
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ToolsListChanged,
+)
+from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 # Sampling, elicitation and logging are deprecated in the 2026-07-28 protocol era
 # (SEP-2577); the handshake era the suite speaks still has them.
@@ -305,6 +313,7 @@ mcp.add_tool(
             "type": "object",
             "$defs": {
                 "address": {
+                    "$anchor": "addressDef",
                     "type": "object",
                     "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
                 }
@@ -312,8 +321,33 @@ mcp.add_tool(
             "properties": {
                 "name": {"type": "string"},
                 "address": {"$ref": "#/$defs/address"},
+                "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+                "phone": {"type": "string"},
+                "email": {"type": "string"},
             },
+            # SEP-2106 (2026-07-28): composition and conditional keywords are kept.
+            "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+            "if": {
+                "properties": {"contactMethod": {"const": "phone"}},
+                "required": ["contactMethod"],
+            },
+            "then": {"required": ["phone"]},
+            "else": {"required": ["email"]},
             "additionalProperties": False,
+        },
+    )
+)
+
+# SEP-2243 (2026-07-28): a parameter mirrored into an `Mcp-Param-Region` header, which
+# the SDK's modern HTTP entry checks against the body (Base64 forms included).
+mcp.add_tool(
+    SchemaTool(
+        name="test_custom_header",
+        description="Tool whose `region` argument is mirrored into the Mcp-Param-Region header",
+        parameters={
+            "type": "object",
+            "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+            "required": ["region"],
         },
     )
 )
@@ -376,6 +410,259 @@ def test_prompt_with_embedded_resource(resourceUri: str) -> list[Message]:
 def test_prompt_with_image() -> list[Message]:
     """A prompt with image content."""
     return [Message(_image()), Message("Please analyze the image above.")]
+
+
+# ------------------------------------------ 2026-07-28: input-required results (SEP-2322)
+# A tool or prompt asks the client for input by returning an InputRequiredResult; the
+# client answers in `inputResponses` on a retry of the same request. FastMCP seals the
+# `requestState` on the wire (an ephemeral AES-GCM key), so a tampered one is refused
+# before the handler runs. Only a modern-era connection can carry these results.
+
+
+def _ask_name(message: str = "What is your name?", field: str = "name") -> mcp_types.ElicitRequest:
+    return _elicit_request(message, {field: {"type": "string"}}, [field])
+
+
+def _elicit_request(
+    message: str, properties: dict[str, Any], required: list[str]
+) -> mcp_types.ElicitRequest:
+    schema = {"type": "object", "properties": properties, "required": required}
+    return mcp_types.ElicitRequest(
+        params=mcp_types.ElicitRequestFormParams(message=message, requested_schema=schema)
+    )
+
+
+def _sample_request(text: str, max_tokens: int) -> mcp_types.CreateMessageRequest:
+    return mcp_types.CreateMessageRequest(
+        params=mcp_types.CreateMessageRequestParams(
+            messages=[mcp_types.SamplingMessage(role="user", content=_text(text))],
+            max_tokens=max_tokens,
+        )
+    )
+
+
+def _ask(
+    requests: dict[str, Any], state: dict[str, Any] | None = None
+) -> mcp_types.InputRequiredResult:
+    return mcp_types.InputRequiredResult(
+        input_requests=requests,
+        request_state=json.dumps(state) if state is not None else None,
+    )
+
+
+def _answer(ctx: Context, key: str) -> dict[str, Any] | None:
+    """The client's answer to input request `key`, as wire JSON, if it gave one."""
+    answer = (ctx.input_responses or {}).get(key)
+    return None if answer is None else answer.model_dump(by_alias=True, mode="json")
+
+
+def _state(ctx: Context) -> dict[str, Any]:
+    state = json.loads(ctx.request_state) if ctx.request_state else {}
+    return state if isinstance(state, dict) else {}
+
+
+def _form_field(answer: dict[str, Any], field: str) -> str:
+    return str((answer.get("content") or {}).get(field, ""))
+
+
+def _sampled_text(answer: dict[str, Any]) -> str:
+    content = answer.get("content")
+    return str(content.get("text", "")) if isinstance(content, dict) else ""
+
+
+Asked = ToolResult | mcp_types.InputRequiredResult
+
+
+@mcp.tool(output_schema=None)
+def test_input_required_result_elicitation(ctx: Context) -> Asked:
+    """Asks for the user's name with an elicitation input request."""
+    answer = _answer(ctx, "user_name")
+    if answer is None:  # first round, or a retry that did not answer: ask (again)
+        return _ask({"user_name": _ask_name()})
+    return ToolResult(content=[_text(f"Hello, {_form_field(answer, 'name')}!")])
+
+
+@mcp.tool(output_schema=None)
+def test_input_required_result_sampling(ctx: Context) -> Asked:
+    """Asks the client's LLM with a sampling input request."""
+    answer = _answer(ctx, "sample_request")
+    if answer is None:
+        return _ask({"sample_request": _sample_request("What is the capital of France?", 100)})
+    return ToolResult(content=[_text(f"Sampling result: {_sampled_text(answer)}")])
+
+
+@mcp.tool(output_schema=None)
+def test_input_required_result_list_roots(ctx: Context) -> Asked:
+    """Asks for the client's roots with a roots/list input request."""
+    answer = _answer(ctx, "roots_request")
+    if answer is None:
+        return _ask({"roots_request": mcp_types.ListRootsRequest()})
+    return ToolResult(content=[_text(f"Found {len(answer.get('roots') or [])} root(s)")])
+
+
+@mcp.tool(output_schema=None)
+def test_input_required_result_request_state(ctx: Context) -> Asked:
+    """Asks for a confirmation, carrying requestState across the round trip."""
+    answer = _answer(ctx, "confirm")
+    confirmed = answer is not None and (answer.get("content") or {}).get("ok") is True
+    if confirmed and _state(ctx).get("kind") == "request-state":
+        return ToolResult(content=[_text("state-ok: requestState validated")])
+    confirm = _elicit_request("Please confirm", {"ok": {"type": "boolean"}}, ["ok"])
+    return _ask({"confirm": confirm}, {"kind": "request-state"})
+
+
+@mcp.tool(output_schema=None)
+def test_input_required_result_multiple_inputs(ctx: Context) -> Asked:
+    """Asks for an elicitation, a sampling and a roots/list answer at once."""
+    name, greeting, roots = (_answer(ctx, k) for k in ("user_name", "greeting", "client_roots"))
+    if _state(ctx).get("kind") == "multiple-inputs" and name and greeting and roots:
+        text = (
+            f"Name: {_form_field(name, 'name')}; Greeting: {_sampled_text(greeting)}; "
+            f"Roots: {len(roots.get('roots') or [])}"
+        )
+        return ToolResult(content=[_text(text)])
+    return _ask(
+        {
+            "user_name": _ask_name(),
+            "greeting": _sample_request("Generate a greeting", 50),
+            "client_roots": mcp_types.ListRootsRequest(),
+        },
+        {"kind": "multiple-inputs"},
+    )
+
+
+@mcp.tool(output_schema=None)
+def test_input_required_result_multi_round(ctx: Context) -> Asked:
+    """Two rounds of questions: a name, then a colour; the state carries the name."""
+    state = _state(ctx)
+    step1, step2 = _answer(ctx, "step1"), _answer(ctx, "step2")
+    if state.get("round") == 2 and step2 is not None:
+        color = _form_field(step2, "color")
+        return ToolResult(
+            content=[_text(f"Multi-round complete for {state['name']} who likes {color}")]
+        )
+    if state.get("round") == 1 and step1 is not None:
+        step = _elicit_request(
+            "Step 2: What is your favorite color?", {"color": {"type": "string"}}, ["color"]
+        )
+        return _ask({"step2": step}, {"round": 2, "name": _form_field(step1, "name")})
+    return _ask({"step1": _ask_name("Step 1: What is your name?")}, {"round": 1})
+
+
+@mcp.tool(output_schema=None)
+def test_input_required_result_tampered_state(ctx: Context) -> Asked:
+    """Asks for a confirmation; the sealed requestState must come back untouched."""
+    if _state(ctx).get("kind") == "tamper-test" and _answer(ctx, "confirm") is not None:
+        return ToolResult(content=[_text("integrity-ok: state verified")])
+    confirm = _elicit_request("Please confirm", {"ok": {"type": "boolean"}}, ["ok"])
+    return _ask({"confirm": confirm}, {"kind": "tamper-test"})
+
+
+@mcp.tool(output_schema=None)
+def test_input_required_result_capabilities(ctx: Context) -> Asked:
+    """Asks only for the kinds of input the client declared it can give."""
+    if ctx.input_responses:
+        return ToolResult(
+            content=[_text(f"capabilities-ok: received {','.join(ctx.input_responses)}")]
+        )
+    caps = ctx.session.client_capabilities
+    requests: dict[str, Any] = {}
+    if caps is not None and caps.elicitation is not None:
+        requests["elicit_input"] = _elicit_request(
+            "Elicitation input", {"value": {"type": "string"}}, ["value"]
+        )
+    if caps is not None and caps.sampling is not None:
+        requests["sample_input"] = _sample_request("Sample request", 50)
+    if not requests:
+        return ToolResult(content=[_text("No supported capabilities declared")])
+    return _ask(requests, {"kind": "capabilities-test"})
+
+
+@mcp.prompt
+def test_input_required_result_prompt(
+    ctx: Context,
+) -> list[Message] | mcp_types.InputRequiredResult:
+    """A prompt that first asks the user for its context (SEP-2322 beyond tools)."""
+    answer = _answer(ctx, "user_context")
+    if answer is None:
+        return _ask(
+            {
+                "user_context": _elicit_request(
+                    "What context should the prompt use?",
+                    {"context": {"type": "string"}},
+                    ["context"],
+                )
+            }
+        )
+    return [Message(f"Prompt with context: {_form_field(answer, 'context')}")]
+
+
+@mcp.tool(output_schema=None)
+def test_missing_capability(ctx: Context) -> str:
+    """Needs the client's sampling capability: -32021 (HTTP 400) without it (SEP-2575)."""
+    caps = ctx.session.client_capabilities
+    if caps is None or caps.sampling is None:
+        raise MCPError(
+            mcp_types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+            "MissingRequiredClientCapabilityError",
+            data={"requiredCapabilities": {"sampling": {}}},
+        )
+    return "Success"
+
+
+# -------------------------------------------- 2026-07-28: listen streams (SEP-2575)
+# FastMCP does not serve subscriptions/listen: the SDK's ListenHandler over a bus does,
+# and with it registered the modern era's server/discover declares tools/prompts
+# `listChanged`. Each trigger tool adds or removes a tool (a prompt) and announces it:
+# on listen streams (modern era), and on the session (handshake era, e.g. the gateway's
+# connection to this backend over stdio). FastMCP's add/remove announce nothing.
+BUS = InMemorySubscriptionBus()
+mcp._mcp_server.add_request_handler(
+    "subscriptions/listen", mcp_types.SubscriptionsListenRequestParams, ListenHandler(BUS)
+)
+
+
+def test_dynamic_tool() -> str:
+    """A tool test_trigger_tool_change adds and removes."""
+    return "dynamic"
+
+
+def test_dynamic_prompt() -> str:
+    """A prompt test_trigger_prompt_change adds and removes."""
+    return "dynamic"
+
+
+async def _announce(ctx: Context, event: ToolsListChanged | PromptsListChanged) -> None:
+    await BUS.publish(event)
+    if ctx.session.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        if isinstance(event, ToolsListChanged):
+            await ctx.session.send_tool_list_changed()
+        else:
+            await ctx.session.send_prompt_list_changed()
+
+
+@mcp.tool(output_schema=None)
+async def test_trigger_tool_change(ctx: Context) -> str:
+    """Adds test_dynamic_tool, or removes it if there, and announces the change."""
+    names = {tool.name for tool in await mcp.list_tools()}
+    if test_dynamic_tool.__name__ in names:
+        mcp.local_provider.remove_tool(test_dynamic_tool.__name__)
+    else:
+        mcp.add_tool(test_dynamic_tool)
+    await _announce(ctx, ToolsListChanged())
+    return "Mutation triggered"
+
+
+@mcp.tool(output_schema=None)
+async def test_trigger_prompt_change(ctx: Context) -> str:
+    """Adds test_dynamic_prompt, or removes it if there, and announces the change."""
+    names = {prompt.name for prompt in await mcp.list_prompts()}
+    if test_dynamic_prompt.__name__ in names:
+        mcp.local_provider.remove_prompt(test_dynamic_prompt.__name__)
+    else:
+        mcp.add_prompt(Prompt.from_function(test_dynamic_prompt))
+    await _announce(ctx, PromptsListChanged())
+    return "Mutation triggered"
 
 
 # ----------------------------------------------------------- completion and subscriptions

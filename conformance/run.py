@@ -1,22 +1,30 @@
 """Run the official MCP conformance suite against the backend, then through the gateway.
 
-    python conformance/run.py                    # both targets, every server scenario
-    python conformance/run.py --scenario ping    # one scenario
-    python conformance/run.py --direct-only      # the backend alone (baseline check)
-    python conformance/run.py --gateway-only     # mcp-agg in front of it
+    python conformance/run.py                          # both targets, every revision
+    python conformance/run.py --revision 2026-07-28    # one protocol revision
+    python conformance/run.py --scenario ping          # one scenario
+    python conformance/run.py --direct-only            # the backend alone (baseline check)
+    python conformance/run.py --gateway-only           # mcp-agg in front of it
 
-1. direct: ``backend.py --http`` on a free port, and the suite (``--suite all``: the 32
-   server scenarios, pending ones included) against it, with ``expected-failures.yml`` as
-   the suite's baseline: a scenario failing that is not listed, or listed but passing,
-   fails the run.
+The suite (``@modelcontextprotocol/conformance``, pinned in package.json) runs its server
+scenarios (``--suite all``, pending ones included) once per protocol revision it knows
+(``--spec-version``: 2025-06-18 and 2025-11-25, the handshake era; 2026-07-28, the
+stateless modern era), against two targets:
+
+1. direct: ``backend.py --http`` on a free port. A scenario failing there that
+   ``expected-failures.yml`` does not list under ``direct:`` for that revision, or one
+   listed but passing, fails the run.
 2. gateway: ``mcp-agg serve --transport http -c servers.toml`` (the same backend, spawned
    by the gateway over stdio, unprefixed) on another free port; once it answers and lists
-   the backend's tools, the same suite against it.
+   the backend's tools, the same runs against it.
 
-Then a table scenario x {direct, gateway} from each run's ``checks.json``, and every
-check that passes directly but not through the gateway (FAILURE, WARNING or missing),
-with the suite's error message. Such a check fails the run. Results go to
-``conformance/results/{direct,gateway}/`` (rewritten each run), with the servers' logs.
+Then a table scenario x revision x {direct, gateway} from each run's ``checks.json``, and
+every check that passes directly but not through the gateway (FAILURE, WARNING or
+missing), with the suite's error message. Such a check fails the run unless
+``expected-failures.yml`` lists it under ``gateway:`` for that revision (a known loss,
+with its reason); a listed loss that no longer happens fails the run too, so both lists
+stay exact. Results go to ``conformance/results/<revision>/{direct,gateway}/`` (rewritten
+each run), the servers' logs to ``conformance/results/``.
 
 Exit status: 0 all good, 1 a regression through the gateway or an unexpected direct
 failure, 2 the run itself could not be set up (suite not installed, a server not up).
@@ -59,7 +67,9 @@ START_DEADLINE = 30.0  # seconds for a server to answer (and the gateway to list
 SUITE_DEADLINE = 300.0  # seconds for one suite run (it takes a few seconds)
 STOP_GRACE = 10.0  # seconds between SIGTERM and SIGKILL
 READY_TOOL = "test_simple_text"  # the gateway is ready once it lists this backend tool
-PROTOCOL = "2025-11-25"
+PROTOCOL = "2025-11-25"  # the readiness probe's
+#: The protocol revisions the suite runs at, oldest first.
+REVISIONS = ("2025-06-18", "2025-11-25", "2026-07-28")
 
 # Checks the suite emits as a log of the exchange, not as verdicts.
 VERDICTS = ("SUCCESS", "FAILURE", "WARNING")
@@ -279,11 +289,15 @@ def wait_for_catalog(child: Child, url: str, deadline: float) -> str | None:
 # ---------------------------------------------------------------------------------- suite
 
 
-def run_suite(url: str, out: Path, scenario: str | None, baseline: bool) -> int:
+def run_suite(url: str, out: Path, scenario: str | None, revision: str) -> None:
+    """The suite's server scenarios at one revision against `url`; checks.json under out.
+
+    Its exit status is not used: the verdicts are read back from the results, and the
+    baseline is applied here (`expected-failures.yml` has one per revision and target).
+    """
     argv = [str(NODE), str(SUITE), "server", "--url", url, "-o", str(out)]
     argv += ["--scenario", scenario] if scenario else ["--suite", "all"]
-    if baseline:
-        argv += ["--expected-failures", str(EXPECTED_FAILURES)]
+    argv += ["--spec-version", revision]
     with (out.parent / f"{out.name}.suite.log").open("wb") as log:
         proc = subprocess.Popen(
             argv,
@@ -295,7 +309,7 @@ def run_suite(url: str, out: Path, scenario: str | None, baseline: bool) -> int:
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         try:
-            return proc.wait(SUITE_DEADLINE)
+            proc.wait(SUITE_DEADLINE)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -319,7 +333,8 @@ def load_checks(out: Path) -> dict[str, list[dict[str, Any]]]:
     return found
 
 
-def list_scenarios() -> list[str]:
+def list_scenarios() -> dict[str, set[str]]:
+    """Every server scenario the suite has -> the revisions it applies at."""
     out = subprocess.run(
         [str(NODE), str(SUITE), "list", "--server"],
         capture_output=True,
@@ -327,22 +342,46 @@ def list_scenarios() -> list[str]:
         check=True,
         cwd=HERE,
     ).stdout
-    return [m[1] for m in re.finditer(r"^\s+- (\S+)", out, re.MULTILINE)]
+    found = re.finditer(r"^\s+- (\S+) \[([^\]]*)\]", out, re.MULTILINE)
+    return {m[1]: {rev.strip() for rev in m[2].split(",")} for m in found}
 
 
-def expected_failures() -> set[str]:
-    """The `server:` list of expected-failures.yml (a tiny YAML subset: `- name` items)."""
-    names: set[str] = set()
-    section = None
-    for raw in EXPECTED_FAILURES.read_text().splitlines():
-        line = raw.split("#", 1)[0].rstrip()
-        if not line:
-            continue
-        if not line.startswith((" ", "-")):
-            section = line.rstrip(":").strip()
-        elif section == "server" and line.strip().startswith("- "):
-            names.add(line.strip()[2:].strip().strip("'\""))
-    return names
+@dataclass(frozen=True)
+class Baseline:
+    """expected-failures.yml: per revision, the scenarios the backend fails on its own
+    (`direct`) and the `scenario/check` pairs known to pass only directly (`gateway`)."""
+
+    direct: dict[str, set[str]]
+    gateway: dict[str, set[str]]
+
+    @classmethod
+    def load(cls, path: Path) -> Baseline:
+        """A tiny YAML subset: `section:`, then `  revision:` (or `  revision: []`), then
+        `    - item` lines."""
+        lists: dict[str, dict[str, set[str]]] = {"direct": {}, "gateway": {}}
+        section = revision = None
+        for number, raw in enumerate(path.read_text().splitlines(), 1):
+            line = raw.split("#", 1)[0].rstrip()
+            if not line.strip():
+                continue
+            indent = len(line) - len(line.lstrip())
+            text = line.strip()
+            if indent == 0 and text.endswith(":") and text[:-1] in lists:
+                section, revision = text[:-1], None
+            elif indent == 2 and section and text.rstrip("[] ").endswith(":"):
+                revision = text.rstrip("[] ")[:-1].strip("'\"")
+                lists[section].setdefault(revision, set())
+            elif indent == 4 and section and revision and text.startswith("- "):
+                lists[section][revision].add(text[2:].strip().strip("'\""))
+            else:
+                raise SetupError(f"{path.name}:{number}: cannot read {raw.strip()!r}")
+        for section, by_revision in lists.items():
+            unknown = set(by_revision) - set(REVISIONS)
+            if unknown:
+                raise SetupError(
+                    f"{path.name}: {section}: unknown revision(s) {', '.join(sorted(unknown))}"
+                )
+        return cls(lists["direct"], lists["gateway"])
 
 
 # --------------------------------------------------------------------------------- report
@@ -414,39 +453,46 @@ def regressions(
     return found
 
 
+#: scenario -> its checks, per revision.
+ByRevision = dict[str, dict[str, list[dict[str, Any]]]]
+
+
 def print_table(
-    scenarios: list[str],
-    direct: dict[str, list[dict[str, Any]]] | None,
-    gateway: dict[str, list[dict[str, Any]]] | None,
-    expected: set[str],
+    scenarios: dict[str, set[str]],
+    direct: ByRevision | None,
+    gateway: ByRevision | None,
+    expected: Baseline,
 ) -> None:
-    rows = [("scenario", "direct", "gateway")]
-    for name in scenarios:
-        rows.append(
-            (
-                name,
-                _cell(direct.get(name) if direct is not None else None, name in expected),
-                _cell(gateway.get(name) if gateway is not None else None, name in expected),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    """scenario x revision x {direct, gateway}; "." where a scenario does not apply."""
+    revisions = [r for r in REVISIONS if r in (direct or gateway or {})]
+    targets = [(label, runs) for label, runs in (("direct", direct), ("gateway", gateway)) if runs]
+    header = ["scenario"] + [f"{rev} {label}" for rev in revisions for label, _ in targets]
+    rows = [header]
+    for name, applies in scenarios.items():
+        row = [name]
+        for rev in revisions:
+            known = name in expected.direct.get(rev, set())
+            for _, runs in targets:
+                row.append(_cell(runs[rev].get(name), known) if rev in applies else ".")
+        rows.append(row)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     for i, row in enumerate(rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
         if i == 0:
             print("  ".join("-" * width for width in widths))
-    for label, results in (("direct", direct), ("gateway", gateway)):
-        if results is None:
-            continue
-        passed = sum(c["status"] == "SUCCESS" for cs in results.values() for c in cs)
-        judged = sum(c["status"] in ("SUCCESS", "FAILURE") for cs in results.values() for c in cs)
-        warned = sum(c["status"] == "WARNING" for cs in results.values() for c in cs)
-        clean = sum(_verdict(cs) == "PASS" for cs in results.values())
-        print(
-            f"{label}: {clean}/{len(results)} scenarios clean, "
-            f"{passed}/{judged} checks passed, {warned} warnings"
-        )
-    print("(PASS/FAIL/WARN n/m: checks passed of those judged; +Nw: warnings, which the")
-    print(" suite's baseline counts as failures)")
+    for rev in revisions:
+        for label, runs in targets:
+            results = runs[rev]
+            statuses = [c["status"] for cs in results.values() for c in cs]
+            passed = statuses.count("SUCCESS")
+            judged = passed + statuses.count("FAILURE")
+            clean = sum(_verdict(cs) == "PASS" for cs in results.values())
+            print(
+                f"{rev} {label}: {clean}/{len(results)} scenarios clean, "
+                f"{passed}/{judged} checks passed, {statuses.count('WARNING')} warnings"
+            )
+    print("(PASS/FAIL/WARN n/m: checks passed of those judged; +Nw: warnings, which count")
+    print(" as failures; '-': no result; '.': the scenario does not apply at that revision)")
 
 
 # ----------------------------------------------------------------------------------- main
@@ -466,15 +512,158 @@ def _on_signal(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def run_target(label: str, url: str, revisions: list[str], scenario: str | None) -> ByRevision:
+    """The suite at each revision against one server; the checks, per revision."""
+    found: ByRevision = {}
+    for revision in revisions:
+        out = RESULTS / revision / label
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        run_suite(url, out, scenario, revision)
+        found[revision] = load_checks(out)
+        print(f"{label} {revision}: suite ran in {time.monotonic() - t0:.1f} s, results in {out}")
+    return found
+
+
+def start_backend(children: list[Child]) -> str:
+    port = free_port()
+    backend = start(
+        "backend",
+        [sys.executable, str(BACKEND), "--http", "--host", HOST, "--port", str(port)],
+        RESULTS / "direct.backend.log",
+        HERE,
+    )
+    children.append(backend)
+    wait_for_port(backend, port, time.monotonic() + START_DEADLINE)
+    return f"http://{HOST}:{port}/mcp"
+
+
+def start_gateway(children: list[Child], config: Path, problems: list[str]) -> str:
+    port = free_port()
+    argv = [sys.executable, "-m", "mcp_agg", "serve", "--transport", "http"]
+    argv += ["--host", HOST, "--port", str(port), "-c", str(config)]
+    t0 = time.monotonic()
+    gw = start("gateway", argv, RESULTS / "gateway.log", config.parent)
+    children.append(gw)
+    url = f"http://{HOST}:{port}/mcp"
+    deadline = time.monotonic() + START_DEADLINE
+    wait_for_port(gw, port, deadline)
+    problem = wait_for_catalog(gw, url, deadline)
+    note_descendants(gw)
+    if problem:
+        problems.append(
+            f"the gateway did not list the backend's tools within "
+            f"{START_DEADLINE:.0f} s ({problem}); the suite ran anyway. "
+            f"Gateway log ({gw.log}):\n{_log_tail(gw)}"
+        )
+    else:
+        print(f"gateway: ready in {time.monotonic() - t0:.1f} s")
+    return url
+
+
+def judge_direct(
+    scenarios: dict[str, set[str]], direct: ByRevision, expected: Baseline
+) -> list[str]:
+    """The direct runs against the baseline: what is wrong, one line each."""
+    problems = []
+    for rev, results in direct.items():
+        applies = [s for s, revs in scenarios.items() if rev in revs]
+        listed = expected.direct.get(rev, set())
+        missing = [s for s in applies if s not in results]
+        failing = {s for s in applies if s in results and _verdict(results[s]) != "PASS"}
+        if missing:
+            problems.append(f"direct {rev}: no checks.json for {', '.join(missing)}")
+        if failing - listed:
+            problems.append(
+                f"direct {rev}: failing but not in expected-failures.yml: "
+                + ", ".join(sorted(failing - listed))
+            )
+        stale = {s for s in listed if s in results} - failing
+        if stale:
+            problems.append(
+                f"direct {rev}: in expected-failures.yml but passing (remove them): "
+                + ", ".join(sorted(stale))
+            )
+    return problems
+
+
+def judge_gateway(
+    scenarios: dict[str, set[str]],
+    direct: ByRevision | None,
+    gateway: ByRevision,
+    expected: Baseline | None,
+) -> list[str]:
+    """The gateway runs against the direct ones (or the direct baseline, with no direct
+    run); known losses are printed, and only the others are problems."""
+    problems = []
+    for rev, results in gateway.items():
+        applies = [s for s, revs in scenarios.items() if rev in revs]
+        missing = [s for s in applies if s not in results]
+        if missing:
+            problems.append(f"gateway {rev}: no checks.json for {', '.join(missing)}")
+        if direct is None:
+            listed = expected.direct.get(rev, set()) if expected else set()
+            bad = [s for s in applies if s in results and _verdict(results[s]) != "PASS"]
+            bad = [s for s in bad if s not in listed]
+            if bad:
+                problems.append(
+                    f"gateway {rev}: failing, and not in expected-failures.yml: " + ", ".join(bad)
+                )
+            continue
+        found = regressions(direct[rev], results)
+        known = expected.gateway.get(rev, set()) if expected else set()
+        seen = {f"{r.scenario}/{r.check}" for r in found}
+        new = [r for r in found if f"{r.scenario}/{r.check}" not in known]
+        old = [r for r in found if f"{r.scenario}/{r.check}" in known]
+        if old:
+            print()
+            print(f"{rev}: {len(old)} known loss(es) through the gateway (expected-failures.yml):")
+            for r in old:
+                print(f"  {r.scenario} / {r.check}: {r.status}")
+        if new:
+            print()
+            print(f"{rev}: {len(new)} check(s) pass directly but not through the gateway:")
+            for r in new:
+                print(f"  {r.scenario} / {r.check}: {r.status}: {r.message}")
+            problems.append(f"gateway {rev}: {len(new)} check(s) lost through the gateway")
+        gone = {k for k in known if k.split("/", 1)[0] in results} - seen
+        if gone:
+            problems.append(
+                f"gateway {rev}: listed as lost in expected-failures.yml but passing "
+                f"through the gateway (remove them): {', '.join(sorted(gone))}"
+            )
+    return problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--scenario", help="run only this scenario")
+    parser.add_argument(
+        "--revision", choices=REVISIONS, action="append", help="only this revision (repeatable)"
+    )
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--direct-only", action="store_true", help="only the backend alone")
     only.add_argument("--gateway-only", action="store_true", help="only through the gateway")
+    parser.add_argument(
+        "--direct-url",
+        help="run the direct suite against this server instead of starting backend.py "
+        "(for another backend, e.g. the suite's reference server; implies --no-baseline)",
+    )
+    parser.add_argument(
+        "--gateway-config",
+        type=Path,
+        default=GATEWAY_CONFIG,
+        help="the gateway's config (default: conformance/servers.toml)",
+    )
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="ignore expected-failures.yml: report direct failures, fail on every loss",
+    )
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _on_signal)
 
@@ -491,63 +680,36 @@ def main() -> int:
         print("  " + "\n  ".join(scenarios), file=sys.stderr)
         return 2
     if args.scenario:
-        scenarios = [args.scenario]
-    expected = expected_failures()
+        scenarios = {args.scenario: scenarios[args.scenario]}
+    revisions = [r for r in REVISIONS if r in (args.revision or REVISIONS)]
+    revisions = [r for r in revisions if any(r in revs for revs in scenarios.values())]
+    # Extension scenarios (tasks, skills) apply at no revision: --suite all leaves them out.
+    scenarios = {s: revs for s, revs in scenarios.items() if revs & set(revisions)}
+    use_baseline = not (args.no_baseline or args.direct_url)
+    try:
+        expected = Baseline.load(EXPECTED_FAILURES) if use_baseline else None
+    except SetupError as exc:
+        print(f"conformance: {exc}", file=sys.stderr)
+        return 2
 
     RESULTS.mkdir(exist_ok=True)
     children: list[Child] = []
     leaks: list[str] = []
-    direct = gateway = None
-    direct_status = 0
+    direct: ByRevision | None = None
+    gateway: ByRevision | None = None
     problems: list[str] = []
     began = time.monotonic()
     try:
         with running(children, leaks):
             if not args.gateway_only:
-                out = RESULTS / "direct"
-                shutil.rmtree(out, ignore_errors=True)
-                port = free_port()
-                backend = start(
-                    "backend",
-                    [sys.executable, str(BACKEND), "--http", "--host", HOST, "--port", str(port)],
-                    RESULTS / "direct.backend.log",
-                    HERE,
-                )
-                children.append(backend)
-                wait_for_port(backend, port, time.monotonic() + START_DEADLINE)
-                t0 = time.monotonic()
-                direct_status = run_suite(f"http://{HOST}:{port}/mcp", out, args.scenario, True)
-                direct = load_checks(out)
-                print(f"direct: suite ran in {time.monotonic() - t0:.1f} s, results in {out}")
-                leaks.extend(stop(backend))
-                children.remove(backend)
-
+                url = args.direct_url or start_backend(children)
+                direct = run_target("direct", url, revisions, args.scenario)
+                for child in list(children):
+                    leaks.extend(stop(child))
+                    children.remove(child)
             if not args.direct_only:
-                out = RESULTS / "gateway"
-                shutil.rmtree(out, ignore_errors=True)
-                port = free_port()
-                argv = [sys.executable, "-m", "mcp_agg", "serve", "--transport", "http"]
-                argv += ["--host", HOST, "--port", str(port), "-c", str(GATEWAY_CONFIG)]
-                t0 = time.monotonic()
-                gw = start("gateway", argv, RESULTS / "gateway.log", HERE)
-                children.append(gw)
-                url = f"http://{HOST}:{port}/mcp"
-                deadline = time.monotonic() + START_DEADLINE
-                wait_for_port(gw, port, deadline)
-                problem = wait_for_catalog(gw, url, deadline)
-                note_descendants(gw)
-                if problem:
-                    problems.append(
-                        f"the gateway did not list the backend's tools within "
-                        f"{START_DEADLINE:.0f} s ({problem}); the suite ran anyway. "
-                        f"Gateway log ({gw.log}):\n{_log_tail(gw)}"
-                    )
-                else:
-                    print(f"gateway: ready in {time.monotonic() - t0:.1f} s")
-                t0 = time.monotonic()
-                run_suite(url, out, args.scenario, False)
-                gateway = load_checks(out)
-                print(f"gateway: suite ran in {time.monotonic() - t0:.1f} s, results in {out}")
+                url = start_gateway(children, args.gateway_config.resolve(), problems)
+                gateway = run_target("gateway", url, revisions, args.scenario)
     except SetupError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         for leak in leaks:
@@ -558,62 +720,23 @@ def main() -> int:
         return 130
 
     print()
-    print_table(scenarios, direct, gateway, expected)
-    failed = False
-
-    if direct is not None:
-        missing = [s for s in scenarios if s not in direct]
-        if missing:
-            problems.append(f"direct: no checks.json for {', '.join(missing)}")
-        unexpected = [s for s in scenarios if s in direct and _verdict(direct[s]) != "PASS"]
-        unexpected = [s for s in unexpected if s not in expected]
-        stale = [s for s in scenarios if s in expected and s in direct]
-        stale = [s for s in stale if _verdict(direct[s]) == "PASS"]
-        if unexpected:
-            problems.append(
-                "direct: failing but not in expected-failures.yml: " + ", ".join(unexpected)
-            )
-        if stale:
-            problems.append(
-                "direct: in expected-failures.yml but passing (remove them): " + ", ".join(stale)
-            )
-        if direct_status != 0 and not (unexpected or stale or missing):
-            problems.append(f"direct: the suite exited with status {direct_status}")
-
+    print_table(scenarios, direct, gateway, expected or Baseline({}, {}))
+    if direct is not None and expected is not None:
+        problems += judge_direct(scenarios, direct, expected)
     if gateway is not None:
-        missing = [s for s in scenarios if s not in gateway]
-        if missing:
-            problems.append(f"gateway: no checks.json for {', '.join(missing)}")
-        if direct is not None:
-            found = regressions(direct, gateway)
-            if found:
-                failed = True
-                print()
-                print(f"{len(found)} check(s) pass directly but not through the gateway:")
-                for r in found:
-                    print(f"  {r.scenario} / {r.check}: {r.status}: {r.message}")
-        else:
-            # No direct run to compare with: the baseline is what the backend is known to fail.
-            bad = [s for s in scenarios if s in gateway and _verdict(gateway[s]) != "PASS"]
-            bad = [s for s in bad if s not in expected]
-            if bad:
-                problems.append(
-                    "gateway: failing, and not in expected-failures.yml: " + ", ".join(bad)
-                )
-
+        problems += judge_gateway(scenarios, direct, gateway, expected)
     for leak in leaks:
         problems.append(f"leaked process: {leak}")
     if problems:
-        failed = True
         print()
         for problem in problems:
             print(f"conformance: {problem}")
     print()
     print(
-        f"conformance: {'FAILED' if failed else 'passed'} "
+        f"conformance: {'FAILED' if problems else 'passed'} "
         f"in {time.monotonic() - began:.1f} s (results in {RESULTS})"
     )
-    return 1 if failed else 0
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import pytest_asyncio
@@ -36,9 +37,11 @@ EVIL = "evil.example.com"
 
 
 def rpc_message(response: httpx.Response) -> dict[str, Any]:
-    """The JSON-RPC message of a response, whether sent as JSON or as one SSE event."""
+    """The JSON-RPC message of a response, whether sent as JSON or as one SSE event
+    (after the priming event, whose data is empty)."""
     if response.headers["content-type"].startswith("text/event-stream"):
-        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        lines = response.text.splitlines()
+        data = [line[5:] for line in lines if line.startswith("data:") and line[5:].strip()]
         assert len(data) == 1, f"expected one event, got {response.text!r}"
         message: dict[str, Any] = json.loads(data[0])
     else:
@@ -247,3 +250,45 @@ async def test_ping_through_a_handshake_era_client(default_gateway: Gateway) -> 
         assert client.protocol_version == HANDSHAKE
         assert client.initialize_result is not None
         assert await client.ping() is True
+
+
+# ---------------------------------------------------------------- resumability (SEP-1699)
+
+
+def sse_events(text: str) -> list[dict[str, str]]:
+    """The events of an SSE body, each as its fields (`id`, `retry`, `data`, ...)."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        if fields:
+            events.append({name: value.strip() for name, value in fields.items()})
+    return events
+
+
+async def test_post_streams_are_primed_and_resumable(
+    http: httpx.AsyncClient, default_gateway: Gateway, session: dict[str, str]
+) -> None:
+    """A POST's SSE stream opens with a priming event (an id, no data, the `retry`
+    interval), and a client that lost the stream after it gets the answer again with
+    Last-Event-ID."""
+    request = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
+    response = await http.post(default_gateway.url, json=request, headers=session)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/event-stream")
+    priming, *rest = sse_events(response.text)
+    assert priming.get("id"), response.text
+    assert priming.get("data", "") == ""
+    assert priming.get("retry") == "1000"
+    assert [json.loads(event["data"])["id"] for event in rest] == [7]
+
+    headers = {**session, "Accept": "text/event-stream", "Last-Event-ID": priming["id"]}
+    replayed: dict[str, Any] = {}
+    async with http.stream("GET", default_gateway.url, headers=headers) as stream:
+        assert stream.status_code == 200
+        with anyio.fail_after(10):
+            async for line in stream.aiter_lines():
+                if line.startswith("data:") and line[5:].strip():
+                    replayed = json.loads(line[5:])
+                    break
+    assert replayed["id"] == 7
+    assert "units_convert" in {tool["name"] for tool in replayed["result"]["tools"]}

@@ -11,6 +11,14 @@ Every request's `Host` and `Origin` are checked before anything else (DNS-rebind
 protection, `mcp_agg.security.origin`). The session lifecycle is the SDK's and needs
 nothing here: `initialize` returns `Mcp-Session-Id`, GET with it opens the standalone
 SSE stream, DELETE ends the session, and an unknown or ended session id gets 404.
+
+FastMCP's defaults leave out SSE resumability (SEP-1699): no event store, so no priming
+event and no `retry` field on a POST's stream, and nothing for `Last-Event-ID` to resume.
+A gateway relays long calls, so the front keeps a bounded in-memory event store
+(`mcp_agg.front.events`: 4096 events and 32 MiB) and tells clients to reconnect after
+`_SSE_RETRY_MS`. A client that drops a POST's stream itself has still given up on its
+call (`mcp_agg.front.exchanges` cancels it): what a resume recovers is what was sent on a
+stream while the client was away, as when the server ends a stream mid-call.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from starlette.types import ASGIApp
 from mcp_agg.config import GatewayConfig
 from mcp_agg.front.bodylimit import BodyLimit, lift_sdk_cap
 from mcp_agg.front.drain import Drain
+from mcp_agg.front.events import BoundedEventStore
 from mcp_agg.front.exchanges import Exchanges
 from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
@@ -37,6 +46,12 @@ logger = logging.getLogger("mcp_agg")
 
 #: uvicorn's own grace once drained: only idle connections and ended streams are left.
 _CLOSE_TIMEOUT = 5
+#: SSE events kept for resumption, across every session (oldest dropped first): at most
+#: this many, and at most this many bytes of messages.
+_SSE_EVENTS = 4096
+_SSE_BYTES = 32 * 1024 * 1024
+#: How soon a client reconnects to a stream the server ended (ms, the SSE `retry` field).
+_SSE_RETRY_MS = 1000
 
 
 async def serve_http(
@@ -108,7 +123,12 @@ def _asgi_app(
     # FastMCP's own guard is turned off explicitly (FASTMCP_HTTP_HOST_ORIGIN_PROTECTION
     # would otherwise stack a second one with other rules): ours replaces it, origin.py
     # says why.
-    mcp_app = server.http_app(transport="http", host_origin_protection=False)
+    mcp_app = server.http_app(
+        transport="http",
+        host_origin_protection=False,
+        event_store=BoundedEventStore(max_events=_SSE_EVENTS, max_bytes=_SSE_BYTES),
+        retry_interval=_SSE_RETRY_MS,
+    )
     lift_sdk_cap(mcp_app, settings.max_message_bytes)
     exchanges = Exchanges(mcp_app)
     exchanges.install(server)
