@@ -88,6 +88,9 @@ class _GatewayServer(FastMCP[Any]):
             "completion/complete", mcp_types.CompleteRequestParams, self._on_complete
         )
         server.add_notification_handler(
+            "notifications/initialized", mcp_types.NotificationParams, self._on_initialized
+        )
+        server.add_notification_handler(
             "notifications/roots/list_changed",
             mcp_types.NotificationParams,
             self._on_roots_changed,
@@ -155,13 +158,24 @@ class _GatewayServer(FastMCP[Any]):
         connection = connection_of(ctx)
         if connection is None:
             raise MCPError(mcp_types.INVALID_REQUEST, "resources/subscribe needs a session")
-        await self._gateway.sessions.subscribe(connection, str(params.uri))
+        token = current_caller.set(self._caller(ctx))  # a per-client server: its session
+        try:
+            await self._gateway.sessions.subscribe(connection, str(params.uri))
+        finally:
+            current_caller.reset(token)
         return mcp_types.EmptyResult()
 
     async def _on_roots_changed(
         self, ctx: ServerRequestContext, params: mcp_types.NotificationParams | None
     ) -> None:
-        await self._gateway.sessions.roots_changed()
+        await self._gateway.sessions.roots_changed(connection_of(ctx))
+
+    async def _on_initialized(
+        self, ctx: ServerRequestContext, params: mcp_types.NotificationParams | None
+    ) -> None:
+        connection = connection_of(ctx)
+        if connection is not None:
+            await self._gateway.sessions.client_initialized(connection)
 
     async def _on_listen(
         self, ctx: ServerRequestContext, params: mcp_types.SubscriptionsListenRequestParams
@@ -185,7 +199,11 @@ class _GatewayServer(FastMCP[Any]):
     ) -> mcp_types.EmptyResult:
         connection = connection_of(ctx)
         if connection is not None:
-            await self._gateway.sessions.unsubscribe(connection, str(params.uri))
+            token = current_caller.set(self._caller(ctx))
+            try:
+                await self._gateway.sessions.unsubscribe(connection, str(params.uri))
+            finally:
+                current_caller.reset(token)
         return mcp_types.EmptyResult()
 
     async def _on_complete(
