@@ -40,10 +40,19 @@ class ClientRelay:
     and its fixed owner (`rule().peer`), if any."""
 
     def __init__(
-        self, replica: str, rule: Callable[[], RelayRule] = RelayRule, *, server: str = ""
+        self,
+        replica: str,
+        rule: Callable[[], RelayRule] = RelayRule,
+        *,
+        server: str = "",
+        advise: bool = True,
     ) -> None:
         self.replica = replica
         self.server = server or replica
+        #: Whether to advise `session = "per_client"` when the backend asks a guarded
+        #: session for client context (not when the server already has it: then only
+        #: the catalog and health probes use this session).
+        self.advise = advise
         #: Read at each message: the stdio front sets its client as owner once it serves.
         self.rule = rule
         #: The client requests whose calls are in flight on this session, oldest first.
@@ -125,7 +134,7 @@ class ClientRelay:
             )
 
     def _warn_shared(self, method: str) -> None:
-        if self.server in _warned:
+        if not self.advise or self.server in _warned:
             return
         _warned.add(self.server)
         logger.warning(

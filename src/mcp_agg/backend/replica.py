@@ -96,7 +96,10 @@ class ReplicaCore:
         self.front = front
         #: Takes what the backend asks or tells to the client it belongs to.
         self._relay = ClientRelay(
-            spec.id, front.relay_rule if front is not None else RelayRule, server=spec.group
+            spec.id,
+            front.relay_rule if front is not None else RelayRule,
+            server=spec.group,
+            advise=spec.server.session == "shared",
         )
         #: Per-client sessions (`session = "per_client"` on the HTTP front).
         self.clients = ClientSessions(self)
