@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import time
 import warnings
 from collections.abc import AsyncIterator
@@ -219,8 +221,14 @@ def simulated(logs: list[Any]) -> list[Any]:
 # ---------------------------------------------------------------------------- life cycle
 
 
-def everything_processes(gateway: int) -> set[int]:
-    return descendants(gateway) & pids_with_arg("mcp-server-everything")
+async def echoes(client: Client[Any], server: str = "pc") -> bool:
+    return not (await client.call_tool_mcp(f"{server}_echo", {"message": "again"})).is_error
+
+
+def tagged(tag: str) -> list[str]:
+    """server-everything with a tag on its command line (it reads only its first argument),
+    so that the test can tell one server's processes from another's."""
+    return [*EVERYTHING, "stdio", f"tag-{tag}"]
 
 
 def sessions_of(base: str, server: str) -> int:
@@ -235,33 +243,47 @@ async def test_per_client_sessions_end_with_their_client_idle_time_and_limit(
     config = write_config(
         tmp_path,
         f'\n[gateway.admin]\ntoken = "{ADMIN_TOKEN}"\n',
-        server_entry("pc", EVERYTHING, session="per_client", session_idle_timeout=4),
+        server_entry("pc", tagged("pc"), session="per_client"),
+        server_entry("idle", tagged("idle"), session="per_client", session_idle_timeout=1),
         server_entry("one", EVERYTHING, session="per_client", max_sessions=1),
     )
     with served_gateway(config) as (url, proc):
         base = url.removesuffix("/mcp")
-        await eventually(lambda: len(everything_processes(proc.pid)) == 2, "the shared sessions")
-        shared = everything_processes(proc.pid)
+
+        def processes(tag: str) -> set[int]:
+            return descendants(proc.pid) & pids_with_arg(f"tag-{tag}")
+
+        await eventually(lambda: len(processes("pc")) == 1, "the replica's own session")
+        shared = processes("pc")
 
         def per_client() -> set[int]:
-            return everything_processes(proc.pid) - shared
+            return processes("pc") - shared
 
         async with Client(url, mode="legacy", timeout=30) as alice:
             async with Client(url, mode="legacy", timeout=30) as bob:
                 for client in (alice, bob):
-                    assert not (await client.call_tool_mcp("pc_echo", {"message": "hi"})).is_error
+                    assert await echoes(client)
                 assert len(per_client()) == 2
                 assert sessions_of(base, "pc") == 2
                 bobs = per_client()
             # Bob has left (his session was DELETEd): his backend process is gone.
-            assert not (await alice.call_tool_mcp("pc_echo", {"message": "still"})).is_error
+            assert await echoes(alice)
             await eventually(lambda: len(per_client()) == 1, "bob's backend process to end")
             assert per_client() < bobs
             assert sessions_of(base, "pc") == 1
-            # Alice stays, but makes no request for session_idle_timeout: closed too.
-            await eventually(lambda: not per_client(), "alice's idle session to close", 15)
+            # Her backend dies: her next request gets a new one (what it kept is lost).
+            (dead,) = per_client()
+            os.kill(dead, signal.SIGKILL)
+            await eventually(lambda: echoes(alice), "a new session after the backend died")
+            assert len(per_client()) == 1
+            assert dead not in per_client()
+            # A session without requests for session_idle_timeout is closed.
+            idle_shared = processes("idle")
+            assert await echoes(alice, "idle")
+            assert len(processes("idle") - idle_shared) == 1
+            await eventually(lambda: processes("idle") == idle_shared, "the idle session to end")
             # max_sessions = 1: a second client is refused while the first holds it.
-            assert not (await alice.call_tool_mcp("one_echo", {"message": "first"})).is_error
+            assert await echoes(alice, "one")
             async with Client(url, mode="legacy", timeout=30) as carol:
                 refused = await carol.call_tool_mcp("one_echo", {"message": "second"})
                 assert refused.is_error

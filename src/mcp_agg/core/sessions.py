@@ -151,10 +151,18 @@ class Sessions:
         self._subscribers.setdefault(uri, weakref.WeakSet()).add(subscriber)
 
     async def unsubscribe(self, subscriber: object, uri: str) -> None:
-        """The backend is unsubscribed when its last subscriber leaves."""
+        """The backend is unsubscribed when its last subscriber leaves; a client's own
+        session of a per-client server at once."""
         subscribers = self._subscribers.get(uri)
         if subscribers is not None:
             subscribers.discard(subscriber)
+        route = self._host.catalog.route_uri(uri)
+        if route is not None and isinstance(subscriber, Connection):
+            for upstream in route[0].replicas:
+                own = upstream.clients.get(subscriber)
+                if own is not None and own.client is not None:
+                    unsubscribing = own.client.session.unsubscribe_resource(route[1])
+                    await quietly(unsubscribing, f"unsubscribe {uri} on {upstream.id}")
         if subscribers:
             return
         self._subscribers.pop(uri, None)
