@@ -19,8 +19,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 import anyio.abc
@@ -36,19 +36,15 @@ from mcp_agg.backend.relay import ClientRelay
 from mcp_agg.backend.transports import RequestHook
 from mcp_agg.config import ReplicaSpec
 from mcp_agg.core.naming import exposed_uri
-from mcp_agg.core.peer import PerClient, RelayRule
+from mcp_agg.core.peer import ClientKey, PerClient, RelayRule
 from mcp_agg.errors import SessionsFull, UpstreamConnectError
 
 if TYPE_CHECKING:
     from mcp_agg.core.views import ClientPeer
 
-__all__ = ["ClientKey", "ClientSession", "ClientSessions"]
+__all__ = ["ClientSession", "ClientSessions"]
 
 logger = logging.getLogger(__name__)
-
-#: Who a per-client session belongs to: a handshake-era client's connection (its
-#: `Mcp-Session-Id`), or a modern-era caller's authenticated identity.
-ClientKey: TypeAlias = Connection | str
 
 
 class SessionSource(Protocol):
@@ -75,12 +71,13 @@ class ClientSession:
         self.last_used = time.monotonic()
         #: Set to close the session (its client left, its backend died, the replica stops).
         self.done = anyio.Event()
-        #: Set once opening has succeeded or failed; `failure` says which.
+        #: Set once opening has ended: `client` is set if it succeeded, `failure` why not.
         self.opened = anyio.Event()
         self.failure: BaseException | None = None
 
     @contextlib.contextmanager
-    def using(self) -> Any:
+    def using(self) -> Iterator[None]:
+        """While a request is on the session: it is not idle."""
         self.in_flight += 1
         try:
             yield
@@ -133,7 +130,7 @@ class ClientSessions:
                     session.done.set()
 
     async def session(self, client: PerClient) -> ClientSession:
-        """`key`'s open session, opened now if it has none (or its backend died).
+        """`client`'s open session, opened now if it has none (or its backend died).
 
         Raises `SessionsFull` beyond `max_sessions`, `UpstreamConnectError` when opening
         fails (nothing was sent: another replica may take the request).
@@ -145,9 +142,10 @@ class ClientSessions:
         if session is None:
             session = self._start(client)
         await session.opened.wait()
-        if session.failure is not None:
+        if session.client is None:  # failed, or the replica stopped while opening it
+            why = session.failure or "the replica stopped"
             raise UpstreamConnectError(
-                f"opening a session for a client: {session.failure}", replica=self._replica.id
+                f"opening a session for a client: {why}", replica=self._replica.id
             ) from session.failure
         return session
 
@@ -189,20 +187,21 @@ class ClientSessions:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 try:
-                    client = await self._open(stack, session, owner)
+                    session.client = await self._open(stack, session, owner)
                 except Exception as exc:
                     session.failure = exc
                     return
                 finally:
+                    # Idle time counts from now: opening may take longer than the timeout.
+                    session.last_used = time.monotonic()
                     session.opened.set()
-                session.client = client
                 logger.info("backend %s: opened a session for a client", replica.id)
-                await self._hold(session)
+                why = await self._hold(session)
+                logger.info("backend %s: closing a client's session (%s)", replica.id, why)
         except Exception as exc:  # closing failed: the session is gone all the same
             logger.warning("backend %s: closing a client's session: %s", replica.id, exc)
         finally:
             self._drop(session)
-            logger.info("backend %s: closed a client's session", replica.id)
 
     async def _open(
         self, stack: contextlib.AsyncExitStack, session: ClientSession, owner: PerClient
@@ -235,17 +234,14 @@ class ClientSessions:
                     await client.session.set_logging_level(owner.level)
         return client
 
-    async def _hold(self, session: ClientSession) -> None:
-        """Until the session is done, or has had no request for `session_idle_timeout`."""
+    async def _hold(self, session: ClientSession) -> str:
+        """Until the session is done, or has had no request for `session_idle_timeout`;
+        why it ends."""
         timeout = self._replica.spec.server.session_idle_timeout
         while not session.done.is_set():
             idle = time.monotonic() - session.last_used
             if session.in_flight == 0 and idle >= timeout:
-                logger.info(
-                    "backend %s: closing a client's session idle for %.0fs",
-                    self._replica.id,
-                    idle,
-                )
-                return
+                return f"idle for {idle:.0f}s"
             with anyio.move_on_after(max(timeout - idle, 0.05)):
                 await session.done.wait()
+        return "its client left, its backend ended, or the replica stops"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 import mcp_types
@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp_agg.core.caller import LogLevels, log_rank
 from mcp_agg.core.views import ClientPeer
 
-__all__ = ["ConnectionPeer", "PerClient", "RelayRule"]
+__all__ = ["ClientKey", "ConnectionPeer", "PerClient", "RelayRule"]
 
 #: The capability a client must have declared for each request a backend may send it.
 _NEEDS: dict[str, mcp_types.ClientCapabilities] = {
@@ -52,13 +52,16 @@ class RelayRule:
     guarded: bool = False
 
 
+#: Who a per-client session belongs to: a handshake-era client's connection (its
+#: `Mcp-Session-Id`), or a modern-era caller's authenticated identity.
+ClientKey: TypeAlias = Connection | str
+
+
 @dataclass(frozen=True, slots=True)
 class PerClient:
     """The client of a request, as a per-client backend session needs it."""
 
-    #: Who the session belongs to: a handshake-era client's connection, or a modern-era
-    #: caller's authenticated identity.
-    key: Connection | str
+    key: ClientKey
     #: Its fixed owner, asked and told at any time; None for a modern-era caller, which
     #: has no channel outside its own requests.
     peer: ClientPeer | None
