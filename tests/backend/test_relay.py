@@ -12,7 +12,7 @@ from typing import Any, Literal
 import anyio
 import mcp_types
 import pytest
-from mcp.server.connection import Connection
+from mcp.server.connection import Connection, NotifyOnlyOutbound
 from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError
 
@@ -212,3 +212,23 @@ async def test_a_client_that_never_comes_is_not_waited_for_forever() -> None:
     answer = await relay.request(REQUESTS["roots"], mcp_types.ListRootsResult)
     assert isinstance(answer, mcp_types.ErrorData)
     assert "did not initialize within 0.1s" in answer.message
+
+
+async def test_a_modern_stdio_client_is_answered_for_at_once() -> None:
+    """It never initializes, and takes no server requests: from its first request on, a
+    backend asking it gets "method not found" at once, not after connect_timeout."""
+    sessions = sessions_for("stdio")
+    relay = ClientRelay("s-1", sessions.relay_rule, server="s")
+    channel = Standalone()
+    connection = Connection.from_envelope(
+        "2026-07-28",
+        None,
+        {"roots": {}},
+        outbound=NotifyOnlyOutbound(channel),  # type: ignore[arg-type]
+    )
+    sessions.client_seen(connection)
+    with anyio.fail_after(0.5):
+        answer = await relay.request(REQUESTS["roots"], mcp_types.ListRootsResult)
+    assert isinstance(answer, mcp_types.ErrorData)
+    assert answer.code == mcp_types.METHOD_NOT_FOUND
+    assert channel.requests == []

@@ -30,6 +30,7 @@ from mcp.server.connection import Connection
 from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_agg.core.caller import LogLevels, current_caller
 from mcp_agg.core.naming import exposed_uri
@@ -116,6 +117,19 @@ class Sessions:
         if identity is None or not identity.client_id:
             return None
         return PerClient(f"identity:{identity.client_id}", None)
+
+    def client_seen(self, connection: Connection | None) -> None:
+        """A request of the stdio client: a modern-era client, which never initializes,
+        owns the backend sessions from its first request (it takes no server requests:
+        a backend asking it is answered at once, not after `connect_timeout`)."""
+        peer = self.stdio_client
+        if (
+            peer is not None
+            and peer.connection is None
+            and connection is not None
+            and connection.protocol_version in MODERN_PROTOCOL_VERSIONS
+        ):
+            peer.attach(connection)
 
     async def client_initialized(self, connection: Connection) -> None:
         """The stdio client has initialized: it owns every backend session from now, and

@@ -106,7 +106,10 @@ class _GatewayServer(FastMCP[Any]):
         return self._gateway.calls
 
     def _caller(self, ctx: ServerRequestContext) -> Caller:
-        return Caller.of(ctx, self._gateway.sessions.log_levels)
+        sessions = self._gateway.sessions
+        if sessions.stdio_client is not None:
+            sessions.client_seen(connection_of(ctx))
+        return Caller.of(ctx, sessions.log_levels)
 
     async def _on_call_tool(
         self, ctx: ServerRequestContext, params: mcp_types.CallToolRequestParams
