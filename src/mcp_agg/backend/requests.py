@@ -91,7 +91,7 @@ class RequestsMixin(ReplicaCore):
     async def subscribe(self, uri: str) -> None:
         async with self._request(f"resources/subscribe {uri}") as client:
             await client.session.subscribe_resource(uri)
-        if client is self._client:  # kept for reconnects; a client's own session is its
+        if client is self._client:  # restored on a reconnect (a client's own session's: not)
             self.subscriptions.add(uri)
 
     async def unsubscribe(self, uri: str) -> None:
