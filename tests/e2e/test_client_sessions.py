@@ -6,7 +6,8 @@
   server-everything's simulated log messages, sent outside any call, reach the client.
 - HTTP front: two clients with different roots. On a `shared` server neither sees the
   other's root (a shared session gets no roots); on a `per_client` server each sees its
-  own. A per-client session's log messages outside calls reach its client only.
+  own. A per-client session's log messages outside calls, and its resource updates, reach
+  its client only.
 - per-client sessions of a stdio backend are processes: one per client, closed when its
   client leaves (DELETE) or goes idle, and refused beyond `max_sessions`.
 """
@@ -26,6 +27,7 @@ from typing import Any
 import mcp_types
 import pytest
 from fastmcp import Client
+from fastmcp.client.messages import MessageHandler
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 from mcp.shared.exceptions import MCPDeprecationWarning
 
@@ -211,6 +213,38 @@ async def test_per_client_log_messages_outside_calls_reach_their_client_only(
             lambda: simulated(mine.since(returned)), "a log message outside a call", 20
         )
         assert simulated([data for _, data in theirs.seen]) == []
+
+
+class Updates(MessageHandler):
+    """A client's `notifications/resources/updated`, by URI."""
+
+    def __init__(self) -> None:
+        self.uris: list[str] = []
+
+    async def on_resource_updated(self, message: mcp_types.ResourceUpdatedNotification) -> None:
+        self.uris.append(str(message.params.uri))
+
+
+async def test_per_client_resource_updates_reach_their_client_only(
+    http_gateway: tuple[str, Any],
+) -> None:
+    url, _ = http_gateway
+    mine, theirs = Updates(), Updates()
+    async with (
+        Client(url, mode="legacy", message_handler=mine, timeout=30) as me,
+        Client(url, mode="legacy", message_handler=theirs, timeout=30) as other,
+    ):
+        uri = next(str(r.uri) for r in await me.list_resources() if "://own/" in str(r.uri))
+        with warnings.catch_warnings():  # subscriptions are a handshake-era feature
+            warnings.simplefilter("ignore", MCPDeprecationWarning)
+            for client in (me, other):
+                await client.session.subscribe_resource(uri)
+        # My backend session sends updates of what I subscribed to; the other client's
+        # session, subscribed to the same URI, sends none.
+        await me.call_tool_mcp("own_toggle-subscriber-updates", {})
+        await eventually(lambda: uri in mine.uris, "my resource update")
+        await other.call_tool_mcp("own_echo", {"message": "anything for me?"})
+        assert theirs.uris == []
 
 
 def simulated(logs: list[Any]) -> list[Any]:
