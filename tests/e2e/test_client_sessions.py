@@ -323,3 +323,30 @@ async def test_per_client_sessions_end_with_their_client_idle_time_and_limit(
                 assert refused.is_error
                 assert "max_sessions (1)" in text(refused)
                 assert "'one'" in text(refused)
+
+
+async def test_a_modern_era_client_is_keyed_by_its_identity(tmp_path: Path) -> None:
+    """A modern-era client has no session: with `[gateway.auth]` its identity gets one
+    backend session, whichever of its requests (and connections) come."""
+    config = write_config(
+        tmp_path,
+        '\n[gateway.roles.all]\nallow = ["*"]\n\n[gateway.auth]\ntype = "bearer"\n'
+        + "".join(
+            f'\n[[gateway.auth.tokens]]\ntoken = "token-{who}"\nclient_id = "{who}"\n'
+            'roles = ["all"]\n'
+            for who in ("alice", "bob")
+        ),
+        server_entry("pc", tagged("pc"), session="per_client"),
+    )
+    with served_gateway(config) as (url, proc):
+
+        def per_client() -> set[int]:
+            return descendants(proc.pid) & pids_with_arg("tag-pc")
+
+        await eventually(lambda: len(per_client()) == 1, "the replica's own session")
+        for who in ("alice", "bob", "alice"):
+            headers = {"Authorization": f"Bearer token-{who}"}
+            async with Client(StreamableHttpTransport(url, headers=headers), timeout=30) as c:
+                assert c.protocol_version == "2026-07-28"
+                assert await echoes(c)
+        assert len(per_client()) == 3  # the replica's own, alice's and bob's
