@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import anyio
 import mcp_types
@@ -25,7 +25,9 @@ from mcp.server.connection import Connection, allowed_log_levels
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 
 from mcp_agg.core.caller import LogLevels, log_rank
-from mcp_agg.core.views import ClientPeer
+
+if TYPE_CHECKING:
+    from mcp_agg.core.views import ClientPeer
 
 __all__ = ["ClientKey", "ConnectionPeer", "PerClient", "RelayRule"]
 
