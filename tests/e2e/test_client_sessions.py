@@ -3,7 +3,7 @@
 - stdio front: `@modelcontextprotocol/server-filesystem`, started with no directories,
   learns the stdio client's roots from the gateway (asked when the backend initializes,
   before the client has connected, and again when the client's roots change);
-  server-everything's simulated log messages, sent outside any call, reach the client.
+  server-everything's log messages, sent outside any call, reach the client.
 - HTTP front: two clients with different roots. On a `shared` server neither sees the
   other's root (a shared session gets no roots); on a `per_client` server each sees its
   own. A per-client session's log messages outside calls, and its resource updates, reach
@@ -33,8 +33,10 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 
 from tests.e2e.procs import (
     PYTHON,
+    demo_servers,
     descendants,
     eventually,
+    free_port,
     mcp_agg,
     node_server,
     pids_with_arg,
@@ -115,15 +117,16 @@ async def test_stdio_client_roots_and_logs_reach_backends_outside_calls(tmp_path
         with warnings.catch_warnings():  # roots are a handshake-era feature
             warnings.simplefilter("ignore", MCPDeprecationWarning)
             roots[:] = [second.as_uri()]
+            changed = time.monotonic()
             await client.send_roots_list_changed()
         await eventually(
             lambda: _contains(client, str(second)), "server-filesystem to learn the new root"
         )
-        # Simulated logging: one message now, then one every 5 s, outside any call.
-        await client.call_tool_mcp("everything_toggle-simulated-logging", {})
-        returned = time.monotonic()
+        # server-everything, told of the change outside any call, asks for the roots again
+        # and logs what it got: the log message reaches the client.
         await eventually(
-            lambda: logs.since(returned), "a log message sent outside a call", timeout=20
+            lambda: [m for m in logs.since(changed) if "Roots updated" in str(m)],
+            "server-everything's log message sent outside a call",
         )
 
 
@@ -350,3 +353,28 @@ async def test_a_modern_era_client_is_keyed_by_its_identity(tmp_path: Path) -> N
                 assert c.protocol_version == "2026-07-28"
                 assert await echoes(c)
         assert len(per_client()) == 3  # the replica's own, alice's and bob's
+
+
+async def test_a_launched_http_backend_serves_each_client_on_its_one_process(
+    tmp_path: Path,
+) -> None:
+    """`command` and `url`: the replica starts the process once; each client gets an HTTP
+    session of its own on it, not a process."""
+    log = tmp_path / "gateway.log"
+    config = write_config(
+        tmp_path,
+        demo_servers(tmp_path, "clock", clock_port=free_port(), clock='session = "per_client"'),
+    )
+    with log.open("wb") as stderr, served_gateway(config, stderr=stderr) as (url, proc):
+        async with (
+            Client(url, mode="legacy", timeout=30) as alice,
+            Client(url, mode="legacy", timeout=30) as bob,
+        ):
+            for client in (alice, bob):
+                echoed = await client.call_tool_mcp("clock_echo", {"text": "hi"})
+                assert not echoed.is_error
+            await eventually(
+                lambda: log.read_text().count("clock-1: opened a session for a client") == 2,
+                "a session for each client",
+            )
+            assert len(descendants(proc.pid) & pids_with_arg("clock.py")) == 1
