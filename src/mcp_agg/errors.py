@@ -15,6 +15,7 @@ GatewayError
 └── RefusedError                the gateway itself declined a call (never a backend's fault)
     ├── RateLimited             the caller's rate limit is spent for now
     ├── BulkheadFull            the server's `max_concurrent` calls stayed busy
+    ├── SessionsFull            a replica already has `max_sessions` per-client sessions
     └── TooLarge                arguments or result over `max_argument_bytes`/`max_result_bytes`
 ```
 
@@ -41,6 +42,7 @@ __all__ = [
     "RateLimited",
     "RefusedError",
     "ReloadError",
+    "SessionsFull",
     "TooLarge",
     "UpstreamConnectError",
     "UpstreamError",
@@ -133,6 +135,10 @@ class RateLimited(RefusedError):
 
 class BulkheadFull(RefusedError):
     """Every one of a server's `max_concurrent` slots stayed busy for `queue_timeout`."""
+
+
+class SessionsFull(RefusedError):
+    """A replica already has `max_sessions` per-client sessions open for other clients."""
 
 
 class TooLarge(RefusedError):

@@ -1277,3 +1277,28 @@ def test_two_fanouts_with_one_name(tmp_path: Path) -> None:
     entry = "[[fanout]]\nname = 'f'\ntargets = ['a', 'b']\n"
     with pytest.raises(ConfigError, match=r"fanout\[1\] \(f\): two \[\[fanout\]\] tools"):
         load_text(tmp_path, entry * 2)
+
+
+# ---------------------------------------------------------------------------- backend sessions
+
+
+def test_backend_sessions_default_to_shared() -> None:
+    server = config_from_raw({"servers": [{"name": "a", "command": "x"}]}, None, {}).servers[0]
+    assert (server.session, server.session_idle_timeout, server.max_sessions) == ("shared", 300, 64)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('session = "private"', "servers[0] (a).session: Input should be 'shared' or 'per_client'"),
+        (
+            "session_idle_timeout = 0",
+            "servers[0] (a).session_idle_timeout: Input should be greater",
+        ),
+        ("max_sessions = 0", "servers[0] (a).max_sessions: Input should be greater than or equal"),
+        ("max_session = 2", "servers[0] (a).max_session: unknown key"),
+    ],
+)
+def test_backend_session_errors_name_the_field(tmp_path: Path, line: str, expected: str) -> None:
+    message = config_error(tmp_path, f'[[servers]]\nname = "a"\ncommand = "x"\n{line}\n')
+    assert expected in message, message

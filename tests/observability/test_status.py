@@ -36,3 +36,10 @@ async def test_the_exit_code_of_the_backends_process_is_shown() -> None:
     assert replica_status(replica)["exit_code"] is None
     replica._process_exited(3)
     assert replica_status(replica)["exit_code"] == 3
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_client"])
+async def test_the_session_mode_and_the_per_client_sessions_are_shown(mode: str) -> None:
+    (replica,) = upstreams("svc", session=mode)
+    row = replica_status(replica)
+    assert (row["session"], row["sessions"]) == (mode, 0)

@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from mcp_agg.backend import connect
+from mcp_agg.backend import opener
 from mcp_agg.config import TracingConfig, load_config
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.errors import ConfigError
@@ -121,7 +121,7 @@ def backends(monkeypatch: pytest.MonkeyPatch) -> Backends:
         server = servers.setdefault(spec.id, seen.server(spec.id))
         return FastMCPTransport(server)
 
-    monkeypatch.setattr(connect, "make_transport", in_memory)
+    monkeypatch.setattr(opener, "make_transport", in_memory)
     return seen
 
 

@@ -138,3 +138,24 @@ async def test_await_replica_gives_up_once_the_early_attempt_failed() -> None:
             # The backend was down a moment ago: the next call does not try it again.
             assert await await_replica([replica], RoundRobin(), deadline) is None
         assert backend.attempts == 2
+
+
+@pytest.mark.parametrize(
+    ("tried", "down", "expected"),
+    [
+        pytest.param(set(), False, {"s-2"}, id="sticks-to-its-session"),
+        pytest.param({"s-2"}, False, {"s-1", "s-3"}, id="tried-there-already"),
+        pytest.param(set(), True, {"s-1", "s-3"}, id="its-replica-is-down"),
+    ],
+)
+def test_a_client_sticks_to_the_replica_of_its_own_session(
+    monkeypatch: pytest.MonkeyPatch, tried: set[str], down: bool, expected: set[str]
+) -> None:
+    members = replicas()
+    # The current client has a per-client session on s-2.
+    monkeypatch.setattr(members[1], "serves_current_client", lambda: True)
+    if down:
+        members[1].state = ReplicaState.ERROR
+    balancer = RoundRobin()
+    picked = {pick(members, balancer, tried).id for _ in range(6)}  # type: ignore[union-attr]
+    assert picked == expected

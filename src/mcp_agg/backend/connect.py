@@ -17,19 +17,13 @@ from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
 from mcp_agg.backend.listing import ListChangedHandler, fetch_listing
-from mcp_agg.backend.process import launched_process
+from mcp_agg.backend.opener import SessionOpener
 from mcp_agg.backend.replica import ReplicaCore
-from mcp_agg.backend.transports import make_transport, relay_options
 from mcp_agg.errors import UpstreamConnectError
 
 __all__ = ["ConnectMixin"]
 
 logger = logging.getLogger(__name__)
-
-#: How often a launched HTTP backend's port is probed while it starts.
-_LAUNCH_POLL = 0.1
-#: How long closing a backend session may take before it is abandoned (seconds).
-_CLOSE_GRACE = 2.0
 
 
 class ConnectMixin(ReplicaCore):
@@ -66,63 +60,20 @@ class ConnectMixin(ReplicaCore):
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> Client[Any]:
         """A connected client on the replica's transport; a stdio child's stderr is kept."""
-        server = self.spec.server
-        if server.url is not None and server.command is not None:
-            return await self._connect_launched(stack)
-        stderr = self.output.open() if server.url is None else None
-        try:
-            transport = make_transport(
-                self.spec, stderr, self.on_http_request, self._process_exited
-            )
-            return await self._enter(stack, transport)
-        finally:
-            self.output.close_writer()
+        return await self.opener().open(stack)
 
-    async def _connect_launched(self, stack: contextlib.AsyncExitStack) -> Client[Any]:
-        """Start an HTTP backend's process, then connect once it listens."""
-        server = self.spec.server
-        command = self.spec.command
-        assert command is not None
-        process = await stack.enter_async_context(
-            launched_process(
-                command, list(server.args), dict(server.env), self.spec.cwd, self.output
-            )
-        )
-        while True:
-            try:
-                transport = make_transport(self.spec, on_request=self.on_http_request)
-                return await self._enter(stack, transport)
-            except Exception:
-                if process.returncode is not None:
-                    raise UpstreamConnectError(
-                        f"process exited with code {process.returncode}", replica=self.id
-                    ) from None
-                await anyio.sleep(_LAUNCH_POLL)  # still binding its port
-
-    async def _enter(self, stack: contextlib.AsyncExitStack, transport: Any) -> Client[Any]:
-        client: Client[Any] = Client(
-            transport,
-            name=f"mcp-agg/{self.id}",
+    def opener(self) -> SessionOpener:
+        """How a session to this replica's backend is opened, with this replica's relay."""
+        return SessionOpener(
+            self.spec,
+            self.connect_timeout,
+            self._relay,
             # A lambda, not `self._refresh.set`: the event is replaced after each refresh.
-            message_handler=ListChangedHandler(lambda: self._refresh.set(), self._resource_updated),
-            init_timeout=self.connect_timeout,
-            # The handshake era, which every backend speaks (other SDKs speak no other):
-            # on it a backend may log, ask for sampling, elicitation and roots during a
-            # call and announce changes, all of which the gateway relays to its clients.
-            # On the modern era a FastMCP backend refuses imperative elicitation.
-            mode="legacy",
+            ListChangedHandler(lambda: self._refresh.set(), self._resource_updated),
+            self.output,
+            self.on_http_request,
+            self._process_exited,
         )
-        # Not exposed by the constructor: the session class and header policy of a relay.
-        client._transport_options = relay_options()
-        # The SDK's own callbacks, not FastMCP's wrappers: the gateway relays the
-        # backend's requests as they are to the client whose call they belong to.
-        client._session_kwargs["logging_callback"] = self._relay.log
-        client._session_kwargs["sampling_callback"] = self._relay.sampling
-        client._session_kwargs["elicitation_callback"] = self._relay.elicitation
-        client._session_kwargs["list_roots_callback"] = self._relay.roots
-        await client.__aenter__()  # type: ignore[no-untyped-call]
-        stack.push_async_callback(_close_quietly, client)
-        return client
 
     async def _restore_session_state(self, client: Client[Any]) -> None:
         """What clients set up through the gateway, applied to a new backend session."""
@@ -139,17 +90,3 @@ class ConnectMixin(ReplicaCore):
     async def _resource_updated(self: Self, uri: str) -> None:
         if self._on_resource_updated is not None:
             await self._on_resource_updated(self, uri)
-
-
-async def _close_quietly(client: Client[Any]) -> None:
-    """Close a session, never for longer than `_CLOSE_GRACE`; then the transport, which
-    waits until a stdio backend's process is gone (SIGKILLed on its deadline at the
-    latest), so that a replica never starts a process beside one still stopping.
-
-    A dead HTTP backend makes leaving the client re-raise its connect error, and a hung
-    one would hold a handshake-era session's closing DELETE for the HTTP timeout.
-    """
-    with anyio.move_on_after(_CLOSE_GRACE, shield=True), contextlib.suppress(Exception):
-        await client.close()  # type: ignore[no-untyped-call]
-    with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
-        await client.transport.close()

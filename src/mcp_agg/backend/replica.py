@@ -17,21 +17,26 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import mcp_types
 from fastmcp import Client
 
+from mcp_agg.backend.clientsessions import ClientSessions
 from mcp_agg.backend.listing import Listing
 from mcp_agg.backend.process import OutputCapture
 from mcp_agg.backend.relay import ClientRelay
 from mcp_agg.backend.transports import RequestHook
 from mcp_agg.config import ReplicaSpec
+from mcp_agg.core.peer import RelayRule
 from mcp_agg.errors import UpstreamConnectError
 from mcp_agg.resilience.balancer import PeakEwma
 from mcp_agg.resilience.breaker import CircuitBreaker
 from mcp_agg.resilience.health import HealthPolicy, HealthState
+
+if TYPE_CHECKING:
+    from mcp_agg.core.views import ClientFront
 
 __all__ = ["ReplicaCore", "ReplicaState", "ReplicaStats", "describe", "describe_exit"]
 
@@ -74,6 +79,7 @@ class ReplicaCore:
         breaker: CircuitBreaker | None = None,
         health: HealthPolicy | None = None,
         on_resource_updated: Callable[[Self, str], Awaitable[None]] | None = None,
+        front: ClientFront | None = None,
     ) -> None:
         self.spec = spec
         self.connect_timeout = connect_timeout
@@ -85,8 +91,18 @@ class ReplicaCore:
         self.stats = ReplicaStats()
         self._on_change = on_change
         self._on_resource_updated = on_resource_updated
-        #: Takes what the backend asks or tells during a call to the client that made it.
-        self._relay = ClientRelay(spec.id)
+        #: The front's clients: who this session's relay may ask, and whose requests go
+        #: to a session of their own (None: no front, as for `mcp-agg call`).
+        self.front = front
+        #: Takes what the backend asks or tells to the client it belongs to.
+        self._relay = ClientRelay(
+            spec.id,
+            front.relay_rule if front is not None else RelayRule,
+            server=spec.group,
+            advise=spec.server.session == "shared",
+        )
+        #: Per-client sessions (`session = "per_client"` on the HTTP front).
+        self.clients = ClientSessions(self)
         #: The log level backends are asked to send at (`logging/setLevel`), if any.
         self.log_level: mcp_types.LoggingLevel | None = None
         #: Backend URIs the gateway holds a subscription for on this replica.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import anyio
@@ -18,6 +18,8 @@ from fastmcp import Client
 from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError
 
+from mcp_agg.backend.clientsessions import ClientSession
+from mcp_agg.backend.opener import session_closed
 from mcp_agg.backend.replica import ReplicaCore, ReplicaState, describe
 from mcp_agg.backend.transports.sessions import SessionCheck
 from mcp_agg.core.caller import current_caller
@@ -89,7 +91,8 @@ class RequestsMixin(ReplicaCore):
     async def subscribe(self, uri: str) -> None:
         async with self._request(f"resources/subscribe {uri}") as client:
             await client.session.subscribe_resource(uri)
-        self.subscriptions.add(uri)
+        if client is self._client:  # restored on a reconnect (a client's own session's: not)
+            self.subscriptions.add(uri)
 
     async def unsubscribe(self, uri: str) -> None:
         self.subscriptions.discard(uri)
@@ -106,7 +109,7 @@ class RequestsMixin(ReplicaCore):
         client = self._client
         if client is None or self.state is not ReplicaState.CONNECTED:
             raise UpstreamUnavailable(f"backend {self.id} is {self.state}", replica=self.id)
-        if _session_closed(client):
+        if session_closed(client):
             # The process died or the connection dropped since the last call: nothing
             # has been sent yet, so another replica may take this one.
             self._lose(UpstreamConnectError("connection closed", replica=self.id))
@@ -117,13 +120,24 @@ class RequestsMixin(ReplicaCore):
     async def _request(self, what: str) -> AsyncIterator[Client[Any]]:
         """One request on the session: counted, timed, its caller known to the relay, and
         its failure raised as the gateway's error for it (a backend's own JSON-RPC error
-        as it is)."""
+        as it is). The session is the replica's own, or the client's own on a per-client
+        server (backend/clientsessions.py)."""
         client = self._require_client()
+        own = await self._client_session()
+        if own is not None:
+            assert own.client is not None
+            client = own.client
+        relay = self._relay if own is None else own.relay
+        lose = self._lose if own is None else (lambda _exc: self.clients.close(own.key))
         self.stats.in_flight += 1
         self.stats.calls += 1
         started = time.monotonic()
         try:
-            with self._relay.serving(current_caller.get()), self._session_refusal(what):
+            with (
+                relay.serving(current_caller.get()),
+                self._session_refusal(what, lose),
+                contextlib.nullcontext() if own is None else own.using(),
+            ):
                 yield client
             self.ewma.observe(time.monotonic() - started)
         except anyio.get_cancelled_exc_class():
@@ -134,18 +148,36 @@ class RequestsMixin(ReplicaCore):
         except (UpstreamUnavailable, UpstreamSessionExpired):
             raise
         except Exception as exc:
-            failure = self._failure(what, exc)
+            failure = self._failure(what, exc, lose)
             if failure is exc:
                 raise
             raise failure from exc
         finally:
             self.stats.in_flight -= 1
 
+    def serves_current_client(self) -> bool:
+        """Whether the current request's client has a session of its own here."""
+        if self.front is None or self.spec.server.session != "per_client":
+            return False
+        owner = self.front.per_client()
+        return owner is not None and self.clients.holds(owner.key)
+
+    async def _client_session(self) -> ClientSession | None:
+        """The current client's own session on a per-client server (opened if it has
+        none); None when the replica's own session serves the request."""
+        front = self.front
+        if front is None or self.spec.server.session != "per_client":
+            return None
+        owner = front.per_client()
+        return None if owner is None else await self.clients.session(owner)
+
     @contextlib.contextmanager
-    def _session_refusal(self, what: str) -> Iterator[None]:
+    def _session_refusal(
+        self, what: str, lose: Callable[[BaseException], None] | None = None
+    ) -> Iterator[None]:
         """A request the backend refused for a session it no longer knows is raised as
-        `UpstreamSessionExpired`, and the session is given up for the supervisor to open
-        a new one: the request never reached a tool."""
+        `UpstreamSessionExpired`, and the session is given up (`lose`) for a new one:
+        the request never reached a tool."""
         check = SessionCheck()
         try:
             with check.watching():
@@ -158,10 +190,12 @@ class RequestsMixin(ReplicaCore):
                 f"({describe(exc)}); opening a new one",
                 replica=self.id,
             )
-            self._lose(expired)
+            (lose or self._lose)(expired)
             raise expired from exc
 
-    def _failure(self, what: str, exc: Exception) -> Exception:
+    def _failure(
+        self, what: str, exc: Exception, lose: Callable[[BaseException], None]
+    ) -> Exception:
         """The error a request's failure is raised as (`exc` itself for the backend's own
         answer); a failure counts against the replica, a lost connection loses it."""
         if isinstance(exc, MCPError) and not connection_lost(exc):
@@ -170,7 +204,7 @@ class RequestsMixin(ReplicaCore):
         if isinstance(exc, TimeoutError):
             return UpstreamTimeout(f"backend {self.id}: {what}: timed out", replica=self.id)
         if connection_lost(exc):
-            self._lose(exc)
+            lose(exc)
         # Keep the one classification: a failure to connect sent nothing.
         error: type[UpstreamError] = (
             UpstreamConnectError if classify(exc) is FailureKind.NOT_SENT else UpstreamRequestError
@@ -198,16 +232,3 @@ class RequestsMixin(ReplicaCore):
             return await request
         # An HTTP error is raised in the session's task, not in the caller's: watch it.
         return await client._await_with_session_monitoring(request)
-
-
-def _session_closed(client: Client[Any]) -> bool:
-    """Whether the client's session has already lost its connection.
-
-    The SDK marks its dispatcher closed when the transport ends (a stdio process exited,
-    an HTTP stream broke); there is no public flag, so this reads it defensively.
-    """
-    try:
-        dispatcher = getattr(client.session, "_dispatcher", None)
-    except RuntimeError:
-        return True  # no session at all
-    return bool(getattr(dispatcher, "_closed", False))

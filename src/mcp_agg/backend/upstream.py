@@ -50,39 +50,42 @@ class Upstream(ConnectMixin, ProbingMixin):
     """One backend replica."""
 
     async def run(self) -> None:
-        """Supervise the replica until `stop()`: connect, serve, reconnect with backoff."""
-        flapping = 0
+        """Supervise the replica until `stop()`: connect, serve, reconnect with backoff.
+        Its per-client sessions live as long as it (backend/clientsessions.py)."""
         self._supervised = True
         try:
-            while not self._stopping:
-                retrying = AsyncRetrying(
-                    wait=RECONNECT_WAIT,
-                    retry=retry_if_exception_type(Exception),
-                    stop=self._should_stop,
-                    sleep=self._sleep_unless_stopping,
-                    before_sleep=self._log_retry,
-                    reraise=True,
-                )
-                with contextlib.suppress(Exception):
-                    async for attempt in retrying:
-                        with attempt:
-                            await self._serve_once()
-                # The session worked and was lost. Reconnect at once, unless it keeps
-                # dying young: then back off as for a failure to connect.
-                lived = time.time() - (self.stats.connected_at or 0.0)
-                flapping = flapping + 1 if lived < STABLE_AFTER else 0
-                if flapping and not self._stopping:
-                    delay = min(30.0, 0.5 * 2 ** min(flapping, 6))
-                    logger.warning(
-                        "backend %s keeps dropping; reconnecting in %.1fs", self.id, delay
-                    )
-                    await self._sleep_unless_stopping(delay)
+            async with self.clients.running():
+                await self._supervise()
         finally:
             self._supervised = False
             self.state = ReplicaState.STOPPED
             self.first_attempt.set()
             self.stopped.set()
             self._notify()
+
+    async def _supervise(self) -> None:
+        flapping = 0
+        while not self._stopping:
+            retrying = AsyncRetrying(
+                wait=RECONNECT_WAIT,
+                retry=retry_if_exception_type(Exception),
+                stop=self._should_stop,
+                sleep=self._sleep_unless_stopping,
+                before_sleep=self._log_retry,
+                reraise=True,
+            )
+            with contextlib.suppress(Exception):
+                async for attempt in retrying:
+                    with attempt:
+                        await self._serve_once()
+            # The session worked and was lost. Reconnect at once, unless it keeps
+            # dying young: then back off as for a failure to connect.
+            lived = time.time() - (self.stats.connected_at or 0.0)
+            flapping = flapping + 1 if lived < STABLE_AFTER else 0
+            if flapping and not self._stopping:
+                delay = min(30.0, 0.5 * 2 ** min(flapping, 6))
+                logger.warning("backend %s keeps dropping; reconnecting in %.1fs", self.id, delay)
+                await self._sleep_unless_stopping(delay)
 
     async def stop(self) -> None:
         """Ask the supervisor to close the session and stop; returns at once."""

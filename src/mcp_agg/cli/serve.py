@@ -87,6 +87,7 @@ def serve(
             loaded, metrics_host, "--metrics-port", "use its operations endpoints", insecure
         )
     gateway = Gateway(loaded)
+    gateway.sessions.serve("http" if transport == "http" else "stdio")
     server = build_server(gateway, http=transport == "http")
     ops = None if metrics_port is None else _listen_ops(gateway, metrics_host, metrics_port)
 

@@ -60,6 +60,13 @@ class ServerConfig(StrictModel):
     #: `queue_timeout` seconds for a slot, then are refused.
     max_concurrent: Annotated[int, Field(ge=1)] | None = None
     queue_timeout: Annotated[float, Field(ge=0)] = 10
+    # Backend sessions per client (docs/sessions.md): one shared by every client of a
+    # replica, or one per client session of the HTTP front.
+    session: Literal["shared", "per_client"] = "shared"
+    #: Seconds a per-client backend session may go without a request before it closes.
+    session_idle_timeout: Annotated[float, Field(gt=0)] = 300
+    #: Per-client backend sessions open at once, per replica; more are refused.
+    max_sessions: Annotated[int, Field(ge=1)] = 64
 
     @model_validator(mode="after")
     def _check_shape(self) -> ServerConfig:

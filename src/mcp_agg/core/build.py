@@ -8,6 +8,7 @@ changes: both through `build_groups`, so a server is set up the same way either 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from mcp_agg.backend.upstream import Upstream
 from mcp_agg.config import BreakerConfig, Config, ReplicaSpec
@@ -18,6 +19,9 @@ from mcp_agg.resilience.group import ReplicaGroup
 from mcp_agg.resilience.health import HealthPolicy
 from mcp_agg.security.pinning import Pinner
 
+if TYPE_CHECKING:
+    from mcp_agg.core.views import ClientFront
+
 __all__ = ["audit_log_for", "build_groups", "link_failovers", "pinner_for"]
 
 
@@ -27,10 +31,11 @@ def build_groups(
     *,
     on_change: Callable[[Upstream], None],
     on_resource_updated: Callable[[Upstream, str], Awaitable[None]],
+    front: ClientFront | None = None,
 ) -> dict[str, ReplicaGroup]:
     """The replicas of these specs, in their groups, as `config` sets them up (not
     started); each replica tells `on_change` of its changes and `on_resource_updated`
-    of its backend's resource updates."""
+    of its backend's resource updates, and asks `front` about its clients."""
     gateway = config.gateway
     health = HealthPolicy(
         interval=gateway.health_interval,
@@ -46,6 +51,7 @@ def build_groups(
             on_resource_updated=on_resource_updated,
             breaker=_breaker(config.breaker_for(spec.server)),
             health=health,
+            front=front,
         )
         members.setdefault(upstream.group, []).append(upstream)
     return {

@@ -128,6 +128,7 @@ class Gateway:
             specs,
             on_change=self._on_upstream_change,
             on_resource_updated=self.sessions.resource_updated,
+            front=self.sessions,
         )
         self._trace(groups.values())  # servers a reload adds are traced as the others
         return groups

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mcp_agg.components.forwarding import CallTarget
     from mcp_agg.config import Config, ServerConfig
     from mcp_agg.core.catalog import Catalog
+    from mcp_agg.core.peer import PerClient, RelayRule
     from mcp_agg.core.reload import ReloadReport
     from mcp_agg.observability.metrics import GatewayMetrics
     from mcp_agg.resilience.group import ReplicaGroup
@@ -28,6 +29,8 @@ __all__ = [
     "AdminHost",
     "CallPath",
     "CatalogView",
+    "ClientFront",
+    "ClientPeer",
     "ConfigView",
     "FanoutHost",
     "MetricsSource",
@@ -37,6 +40,33 @@ __all__ = [
     "ServesCalls",
     "StateView",
 ]
+
+
+class ClientPeer(Protocol):
+    """A client the gateway can ask or tell at any time, in a call or not: the fixed
+    owner of a backend session (`mcp_agg.core.peer`)."""
+
+    async def ask(self, request: Any, result_type: type[Any], what: str) -> Any:
+        """The client's answer to a server-to-client request; MCPError if it cannot take
+        it (no such capability, no channel) or answers with an error."""
+        ...
+
+    async def log(self, params: Any) -> None:
+        """Tell the client a backend's log message, if its log level lets it through."""
+        ...
+
+
+class ClientFront(Protocol):
+    """What a replica asks of the front about the clients it serves (`core/sessions.py`)."""
+
+    def relay_rule(self) -> RelayRule:
+        """Who the replica's own session may ask or tell beside a call's client."""
+        ...
+
+    def per_client(self) -> PerClient | None:
+        """The current request's client, when it gets a backend session of its own (a
+        per-client server on the HTTP front); None: the replica's own session serves it."""
+        ...
 
 
 class ConfigView(Protocol):

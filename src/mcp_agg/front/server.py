@@ -88,6 +88,9 @@ class _GatewayServer(FastMCP[Any]):
             "completion/complete", mcp_types.CompleteRequestParams, self._on_complete
         )
         server.add_notification_handler(
+            "notifications/initialized", mcp_types.NotificationParams, self._on_initialized
+        )
+        server.add_notification_handler(
             "notifications/roots/list_changed",
             mcp_types.NotificationParams,
             self._on_roots_changed,
@@ -103,7 +106,10 @@ class _GatewayServer(FastMCP[Any]):
         return self._gateway.calls
 
     def _caller(self, ctx: ServerRequestContext) -> Caller:
-        return Caller.of(ctx, self._gateway.sessions.log_levels)
+        sessions = self._gateway.sessions
+        if sessions.stdio_client is not None:
+            sessions.client_seen(connection_of(ctx))
+        return Caller.of(ctx, sessions.log_levels)
 
     async def _on_call_tool(
         self, ctx: ServerRequestContext, params: mcp_types.CallToolRequestParams
@@ -155,13 +161,24 @@ class _GatewayServer(FastMCP[Any]):
         connection = connection_of(ctx)
         if connection is None:
             raise MCPError(mcp_types.INVALID_REQUEST, "resources/subscribe needs a session")
-        await self._gateway.sessions.subscribe(connection, str(params.uri))
+        token = current_caller.set(self._caller(ctx))  # a per-client server: its session
+        try:
+            await self._gateway.sessions.subscribe(connection, str(params.uri))
+        finally:
+            current_caller.reset(token)
         return mcp_types.EmptyResult()
 
     async def _on_roots_changed(
         self, ctx: ServerRequestContext, params: mcp_types.NotificationParams | None
     ) -> None:
-        await self._gateway.sessions.roots_changed()
+        await self._gateway.sessions.roots_changed(connection_of(ctx))
+
+    async def _on_initialized(
+        self, ctx: ServerRequestContext, params: mcp_types.NotificationParams | None
+    ) -> None:
+        connection = connection_of(ctx)
+        if connection is not None:
+            await self._gateway.sessions.client_initialized(connection)
 
     async def _on_listen(
         self, ctx: ServerRequestContext, params: mcp_types.SubscriptionsListenRequestParams
@@ -185,7 +202,11 @@ class _GatewayServer(FastMCP[Any]):
     ) -> mcp_types.EmptyResult:
         connection = connection_of(ctx)
         if connection is not None:
-            await self._gateway.sessions.unsubscribe(connection, str(params.uri))
+            token = current_caller.set(self._caller(ctx))
+            try:
+                await self._gateway.sessions.unsubscribe(connection, str(params.uri))
+            finally:
+                current_caller.reset(token)
         return mcp_types.EmptyResult()
 
     async def _on_complete(

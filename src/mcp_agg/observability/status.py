@@ -46,6 +46,9 @@ def replica_status(upstream: Upstream) -> dict[str, Any]:
         "last_error": stats.last_error,
         "last_error_at": _iso(stats.last_error_at),
         "exit_code": stats.exit_code,
+        "session": upstream.spec.server.session,
+        # Per-client backend sessions open now (`session = "per_client"`).
+        "sessions": len(upstream.clients),
     }
 
 

@@ -23,10 +23,15 @@ RECONNECT_POLL = 0.02
 
 
 def pick(replicas: Sequence[Upstream], balancer: Balancer, tried: set[str]) -> Upstream | None:
-    """The balancer's choice among the candidates; None when there is none."""
+    """The balancer's choice among the candidates; None when there is none. A client with
+    a session of its own on a candidate (a per-client server) sticks to it: the balancer
+    is not asked."""
     candidates = [r for r in replicas if r.id not in tried and r.available and r.breaker.allows()]
     if not candidates:
         return None
+    for replica in candidates:
+        if replica.serves_current_client():
+            return replica
     return balancer.pick(candidates)
 
 
