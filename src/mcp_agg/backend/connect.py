@@ -13,9 +13,12 @@ from collections.abc import AsyncIterator
 from typing import Any, Self
 
 import anyio
+import anyio.abc
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
+from mcp_agg.backend.era import is_modern
+from mcp_agg.backend.listen import ChangeListener
 from mcp_agg.backend.listing import ListChangedHandler, fetch_listing
 from mcp_agg.backend.process import launched_process
 from mcp_agg.backend.replica import ReplicaCore
@@ -40,6 +43,9 @@ class ConnectMixin(ReplicaCore):
         """A connected, listed client; the backend's process (if any) lives as long as it."""
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.output.aclose)
+            # What runs beside the session for as long as it lasts (a change stream).
+            beside = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(beside.cancel_scope.cancel)
             try:
                 with anyio.fail_after(self.connect_timeout), anyio.CancelScope() as attempt:
                     # stop() cancels a connection attempt at once: a backend still
@@ -50,6 +56,8 @@ class ConnectMixin(ReplicaCore):
                     client = await self._open(stack)
                     self.listing = await fetch_listing(client)
                     await self._restore_session_state(client)
+                    if is_modern(client):
+                        await self._listen(stack, beside, client)
             except TimeoutError as exc:
                 raise UpstreamConnectError(
                     f"did not connect within connect_timeout ({self.connect_timeout:g}s)",
@@ -106,11 +114,9 @@ class ConnectMixin(ReplicaCore):
             # A lambda, not `self._refresh.set`: the event is replaced after each refresh.
             message_handler=ListChangedHandler(lambda: self._refresh.set(), self._resource_updated),
             init_timeout=self.connect_timeout,
-            # The handshake era, which every backend speaks (other SDKs speak no other):
-            # on it a backend may log, ask for sampling, elicitation and roots during a
-            # call and announce changes, all of which the gateway relays to its clients.
-            # On the modern era a FastMCP backend refuses imperative elicitation.
-            mode="legacy",
+            # `protocol`: the newest era the backend supports by default (an SSE
+            # transport is handshake-only), or the one the operator pinned.
+            mode="legacy" if self.spec.server.protocol == "legacy" else "auto",
         )
         # Not exposed by the constructor: the session class and header policy of a relay.
         client._transport_options = relay_options()
@@ -122,10 +128,36 @@ class ConnectMixin(ReplicaCore):
         client._session_kwargs["list_roots_callback"] = self._relay.roots
         await client.__aenter__()  # type: ignore[no-untyped-call]
         stack.push_async_callback(_close_quietly, client)
+        if self.spec.server.protocol == "modern" and not is_modern(client):
+            raise UpstreamConnectError(
+                f'protocol = "modern": the backend speaks only MCP {client.protocol_version}',
+                replica=self.id,
+            )
         return client
 
+    async def _listen(
+        self, stack: contextlib.AsyncExitStack, tg: anyio.abc.TaskGroup, client: Client[Any]
+    ) -> None:
+        """A modern-era session's change stream, open as long as the session is, and
+        acknowledged by the backend before the replica serves."""
+        listener = ChangeListener(
+            self.id,
+            client.session,
+            on_change=lambda: self._refresh.set(),
+            on_updated=self._resource_updated,
+            uris=lambda: self.subscriptions,
+        )
+        stack.callback(setattr, self, "listener", None)
+        stack.callback(tg.cancel_scope.cancel)  # before the session closes under it
+        self.listener = listener
+        tg.start_soon(listener.run)
+        await listener.opened()
+
     async def _restore_session_state(self, client: Client[Any]) -> None:
-        """What clients set up through the gateway, applied to a new backend session."""
+        """What clients set up through the gateway, applied to a new backend session
+        (a modern-era session's subscriptions are its change stream's)."""
+        if is_modern(client):
+            return
         caps = client.server_capabilities
         try:
             if self.log_level is not None and caps is not None and caps.logging is not None:

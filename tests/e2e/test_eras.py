@@ -1,0 +1,227 @@
+"""The two protocol eras, bridged both ways through the gateway, and cache hints relayed.
+
+Real processes: the gateway (`mcp-agg serve`, streamable HTTP and stdio) in front of
+`@modelcontextprotocol/server-everything` over stdio (a TypeScript SDK server, handshake
+era only, which asks for sampling and elicitation mid-call) and `backends/eras.py` (a
+FastMCP server the gateway speaks 2026-07-28 to, which asks with input-required
+results and sends cache hints).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mcp_types
+import pytest
+import pytest_asyncio
+from fastmcp import Client
+from fastmcp.client.elicitation import ElicitResult
+from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
+from mcp.shared.exceptions import MCPError
+
+from tests.e2e.procs import BACKENDS, PYTHON, eventually, node_server, served_gateway
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
+
+MODERN = "2026-07-28"
+#: How long the gateway waits for a client to come back with its answers.
+REQUEST_TIMEOUT = 6
+
+
+@dataclass
+class Setup:
+    config: Path
+    url: str
+    events: Path
+
+    def events_seen(self) -> list[str]:
+        return self.events.read_text().splitlines() if self.events.exists() else []
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    folder = tmp_path_factory.mktemp("eras")
+    events = folder / "events.txt"
+    config = folder / "servers.toml"
+    everything = node_server("mcp-server-everything", "stdio")
+    config.write_text(
+        f"""
+[gateway]
+connect_timeout = 60
+request_timeout = {REQUEST_TIMEOUT}
+expose_gateway_tools = true
+
+[[servers]]
+name = "everything"
+command = "{everything[0]}"
+args = {json.dumps(everything[1:])}
+protocol = "legacy"
+
+[[servers]]
+name = "eras"
+command = "python"
+args = ["{BACKENDS / "eras.py"}", "--events-file", "{events}", "--ttl", "60"]
+protocol = "modern"
+"""
+    )
+    with served_gateway(config) as (url, _):
+        yield Setup(config, url, events)
+
+
+@dataclass
+class Answers:
+    """The client's side: what it was asked, and what it answers."""
+
+    asked: list[str] = field(default_factory=list)
+
+    async def elicit(self, message: str, response_type: Any, params: Any, context: Any) -> Any:
+        self.asked.append(f"elicit {message}")
+        required = params.requested_schema.get("required", [])
+        return ElicitResult(action="accept", content=dict.fromkeys(required, "forty-two"))
+
+    async def sample(self, messages: Any, params: Any, context: Any) -> str:
+        self.asked.append("sample")
+        return f"sampled: {messages[0].content.text}"
+
+
+def client_of(setup: Setup, front: str, mode: str, answers: Answers) -> Client[Any]:
+    transport: Any
+    if front == "stdio":
+        transport = StdioTransport(
+            PYTHON, ["-m", "mcp_agg", "serve", "-c", str(setup.config)], keep_alive=False
+        )
+    else:
+        transport = StreamableHttpTransport(setup.url)
+    return Client(
+        transport,
+        mode=mode,  # type: ignore[arg-type]
+        timeout=30,
+        elicitation_handler=answers.elicit,
+        sampling_handler=answers.sample,
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def modern(setup: Setup) -> AsyncIterator[Client[Any]]:
+    """A modern-era client of the HTTP front."""
+    async with client_of(setup, "http", "auto", Answers()) as client:
+        assert client.protocol_version == MODERN
+        yield client
+
+
+def text(result: mcp_types.CallToolResult) -> str:
+    return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
+
+
+@pytest.mark.parametrize("front", ["http", "stdio"])
+async def test_a_handshake_backend_asks_a_modern_client(setup: Setup, front: str) -> None:
+    answers = Answers()
+    async with client_of(setup, front, "auto", answers) as client:
+        assert client.protocol_version == MODERN
+        sampled = await client.call_tool_mcp(
+            "everything_trigger-sampling-request", {"prompt": "hello"}
+        )
+        elicited = await client.call_tool_mcp("everything_trigger-elicitation-request", {})
+    assert not sampled.is_error, text(sampled)
+    assert "sampled: Resource trigger-sampling-request context: hello" in text(sampled)
+    assert not elicited.is_error, text(elicited)
+    assert "forty-two" in text(elicited)
+    assert answers.asked[0] == "sample"
+    assert answers.asked[1].startswith("elicit ")
+
+
+async def test_a_modern_backend_asks_a_handshake_client(setup: Setup) -> None:
+    answers = Answers()
+    async with client_of(setup, "http", "legacy", answers) as client:
+        assert client.protocol_version != MODERN
+        result = await client.call_tool_mcp("eras_ask", {"question": "the answer?"})
+    assert not result.is_error, text(result)
+    assert text(result) == "forty-two / sampled: forty-two"
+    assert answers.asked == ["elicit the answer?", "sample"]
+
+
+async def test_a_modern_backend_round_passes_through_to_a_modern_client(
+    setup: Setup, modern: Client[Any]
+) -> None:
+    first = await modern.session.call_tool(
+        "eras_ask", {"question": "the answer?"}, allow_input_required=True
+    )
+    # The backend's own round, keyed as the backend keyed it.
+    assert isinstance(first, mcp_types.InputRequiredResult)
+    assert first.input_requests is not None
+    assert list(first.input_requests) == ["question"]
+    result = await modern.call_tool_mcp("eras_ask", {"question": "the answer?"})
+    assert not result.is_error, text(result)
+    assert text(result) == "forty-two / sampled: forty-two"
+    assert "ask sampled" in setup.events_seen()
+
+
+async def test_a_tampered_request_state_is_refused(modern: Client[Any]) -> None:
+    name = "everything_trigger-elicitation-request"
+    first = await modern.session.call_tool(name, {}, allow_input_required=True)
+    assert isinstance(first, mcp_types.InputRequiredResult)
+    assert first.request_state is not None and first.input_requests
+    state = first.request_state
+    tampered = state[:-4] + ("AAAA" if not state.endswith("AAAA") else "BBBB")
+    responses: dict[str, Any] = {
+        key: mcp_types.ElicitResult(action="decline") for key in first.input_requests
+    }
+    with pytest.raises(MCPError, match="Invalid or expired requestState"):
+        await modern.session.call_tool(
+            name, {}, input_responses=responses, request_state=tampered
+        )
+    # The genuine state still finishes the call.
+    done = await modern.session.call_tool(
+        name, {}, input_responses=responses, request_state=state, allow_input_required=True
+    )
+    assert isinstance(done, mcp_types.CallToolResult)
+    assert "declined" in text(done)
+
+
+async def test_an_abandoned_round_is_freed_within_its_deadline(modern: Client[Any]) -> None:
+    name = "everything_trigger-elicitation-request"
+    first = await modern.session.call_tool(name, {}, allow_input_required=True)
+    assert isinstance(first, mcp_types.InputRequiredResult)
+
+    async def everything_in_flight() -> int:
+        health = await modern.call_tool_mcp("gateway_health", {})
+        assert health.structured_content is not None
+        (replica,) = [r for r in health.structured_content["replicas"] if r["id"] == "everything-1"]
+        return int(replica["in_flight"])
+
+    assert await everything_in_flight() == 1  # the backend call waits for the client
+    # Never answered: the call is cancelled once the client has been away that long.
+    in_flight = -1
+
+    async def freed() -> bool:
+        nonlocal in_flight
+        in_flight = await everything_in_flight()
+        return in_flight == 0
+
+    await eventually(freed, "the parked call to be cancelled", timeout=REQUEST_TIMEOUT + 10)
+    responses: dict[str, Any] = {
+        key: mcp_types.ElicitResult(action="decline") for key in first.input_requests or {}
+    }
+    with pytest.raises(MCPError, match="Invalid or expired requestState"):
+        await modern.session.call_tool(
+            name, {}, input_responses=responses, request_state=first.request_state
+        )
+
+
+async def test_cache_hints_of_a_modern_backend_reach_a_modern_client(
+    modern: Client[Any],
+) -> None:
+    read = await modern.session.read_resource("data://eras/eras/fact")
+    assert (read.ttl_ms, read.cache_scope) == (60_000, "public")
+    templates = await modern.session.list_resource_templates()
+    resources = await modern.session.list_resources()
+    tools = await modern.session.list_tools()
+    # Only the modern backend has resources: its hints, as sent.
+    assert (resources.ttl_ms, resources.cache_scope) == (60_000, "public")
+    # Tools come from both backends, and the handshake-era one says nothing: ttl 0.
+    assert (tools.ttl_ms, tools.cache_scope) == (0, "private")
+    assert templates.cache_scope == "private"
