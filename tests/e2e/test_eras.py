@@ -164,16 +164,15 @@ async def test_a_tampered_request_state_is_refused(modern: Client[Any]) -> None:
     name = "everything_trigger-elicitation-request"
     first = await modern.session.call_tool(name, {}, allow_input_required=True)
     assert isinstance(first, mcp_types.InputRequiredResult)
-    assert first.request_state is not None and first.input_requests
+    assert first.request_state is not None
+    assert first.input_requests
     state = first.request_state
     tampered = state[:-4] + ("AAAA" if not state.endswith("AAAA") else "BBBB")
     responses: dict[str, Any] = {
         key: mcp_types.ElicitResult(action="decline") for key in first.input_requests
     }
     with pytest.raises(MCPError, match="Invalid or expired requestState"):
-        await modern.session.call_tool(
-            name, {}, input_responses=responses, request_state=tampered
-        )
+        await modern.session.call_tool(name, {}, input_responses=responses, request_state=tampered)
     # The genuine state still finishes the call.
     done = await modern.session.call_tool(
         name, {}, input_responses=responses, request_state=state, allow_input_required=True
@@ -212,16 +211,39 @@ async def test_an_abandoned_round_is_freed_within_its_deadline(modern: Client[An
         )
 
 
-async def test_cache_hints_of_a_modern_backend_reach_a_modern_client(
-    modern: Client[Any],
-) -> None:
+async def test_cache_hints_of_a_modern_backend_reach_a_modern_client(setup: Setup) -> None:
+    """Through a gateway whose only backend is the modern one: its hints, as sent."""
+    config = setup.config.with_name("eras-only.toml")
+    config.write_text(
+        f"""
+[[servers]]
+name = "eras"
+command = "python"
+args = ["{BACKENDS / "eras.py"}", "--events-file", "{setup.events}", "--ttl", "60"]
+"""
+    )
+    async with Client(
+        StdioTransport(PYTHON, ["-m", "mcp_agg", "serve", "-c", str(config)], keep_alive=False)
+    ) as client:
+        assert client.protocol_version == MODERN
+        session = client.session
+        read = await session.read_resource("data://eras/eras/fact")
+        answers = [
+            read,
+            await session.list_tools(),
+            await session.list_resources(),
+            await session.list_resource_templates(),
+            await session.list_prompts(),
+        ]
+    assert [(a.ttl_ms, a.cache_scope) for a in answers] == [(60_000, "public")] * 5
+
+
+async def test_a_merged_list_is_as_fresh_as_its_stalest_part(modern: Client[Any]) -> None:
+    """Tools of both backends: the handshake-era one says nothing, which is `ttlMs: 0`."""
+    tools = await modern.session.list_tools()
+    names = [tool.name for tool in tools.tools]
+    assert "eras_ask" in names
+    assert "everything_echo" in names
+    assert (tools.ttl_ms, tools.cache_scope) == (0, "private")
     read = await modern.session.read_resource("data://eras/eras/fact")
     assert (read.ttl_ms, read.cache_scope) == (60_000, "public")
-    templates = await modern.session.list_resource_templates()
-    resources = await modern.session.list_resources()
-    tools = await modern.session.list_tools()
-    # Only the modern backend has resources: its hints, as sent.
-    assert (resources.ttl_ms, resources.cache_scope) == (60_000, "public")
-    # Tools come from both backends, and the handshake-era one says nothing: ttl 0.
-    assert (tools.ttl_ms, tools.cache_scope) == (0, "private")
-    assert templates.cache_scope == "private"

@@ -12,7 +12,7 @@ from fastmcp.client.messages import MessageHandler
 from mcp.server.caching import CacheHint
 from mcp.shared.exceptions import MCPError
 
-from mcp_agg.core.cachehints import NO_HINT, merge_hints
+from mcp_agg.core.cachehints import merge_hints
 
 __all__ = ["ListChangedHandler", "ListMethod", "Listing", "fetch_listing"]
 
@@ -31,18 +31,15 @@ class Listing:
     resources: tuple[mcp_types.Resource, ...] = ()
     templates: tuple[mcp_types.ResourceTemplate, ...] = ()
     prompts: tuple[mcp_types.Prompt, ...] = ()
-    #: The cache hints the backend sent with each list (a modern-era backend's
-    #: `ttlMs`/`cacheScope`); a list not asked for, or sent without, has none.
+    #: The cache hints the backend sent with each list it was asked for (a
+    #: handshake-era backend's are the SDK's defaults: `ttlMs: 0`, `private`).
     hints: Mapping[ListMethod, CacheHint] = field(default_factory=dict)
-
-    def hint(self, method: ListMethod) -> CacheHint:
-        return self.hints.get(method, NO_HINT)
 
 
 async def fetch_listing(client: Client[Any]) -> Listing:
     """Everything the backend offers, asking only for what its capabilities announce."""
     caps = client.server_capabilities
-    fetched: dict[ListMethod, tuple[list[Any], CacheHint]] = {}
+    fetched: dict[ListMethod, tuple[list[Any], CacheHint | None]] = {}
     if caps is None or caps.tools is not None:
         fetched["tools/list"] = await _optional(client, "tools/list")
     if caps is None or caps.resources is not None:
@@ -59,14 +56,15 @@ async def fetch_listing(client: Client[Any]) -> Listing:
         items("resources/list"),
         items("resources/templates/list"),
         items("prompts/list"),
-        {method: hint for method, (_, hint) in fetched.items()},
+        {method: hint for method, (_, hint) in fetched.items() if hint is not None},
     )
 
 
-async def _optional(client: Client[Any], method: ListMethod) -> tuple[list[Any], CacheHint]:
+async def _optional(client: Client[Any], method: ListMethod) -> tuple[list[Any], CacheHint | None]:
     """A list, every page of it, and its cache hint (the merge of its pages' hints).
 
-    A list that a backend does not implement ("method not found") is empty.
+    A list that a backend does not implement ("method not found") is empty, and no
+    part of the gateway's list.
     """
     found: list[Any] = []
     hints: list[CacheHint] = []
@@ -81,7 +79,7 @@ async def _optional(client: Client[Any], method: ListMethod) -> tuple[list[Any],
                 break
     except MCPError as exc:
         if exc.error.code == _METHOD_NOT_FOUND:
-            return [], NO_HINT
+            return [], None
         raise
     return found, merge_hints(hints)
 

@@ -13,24 +13,20 @@ every tool of the catalog can still be looked up (and so called) by its name.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastmcp.server.providers import Provider
 from fastmcp.utilities.versions import VersionSpec
-from mcp.server.caching import CacheHint
 
-from mcp_agg.backend.listing import ListMethod
 from mcp_agg.components.forwarding import (
-    Forwarding,
     ForwardingPrompt,
     ForwardingResource,
     ForwardingTemplate,
     ForwardingTool,
 )
 from mcp_agg.components.search import listed_instead
-from mcp_agg.core.cachehints import merge_hints
 from mcp_agg.security.access import Visibility
 
 if TYPE_CHECKING:
@@ -62,20 +58,6 @@ class GatewayProvider(Provider):
             return
         async with self._lifespan():
             yield
-
-    def cache_hint(self, method: ListMethod) -> CacheHint:
-        """The cache hint of the gateway's answer to `method`: the merge of the hints of
-        the backends whose components it lists (`mcp_agg.core.cachehints`)."""
-        catalog = self._catalog()
-        components: dict[ListMethod, Iterable[Forwarding[Any]]] = {
-            "tools/list": catalog.tools.values(),
-            "resources/list": catalog.resources.values(),
-            "resources/templates/list": catalog.templates,
-            "prompts/list": catalog.prompts.values(),
-        }
-        groups = {id(c.group): c.group for c in components[method]}.values()
-        listings = (group.listing for group in groups)
-        return merge_hints(listing.hint(method) for listing in listings if listing is not None)
 
     async def _list_tools(self) -> Sequence[ForwardingTool | LocalTool]:
         catalog = self._catalog()

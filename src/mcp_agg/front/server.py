@@ -33,6 +33,7 @@ from mcp_agg.backend.listing import ListMethod
 from mcp_agg.components.forwarding import hop_wire
 from mcp_agg.core.announce import Announcer
 from mcp_agg.core.bridge import PARKED_STATE, Bridge, backend_round, passed_through
+from mcp_agg.core.cachehints import merge_hints
 from mcp_agg.core.caller import Caller, connection_of, current_caller
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.core.pipeline import CallPipeline
@@ -61,7 +62,6 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
     )
     server = _GatewayServer(
         gateway,
-        provider,
         name=settings.name,
         version=__version__,  # else FastMCP's own version is the gateway's serverInfo
         providers=[provider],
@@ -78,10 +78,9 @@ class _GatewayServer(FastMCP[Any]):
     """FastMCP, with the gateway's handlers for calls, subscriptions, completions,
     roots and listen streams (module docstring)."""
 
-    def __init__(self, gateway: Gateway, provider: GatewayProvider, **kwargs: Any) -> None:
+    def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._gateway = gateway
-        self._provider = provider
         self._bridge = Bridge(
             lambda: gateway.task_group, lambda: gateway.config.gateway.request_timeout
         )
@@ -166,7 +165,6 @@ class _GatewayServer(FastMCP[Any]):
         if state is not None or params.input_responses is not None:
             caller.backend_round = backend_round(_raw(ctx), state)
 
-
         async def passing() -> Any:
             return passed_through(await work())
 
@@ -185,24 +183,24 @@ class _GatewayServer(FastMCP[Any]):
     async def _on_list_tools(
         self, ctx: ServerRequestContext, params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListToolsResult:
-        return _hinted(await super()._on_list_tools(ctx, params), self._provider, "tools/list")
+        return _hinted(await super()._on_list_tools(ctx, params), self._gateway, "tools/list")
 
     async def _on_list_resources(
         self, ctx: ServerRequestContext, params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListResourcesResult:
         result = await super()._on_list_resources(ctx, params)
-        return _hinted(result, self._provider, "resources/list")
+        return _hinted(result, self._gateway, "resources/list")
 
     async def _on_list_resource_templates(
         self, ctx: ServerRequestContext, params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListResourceTemplatesResult:
         result = await super()._on_list_resource_templates(ctx, params)
-        return _hinted(result, self._provider, "resources/templates/list")
+        return _hinted(result, self._gateway, "resources/templates/list")
 
     async def _on_list_prompts(
         self, ctx: ServerRequestContext, params: mcp_types.PaginatedRequestParams | None
     ) -> mcp_types.ListPromptsResult:
-        return _hinted(await super()._on_list_prompts(ctx, params), self._provider, "prompts/list")
+        return _hinted(await super()._on_list_prompts(ctx, params), self._gateway, "prompts/list")
 
     async def _on_set_logging_level(
         self, ctx: ServerRequestContext, params: mcp_types.SetLevelRequestParams
@@ -277,8 +275,15 @@ _Listed = TypeVar(
 )
 
 
-def _hinted(result: _Listed, provider: GatewayProvider, method: ListMethod) -> _Listed:
-    hint = provider.cache_hint(method)
+def _hinted(result: _Listed, gateway: Gateway, method: ListMethod) -> _Listed:
+    """The merged list with the merge of its parts' hints: every backend's answer to
+    `method`, an empty one too (core/cachehints.py)."""
+    listings = [group.listing for group in gateway.groups.values()]
+    hint = merge_hints(
+        listing.hints[method]
+        for listing in listings
+        if listing is not None and method in listing.hints
+    )
     return result.model_copy(update={"ttl_ms": hint.ttl_ms, "cache_scope": hint.scope})
 
 
