@@ -2,26 +2,33 @@
 
 Real processes: the gateway (`mcp-agg serve`, streamable HTTP and stdio) in front of
 `@modelcontextprotocol/server-everything` over stdio (a TypeScript SDK server, handshake
-era only, which asks for sampling and elicitation mid-call) and `backends/eras.py` (a
+era only, which asks for sampling and elicitation mid-call), `backends/eras.py` (a
 FastMCP server the gateway speaks 2026-07-28 to, which asks with input-required
-results and sends cache hints).
+results and sends cache hints) and `backends/listening.py` (the SDK's own server, which
+the gateway speaks 2026-07-28 to by default: progress, logs, cancellation and changes
+on a `subscriptions/listen` stream).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import mcp_types
 import pytest
 import pytest_asyncio
 from fastmcp import Client
 from fastmcp.client.elicitation import ElicitResult
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
-from mcp.shared.exceptions import MCPError
+from mcp.client.subscriptions import listen
+from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
+from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 
 from tests.e2e.procs import BACKENDS, PYTHON, eventually, node_server, served_gateway
 
@@ -66,6 +73,11 @@ name = "eras"
 command = "python"
 args = ["{BACKENDS / "eras.py"}", "--events-file", "{events}", "--ttl", "60"]
 protocol = "modern"
+
+[[servers]]
+name = "listening"
+command = "python"
+args = ["{BACKENDS / "listening.py"}", "--events-file", "{events}"]
 """
     )
     with served_gateway(config) as (url, _):
@@ -77,6 +89,14 @@ class Answers:
     """The client's side: what it was asked, and what it answers."""
 
     asked: list[str] = field(default_factory=list)
+    logs: list[tuple[str, Any]] = field(default_factory=list)
+    notifications: list[Any] = field(default_factory=list)
+
+    async def log(self, message: Any) -> None:
+        self.logs.append((message.level, message.data))
+
+    async def on_message(self, message: Any) -> None:
+        self.notifications.append(message)
 
     async def elicit(self, message: str, response_type: Any, params: Any, context: Any) -> Any:
         self.asked.append(f"elicit {message}")
@@ -102,6 +122,8 @@ def client_of(setup: Setup, front: str, mode: str, answers: Answers) -> Client[A
         timeout=30,
         elicitation_handler=answers.elicit,
         sampling_handler=answers.sample,
+        log_handler=answers.log,
+        message_handler=answers.on_message,
     )
 
 
@@ -247,3 +269,100 @@ async def test_a_merged_list_is_as_fresh_as_its_stalest_part(modern: Client[Any]
     assert (tools.ttl_ms, tools.cache_scope) == (0, "private")
     read = await modern.session.read_resource("data://eras/eras/fact")
     assert (read.ttl_ms, read.cache_scope) == (60_000, "public")
+
+
+# ------------------------------------------ a modern-era backend's progress, logs, changes
+
+_names = itertools.count()
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_progress_and_logs_of_a_modern_backend_reach_the_caller(
+    setup: Setup, mode: str
+) -> None:
+    answers = Answers()
+    seen: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        seen.append((progress, total, message))
+
+    async with client_of(setup, "http", mode, answers) as client:
+        result = await client.call_tool_mcp(
+            "listening_steps", {"count": 2}, progress_handler=on_progress
+        )
+        assert not result.is_error, text(result)
+        await eventually(lambda: len(seen) == 2, "two progress notifications")
+        await eventually(lambda: len(answers.logs) >= 3, "three log messages")
+    assert seen == [(1, 2, "step 1"), (2, 2, "step 2")]
+    assert [(level, data) for level, data in answers.logs] == [
+        ("debug", "debug line"),
+        ("info", "info line"),
+        ("warning", "warning line"),
+    ]
+
+
+async def test_cancelling_a_call_cancels_the_modern_backends_request(
+    setup: Setup, modern: Client[Any]
+) -> None:
+    before = setup.events_seen().count("cancelled wait")
+    with pytest.raises((MCPError, TimeoutError)):
+        await modern.call_tool_mcp("listening_wait", {"seconds": 60}, timeout=1.0)
+    await eventually(
+        lambda: setup.events_seen().count("cancelled wait") > before,
+        "the backend to see the cancellation",
+    )
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_modern_backends_new_tool_is_announced(setup: Setup, mode: str) -> None:
+    """The backend says so on the gateway's listen stream; the gateway tells its clients
+    the way each era hears it."""
+    name = f"added{next(_names)}{mode}"
+    answers = Answers()
+    async with client_of(setup, "http", mode, answers) as client:
+        if mode == "legacy":
+            assert not (await client.call_tool_mcp("listening_grow", {"name": name})).is_error
+            await eventually(
+                lambda: any(
+                    isinstance(n, mcp_types.ToolListChangedNotification)
+                    for n in answers.notifications
+                ),
+                "tools/list_changed",
+            )
+        else:
+            async with listen(client.session, tools_list_changed=True) as stream:
+                assert not (await client.call_tool_mcp("listening_grow", {"name": name})).is_error
+                with anyio.fail_after(15):
+                    assert await anext(aiter(stream)) == ToolsListChanged()
+        tools = await client.list_tools()
+        assert f"listening_{name}" in {t.name for t in tools}
+        added = await client.call_tool_mcp(f"listening_{name}", {})
+    assert text(added) == f"I am {name}"
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_modern_backends_resource_updates_reach_subscribers(
+    setup: Setup, mode: str
+) -> None:
+    uri = "counter://listening/value"
+    answers = Answers()
+    async with client_of(setup, "http", mode, answers) as client:
+        if mode == "legacy":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", MCPDeprecationWarning)
+                await client.session.subscribe_resource(uri)
+            await client.call_tool_mcp("listening_bump", {})
+            updates = await eventually(
+                lambda: [
+                    n
+                    for n in answers.notifications
+                    if isinstance(n, mcp_types.ResourceUpdatedNotification)
+                ],
+                "a resources/updated notification",
+            )
+            assert str(updates[0].params.uri) == uri
+        else:
+            async with listen(client.session, resource_subscriptions=[uri]) as stream:
+                await client.call_tool_mcp("listening_bump", {})
+                with anyio.fail_after(15):
+                    assert await anext(aiter(stream)) == ResourceUpdated(uri=uri)

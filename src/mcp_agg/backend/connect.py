@@ -17,7 +17,7 @@ import anyio.abc
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
-from mcp_agg.backend.era import is_modern
+from mcp_agg.backend.era import announces_changes, is_modern
 from mcp_agg.backend.listen import ChangeListener
 from mcp_agg.backend.listing import ListChangedHandler, fetch_listing
 from mcp_agg.backend.process import launched_process
@@ -56,7 +56,7 @@ class ConnectMixin(ReplicaCore):
                     client = await self._open(stack)
                     self.listing = await fetch_listing(client)
                     await self._restore_session_state(client)
-                    if is_modern(client):
+                    if is_modern(client) and announces_changes(client):
                         await self._listen(stack, beside, client)
             except TimeoutError as exc:
                 raise UpstreamConnectError(

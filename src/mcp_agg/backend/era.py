@@ -15,12 +15,24 @@ from fastmcp import Client
 from mcp_types import LOG_LEVEL_META_KEY, LoggingLevel
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-__all__ = ["is_modern", "with_log_level"]
+__all__ = ["announces_changes", "is_modern", "with_log_level"]
 
 
 def is_modern(client: Client[Any]) -> bool:
     """Whether the client's session negotiated the modern era."""
     return client.session.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+def announces_changes(client: Client[Any]) -> bool:
+    """Whether the backend says it announces list changes or resource updates (on the
+    modern era, on a `subscriptions/listen` stream; FastMCP 4.1 servers do not)."""
+    caps = client.server_capabilities
+    if caps is None:
+        return False
+    lists = (caps.tools, caps.prompts, caps.resources)
+    return any(cap is not None and cap.list_changed for cap in lists) or bool(
+        caps.resources is not None and caps.resources.subscribe
+    )
 
 
 def with_log_level(params: dict[str, Any], level: LoggingLevel | None) -> dict[str, Any]:
