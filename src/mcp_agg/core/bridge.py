@@ -124,6 +124,8 @@ class ParkedCall:
     deadline: float = 0.0
     gone: bool = False
     taken: anyio.Event = field(default_factory=anyio.Event)
+    #: Cancels the call (set once its task runs).
+    scope: anyio.CancelScope | None = None
     _changed: anyio.Event = field(default_factory=anyio.Event)
     _keys: int = 0
 
@@ -228,6 +230,12 @@ class Bridge:
                 if park.gone:
                     raise invalid_state()
                 await park.changed()
+        except anyio.get_cancelled_exc_class():
+            # The client cancelled its request (or left): the call is cancelled with it,
+            # as a call not parked would be.
+            if park.scope is not None:
+                park.scope.cancel()
+            raise
         finally:
             park.waiting = False
             park.deadline = anyio.current_time() + self.timeout
@@ -237,6 +245,7 @@ class Bridge:
         """The parked call's own task: the work, then its result kept for the client."""
         try:
             async with anyio.create_task_group() as tg:
+                park.scope = tg.cancel_scope
                 tg.start_soon(self._watch, park, tg.cancel_scope)
                 try:
                     park.outcome = _Outcome(value=await work())
