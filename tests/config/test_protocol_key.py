@@ -33,7 +33,10 @@ def test_protocol_is_auto_unless_pinned(tmp_path: Path, lines: str, expected: st
 @pytest.mark.parametrize(
     ("lines", "fragments"),
     [
-        ('command = "x"\nprotocol = "2026-07-28"\n', ["(a).protocol", "'auto', 'legacy' or 'modern'"]),
+        (
+            'command = "x"\nprotocol = "2026-07-28"\n',
+            ["(a).protocol", "'auto', 'legacy' or 'modern'"],
+        ),
         (
             'url = "http://h/sse"\ntransport = "sse"\nprotocol = "modern"\n',
             ["servers[0]", "does not apply to an SSE server (handshake era only)"],
