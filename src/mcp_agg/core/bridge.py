@@ -194,7 +194,7 @@ class Bridge:
         self._parks[park.id] = park
         park.waiting = True
         tg.start_soon(self._live, park, work)
-        return await self._round(park, caller)
+        return await self._round(park)
 
     async def resume(self, caller: Caller, state: str, responses: Mapping[str, Any] | None) -> Any:
         """A client's retry: its answers to the parked call's requests; the next event."""
@@ -212,9 +212,9 @@ class Bridge:
         # The rounds share the call's relay: progress and logs go to the request now
         # waiting, and the caller's own state (log level) is the latest round's.
         park.caller.context = caller.context
-        return await self._round(park, caller)
+        return await self._round(park)
 
-    async def _round(self, park: ParkedCall, caller: Caller) -> Any:
+    async def _round(self, park: ParkedCall) -> Any:
         """Wait for the parked call's next event: its result, or requests to ask."""
         park.waiting = True
         park.poke()
