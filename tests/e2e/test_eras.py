@@ -293,12 +293,17 @@ async def test_progress_and_logs_of_a_modern_backend_reach_the_caller(
         assert not result.is_error, text(result)
         await eventually(lambda: len(seen) == 2, "two progress notifications")
         await eventually(lambda: len(answers.logs) >= 3, "three log messages")
+        prompt = await client.get_prompt("listening_greet", {"name": "Ada"})
+        await eventually(lambda: len(answers.logs) >= 4, "the prompt's log message")
     assert seen == [(1, 2, "step 1"), (2, 2, "step 2")]
     assert [(level, data) for level, data in answers.logs] == [
         ("debug", "debug line"),
         ("info", "info line"),
         ("warning", "warning line"),
+        ("info", "prompt line"),
     ]
+    assert isinstance(prompt.messages[0].content, mcp_types.TextContent)
+    assert prompt.messages[0].content.text == "Say hello to Ada"
 
 
 async def test_cancelling_a_call_cancels_the_modern_backends_request(

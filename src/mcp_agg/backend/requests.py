@@ -80,14 +80,17 @@ class RequestsMixin(ReplicaCore):
             return result
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
+        """A resources/read; a modern-era backend's input-required rounds are driven by
+        FastMCP's client, whose requests reach the calling client through the relay."""
         async with self._request(f"resources/read {uri}") as client:
-            return await client.read_resource_mcp(uri)
+            return await client.read_resource_mcp(uri, meta=_log_meta(client))
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None
     ) -> mcp_types.GetPromptResult:
+        """A prompts/get; its rounds as a read's."""
         async with self._request(f"prompts/get {name}") as client:
-            return await client.get_prompt_mcp(name, arguments)
+            return await client.get_prompt_mcp(name, arguments, meta=_log_meta(client))
 
     async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
         """A completion/complete, params and result in their wire form."""
@@ -272,6 +275,14 @@ class RequestsMixin(ReplicaCore):
             return await run_input_required_driver(round_one, dispatch=dispatch, retry=retry)
         except InputRequiredRoundsExceededError as exc:
             raise MCPError(mcp_types.INTERNAL_ERROR, str(exc)) from exc
+
+
+def _log_meta(client: Client[Any]) -> dict[str, Any] | None:
+    """The `_meta` asking a modern-era backend for the calling client's log messages."""
+    caller = current_caller.get()
+    if caller is None or caller.log_level is None or not is_modern(client):
+        return None
+    return {mcp_types.LOG_LEVEL_META_KEY: caller.log_level}
 
 
 #: What a request carries for one input-required round only.

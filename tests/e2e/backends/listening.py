@@ -1,6 +1,7 @@
 """A modern-era backend on the SDK's own server (`MCPServer`), which serves
 `subscriptions/listen`: its tools add a tool at runtime, change a resource, report
-progress and log, and wait to be cancelled. `--events-file` receives `cancelled wait`.
+progress and log, and wait to be cancelled; its prompt logs too. `--events-file`
+receives `cancelled wait`.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ async def steps(count: int, ctx: Context) -> str:
     await ctx.info("info line")
     await ctx.warning("warning line")
     return "done"
+
+
+@server.prompt()
+async def greet(name: str, ctx: Context) -> str:
+    """A prompt that logs while it renders."""
+    await ctx.info("prompt line")
+    return f"Say hello to {name}"
 
 
 @server.tool()
