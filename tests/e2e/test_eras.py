@@ -66,7 +66,6 @@ expose_gateway_tools = true
 name = "everything"
 command = "{everything[0]}"
 args = {json.dumps(everything[1:])}
-protocol = "legacy"
 
 [[servers]]
 name = "eras"
@@ -139,6 +138,19 @@ def text(result: mcp_types.CallToolResult) -> str:
     return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))
 
 
+async def replicas(client: Client[Any]) -> dict[str, Any]:
+    """Every replica's status (`gateway_health`), by id."""
+    health = await client.call_tool_mcp("gateway_health", {})
+    assert health.structured_content is not None
+    return {r["id"]: r for r in health.structured_content["replicas"]}
+
+
+async def test_each_backend_speaks_the_era_asked_for(modern: Client[Any]) -> None:
+    """`auto`: the newest era each supports; `modern` pinned; status says which."""
+    eras = {replica: r["protocol_version"] for replica, r in (await replicas(modern)).items()}
+    assert eras == {"everything-1": "2025-11-25", "eras-1": MODERN, "listening-1": MODERN}
+
+
 @pytest.mark.parametrize("front", ["http", "stdio"])
 async def test_a_handshake_backend_asks_a_modern_client(setup: Setup, front: str) -> None:
     answers = Answers()
@@ -209,10 +221,7 @@ async def test_an_abandoned_round_is_freed_within_its_deadline(modern: Client[An
     assert isinstance(first, mcp_types.InputRequiredResult)
 
     async def everything_in_flight() -> int:
-        health = await modern.call_tool_mcp("gateway_health", {})
-        assert health.structured_content is not None
-        (replica,) = [r for r in health.structured_content["replicas"] if r["id"] == "everything-1"]
-        return int(replica["in_flight"])
+        return int((await replicas(modern))["everything-1"]["in_flight"])
 
     assert await everything_in_flight() == 1  # the backend call waits for the client
     # Never answered: the call is cancelled once the client has been away that long.
