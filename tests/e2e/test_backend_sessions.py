@@ -189,7 +189,8 @@ async def test_first_call_after_a_session_expiry_is_resent_and_not_held_against_
 ) -> None:
     port = free_port()
     command = [PYTHON, *faulty.args("h"), "--transport", "http", "--port", str(port)]
-    config = gateway_config(tmp_path, http_server("svc", port))
+    # Sessions are the handshake era's: a modern-era backend has none to expire.
+    config = gateway_config(tmp_path, http_server("svc", port, 'protocol = "legacy"'))
     with listening(command, port) as first, served_gateway(config) as (url, _):
         async with Client(StreamableHttpTransport(url), timeout=30) as client:
             assert text(await client.call_tool_mcp("svc_write", {"key": "w1"})) == f"h-{faulty.tag}"

@@ -89,10 +89,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
 connect_timeout = 60
 request_timeout = 60
 
+# The backend asks the handshake era's way (test_protocol.py): that era, pinned.
 [[servers]]
 name = "ps"
 command = "sh"
 args = ["-c", {json.dumps(pipeline)}]
+protocol = "legacy"
 """
     )
     with served_gateway(config, port=port) as (url, _):

@@ -13,9 +13,12 @@ from collections.abc import AsyncIterator
 from typing import Any, Self
 
 import anyio
+import anyio.abc
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
+from mcp_agg.backend.era import announces_changes, is_modern
+from mcp_agg.backend.listen import ChangeListener
 from mcp_agg.backend.listing import ListChangedHandler, fetch_listing
 from mcp_agg.backend.opener import SessionOpener
 from mcp_agg.backend.replica import ReplicaCore
@@ -34,6 +37,9 @@ class ConnectMixin(ReplicaCore):
         """A connected, listed client; the backend's process (if any) lives as long as it."""
         async with contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(self.output.aclose)
+            # What runs beside the session for as long as it lasts (a change stream).
+            beside = await stack.enter_async_context(anyio.create_task_group())
+            stack.callback(beside.cancel_scope.cancel)
             try:
                 with anyio.fail_after(self.connect_timeout), anyio.CancelScope() as attempt:
                     # stop() cancels a connection attempt at once: a backend still
@@ -44,6 +50,8 @@ class ConnectMixin(ReplicaCore):
                     client = await self._open(stack)
                     self.listing = await fetch_listing(client)
                     await self._restore_session_state(client)
+                    if is_modern(client) and announces_changes(client):
+                        await self._listen(stack, beside, client)
             except TimeoutError as exc:
                 raise UpstreamConnectError(
                     f"did not connect within connect_timeout ({self.connect_timeout:g}s)",
@@ -75,8 +83,29 @@ class ConnectMixin(ReplicaCore):
             self._process_exited,
         )
 
+    async def _listen(
+        self, stack: contextlib.AsyncExitStack, tg: anyio.abc.TaskGroup, client: Client[Any]
+    ) -> None:
+        """A modern-era session's change stream, open as long as the session is, and
+        acknowledged by the backend before the replica serves."""
+        listener = ChangeListener(
+            self.id,
+            client.session,
+            on_change=lambda: self._refresh.set(),
+            on_updated=self._resource_updated,
+            uris=lambda: self.subscriptions,
+        )
+        stack.callback(setattr, self, "listener", None)
+        stack.callback(tg.cancel_scope.cancel)  # before the session closes under it
+        self.listener = listener
+        tg.start_soon(listener.run)
+        await listener.opened()
+
     async def _restore_session_state(self, client: Client[Any]) -> None:
-        """What clients set up through the gateway, applied to a new backend session."""
+        """What clients set up through the gateway, applied to a new backend session
+        (a modern-era session's subscriptions are its change stream's)."""
+        if is_modern(client):
+            return
         caps = client.server_capabilities
         try:
             if self.log_level is not None and caps is not None and caps.logging is not None:

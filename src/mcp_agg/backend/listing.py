@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import mcp_types
 from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
+from mcp.server.caching import CacheHint
 from mcp.shared.exceptions import MCPError
 
-__all__ = ["ListChangedHandler", "Listing", "fetch_listing"]
+from mcp_agg.core.cachehints import merge_hints
+
+__all__ = ["ListChangedHandler", "ListMethod", "Listing", "fetch_listing"]
 
 _METHOD_NOT_FOUND = -32601
+#: Pages of one list fetched at most (FastMCP's own auto-pagination limit).
+_MAX_PAGES = 250
+
+ListMethod = Literal["tools/list", "resources/list", "resources/templates/list", "prompts/list"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,33 +31,75 @@ class Listing:
     resources: tuple[mcp_types.Resource, ...] = ()
     templates: tuple[mcp_types.ResourceTemplate, ...] = ()
     prompts: tuple[mcp_types.Prompt, ...] = ()
+    #: The cache hints the backend sent with each list it was asked for (a
+    #: handshake-era backend's are the SDK's defaults: `ttlMs: 0`, `private`).
+    hints: Mapping[ListMethod, CacheHint] = field(default_factory=dict)
 
 
 async def fetch_listing(client: Client[Any]) -> Listing:
     """Everything the backend offers, asking only for what its capabilities announce."""
     caps = client.server_capabilities
-    tools: list[mcp_types.Tool] = []
-    resources: list[mcp_types.Resource] = []
-    templates: list[mcp_types.ResourceTemplate] = []
-    prompts: list[mcp_types.Prompt] = []
+    fetched: dict[ListMethod, tuple[list[Any], CacheHint | None]] = {}
     if caps is None or caps.tools is not None:
-        tools = await _optional(client.list_tools())
+        fetched["tools/list"] = await _optional(client, "tools/list")
     if caps is None or caps.resources is not None:
-        resources = await _optional(client.list_resources())
-        templates = await _optional(client.list_resource_templates())
+        fetched["resources/list"] = await _optional(client, "resources/list")
+        fetched["resources/templates/list"] = await _optional(client, "resources/templates/list")
     if caps is None or caps.prompts is not None:
-        prompts = await _optional(client.list_prompts())
-    return Listing(tuple(tools), tuple(resources), tuple(templates), tuple(prompts))
+        fetched["prompts/list"] = await _optional(client, "prompts/list")
+
+    def items(method: ListMethod) -> tuple[Any, ...]:
+        return tuple(fetched[method][0]) if method in fetched else ()
+
+    return Listing(
+        items("tools/list"),
+        items("resources/list"),
+        items("resources/templates/list"),
+        items("prompts/list"),
+        {method: hint for method, (_, hint) in fetched.items() if hint is not None},
+    )
 
 
-async def _optional(coro: Any) -> list[Any]:
-    """A list call that a backend may not implement: "method not found" is an empty list."""
+async def _optional(client: Client[Any], method: ListMethod) -> tuple[list[Any], CacheHint | None]:
+    """A list, every page of it, and its cache hint (the merge of its pages' hints).
+
+    A list that a backend does not implement ("method not found") is empty, and no
+    part of the gateway's list.
+    """
+    found: list[Any] = []
+    hints: list[CacheHint] = []
+    cursor: str | None = None
     try:
-        return list(await coro)
+        for _ in range(_MAX_PAGES):
+            page = await _page(client, method, cursor)
+            found.extend(_items(page))
+            hints.append(CacheHint(ttl_ms=page.ttl_ms, scope=page.cache_scope))
+            cursor = page.next_cursor
+            if cursor is None:
+                break
     except MCPError as exc:
         if exc.error.code == _METHOD_NOT_FOUND:
-            return []
+            return [], None
         raise
+    return found, merge_hints(hints)
+
+
+async def _page(client: Client[Any], method: ListMethod, cursor: str | None) -> Any:
+    # The backend's answer as it is: the gateway keeps no cache of its own here.
+    if method == "tools/list":
+        return await client.list_tools_mcp(cursor=cursor, cache_mode="bypass")
+    if method == "resources/list":
+        return await client.list_resources_mcp(cursor=cursor, cache_mode="bypass")
+    if method == "resources/templates/list":
+        return await client.list_resource_templates_mcp(cursor=cursor, cache_mode="bypass")
+    return await client.list_prompts_mcp(cursor=cursor, cache_mode="bypass")
+
+
+def _items(page: Any) -> list[Any]:
+    for name in ("tools", "resources", "resource_templates", "prompts"):
+        if hasattr(page, name):
+            return list(getattr(page, name))
+    return []
 
 
 class ListChangedHandler(MessageHandler):

@@ -15,6 +15,7 @@ import anyio
 from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
 
+from mcp_agg.backend.era import is_modern
 from mcp_agg.backend.process import OutputCapture, launched_process
 from mcp_agg.backend.relay import ClientRelay
 from mcp_agg.backend.transports import ExitHook, RequestHook, make_transport, relay_options
@@ -86,11 +87,9 @@ class SessionOpener:
             name=f"mcp-agg/{self.spec.id}",
             message_handler=self.handler,
             init_timeout=self.connect_timeout,
-            # The handshake era, which every backend speaks (other SDKs speak no other):
-            # on it a backend may log, ask for sampling, elicitation and roots during a
-            # call and announce changes, all of which the gateway relays to its clients.
-            # On the modern era a FastMCP backend refuses imperative elicitation.
-            mode="legacy",
+            # `protocol`: the newest era the backend supports by default (an SSE
+            # transport is handshake-only), or the one the operator pinned.
+            mode="legacy" if self.spec.server.protocol == "legacy" else "auto",
         )
         # Not exposed by the constructor: the session class and header policy of a relay.
         client._transport_options = relay_options()
@@ -102,6 +101,11 @@ class SessionOpener:
         client._session_kwargs["list_roots_callback"] = self.relay.roots
         await client.__aenter__()  # type: ignore[no-untyped-call]
         stack.push_async_callback(close_quietly, client)
+        if self.spec.server.protocol == "modern" and not is_modern(client):
+            raise UpstreamConnectError(
+                f'protocol = "modern": the backend speaks only MCP {client.protocol_version}',
+                replica=self.spec.id,
+            )
         return client
 
 

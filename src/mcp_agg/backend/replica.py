@@ -24,6 +24,7 @@ import mcp_types
 from fastmcp import Client
 
 from mcp_agg.backend.clientsessions import ClientSessions
+from mcp_agg.backend.listen import ChangeListener
 from mcp_agg.backend.listing import Listing
 from mcp_agg.backend.process import OutputCapture
 from mcp_agg.backend.relay import ClientRelay
@@ -107,6 +108,8 @@ class ReplicaCore:
         self.log_level: mcp_types.LoggingLevel | None = None
         #: Backend URIs the gateway holds a subscription for on this replica.
         self.subscriptions: set[str] = set()
+        #: A modern-era session's change stream (listen.py); None on the handshake era.
+        self.listener: ChangeListener | None = None
         self.output = OutputCapture(spec.id)
         #: The exit code of this session's backend process, once it ended by itself.
         self._exited: int | None = None

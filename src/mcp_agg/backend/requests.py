@@ -15,10 +15,17 @@ from typing import Any
 import anyio
 import mcp_types
 from fastmcp import Client
+from mcp.client._input_required import (
+    InputRequiredRoundsExceededError,
+    run_input_required_driver,
+)
+from mcp.client.session import ClientRequestContext
 from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError
+from mcp_types.methods import is_input_required
 
 from mcp_agg.backend.clientsessions import ClientSession
+from mcp_agg.backend.era import is_modern, with_log_level
 from mcp_agg.backend.opener import session_closed
 from mcp_agg.backend.replica import ReplicaCore, ReplicaState, describe
 from mcp_agg.backend.transports.sessions import SessionCheck
@@ -61,17 +68,31 @@ class RequestsMixin(ReplicaCore):
             params: dict[str, Any] = {"name": name, "arguments": arguments}
             if meta:
                 params["_meta"] = dict(meta)
-            return await self._send_raw(client, "tools/call", params)
+            caller = current_caller.get()
+            if not is_modern(client):
+                return await self._send_raw(client, "tools/call", params)
+            params = with_log_level(params, caller.log_level if caller is not None else None)
+            if caller is not None and caller.backend_round:
+                params.update(caller.backend_round)
+            result = await self._send_raw(client, "tools/call", params)
+            if is_input_required(result) and (caller is None or caller.handshake):
+                # A modern-era client takes the round as it is (the front passes it
+                # through); for any other the gateway drives the rounds itself.
+                return await self._drive_rounds(client, "tools/call", params, result)
+            return result
 
     async def read_resource(self, uri: str) -> mcp_types.ReadResourceResult:
+        """A resources/read; a modern-era backend's input-required rounds are driven by
+        FastMCP's client, whose requests reach the calling client through the relay."""
         async with self._request(f"resources/read {uri}") as client:
-            return await client.read_resource_mcp(uri)
+            return await client.read_resource_mcp(uri, meta=_log_meta(client))
 
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None
     ) -> mcp_types.GetPromptResult:
+        """A prompts/get; its rounds as a read's."""
         async with self._request(f"prompts/get {name}") as client:
-            return await client.get_prompt_mcp(name, arguments)
+            return await client.get_prompt_mcp(name, arguments, meta=_log_meta(client))
 
     async def complete(self, params: dict[str, Any]) -> dict[str, Any]:
         """A completion/complete, params and result in their wire form."""
@@ -79,16 +100,25 @@ class RequestsMixin(ReplicaCore):
             return await self._send_raw(client, "completion/complete", params)
 
     async def set_log_level(self, level: mcp_types.LoggingLevel) -> None:
-        """Ask the backend to send log messages from `level` up (kept for reconnects)."""
+        """Ask the backend to send log messages from `level` up (kept for reconnects).
+
+        A modern-era backend is asked in each request instead (era.py)."""
         self.log_level = level
         client = self._client
         caps = client.server_capabilities if client is not None else None
-        if client is None or caps is None or caps.logging is None:
+        if client is None or caps is None or caps.logging is None or is_modern(client):
             return
         async with self._request("logging/setLevel") as client:
             await client.session.set_logging_level(level)
 
     async def subscribe(self, uri: str) -> None:
+        if self.listener is not None:
+            # The modern era subscribes on the change stream (listen.py).
+            self._require_client()
+            self.subscriptions.add(uri)
+            with anyio.fail_after(self.connect_timeout):
+                await self.listener.reopen()
+            return
         async with self._request(f"resources/subscribe {uri}") as client:
             await client.session.subscribe_resource(uri)
         if client is self._client:  # restored on a reconnect (a client's own session's: not)
@@ -96,13 +126,18 @@ class RequestsMixin(ReplicaCore):
 
     async def unsubscribe(self, uri: str) -> None:
         self.subscriptions.discard(uri)
+        if self.listener is not None:
+            with anyio.fail_after(self.connect_timeout):
+                await self.listener.reopen()
+            return
         async with self._request(f"resources/unsubscribe {uri}") as client:
             await client.session.unsubscribe_resource(uri)
 
     async def roots_changed(self) -> None:
-        """Tell the backend the client's roots changed, if it is connected."""
+        """Tell the backend the client's roots changed, if it is connected (the modern
+        era has no such notification: a server asks for roots when it needs them)."""
         client = self._client
-        if client is not None and self.state is ReplicaState.CONNECTED:
+        if client is not None and self.state is ReplicaState.CONNECTED and not is_modern(client):
             await client.session.send_roots_list_changed()
 
     def _require_client(self) -> Client[Any]:
@@ -232,3 +267,57 @@ class RequestsMixin(ReplicaCore):
             return await request
         # An HTTP error is raised in the session's task, not in the caller's: watch it.
         return await client._await_with_session_monitoring(request)
+
+    async def _drive_rounds(
+        self,
+        client: Client[Any],
+        method: str,
+        params: dict[str, Any],
+        first: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A modern-era backend's input-required rounds, driven by the gateway for a
+        client that cannot take them: each request goes to the calling client through
+        the relay (as a server-to-client request on its handshake-era session), and the
+        request is sent again with the answers and the backend's state."""
+        session = client.session
+
+        async def dispatch(
+            key: str, request: mcp_types.InputRequest
+        ) -> mcp_types.InputResponse | mcp_types.ErrorData:
+            meta = request.params.meta if request.params is not None else None
+            ctx = ClientRequestContext(session=session, request_id=key, meta=meta)
+            return await session.dispatch_input_request(ctx, request)
+
+        async def retry(
+            responses: mcp_types.InputResponses | None, state: str | None
+        ) -> dict[str, Any] | mcp_types.InputRequiredResult:
+            again = {k: v for k, v in params.items() if k not in _ROUND_KEYS}
+            if responses is not None:
+                again["inputResponses"] = {
+                    key: answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+                    for key, answer in responses.items()
+                }
+            if state is not None:
+                again["requestState"] = state
+            result = await self._send_raw(client, method, again)
+            if is_input_required(result):
+                return mcp_types.InputRequiredResult.model_validate(result, by_name=False)
+            return result
+
+        round_one = mcp_types.InputRequiredResult.model_validate(first, by_name=False)
+        try:
+            return await run_input_required_driver(round_one, dispatch=dispatch, retry=retry)
+        except InputRequiredRoundsExceededError as exc:
+            raise MCPError(mcp_types.INTERNAL_ERROR, str(exc)) from exc
+
+
+def _log_meta(client: Client[Any]) -> dict[str, Any] | None:
+    """The `_meta` asking a modern-era backend for the calling client's log messages."""
+    caller = current_caller.get()
+    if caller is None or caller.log_level is None or not is_modern(client):
+        return None
+    return {mcp_types.LOG_LEVEL_META_KEY: caller.log_level}
+
+
+#: What a request carries for one input-required round only.
+_ROUND_KEYS = frozenset({"inputResponses", "requestState"})

@@ -67,6 +67,9 @@ class ServerConfig(StrictModel):
     session_idle_timeout: Annotated[float, Field(gt=0)] = 300
     #: Per-client backend sessions open at once, per replica; more are refused.
     max_sessions: Annotated[int, Field(ge=1)] = 64
+    #: The MCP era the gateway speaks to this backend: the newest it supports
+    #: ("auto"), the handshake era ("legacy"), or 2026-07-28 ("modern").
+    protocol: Literal["auto", "legacy", "modern"] = "auto"
 
     @model_validator(mode="after")
     def _check_shape(self) -> ServerConfig:
@@ -80,6 +83,10 @@ class ServerConfig(StrictModel):
             raise ValueError("`args`, `env` and `cwd` apply only to a server with a `command`")
         if self.replicas > 1 and (self.command is None or self.url is not None):
             raise ValueError("`replicas` applies only to a stdio server (`command` without `url`)")
+        if self.protocol == "modern" and self.kind == "sse":
+            raise ValueError(
+                '`protocol = "modern"` does not apply to an SSE server (handshake era only)'
+            )
         if self.failover_for == self.name:
             raise ValueError("`failover_for` names the server itself")
         return self

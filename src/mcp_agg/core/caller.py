@@ -12,6 +12,10 @@ requests) must reach the client that made the call, and no other client.
   one session, the owner cannot be known and is not guessed: a log message is dropped
   and a request is refused with an error that says why.
 
+A client of the modern era (2026-07-28) takes no requests mid-call: a call of such a
+client that may need its input is parked in the gateway's bridge (core/bridge.py), and
+a backend's request reaches the client in an input-required result instead.
+
 The gateway's request handlers set `current_caller` for the call they relay; the
 backend side reads it when the call is sent.
 """
@@ -21,7 +25,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mcp_types
 from mcp.server.connection import Connection, allowed_log_levels
@@ -29,6 +33,9 @@ from mcp.server.context import ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+if TYPE_CHECKING:
+    from mcp_agg.core.bridge import ParkedCall
 
 __all__ = ["Caller", "LogLevels", "current_caller", "log_rank"]
 
@@ -82,6 +89,11 @@ class Caller:
     #: The lowest level of log message to relay; None relays none.
     log_level: mcp_types.LoggingLevel | None
     progress: bool
+    #: Where a backend's request goes for a modern-era client (core/bridge.py).
+    park: ParkedCall | None = None
+    #: The client's answers and state for a modern-era backend's input-required
+    #: round (`inputResponses`, `requestState`), sent on with the request.
+    backend_round: Mapping[str, Any] | None = None
 
     @classmethod
     def of(cls, ctx: ServerRequestContext[Any, Any], levels: LogLevels) -> Caller:
@@ -126,6 +138,8 @@ class Caller:
         capabilities) or answers with an error.
         """
         session = self.context.session
+        if not self.handshake and self.park is not None:
+            return await self.park.ask(request, result_type, what)
         if not self.handshake:
             raise MCPError(
                 mcp_types.INVALID_REQUEST,

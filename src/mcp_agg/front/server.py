@@ -16,7 +16,8 @@ does not serve itself, or serves too slowly for a relay, have handlers here:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types
@@ -28,8 +29,11 @@ from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPError
 
 from mcp_agg import __version__
+from mcp_agg.backend.listing import ListMethod
 from mcp_agg.components.forwarding import hop_wire
 from mcp_agg.core.announce import Announcer
+from mcp_agg.core.bridge import PARKED_STATE, Bridge, backend_round, passed_through
+from mcp_agg.core.cachehints import merge_hints
 from mcp_agg.core.caller import Caller, connection_of, current_caller
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.core.pipeline import CallPipeline
@@ -77,6 +81,9 @@ class _GatewayServer(FastMCP[Any]):
     def __init__(self, gateway: Gateway, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._gateway = gateway
+        self._bridge = Bridge(
+            lambda: gateway.task_group, lambda: gateway.config.gateway.request_timeout
+        )
         server = self._mcp_server
         server.add_request_handler(
             "resources/subscribe", mcp_types.SubscribeRequestParams, self._on_subscribe
@@ -114,8 +121,7 @@ class _GatewayServer(FastMCP[Any]):
     async def _on_call_tool(
         self, ctx: ServerRequestContext, params: mcp_types.CallToolRequestParams
     ) -> Any:
-        token = current_caller.set(self._caller(ctx))
-        try:
+        async def call() -> Any:
             calls = self._gateway.calls
             tool = calls.lookup(params.name)
             if tool is None:
@@ -123,30 +129,84 @@ class _GatewayServer(FastMCP[Any]):
             if tool is None or not _calls_bypass(self.middleware):
                 # FastMCP's path: its middleware, then the tool's `run` (the pipeline
                 # too), or its answer to an unknown name.
-                return await super()._on_call_tool(ctx, params)
+                return await super(_GatewayServer, self)._on_call_tool(ctx, params)
             return await calls.call(tool, params.arguments or {})
-        finally:
-            current_caller.reset(token)
+
+        return await self._relayed(ctx, params, call)
 
     async def _on_read_resource(
         self, ctx: ServerRequestContext, params: mcp_types.ReadResourceRequestParams
     ) -> Any:
-        token = current_caller.set(self._caller(ctx))
-        try:
+        async def read() -> Any:
             with tracing.request_span(self._gateway.tracer, "resources/read", uri=params.uri):
-                return await super()._on_read_resource(ctx, params)
-        finally:
-            current_caller.reset(token)
+                return await super(_GatewayServer, self)._on_read_resource(ctx, params)
+
+        return await self._relayed(ctx, params, read)
 
     async def _on_get_prompt(
         self, ctx: ServerRequestContext, params: mcp_types.GetPromptRequestParams
     ) -> Any:
-        token = current_caller.set(self._caller(ctx))
-        try:
+        async def get() -> Any:
             with tracing.request_span(self._gateway.tracer, "prompts/get", prompt=params.name):
-                return await super()._on_get_prompt(ctx, params)
+                return await super(_GatewayServer, self)._on_get_prompt(ctx, params)
+
+        return await self._relayed(ctx, params, get)
+
+    async def _relayed(
+        self,
+        ctx: ServerRequestContext,
+        params: mcp_types.InputResponseRequestParams,
+        work: Callable[[], Awaitable[Any]],
+    ) -> Any:
+        """Run `work` for the client request `ctx`, the backend's messages relayed to it.
+
+        A modern-era client's retry of an input-required round either resumes a call the
+        gateway parked (core/bridge.py) or, the round being a modern-era backend's, is
+        sent on to it with the client's answers.
+        """
+        caller = self._caller(ctx)
+        state = params.request_state
+        if state is not None and state.startswith(PARKED_STATE):
+            return await self._bridge.resume(caller, state, _raw(ctx).get("inputResponses"))
+        if state is not None or params.input_responses is not None:
+            caller.backend_round = backend_round(_raw(ctx), state)
+
+        async def passing() -> Any:
+            return passed_through(await work())
+
+        token = current_caller.set(caller)
+        try:
+            if self._bridge.wanted(caller):
+                return await self._bridge.start(caller, passing)
+            return await passing()
         finally:
             current_caller.reset(token)
+
+    # The merged lists carry the cache hints of their parts (core/cachehints.py). Set
+    # here, on the result, they take precedence over the SDK's defaults (`ttlMs: 0`,
+    # `private`), which the server's runner fills in only for fields left unset.
+
+    async def _on_list_tools(
+        self, ctx: ServerRequestContext, params: mcp_types.PaginatedRequestParams | None
+    ) -> mcp_types.ListToolsResult:
+        return _hinted(await super()._on_list_tools(ctx, params), self._gateway, "tools/list")
+
+    async def _on_list_resources(
+        self, ctx: ServerRequestContext, params: mcp_types.PaginatedRequestParams | None
+    ) -> mcp_types.ListResourcesResult:
+        result = await super()._on_list_resources(ctx, params)
+        return _hinted(result, self._gateway, "resources/list")
+
+    async def _on_list_resource_templates(
+        self, ctx: ServerRequestContext, params: mcp_types.PaginatedRequestParams | None
+    ) -> mcp_types.ListResourceTemplatesResult:
+        result = await super()._on_list_resource_templates(ctx, params)
+        return _hinted(result, self._gateway, "resources/templates/list")
+
+    async def _on_list_prompts(
+        self, ctx: ServerRequestContext, params: mcp_types.PaginatedRequestParams | None
+    ) -> mcp_types.ListPromptsResult:
+        return _hinted(await super()._on_list_prompts(ctx, params), self._gateway, "prompts/list")
 
     async def _on_set_logging_level(
         self, ctx: ServerRequestContext, params: mcp_types.SetLevelRequestParams
@@ -225,6 +285,32 @@ class _GatewayServer(FastMCP[Any]):
             return hop_wire(await group.complete(wire))
         finally:
             current_caller.reset(token)
+
+
+_Listed = TypeVar(
+    "_Listed",
+    mcp_types.ListToolsResult,
+    mcp_types.ListResourcesResult,
+    mcp_types.ListResourceTemplatesResult,
+    mcp_types.ListPromptsResult,
+)
+
+
+def _hinted(result: _Listed, gateway: Gateway, method: ListMethod) -> _Listed:
+    """The merged list with the merge of its parts' hints: every backend's answer to
+    `method`, an empty one too (core/cachehints.py)."""
+    listings = [group.listing for group in gateway.groups.values()]
+    hint = merge_hints(
+        listing.hints[method]
+        for listing in listings
+        if listing is not None and method in listing.hints
+    )
+    return result.model_copy(update={"ttl_ms": hint.ttl_ms, "cache_scope": hint.scope})
+
+
+def _raw(ctx: ServerRequestContext) -> Mapping[str, Any]:
+    """The request's params as they came (after the request-state boundary)."""
+    return ctx.params if isinstance(ctx.params, Mapping) else {}
 
 
 class _ListenStream:
