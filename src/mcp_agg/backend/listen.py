@@ -59,8 +59,11 @@ class ChangeListener:
                 except Exception as exc:
                     if not acked.is_set():
                         # Refused, not lost: asking again would be refused again.
+                        # FastMCP 4.1 servers do this: they announce list changes on
+                        # the handshake era only. Say how to hear them.
                         logger.warning(
-                            "backend %s: no change stream (its changes are not heard): %s",
+                            "backend %s: no change stream on MCP 2026-07-28 (its changes "
+                            'are not heard; protocol = "legacy" hears them): %s',
                             self._replica,
                             exc,
                         )
