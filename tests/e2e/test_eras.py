@@ -258,7 +258,7 @@ args = ["{BACKENDS / "eras.py"}", "--events-file", "{setup.events}", "--ttl", "6
     ) as client:
         assert client.protocol_version == MODERN
         session = client.session
-        read = await session.read_resource("data://eras/eras/fact")
+        read = await session.read_resource("data://eras/fact")
         answers = [
             read,
             await session.list_tools(),
@@ -276,7 +276,7 @@ async def test_a_merged_list_is_as_fresh_as_its_stalest_part(modern: Client[Any]
     assert "eras_ask" in names
     assert "everything_echo" in names
     assert (tools.ttl_ms, tools.cache_scope) == (0, "private")
-    read = await modern.session.read_resource("data://eras/eras/fact")
+    read = await modern.session.read_resource("data://eras/fact")
     assert (read.ttl_ms, read.cache_scope) == (60_000, "public")
 
 
@@ -358,7 +358,7 @@ async def test_a_modern_backends_new_tool_is_announced(setup: Setup, mode: str) 
 async def test_a_modern_backends_resource_updates_reach_subscribers(
     setup: Setup, mode: str
 ) -> None:
-    uri = "counter://listening/value"
+    uri = "counter://value"  # as the backend wrote it (docs/uris.md)
     answers = Answers()
     async with client_of(setup, "http", mode, answers) as client:
         if mode == "legacy":
