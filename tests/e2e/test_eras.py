@@ -380,3 +380,54 @@ async def test_a_modern_backends_resource_updates_reach_subscribers(
                 await client.call_tool_mcp("listening_bump", {})
                 with anyio.fail_after(15):
                     assert await anext(aiter(stream)) == ResourceUpdated(uri=uri)
+
+
+@pytest.fixture(scope="module")
+def speaks_both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    """The gateway in front of a FastMCP server (`backends/protocol.py`), which speaks
+    both eras and asks imperatively (`ctx.elicit`) only on the handshake era."""
+    folder = tmp_path_factory.mktemp("both")
+    config = folder / "servers.toml"
+    config.write_text(
+        f"""
+[gateway]
+expose_gateway_tools = true
+
+[[servers]]
+name = "both"
+command = "python"
+args = ["{BACKENDS / "protocol.py"}", "--events-file", "{folder / "events.txt"}"]
+"""
+    )
+    with served_gateway(config) as (url, _):
+        yield Setup(config, url, folder / "events.txt")
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_each_client_meets_the_backend_in_its_own_era(speaks_both: Setup, mode: str) -> None:
+    """What a client of either era gets from a backend that speaks both is what it gets
+    directly: a handshake-era client is served on the replica's handshake-era session
+    (its `ctx.elicit` works), a modern-era one on the replica's own 2026-07-28 session
+    (where that FastMCP server refuses to ask imperatively)."""
+    direct_answers, answers = Answers(), Answers()
+    direct = Client(
+        StdioTransport(
+            PYTHON,
+            [str(BACKENDS / "protocol.py"), "--events-file", str(speaks_both.events)],
+            keep_alive=False,
+        ),
+        mode=mode,  # type: ignore[arg-type]
+        timeout=30,
+        elicitation_handler=direct_answers.elicit,
+    )
+    async with direct:
+        expected = await direct.call_tool_mcp("ask", {"question": "the answer?"})
+    for front in ("http", "stdio"):
+        async with client_of(speaks_both, front, mode, answers) as client:
+            result = await client.call_tool_mcp("both_ask", {"question": "the answer?"})
+            eras = {r: s["protocol_version"] for r, s in (await replicas(client)).items()}
+        assert eras == {"both-1": MODERN}  # the replica's own session: the newest era
+        assert result.is_error == expected.is_error, (text(result), text(expected))
+        if mode == "legacy":
+            assert text(result) == text(expected) == "accept: forty-two"
+    assert len(answers.asked) == 2 * len(direct_answers.asked)

@@ -41,7 +41,12 @@ from mcp_agg.errors import SessionsFull, UpstreamConnectError
 if TYPE_CHECKING:
     from mcp_agg.core.views import ClientPeer
 
-__all__ = ["ClientSession", "ClientSessions"]
+__all__ = ["HANDSHAKE_SESSION", "ClientSession", "ClientSessions"]
+
+#: The key of a replica's handshake-era session: the one its handshake-era clients share
+#: when the replica's own session speaks 2026-07-28 (docs/eras.md). Not a client's, so
+#: neither counted in `max_sessions` nor shown as one.
+HANDSHAKE_SESSION = "era:handshake"
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +65,18 @@ class SessionSource(Protocol):
 class ClientSession:
     """One client's backend session on a replica."""
 
-    def __init__(self, key: ClientKey, peer: ClientPeer | None, server: str, replica: str) -> None:
+    def __init__(
+        self,
+        key: ClientKey,
+        peer: ClientPeer | None,
+        server: str,
+        replica: str,
+        rule: Callable[[], RelayRule] | None = None,
+    ) -> None:
         self.key = key
-        #: The client is the session's fixed owner: asked and told at any time.
-        self.relay = ClientRelay(replica, lambda: RelayRule(peer=peer), server=server)
+        #: The client is the session's fixed owner: asked and told at any time (unless
+        #: `rule` says who is: the era session's is its replica's own rule).
+        self.relay = ClientRelay(replica, rule or (lambda: RelayRule(peer=peer)), server=server)
         self.client: Client[Any] | None = None
         #: Requests on the session now, and when the last one ended (monotonic).
         self.in_flight = 0
@@ -105,7 +118,8 @@ class ClientSessions:
         self._tg: anyio.abc.TaskGroup | None = None
 
     def __len__(self) -> int:
-        return len(self._sessions)
+        """The clients' sessions open (the handshake-era session is not one)."""
+        return len(self._sessions) - (HANDSHAKE_SESSION in self._sessions)
 
     def get(self, key: ClientKey) -> ClientSession | None:
         """`key`'s session, if it has one open."""
@@ -165,7 +179,7 @@ class ClientSessions:
         tg = self._tg
         if tg is None:
             raise UpstreamConnectError("the replica is not running", replica=replica.id)
-        if len(self._sessions) >= server.max_sessions:
+        if client.key != HANDSHAKE_SESSION and len(self) >= server.max_sessions:
             raise SessionsFull(
                 f"server {replica.spec.group!r}: replica {replica.id} already has "
                 f"max_sessions ({server.max_sessions}) client sessions open; a new client "
@@ -173,7 +187,7 @@ class ClientSessions:
                 f"({server.session_idle_timeout:g}s)"
             )
         key = client.key
-        session = ClientSession(key, client.peer, replica.spec.group, replica.id)
+        session = ClientSession(key, client.peer, replica.spec.group, replica.id, client.rule)
         self._sessions[key] = session
         if isinstance(key, Connection):
             key.exit_stack.callback(self.close, key)
@@ -223,6 +237,7 @@ class ClientSessions:
             replica.on_http_request,
             # Its process ended by itself: close the session (the next request opens one).
             lambda _code: session.done.set(),
+            legacy=owner.legacy,
         )
         with anyio.fail_after(replica.connect_timeout):
             # A launched HTTP backend's process is the replica's: connect to it.

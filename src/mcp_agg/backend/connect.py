@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any, Self
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -24,9 +24,12 @@ from mcp_agg.backend.opener import SessionOpener
 from mcp_agg.backend.replica import ReplicaCore
 from mcp_agg.errors import UpstreamConnectError
 
-__all__ = ["ConnectMixin"]
+__all__ = ["LISTEN_ACK_TIMEOUT", "ConnectMixin"]
 
 logger = logging.getLogger(__name__)
+
+#: How long a modern-era backend may take to acknowledge its change stream (seconds).
+LISTEN_ACK_TIMEOUT = 5.0
 
 
 class ConnectMixin(ReplicaCore):
@@ -87,7 +90,9 @@ class ConnectMixin(ReplicaCore):
         self, stack: contextlib.AsyncExitStack, tg: anyio.abc.TaskGroup, client: Client[Any]
     ) -> None:
         """A modern-era session's change stream, open as long as the session is, and
-        acknowledged by the backend before the replica serves."""
+        acknowledged by the backend before the replica serves. A backend that does not
+        acknowledge it within `LISTEN_ACK_TIMEOUT` serves without one (the suite's own
+        reference server never does): its changes are not heard, its calls still are."""
         listener = ChangeListener(
             self.id,
             client.session,
@@ -98,8 +103,24 @@ class ConnectMixin(ReplicaCore):
         stack.callback(setattr, self, "listener", None)
         stack.callback(tg.cancel_scope.cancel)  # before the session closes under it
         self.listener = listener
-        tg.start_soon(listener.run)
-        await listener.opened()
+        scope = anyio.CancelScope()
+
+        async def listening() -> None:
+            with scope:
+                await listener.run()
+
+        tg.start_soon(listening)
+        with anyio.move_on_after(min(LISTEN_ACK_TIMEOUT, self.connect_timeout / 2)) as waited:
+            await listener.opened()
+        if waited.cancelled_caught:
+            scope.cancel()
+            self.listener = None
+            logger.warning(
+                "backend %s: its change stream (subscriptions/listen) was not acknowledged "
+                'within %gs: its changes are not heard; protocol = "legacy" hears them',
+                self.id,
+                LISTEN_ACK_TIMEOUT,
+            )
 
     async def _restore_session_state(self, client: Client[Any]) -> None:
         """What clients set up through the gateway, applied to a new backend session
@@ -115,7 +136,3 @@ class ConnectMixin(ReplicaCore):
         except MCPError as exc:
             # The backend refused what it accepted on its last session: keep serving.
             logger.warning("backend %s: restoring session state: %s", self.id, exc)
-
-    async def _resource_updated(self: Self, uri: str) -> None:
-        if self._on_resource_updated is not None:
-            await self._on_resource_updated(self, uri)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from fastmcp import Client
@@ -45,6 +45,8 @@ class SessionOpener:
     on_http_request: RequestHook | None = None
     #: Told a stdio backend's exit code when its process ends by itself.
     on_exit: ExitHook | None = None
+    #: Speak the handshake era whatever the backend supports (for handshake-era clients).
+    legacy: bool = False
 
     async def open(self, stack: contextlib.AsyncExitStack, *, launch: bool = True) -> Client[Any]:
         """A connected client, closed (and its process reaped) by `stack`. A server with
@@ -89,7 +91,7 @@ class SessionOpener:
             init_timeout=self.connect_timeout,
             # `protocol`: the newest era the backend supports by default (an SSE
             # transport is handshake-only), or the one the operator pinned.
-            mode="legacy" if self.spec.server.protocol == "legacy" else "auto",
+            mode=self._mode(),
         )
         # Not exposed by the constructor: the session class and header policy of a relay.
         client._transport_options = relay_options()
@@ -107,6 +109,15 @@ class SessionOpener:
                 replica=self.spec.id,
             )
         return client
+
+    def _mode(self) -> Literal["auto", "legacy"]:
+        """The era to ask for: `protocol` pins one (a "modern" pin fails below on a
+        handshake-only backend); "auto" is the newest the backend speaks, unless the
+        session is for handshake-era clients."""
+        protocol = self.spec.server.protocol
+        if protocol == "legacy" or (protocol == "auto" and self.legacy):
+            return "legacy"
+        return "auto"
 
 
 async def close_quietly(client: Client[Any]) -> None:

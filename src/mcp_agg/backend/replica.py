@@ -180,6 +180,11 @@ class ReplicaCore:
         self.stats.last_error = describe(exc) + (f" ({'; '.join(notes)})" if notes else "")
         self.stats.last_error_at = time.time()
 
+    async def _resource_updated(self: Self, uri: str) -> None:
+        """A backend resource changed (on any of the replica's sessions)."""
+        if self._on_resource_updated is not None:
+            await self._on_resource_updated(self, uri)
+
     def _process_exited(self, code: int) -> None:
         """The backend's process ended by itself: the session is lost, and the exit code
         is kept for `status` and the errors of this session."""

@@ -24,12 +24,13 @@ from mcp.shared.dispatcher import CallOptions
 from mcp.shared.exceptions import MCPError
 from mcp_types.methods import is_input_required
 
-from mcp_agg.backend.clientsessions import ClientSession
+from mcp_agg.backend.clientsessions import HANDSHAKE_SESSION, ClientSession
 from mcp_agg.backend.era import is_modern, with_log_level
 from mcp_agg.backend.opener import session_closed
 from mcp_agg.backend.replica import ReplicaCore, ReplicaState, describe
 from mcp_agg.backend.transports.sessions import SessionCheck
 from mcp_agg.core.caller import current_caller
+from mcp_agg.core.peer import PerClient
 from mcp_agg.errors import (
     FailureKind,
     UpstreamConnectError,
@@ -139,6 +140,9 @@ class RequestsMixin(ReplicaCore):
         client = self._client
         if client is not None and self.state is ReplicaState.CONNECTED and not is_modern(client):
             await client.session.send_roots_list_changed()
+        handshake = self.clients.get(HANDSHAKE_SESSION)
+        if handshake is not None and handshake.client is not None:
+            await handshake.client.session.send_roots_list_changed()
 
     def _require_client(self) -> Client[Any]:
         client = self._client
@@ -198,13 +202,42 @@ class RequestsMixin(ReplicaCore):
         return owner is not None and self.clients.holds(owner.key)
 
     async def _client_session(self) -> ClientSession | None:
-        """The current client's own session on a per-client server (opened if it has
-        none); None when the replica's own session serves the request."""
+        """The session that serves the current request when the replica's own does not
+        (opened if need be): the client's own on a per-client server, or the replica's
+        handshake-era session for a handshake-era client of a backend whose own session
+        speaks 2026-07-28 (docs/eras.md); None for the replica's own."""
         front = self.front
-        if front is None or self.spec.server.session != "per_client":
+        if front is not None and self.spec.server.session == "per_client":
+            owner = front.per_client()
+            if owner is not None:
+                return await self.clients.session(owner)
+        caller = current_caller.get()
+        client = self._client
+        if (
+            caller is None
+            or not caller.handshake
+            or client is None
+            or not is_modern(client)
+            or self.spec.server.protocol != "auto"
+        ):
             return None
-        owner = front.per_client()
-        return None if owner is None else await self.clients.session(owner)
+        return await self.clients.session(self._handshake_owner())
+
+    def _handshake_owner(self) -> PerClient:
+        """The replica's handshake-era session, as the pool opens it: asked and told as
+        the replica's own session is, its resource updates the replica's own."""
+
+        async def updated(_group: str, uri: str) -> None:
+            await self._resource_updated(uri)
+
+        return PerClient(
+            HANDSHAKE_SESSION,
+            None,
+            self.log_level,
+            updated,
+            legacy=True,
+            rule=self._relay.rule,
+        )
 
     @contextlib.contextmanager
     def _session_refusal(
@@ -260,6 +293,15 @@ class RequestsMixin(ReplicaCore):
         options: CallOptions = {}
         session._stamp(data, options)
         caller = current_caller.get()
+        meta = data["params"].get("_meta")
+        if caller is not None and isinstance(meta, dict):
+            # A modern-era backend reads the client's capabilities in each request's
+            # `_meta`. The stamp writes the gateway's, which declare all it can relay;
+            # the calling client's are what the backend would see directly, so it never
+            # asks a client for what that client cannot give.
+            capabilities = caller.capabilities
+            if capabilities is not None and mcp_types.CLIENT_CAPABILITIES_META_KEY in meta:
+                meta[mcp_types.CLIENT_CAPABILITIES_META_KEY] = capabilities
         if caller is not None and caller.progress:
             options["on_progress"] = caller.report_progress
         request = session._dispatcher.send_raw_request(method, data["params"], options)

@@ -112,6 +112,16 @@ class Caller:
         return connection_of(self.context)
 
     @property
+    def capabilities(self) -> dict[str, Any] | None:
+        """The capabilities the client declared (at initialize, or in this request's
+        `_meta` on the modern era), in wire form; None if unknown."""
+        connection = self.connection
+        declared = connection.client_capabilities if connection is not None else None
+        if declared is None:
+            return None
+        return declared.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+    @property
     def handshake(self) -> bool:
         """Whether the client's era lets a server send it requests mid-call."""
         return self.context.protocol_version not in MODERN_PROTOCOL_VERSIONS

@@ -72,6 +72,11 @@ class PerClient:
     #: Tells the client that a resource of a server (its group name) changed: the URI
     #: as the backend sent it, which the callee turns into the one clients see.
     updated: Callable[[str, str], Awaitable[None]] | None = None
+    #: Speak the handshake era to the backend whatever it supports: the client speaks
+    #: it, and a backend that speaks both eras behaves differently in each (docs/eras.md).
+    legacy: bool = False
+    #: Who the session's relay asks beside a call's client; None: `peer` alone.
+    rule: Callable[[], RelayRule] | None = None
 
 
 class ConnectionPeer:

@@ -118,7 +118,7 @@ class Sessions:
                 uri = host.catalog.handed_out(group, backend_uri)
                 await connection.send_resource_updated(uri)
 
-            return PerClient(connection, peer, level, updated)
+            return PerClient(connection, peer, level, updated, legacy=True)
         identity = current_identity(self._host.config.gateway.auth)
         if identity is None or not identity.client_id:
             return None
