@@ -541,6 +541,8 @@ def start_backend(children: list[Child]) -> str:
 
 def start_gateway(children: list[Child], config: Path, problems: list[str]) -> str:
     port = free_port()
+    # servers.toml launches the backend on this port (`${CONFORMANCE_BACKEND_PORT}`).
+    os.environ["CONFORMANCE_BACKEND_PORT"] = str(free_port())
     argv = [sys.executable, "-m", "mcp_agg", "serve", "--transport", "http"]
     argv += ["--host", HOST, "--port", str(port), "-c", str(config)]
     t0 = time.monotonic()

@@ -30,7 +30,14 @@ from mcp.client.subscriptions import listen
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.subscriptions import ResourceUpdated, ToolsListChanged
 
-from tests.e2e.procs import BACKENDS, PYTHON, eventually, node_server, served_gateway
+from tests.e2e.procs import (
+    BACKENDS,
+    PYTHON,
+    eventually,
+    free_port,
+    node_server,
+    served_gateway,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
 
@@ -384,10 +391,12 @@ async def test_a_modern_backends_resource_updates_reach_subscribers(
 
 @pytest.fixture(scope="module")
 def speaks_both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    """The gateway in front of a FastMCP server (`backends/protocol.py`), which speaks
-    both eras and asks imperatively (`ctx.elicit`) only on the handshake era."""
+    """The gateway in front of a FastMCP server (`backends/protocol.py`) over streamable
+    HTTP, which speaks both eras and asks imperatively (`ctx.elicit`) only on the
+    handshake era."""
     folder = tmp_path_factory.mktemp("both")
     config = folder / "servers.toml"
+    port = free_port()
     config.write_text(
         f"""
 [gateway]
@@ -396,7 +405,9 @@ expose_gateway_tools = true
 [[servers]]
 name = "both"
 command = "python"
-args = ["{BACKENDS / "protocol.py"}", "--events-file", "{folder / "events.txt"}"]
+args = ["{BACKENDS / "protocol.py"}", "--events-file", "{folder / "events.txt"}",
+        "--transport", "http", "--port", "{port}"]
+url = "http://127.0.0.1:{port}/mcp"
 """
     )
     with served_gateway(config) as (url, _):
@@ -408,7 +419,8 @@ async def test_each_client_meets_the_backend_in_its_own_era(speaks_both: Setup, 
     """What a client of either era gets from a backend that speaks both is what it gets
     directly: a handshake-era client is served on the replica's handshake-era session
     (its `ctx.elicit` works), a modern-era one on the replica's own 2026-07-28 session
-    (where that FastMCP server refuses to ask imperatively)."""
+    (where that FastMCP server refuses to ask imperatively). The direct client runs the
+    server over stdio: what a tool does does not depend on the transport."""
     direct_answers, answers = Answers(), Answers()
     direct = Client(
         StdioTransport(

@@ -204,8 +204,12 @@ class RequestsMixin(ReplicaCore):
     async def _client_session(self) -> ClientSession | None:
         """The session that serves the current request when the replica's own does not
         (opened if need be): the client's own on a per-client server, or the replica's
-        handshake-era session for a handshake-era client of a backend whose own session
-        speaks 2026-07-28 (docs/eras.md); None for the replica's own."""
+        handshake-era session for a handshake-era client of an HTTP backend whose own
+        session speaks 2026-07-28 (docs/eras.md); None for the replica's own.
+
+        Only an HTTP backend: its sessions share one server, as two clients' would. A
+        second session of a stdio backend is a second process, whose state (tools it
+        added, counters, subscriptions) the catalog's process would not share."""
         front = self.front
         if front is not None and self.spec.server.session == "per_client":
             owner = front.per_client()
@@ -219,6 +223,7 @@ class RequestsMixin(ReplicaCore):
             or client is None
             or not is_modern(client)
             or self.spec.server.protocol != "auto"
+            or self.spec.server.url is None
         ):
             return None
         return await self.clients.session(self._handshake_owner())
