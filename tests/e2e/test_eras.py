@@ -443,3 +443,23 @@ async def test_each_client_meets_the_backend_in_its_own_era(speaks_both: Setup, 
         if mode == "legacy":
             assert text(result) == text(expected) == "accept: forty-two"
     assert len(answers.asked) == 2 * len(direct_answers.asked)
+
+
+async def test_a_handshake_clients_log_level_reaches_the_handshake_era_session(
+    speaks_both: Setup,
+) -> None:
+    """`logging/setLevel` after the replica's handshake-era session opened still reaches
+    it: the backend sends what the new level asks for."""
+    answers = Answers()
+
+    def info_logged() -> bool:
+        return any(data == {"msg": "info line", "extra": None} for _, data in answers.logs)
+
+    warnings.simplefilter("ignore", MCPDeprecationWarning)  # setLevel, on purpose
+    async with client_of(speaks_both, "http", "legacy", answers) as client:
+        await client.session.set_logging_level("error")
+        await client.call_tool_mcp("both_steps", {"count": 1})  # opens the session
+        assert answers.logs == []
+        await client.session.set_logging_level("info")
+        await client.call_tool_mcp("both_steps", {"count": 1})
+        await eventually(info_logged, "the info line")

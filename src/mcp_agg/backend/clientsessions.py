@@ -30,6 +30,7 @@ from fastmcp.client.messages import MessageHandler
 from mcp.server.connection import Connection
 from mcp.shared.exceptions import MCPError
 
+from mcp_agg.backend.era import takes_log_level
 from mcp_agg.backend.opener import SessionOpener, session_closed
 from mcp_agg.backend.process import OutputCapture
 from mcp_agg.backend.relay import ClientRelay
@@ -242,8 +243,7 @@ class ClientSessions:
         with anyio.fail_after(replica.connect_timeout):
             # A launched HTTP backend's process is the replica's: connect to it.
             client = await opener.open(stack, launch=False)
-            caps = client.server_capabilities
-            if owner.level is not None and caps is not None and caps.logging is not None:
+            if owner.level is not None and takes_log_level(client):
                 with contextlib.suppress(MCPError):
                     await client.session.set_logging_level(owner.level)
         return client

@@ -17,7 +17,7 @@ import anyio.abc
 from fastmcp import Client
 from mcp.shared.exceptions import MCPError
 
-from mcp_agg.backend.era import announces_changes, is_modern
+from mcp_agg.backend.era import announces_changes, is_modern, takes_log_level
 from mcp_agg.backend.listen import ChangeListener
 from mcp_agg.backend.listing import ListChangedHandler, fetch_listing
 from mcp_agg.backend.opener import SessionOpener
@@ -127,9 +127,8 @@ class ConnectMixin(ReplicaCore):
         (a modern-era session's subscriptions are its change stream's)."""
         if is_modern(client):
             return
-        caps = client.server_capabilities
         try:
-            if self.log_level is not None and caps is not None and caps.logging is not None:
+            if self.log_level is not None and takes_log_level(client):
                 await client.session.set_logging_level(self.log_level)
             for uri in sorted(self.subscriptions):
                 await client.session.subscribe_resource(uri)

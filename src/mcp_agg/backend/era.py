@@ -15,12 +15,19 @@ from fastmcp import Client
 from mcp_types import LOG_LEVEL_META_KEY, LoggingLevel
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-__all__ = ["announces_changes", "is_modern", "with_log_level"]
+__all__ = ["announces_changes", "is_modern", "takes_log_level", "with_log_level"]
 
 
 def is_modern(client: Client[Any]) -> bool:
     """Whether the client's session negotiated the modern era."""
     return client.session.protocol_version in MODERN_PROTOCOL_VERSIONS
+
+
+def takes_log_level(client: Client[Any]) -> bool:
+    """Whether `logging/setLevel` is for this session: a handshake-era session of a
+    backend that logs (on the modern era the level travels in each request)."""
+    caps = client.server_capabilities
+    return caps is not None and caps.logging is not None and not is_modern(client)
 
 
 def announces_changes(client: Client[Any]) -> bool:

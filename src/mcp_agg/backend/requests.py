@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_types.methods import is_input_required
 
 from mcp_agg.backend.clientsessions import HANDSHAKE_SESSION, ClientSession
-from mcp_agg.backend.era import is_modern, with_log_level
+from mcp_agg.backend.era import is_modern, takes_log_level, with_log_level
 from mcp_agg.backend.opener import session_closed
 from mcp_agg.backend.replica import ReplicaCore, ReplicaState, describe
 from mcp_agg.backend.transports.sessions import SessionCheck
@@ -105,9 +105,12 @@ class RequestsMixin(ReplicaCore):
 
         A modern-era backend is asked in each request instead (era.py)."""
         self.log_level = level
+        handshake = self._handshake_client()
+        if handshake is not None and takes_log_level(handshake):
+            # The handshake-era session serves its clients at the replica's level too.
+            await handshake.session.set_logging_level(level)
         client = self._client
-        caps = client.server_capabilities if client is not None else None
-        if client is None or caps is None or caps.logging is None or is_modern(client):
+        if client is None or not takes_log_level(client):
             return
         async with self._request("logging/setLevel") as client:
             await client.session.set_logging_level(level)
@@ -140,9 +143,14 @@ class RequestsMixin(ReplicaCore):
         client = self._client
         if client is not None and self.state is ReplicaState.CONNECTED and not is_modern(client):
             await client.session.send_roots_list_changed()
-        handshake = self.clients.get(HANDSHAKE_SESSION)
-        if handshake is not None and handshake.client is not None:
-            await handshake.client.session.send_roots_list_changed()
+        handshake = self._handshake_client()
+        if handshake is not None:
+            await handshake.session.send_roots_list_changed()
+
+    def _handshake_client(self) -> Client[Any] | None:
+        """The replica's handshake-era session, if one is open (docs/eras.md)."""
+        session = self.clients.get(HANDSHAKE_SESSION)
+        return session.client if session is not None else None
 
     def _require_client(self) -> Client[Any]:
         client = self._client

@@ -32,6 +32,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
+from mcp_agg.backend.era import takes_log_level
 from mcp_agg.core.caller import LogLevels, current_caller
 from mcp_agg.core.peer import ConnectionPeer, PerClient, RelayRule
 from mcp_agg.security.auth import current_identity
@@ -219,8 +220,7 @@ class Sessions:
 
 
 async def _set_level(client: Client[Any], level: str) -> None:
-    caps = client.server_capabilities
-    if caps is not None and caps.logging is not None:
+    if takes_log_level(client):
         await client.session.set_logging_level(level)  # type: ignore[arg-type]
 
 
