@@ -6,6 +6,7 @@ GatewayError
 ├── CatalogError
 │   └── NameCollisionError      two backend components would get one exposed name
 ├── ReloadError                 a registration or unregistration conflicts with the running config
+├── StoreUnavailable            the shared store ([gateway.store]) did not answer in time
 ├── UpstreamError               a backend could not serve a request
 │   ├── UpstreamUnavailable     no replica could take the request; nothing was sent
 │   ├── UpstreamConnectError    connecting or initializing the backend failed
@@ -43,6 +44,7 @@ __all__ = [
     "RefusedError",
     "ReloadError",
     "SessionsFull",
+    "StoreUnavailable",
     "TooLarge",
     "UpstreamConnectError",
     "UpstreamError",
@@ -88,6 +90,10 @@ class ReloadError(GatewayError):
     """A change to the running config was not applied: a server registered at runtime
     whose name is taken, one to unregister that was never registered, or a gateway
     that is not running (yet, or any more)."""
+
+
+class StoreUnavailable(GatewayError):
+    """The shared store could not be reached, or did not answer within its timeout."""
 
 
 class UpstreamError(GatewayError):

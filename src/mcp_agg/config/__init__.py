@@ -25,6 +25,7 @@ from mcp_agg.config.security import (
     TokenConfig,
 )
 from mcp_agg.config.servers import ReplicaSpec, ServerConfig
+from mcp_agg.config.store import StoreConfig
 from mcp_agg.config.validation import config_from_raw, describe_errors
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "RetryConfig",
     "RoleConfig",
     "ServerConfig",
+    "StoreConfig",
     "TokenConfig",
     "TracingConfig",
     "config_from_raw",

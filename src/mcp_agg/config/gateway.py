@@ -8,6 +8,7 @@ from pydantic import AfterValidator, Field
 
 from mcp_agg.config.base import BalancerName, StrictModel
 from mcp_agg.config.security import AdminConfig, AuthConfig, RateLimitConfig, RoleConfig
+from mcp_agg.config.store import StoreConfig
 from mcp_agg.security.origin import check_host_list, check_host_pattern, check_origin_pattern
 
 __all__ = ["BreakerConfig", "GatewayConfig", "RetryConfig", "TracingConfig"]
@@ -125,3 +126,9 @@ class GatewayConfig(StrictModel):
     #: HTTP front: seconds after SIGTERM during which new requests are still served (a
     #: load balancer still sending them has time to notice), before `shutdown_grace`.
     drain_seconds: Annotated[float, Field(ge=0)] = 0
+    #: HTTP front: the key that seals handshake-era session ids (at least 32 characters,
+    #: from `${MCP_AGG_SESSION_SECRET}`). Replicas sharing it each serve any session; a
+    #: forged or altered id is an unknown session. Unset: sessions stay per process.
+    session_secret: Annotated[str, Field(min_length=32)] | None = None
+    #: Shared state for a fleet (`[gateway.store]`); absent, everything stays in process.
+    store: StoreConfig | None = None

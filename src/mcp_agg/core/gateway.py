@@ -49,6 +49,7 @@ from mcp_agg.observability import audit, tracing
 from mcp_agg.resilience.group import ReplicaGroup
 from mcp_agg.security.access import Visibility
 from mcp_agg.security.limits import CallLimits
+from mcp_agg.store import MemoryStore, Store
 
 if TYPE_CHECKING:
     from mcp_agg.observability.metrics import GatewayMetrics
@@ -84,6 +85,9 @@ class Gateway:
         self.announcer = Announcer(self, self.bus)
         self.groups = self.build_groups(config, config.replica_specs())
         build.link_failovers(self.groups)
+        #: State shared with the other replicas of a fleet (`[gateway.store]`); in
+        #: process without one.
+        self.store: Store = MemoryStore()
         #: Rate limits and size limits of `tools/call` (`security/limits.py`).
         self.limits = CallLimits(config.gateway)
         #: Tool pinning against the lock file, applied to every catalog built.

@@ -37,6 +37,7 @@ from mcp_agg.front.drain import Drain
 from mcp_agg.front.events import BoundedEventStore
 from mcp_agg.front.exchanges import Exchanges
 from mcp_agg.front.listener import OpsListener, serving_ops
+from mcp_agg.front.probes import Probes
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
 
@@ -74,7 +75,8 @@ async def serve_http(
     """
     drain = Drain(grace=settings.shutdown_grace, serve_on=settings.drain_seconds)
     drain.install(server)
-    app, exchanges = _asgi_app(server, host, settings)
+    inner, exchanges = _asgi_app(server, host, settings)
+    app = Probes(inner)
     # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
     # the gateway's stderr handler and its secret redaction; they propagate to it instead.
     config = uvicorn.Config(
@@ -91,6 +93,7 @@ async def serve_http(
 
         def stop() -> None:
             if web.started:
+                app.state = "draining"  # /readyz: 503 from now on
                 drain.begin("received a stop signal")
             else:
                 tg.cancel_scope.cancel()  # still starting the backends
@@ -104,6 +107,7 @@ async def serve_http(
         tg.start_soon(exit_when_drained)
         # As run_http_async does: the lifespan (every backend) spans the web server.
         async with serving_ops(ops), server._lifespan_manager():
+            app.state = "ready"
             logger.info("serving MCP on http://%s:%d/mcp", host, port)
             await web.serve()
         tg.cancel_scope.cancel()

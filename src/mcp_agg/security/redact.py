@@ -16,6 +16,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "MASK",
@@ -84,6 +85,13 @@ def secrets_of(raw: Mapping[str, Any]) -> set[str]:
     admin = gateway.get("admin") if isinstance(gateway, Mapping) else None
     if isinstance(admin, Mapping):
         add(admin.get("token"))
+    if isinstance(gateway, Mapping):
+        add(gateway.get("session_secret"))
+        store = gateway.get("store")
+        url = store.get("url") if isinstance(store, Mapping) else None
+        password = urlsplit(url).password if isinstance(url, str) else None
+        if password:
+            found.add(password)
     return found
 
 

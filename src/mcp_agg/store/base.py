@@ -1,0 +1,56 @@
+"""The seam between the gateway and its shared state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+__all__ = ["Registration", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """A change to the servers registered through the admin API: `entry` is the
+    `[[servers]]` entry as JSON, None when the server was unregistered."""
+
+    name: str
+    entry: str | None
+
+
+class Store(Protocol):
+    """What the gateway keeps for the whole fleet.
+
+    Every method may raise `StoreUnavailable` (mcp_agg.errors) when the store cannot be
+    reached within its timeout; what a caller does then is `store_failure`'s to say.
+    """
+
+    async def take_token(self, key: str, rate: float, burst: float) -> float:
+        """Take one token from the bucket `key` (`burst` tokens, refilled at `rate` per
+        second): 0.0 when taken, else the seconds until one is there."""
+        ...
+
+    async def revoke(self, key: str, ttl: float) -> None:
+        """Remember `key` as revoked for `ttl` seconds."""
+        ...
+
+    async def is_revoked(self, key: str) -> bool:
+        """Whether `key` was revoked (and its `ttl` has not passed)."""
+        ...
+
+    async def registrations(self) -> dict[str, str]:
+        """Every server registered through the admin API: name -> entry as JSON."""
+        ...
+
+    async def put_registration(self, name: str, entry: str | None) -> None:
+        """Register (`entry` as JSON) or unregister (None) a server, and tell every
+        replica watching."""
+        ...
+
+    def watch_registrations(self) -> AsyncIterator[Registration]:
+        """The registrations changed from now on, by any replica (this one included)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        ...
