@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run run-stdio test lint typecheck docs bench bench-quick clean e2e-deps
+.PHONY: setup run run-stdio fleet test lint typecheck docs bench bench-quick clean e2e-deps
 
 $(BIN)/mcp-agg: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ run: setup  ## the gateway over streamable HTTP at http://127.0.0.1:8000/mcp
 
 run-stdio: setup  ## the gateway over stdio, as Claude Desktop runs it
 	$(BIN)/mcp-agg serve --config servers.toml
+
+fleet: setup  ## Redis, three replicas and HAProxy at http://127.0.0.1:8000/mcp (needs redis-server and haproxy)
+	$(BIN)/python deploy/local-fleet --config servers.toml
 
 lint: setup
 	$(BIN)/ruff check .
