@@ -3,6 +3,7 @@ three replicas, and Ctrl-C leaves no process behind."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import threading
@@ -19,6 +20,7 @@ from tests.e2e.procs import (
     PYTHON,
     REPO,
     SERVERS,
+    alive,
     demo_servers,
     descendants,
     free_port,
@@ -67,11 +69,13 @@ def local_fleet(tmp_path: Path) -> Iterator[Running]:
             start_new_session=True,
         )
     lines: list[bytes] = []
+    started: set[int] = set()
     assert proc.stdout is not None
     threading.Thread(target=lambda: lines.extend(proc.stdout or ()), daemon=True).start()
     try:
         wait_until(lambda: bool(lines) or proc.poll() is not None, 120, "local-fleet's URL")
         assert lines, f"local-fleet exited with {proc.returncode}: {log.read_text()[-2000:]}"
+        started = descendants(proc.pid)
         yield Running(proc, lines[0].decode().strip(), log)
     finally:
         # Its processes run in sessions of their own: it stops them, on SIGINT.
@@ -80,6 +84,9 @@ def local_fleet(tmp_path: Path) -> Iterator[Running]:
             with suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=60)
         kill_group(proc)
+        for pid in alive(started):  # what a failing runner left behind
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 async def calls_through(url: str) -> None:
