@@ -97,7 +97,8 @@ def test_the_owner_is_sealed_so_another_identity_is_told_apart() -> None:
     assert opened.owner == ALICE
     assert opened.owner != ("bob", ALICE[1], ALICE[2])
     anonymous = sealer.open(sealer.seal(ticket()))
-    assert anonymous is not None and anonymous.owner is None
+    assert anonymous is not None
+    assert anonymous.owner is None
 
 
 @pytest.mark.parametrize(("params", "bound"), [(FASTMCP_CLIENT, 300), (INSPECTOR, 400)])
