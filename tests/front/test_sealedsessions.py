@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -20,6 +20,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.connection import Connection
 from starlette.types import Receive, Scope, Send
 
+from mcp_agg.errors import StoreUnavailable
 from mcp_agg.front.bodylimit import session_manager
 from mcp_agg.front.sealedsessions import Resumption, SealedSessionManager, seal_sessions
 from mcp_agg.security.sessionids import SessionSealer
@@ -71,13 +72,31 @@ def as_user(app: Any) -> Any:
     return wrapped
 
 
+class FlakyStore(MemoryStore):
+    """The shared store, unreachable while `down`."""
+
+    down = False
+
+    async def revoke(self, key: str, ttl: float) -> None:
+        if self.down:
+            raise StoreUnavailable("connection refused")
+        await super().revoke(key, ttl)
+
+    async def is_revoked(self, key: str) -> bool:
+        if self.down:
+            raise StoreUnavailable("connection refused")
+        return await super().is_revoked(key)
+
+
 @contextlib.asynccontextmanager
-async def running() -> AsyncIterator[Replicas]:
-    """Two replicas, started and stopped in the test's own task (their lifespans hold
-    task groups, which a fixture would exit from another task)."""
-    store = MemoryStore()
+async def running(
+    store: MemoryStore | None = None, store_failure: Literal["open", "closed"] = "open"
+) -> AsyncIterator[Replicas]:
+    """Two replicas sharing `store`, started and stopped in the test's own task (their
+    lifespans hold task groups, which a fixture would exit from another task)."""
+    shared = store if store is not None else MemoryStore()
     tracked: list[Connection] = []
-    resumption = Resumption(SessionSealer(SECRET), lambda: store, "open", tracked.append)
+    resumption = Resumption(SessionSealer(SECRET), lambda: shared, store_failure, tracked.append)
     async with contextlib.AsyncExitStack() as stack:
         clients, managers = [], []
         for _ in range(2):
@@ -152,3 +171,32 @@ async def test_a_non_initialize_opening_request_is_refused_as_before() -> None:
         response = await replicas.post(0, None, request)
         assert response.status_code == 400
         assert not replicas.managers[0]._server_instances
+
+
+async def test_while_the_store_is_down_a_delete_is_refused_where_it_was_taken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FlakyStore()
+    async with running(store) as replicas:
+        session_id = await replicas.open(0)
+        store.down = True
+        headers = {**session_headers(session_id), "X-User": "alice"}
+        assert (await replicas.clients[1].delete("/mcp", headers=headers)).status_code == 200
+        assert (await replicas.call(1, session_id)).status_code == 404
+        # store_failure = "open": the other replica, which cannot know, serves it.
+        assert (await replicas.call(0, session_id)).status_code == 200
+        assert "other replicas do not know it was deleted" in caplog.text
+        assert "session revocations cannot be checked" in caplog.text
+        store.down = False
+        assert (await replicas.call(0, session_id)).status_code == 200
+        assert "session revocations are checked again" in caplog.text
+
+
+async def test_while_the_store_is_down_closed_refuses_sealed_sessions() -> None:
+    store = FlakyStore()
+    async with running(store, "closed") as replicas:
+        session_id = await replicas.open(0)
+        store.down = True
+        assert (await replicas.call(1, session_id)).status_code == 404
+        store.down = False
+        assert (await replicas.call(1, session_id)).status_code == 200

@@ -59,7 +59,14 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mcp_agg.errors import StoreUnavailable
 from mcp_agg.front.bodylimit import replay, session_manager
-from mcp_agg.security.sessionids import MAX_AGE, Owner, SessionSealer, Ticket, revocation_key
+from mcp_agg.security.sessionids import (
+    MAX_AGE,
+    Owner,
+    SessionSealer,
+    Ticket,
+    fingerprint,
+    revocation_key,
+)
 
 if TYPE_CHECKING:
     from mcp_agg.core.gateway import Gateway
@@ -69,6 +76,8 @@ __all__ = ["Resumption", "SealedSessionManager", "seal_sessions"]
 
 logger = logging.getLogger(__name__)
 
+#: Most revocations a replica remembers itself (beside the store's).
+_REVOKED_HERE = 100_000
 #: The sealed id for the session the current opening request may create (set while the
 #: SDK admits it: `_admit_session` has no parameter for it).
 _minted: contextvars.ContextVar[str | None] = contextvars.ContextVar("minted", default=None)
@@ -213,7 +222,7 @@ class SealedSessionManager(FastMCPStreamableHTTPSessionManager):
         if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
             return None
         transport = self._register(session_id, requestor)
-        logger.info("Opened sealed session %s", session_id[:16])
+        logger.info("Opened sealed session %s", fingerprint(session_id))
         return transport
 
     def _register(
@@ -250,7 +259,7 @@ class SealedSessionManager(FastMCPStreamableHTTPSessionManager):
             transport = self._register(session_id, requestor)
         assert self._task_group is not None
         await self._task_group.start(self._serve_resumed, session_id, transport, params, ticket)
-        logger.info("Resumed sealed session %s", session_id[:16])
+        logger.info("Resumed sealed session %s", fingerprint(session_id))
         return True
 
     async def _serve_resumed(
@@ -287,9 +296,9 @@ class SealedSessionManager(FastMCPStreamableHTTPSessionManager):
                         lifespan_state=self._lifespan_state,
                     )
                 if idle_scope.cancelled_caught:
-                    logger.info("Resumed session %s idle timeout", session_id[:16])
+                    logger.info("Resumed session %s idle timeout", fingerprint(session_id))
             except Exception:
-                logger.exception("Resumed session %s crashed", session_id[:16])
+                logger.exception("Resumed session %s crashed", fingerprint(session_id))
             finally:
                 await self._discard_session(session_id, transport)
 
@@ -318,7 +327,8 @@ class SealedSessionManager(FastMCPStreamableHTTPSessionManager):
     async def _revoke(self, session_id: str) -> None:
         key = revocation_key(session_id)
         now = time.monotonic()
-        self.revoked_here = {k: t for k, t in self.revoked_here.items() if t > now}
+        kept = [(k, t) for k, t in self.revoked_here.items() if t > now]
+        self.revoked_here = dict(kept[-_REVOKED_HERE + 1 :])  # the oldest go first
         self.revoked_here[key] = now + MAX_AGE
         try:
             await self.resumption.store().revoke(key, MAX_AGE)

@@ -35,7 +35,7 @@ from cryptography.fernet import Fernet, InvalidToken
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-__all__ = ["MAX_AGE", "Owner", "SessionSealer", "Ticket", "revocation_key"]
+__all__ = ["MAX_AGE", "Owner", "SessionSealer", "Ticket", "fingerprint", "revocation_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,4 +118,14 @@ def _ticket(payload: Any, issued_at: int) -> Ticket | None:
 def revocation_key(session_id: str) -> str:
     """The store key that marks `session_id` revoked: a digest, so that the store (and
     whoever can read it) never holds a usable session id."""
-    return "session-revoked:" + hashlib.sha256(session_id.encode()).hexdigest()
+    return "session-revoked:" + _digest(session_id)
+
+
+def fingerprint(session_id: str) -> str:
+    """A short name for `session_id` in log lines: its start is the same for every id
+    sealed in the same second (Fernet's version and timestamp)."""
+    return _digest(session_id)[:12]
+
+
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
