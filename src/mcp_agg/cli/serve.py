@@ -20,6 +20,7 @@ from mcp_agg.core.reload import reload_from_file, watch_config
 from mcp_agg.front.http import serve_http
 from mcp_agg.front.listener import OpsListener, ops_listener
 from mcp_agg.front.ops import ops_routes
+from mcp_agg.front.sealedsessions import Resumption
 from mcp_agg.front.server import build_server
 from mcp_agg.front.stdio import serve_stdio
 from mcp_agg.security.origin import is_loopback
@@ -109,6 +110,7 @@ def serve(
                     ops=ops,
                     on_reload=reload,
                     hurry=gateway.hurry,
+                    resumption=Resumption.of(gateway),
                 )
             else:
                 await serve_stdio(

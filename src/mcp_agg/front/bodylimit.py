@@ -26,7 +26,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit", "lift_sdk_cap"]
+__all__ = ["BodyLimit", "lift_sdk_cap", "replay", "session_manager"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class BodyLimit:
                 return
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
-        await self.app(scope, _replay(chunks, receive), send)
+        await self.app(scope, replay(chunks, receive), send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = (
@@ -72,7 +72,7 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _replay(chunks: list[Message], receive: Receive) -> Receive:
+def replay(chunks: list[Message], receive: Receive) -> Receive:
     """`receive`, giving back the messages already read first."""
     pending = list(reversed(chunks))
 
@@ -93,7 +93,7 @@ def lift_sdk_cap(app: Starlette, limit: int) -> None:
     @contextlib.asynccontextmanager
     async def lifespan(instance: Any) -> AsyncIterator[Any]:
         async with started(instance) as state:
-            manager = _session_manager(app)
+            manager = session_manager(app)
             if manager is None:
                 logger.warning("HTTP bodies stay capped at the MCP SDK's own limit")
             else:
@@ -104,7 +104,7 @@ def lift_sdk_cap(app: Starlette, limit: int) -> None:
     app.router.lifespan_context = lifespan
 
 
-def _session_manager(app: Starlette) -> StreamableHTTPSessionManager | None:
+def session_manager(app: Starlette) -> StreamableHTTPSessionManager | None:
     """The SDK's session manager behind FastMCP's MCP route (through its auth layer)."""
     for route in app.routes:
         handler = getattr(route, "app", None)

@@ -11,6 +11,8 @@ Every request's `Host` and `Origin` are checked before anything else (DNS-rebind
 protection, `mcp_agg.security.origin`). The session lifecycle is the SDK's and needs
 nothing here: `initialize` returns `Mcp-Session-Id`, GET with it opens the standalone
 SSE stream, DELETE ends the session, and an unknown or ended session id gets 404.
+With `[gateway] session_secret` the ids are sealed and any replica of a fleet resumes
+them (`mcp_agg.front.sealedsessions`).
 
 FastMCP's defaults leave out SSE resumability (SEP-1699): no event store, so no priming
 event and no `retry` field on a POST's stream, and nothing for `Last-Event-ID` to resume.
@@ -38,6 +40,7 @@ from mcp_agg.front.events import BoundedEventStore
 from mcp_agg.front.exchanges import Exchanges
 from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.probes import Probes
+from mcp_agg.front.sealedsessions import Resumption, seal_sessions
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
 
@@ -65,6 +68,7 @@ async def serve_http(
     ops: OpsListener | None = None,
     on_reload: Reload | None = None,
     hurry: Hurry | None = None,
+    resumption: Resumption | None = None,
 ) -> None:
     """Streamable HTTP at /mcp until drained after SIGINT/SIGTERM (a stop signal while
     still starting stops at once; `hurry` once it is stopping); SIGHUP calls
@@ -72,10 +76,11 @@ async def serve_http(
 
     `settings` gives `allowed_hosts`, `allowed_origins`, `max_message_bytes` and the
     drain's `drain_seconds` and `shutdown_grace`. `ops` is served meanwhile.
+    `resumption` (with `session_secret`) seals session ids, for any replica to resume.
     """
     drain = Drain(grace=settings.shutdown_grace, serve_on=settings.drain_seconds)
     drain.install(server)
-    inner, exchanges = _asgi_app(server, host, settings)
+    inner, exchanges = _asgi_app(server, host, settings, resumption)
     app = Probes(inner)
     # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
     # the gateway's stderr handler and its secret redaction; they propagate to it instead.
@@ -114,7 +119,7 @@ async def serve_http(
 
 
 def _asgi_app(
-    server: FastMCP[Any], host: str, settings: GatewayConfig
+    server: FastMCP[Any], host: str, settings: GatewayConfig, resumption: Resumption | None
 ) -> tuple[ASGIApp, Exchanges]:
     """FastMCP's MCP app behind our layers, outermost first: the Host/Origin guard, the
     body limit, the exchanges (returned too, for the drain)."""
@@ -134,6 +139,8 @@ def _asgi_app(
         retry_interval=_SSE_RETRY_MS,
     )
     lift_sdk_cap(mcp_app, settings.max_message_bytes)
+    if resumption is not None:
+        seal_sessions(mcp_app, resumption)
     exchanges = Exchanges(mcp_app)
     exchanges.install(server)
     return HostOriginGuard(BodyLimit(exchanges, settings.max_message_bytes), policy), exchanges
