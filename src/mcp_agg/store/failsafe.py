@@ -87,7 +87,7 @@ class FailSafeStore:
     def _failed(self, exc: StoreUnavailable) -> None:
         self._retry_at = self._clock() + self._retry_after
         if self._down is None:
-            logger.warning("store %s unreachable: %s; %s", self.address, exc, self._meanwhile())
+            logger.warning("%s; %s", exc, self._meanwhile())  # exc: "store ... unreachable: ..."
         self._down = exc
 
     def _meanwhile(self) -> str:

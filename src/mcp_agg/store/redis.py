@@ -34,9 +34,9 @@ from urllib.parse import urlsplit
 
 import anyio
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from mcp_agg.config import StoreConfig
 from mcp_agg.errors import StoreUnavailable
@@ -120,11 +120,13 @@ class RedisStore:
                 return await operation()
         except TimeoutError:
             raise StoreUnavailable(
-                f"store {self.address} did not answer {what} within {self._timeout:g} s"
+                f"store {self.address} unreachable: {what} got no answer within {self._timeout:g} s"
             ) from None
         except (RedisError, OSError) as exc:
             # redis-py's messages name host and port only; redacted all the same.
-            raise StoreUnavailable(redact(f"store {self.address}: {what} failed: {exc}")) from None
+            raise StoreUnavailable(
+                redact(f"store {self.address} unreachable: {what} failed: {exc}")
+            ) from None
 
     async def take_token(self, key: str, rate: float, burst: float) -> float:
         bucket = f"{PREFIX}bucket:{key}"
