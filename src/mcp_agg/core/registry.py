@@ -56,7 +56,10 @@ class SharedRegistrations:
     async def follow(self) -> None:
         """Apply every change any replica makes, while the gateway runs."""
         async for change in self._store.watch_registrations():
-            await self.apply(change)
+            try:
+                await self.apply(change)
+            except Exception:  # a registration never takes the gateway down
+                logger.exception("registered server %r not applied here", change.name)
 
     async def apply(self, change: Registration) -> None:
         """Make this replica run `change` (a no-op when it does already)."""
