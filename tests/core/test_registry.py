@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
 
 import pytest
 
@@ -20,7 +19,7 @@ UNITS = {"name": "shared", "command": "python", "args": ["units.py"]}
 class FakeServers:
     """The reconfigurer, as far as registrations go: what it was asked to do."""
 
-    def __init__(self, file_names: set[str] = frozenset()) -> None:  # type: ignore[assignment]
+    def __init__(self, file_names: frozenset[str] = frozenset()) -> None:
         self.file_names = set(file_names)
         self.registered: dict[str, tuple[ServerConfig, ...]] = {}
         self.done: list[str] = []
@@ -82,7 +81,7 @@ async def test_a_changed_entry_replaces_the_running_one() -> None:
 async def test_what_this_replica_cannot_run_is_skipped_with_a_warning(
     caplog: pytest.LogCaptureFixture, entry: str, file_names: set[str], warning: str
 ) -> None:
-    servers = FakeServers(file_names)
+    servers = FakeServers(frozenset(file_names))
     await shared(servers).apply(Registration("shared", entry))
     assert servers.done == []
     assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING] == [warning]
@@ -98,7 +97,7 @@ async def test_load_runs_what_the_store_has() -> None:
 
 async def test_load_without_the_store_starts_with_none(caplog: pytest.LogCaptureFixture) -> None:
     class Down(MemoryStore):
-        async def registrations(self) -> Mapping[str, str]:  # type: ignore[override]
+        async def registrations(self) -> dict[str, str]:
             raise StoreUnavailable("store redis://r:6379/0 unreachable: refused")
 
     servers = FakeServers()

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
@@ -138,6 +138,8 @@ class RedisStore:
     async def revoke(self, key: str, ttl: float) -> None:
         name = f"{PREFIX}revoked:{key}"
         expiry = math.ceil(ttl * 1000) if math.isfinite(ttl) else None
+        if expiry is not None and expiry <= 0:
+            return  # lapsed already (as in MemoryStore); Redis refuses an expiry of 0
         await self._bounded("a revocation", lambda: self._redis.set(name, "1", px=expiry))
 
     async def is_revoked(self, key: str) -> bool:
@@ -164,7 +166,7 @@ class RedisStore:
 
         await self._bounded("a registration", put)
 
-    async def watch_registrations(self) -> AsyncIterator[Registration]:
+    async def watch_registrations(self) -> AsyncGenerator[Registration, None]:
         """Changes as they are published. After subscribing (again, once the connection
         dropped), the registrations as they are then are compared with those last seen
         and the differences yielded: nothing said while it was not listening is lost.
