@@ -142,11 +142,17 @@ async def test_a_registered_server_is_served_by_every_replica_and_a_later_one(
 @pytest.mark.parametrize(
     ("failure", "log", "after"),
     [
-        ("open", "rate limits per replica until it is back (store_failure = open)", None),
-        (
+        pytest.param(
+            "open",
+            "rate limits per replica until it is back (store_failure = open)",
+            None,
+            id="open",
+        ),
+        pytest.param(
             "closed",
             "rate-limited calls refused until it is back (store_failure = closed)",
             "cannot be checked (store redis://127.0.0.1:{port}/0 unreachable",
+            id="closed",
         ),
     ],
 )
