@@ -202,10 +202,14 @@ class RedisStore:
                         yield change
             except (StoreUnavailable, RedisError, OSError) as exc:
                 if not failing:
+                    problem = (
+                        exc
+                        if isinstance(exc, StoreUnavailable)
+                        else (f"store {self.address} unreachable: {exc}")
+                    )
                     logger.warning(
-                        "store %s: registration changes unheard until it is back: %s",
-                        self.address,
-                        redact(str(exc)),
+                        "%s; registration changes unheard until it is back",
+                        redact(str(problem)),
                     )
                     failing = True
             await anyio.sleep(_RESUBSCRIBE)
