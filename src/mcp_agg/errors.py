@@ -15,6 +15,7 @@ GatewayError
 │       └── UpstreamTimeout     the request was sent and no answer came in time
 └── RefusedError                the gateway itself declined a call (never a backend's fault)
     ├── RateLimited             the caller's rate limit is spent for now
+    ├── LimitUnchecked          the store is unreachable and `store_failure = "closed"`
     ├── BulkheadFull            the server's `max_concurrent` calls stayed busy
     ├── SessionsFull            a replica already has `max_sessions` per-client sessions
     └── TooLarge                arguments or result over `max_argument_bytes`/`max_result_bytes`
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "FailureKind",
     "GatewayError",
+    "LimitUnchecked",
     "NameCollisionError",
     "RateLimited",
     "RefusedError",
@@ -137,6 +139,11 @@ class RateLimited(RefusedError):
     def __init__(self, message: str, *, retry_after: float) -> None:
         self.retry_after = retry_after
         super().__init__(message)
+
+
+class LimitUnchecked(RefusedError):
+    """The caller's rate limit could not be checked: the shared store is unreachable,
+    and `store_failure = "closed"` refuses what it cannot check."""
 
 
 class BulkheadFull(RefusedError):

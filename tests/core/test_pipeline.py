@@ -10,6 +10,7 @@ from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.observability.audit import CallRecord
 from mcp_agg.security.access import Visibility
 from mcp_agg.security.limits import CallLimits
+from mcp_agg.store import MemoryStore
 
 OK = {"content": [{"type": "text", "text": "3"}]}
 
@@ -34,7 +35,7 @@ def pipeline(**limits: Any) -> tuple[CallPipeline, list[CallRecord]]:
     host = SimpleNamespace(
         catalog=catalog,
         visibility=Visibility(lambda: catalog),  # type: ignore[arg-type, return-value]
-        limits=CallLimits(GatewayConfig.model_validate(limits)),
+        limits=CallLimits(GatewayConfig.model_validate(limits), MemoryStore()),
         audit=None,
         observe_call=records.append,
         tracer=None,

@@ -35,13 +35,15 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server(port: int | None = None) -> Iterator[RedisServer]:
-    """A throwaway redis-server on loopback (nothing saved to disk); killed on exit."""
+def redis_server(port: int | None = None, *, password: str | None = None) -> Iterator[RedisServer]:
+    """A throwaway redis-server on loopback (nothing saved to disk); killed on exit.
+    With `password`, it requires it (`--requirepass`), and `url` carries it."""
     port = port or free_port()
     proc = subprocess.Popen(
         [
             _program("redis-server"),
             *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *(("--requirepass", password) if password else ()),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -50,7 +52,8 @@ def redis_server(port: int | None = None) -> Iterator[RedisServer]:
     try:
         wait_until(lambda: port_open(port) or proc.poll() is not None, 20, "redis-server")
         assert proc.poll() is None, f"redis-server exited with {proc.returncode}"
-        yield RedisServer(f"redis://127.0.0.1:{port}/0", port, proc)
+        auth = f":{password}@" if password else ""
+        yield RedisServer(f"redis://{auth}127.0.0.1:{port}/0", port, proc)
     finally:
         kill_group(proc)
 

@@ -21,6 +21,7 @@ from mcp_agg.security.limits import (
     json_size,
 )
 from mcp_agg.security.ratelimit import RateLimiter, TokenBucket
+from mcp_agg.store import MemoryStore
 from tests.fakes import FakeClock
 
 
@@ -30,17 +31,24 @@ def limiter(
     tools: dict[str, RateConfig] | None = None,
     **kwargs: Any,
 ) -> tuple[RateLimiter, FakeClock]:
+    """A limiter on an in-process store (`MemoryStore`) and the clock it reads."""
     clock = FakeClock()
     config = RateLimitConfig(requests_per_second=rps, burst=burst, tools=tools or {})
-    return RateLimiter(config, clock=clock, **kwargs), clock
+    return RateLimiter(config, MemoryStore(clock=clock, **kwargs)), clock
 
 
-def refused(rate: RateLimiter, identity: str, tool: str) -> RateLimited | None:
+async def refused(rate: RateLimiter, identity: str, tool: str) -> RateLimited | None:
     try:
-        rate.check(identity, tool)
+        await rate.check(identity, tool)
     except RateLimited as exc:
         return exc
     return None
+
+
+def buckets(rate: RateLimiter) -> int:
+    """Buckets the limiter's in-process store keeps."""
+    assert isinstance(rate.store, MemoryStore)
+    return len(rate.store)
 
 
 # ---------------------------------------------------------------------------- buckets
@@ -71,46 +79,46 @@ def test_a_clock_that_does_not_move_never_adds_tokens() -> None:
     assert bucket.take(4.0) == pytest.approx(1.0)  # an earlier reading changes nothing
 
 
-def test_limiter_refuses_after_the_burst_and_recovers_after_the_refill() -> None:
+async def test_limiter_refuses_after_the_burst_and_recovers_after_the_refill() -> None:
     rate, clock = limiter(rps=2, burst=3)
     for _ in range(3):
-        assert refused(rate, "alice", "svc_read") is None
-    exc = refused(rate, "alice", "svc_read")
+        assert await refused(rate, "alice", "svc_read") is None
+    exc = await refused(rate, "alice", "svc_read")
     assert exc is not None
     assert exc.retry_after == pytest.approx(0.5)
     assert str(exc) == "rate limit for client 'alice' exceeded: retry in 0.50 s"
     # A refused call takes no token: the wait does not grow with refusals.
-    assert (again := refused(rate, "alice", "svc_read")) is not None
+    assert (again := await refused(rate, "alice", "svc_read")) is not None
     assert again.retry_after == pytest.approx(0.5)
     clock.advance(0.49)
-    assert refused(rate, "alice", "svc_read") is not None
+    assert await refused(rate, "alice", "svc_read") is not None
     clock.advance(0.01)
-    assert refused(rate, "alice", "svc_read") is None
-    assert refused(rate, "alice", "svc_read") is not None
+    assert await refused(rate, "alice", "svc_read") is None
+    assert await refused(rate, "alice", "svc_read") is not None
 
 
-def test_retry_after_is_rounded_up_so_a_retry_then_is_admitted() -> None:
+async def test_retry_after_is_rounded_up_so_a_retry_then_is_admitted() -> None:
     rate, clock = limiter(rps=3, burst=1)
-    rate.check("alice", "t")
-    exc = refused(rate, "alice", "t")
+    await rate.check("alice", "t")
+    exc = await refused(rate, "alice", "t")
     assert exc is not None
     assert exc.retry_after == 0.34  # 1/3 s, rounded up to the hundredth
     clock.advance(exc.retry_after)
-    assert refused(rate, "alice", "t") is None
+    assert await refused(rate, "alice", "t") is None
 
 
-def test_each_identity_has_its_own_bucket() -> None:
+async def test_each_identity_has_its_own_bucket() -> None:
     rate, _ = limiter(rps=1, burst=1)
-    assert refused(rate, "alice", "t") is None
-    assert refused(rate, "alice", "t") is not None
-    assert refused(rate, "bob", "t") is None
-    assert refused(rate, ANONYMOUS, "t") is None
+    assert await refused(rate, "alice", "t") is None
+    assert await refused(rate, "alice", "t") is not None
+    assert await refused(rate, "bob", "t") is None
+    assert await refused(rate, ANONYMOUS, "t") is None
 
 
 # ---------------------------------------------------------------------------- overrides
 
 
-def test_the_first_matching_pattern_picks_the_bucket() -> None:
+async def test_the_first_matching_pattern_picks_the_bucket() -> None:
     tools = {
         "search_*": RateConfig(requests_per_second=1, burst=1),
         "search_deep*": RateConfig(requests_per_second=1, burst=5),  # shadowed by the first
@@ -124,54 +132,54 @@ def test_the_first_matching_pattern_picks_the_bucket() -> None:
     assert rate.pattern_for("Search_web") is None  # case-sensitive, like exposed names
 
 
-def test_a_tool_override_has_its_own_bucket_per_identity_and_pattern() -> None:
+async def test_a_tool_override_has_its_own_bucket_per_identity_and_pattern() -> None:
     tools = {"search_*": RateConfig(requests_per_second=1, burst=1)}
     rate, _ = limiter(rps=1, burst=2, tools=tools)
-    assert refused(rate, "alice", "search_web") is None
-    exc = refused(rate, "alice", "search_images")  # same pattern: same bucket
+    assert await refused(rate, "alice", "search_web") is None
+    exc = await refused(rate, "alice", "search_images")  # same pattern: same bucket
     assert exc is not None
     assert "on tools 'search_*'" in str(exc)
     # The default bucket is untouched by the override's calls ...
-    assert refused(rate, "alice", "notes_read") is None
-    assert refused(rate, "alice", "notes_write") is None
-    assert refused(rate, "alice", "notes_read") is not None
+    assert await refused(rate, "alice", "notes_read") is None
+    assert await refused(rate, "alice", "notes_write") is None
+    assert await refused(rate, "alice", "notes_read") is not None
     # ... and bob's buckets by alice's.
-    assert refused(rate, "bob", "search_web") is None
+    assert await refused(rate, "bob", "search_web") is None
 
 
 # ---------------------------------------------------------------------------- eviction
 
 
-def test_idle_buckets_are_evicted() -> None:
+async def test_idle_buckets_are_evicted() -> None:
     rate, clock = limiter(rps=10, burst=5)
     for identity in ("a", "b", "c"):
-        rate.check(identity, "t")
-    assert len(rate) == 3
+        await rate.check(identity, "t")
+    assert buckets(rate) == 3
     clock.advance(0.05)  # half a token back: not full yet, nothing to forget
-    rate.check("d", "t")
-    assert len(rate) == 4
+    await rate.check("d", "t")
+    assert buckets(rate) == 4
     clock.advance(1.0)  # all full again: a new bucket's arrival sweeps them
-    rate.check("e", "t")
-    assert len(rate) == 1
+    await rate.check("e", "t")
+    assert buckets(rate) == 1
 
 
-def test_a_bucket_in_use_is_not_evicted_and_eviction_changes_nothing() -> None:
+async def test_a_bucket_in_use_is_not_evicted_and_eviction_changes_nothing() -> None:
     rate, clock = limiter(rps=1, burst=2)
     for _ in range(2):
-        rate.check("alice", "t")
-    assert refused(rate, "alice", "t") is not None
+        await rate.check("alice", "t")
+    assert await refused(rate, "alice", "t") is not None
     clock.advance(1.5)  # alice has 1.5 tokens: not idle
-    rate.check("bob", "t")
-    assert len(rate) == 2
-    assert refused(rate, "alice", "t") is None  # her bucket, with its 1.5 tokens
-    assert refused(rate, "alice", "t") is not None
+    await rate.check("bob", "t")
+    assert buckets(rate) == 2
+    assert await refused(rate, "alice", "t") is None  # her bucket, with its 1.5 tokens
+    assert await refused(rate, "alice", "t") is not None
 
 
-def test_the_number_of_buckets_is_capped() -> None:
-    rate, _ = limiter(rps=1, burst=1, max_buckets=100)
+async def test_the_number_of_buckets_is_capped() -> None:
+    rate, _ = limiter(rps=1, burst=1, max_entries=100)
     for i in range(1000):
-        rate.check(f"client-{i}", "t")
-    assert len(rate) == 100
+        await rate.check(f"client-{i}", "t")
+    assert buckets(rate) == 100
 
 
 # ---------------------------------------------------------------------------- identity
@@ -196,23 +204,26 @@ def test_check_size_names_the_size_and_the_limit() -> None:
     assert str(caught.value) == "arguments of 10 bytes is over max_argument_bytes (9 bytes)"
 
 
-def test_call_limits_without_limits_admit_everything_untouched() -> None:
-    limits = CallLimits(GatewayConfig(), identity=lambda: pytest.fail("identity looked up"))
+async def test_call_limits_without_limits_admit_everything_untouched() -> None:
+    limits = CallLimits(
+        GatewayConfig(), MemoryStore(), identity=lambda: pytest.fail("identity looked up")
+    )
     result = {"content": [], "isError": False}
-    assert limits.admit("t", {"x": "y" * 10_000}) is None
+    assert not limits.admits  # the pipeline does not even ask
+    assert await limits.admit("t", {"x": "y" * 10_000}) is None
     assert limits.checked("t", result) is result
 
 
-def test_call_limits_refuse_as_a_tool_error_with_retry_after() -> None:
+async def test_call_limits_refuse_as_a_tool_error_with_retry_after() -> None:
     clock = FakeClock()
     config = GatewayConfig(
         rate_limit=RateLimitConfig(requests_per_second=2, burst=1),
         max_argument_bytes=20,
         max_result_bytes=30,
     )
-    limits = CallLimits(config, identity=lambda: "alice", clock=clock)
-    assert limits.admit("svc_read", {"key": "k"}) is None
-    refusal = limits.admit("svc_read", {"key": "k"})
+    limits = CallLimits(config, MemoryStore(clock=clock), identity=lambda: "alice")
+    assert await limits.admit("svc_read", {"key": "k"}) is None
+    refusal = await limits.admit("svc_read", {"key": "k"})
     assert refusal is not None
     assert refusal["isError"] is True
     assert refusal["content"][0]["text"] == (
@@ -221,7 +232,7 @@ def test_call_limits_refuse_as_a_tool_error_with_retry_after() -> None:
     assert refusal["_meta"] == {RETRY_AFTER_META: 0.5}
 
     clock.advance(1)
-    big = limits.admit("svc_read", {"key": "k" * 20})
+    big = await limits.admit("svc_read", {"key": "k" * 20})
     assert big is not None
     assert big["isError"] is True
     assert "_meta" not in big

@@ -43,13 +43,14 @@ from mcp_agg.core.announce import Announcer
 from mcp_agg.core.catalog import Catalog, LocalTools, build_catalog, with_local_tools
 from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.core.reconfigure import Reconfigurer
+from mcp_agg.core.registry import SharedRegistrations
 from mcp_agg.core.sessions import Sessions
 from mcp_agg.core.uris import UriMemory
 from mcp_agg.observability import audit, tracing
 from mcp_agg.resilience.group import ReplicaGroup
 from mcp_agg.security.access import Visibility
 from mcp_agg.security.limits import CallLimits
-from mcp_agg.store import MemoryStore, Store
+from mcp_agg.store import Store, open_store
 
 if TYPE_CHECKING:
     from mcp_agg.observability.metrics import GatewayMetrics
@@ -87,9 +88,9 @@ class Gateway:
         build.link_failovers(self.groups)
         #: State shared with the other replicas of a fleet (`[gateway.store]`); in
         #: process without one.
-        self.store: Store = MemoryStore()
+        self.store: Store = open_store(config.gateway.store)
         #: Rate limits and size limits of `tools/call` (`security/limits.py`).
-        self.limits = CallLimits(config.gateway)
+        self.limits = CallLimits(config.gateway, self.store)
         #: Tool pinning against the lock file, applied to every catalog built.
         self.pinner = build.pinner_for(config)
         #: One JSON line per tools/call; None (no cost per call) without `audit_log`.
@@ -106,6 +107,8 @@ class Gateway:
         #: `expose_gateway_tools` is on), applied to every catalog built.
         self.local_tools: list[LocalTools] = [fanout_tools(self), gateway_tools(self)]
         self.reconfigurer = Reconfigurer(self)
+        #: Servers registered through the admin API, the same on every replica.
+        self.registrations = SharedRegistrations(self.store, self.reconfigurer)
         #: Every replica started and not yet stopped: those serving, those of a new
         #: config still connecting, and those of an old one still draining.
         self._live: set[Upstream] = set()
@@ -202,6 +205,13 @@ class Gateway:
 
     async def _supervise(self, started: anyio.Event, stop: anyio.Event) -> None:
         self.reaper.start()
+        try:
+            await self._serve(started, stop)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.store.aclose()
+
+    async def _serve(self, started: anyio.Event, stop: anyio.Event) -> None:
         async with anyio.create_task_group() as tg:
             for upstream in self.upstreams:
                 self._start(tg, upstream)
@@ -215,6 +225,8 @@ class Gateway:
                 self._log_summary()
                 tg.start_soon(self.announcer.run, name="catalog")
                 self._tg = tg
+                await self.registrations.load()  # a restarted replica runs them at once
+                tg.start_soon(self.registrations.follow, name="registrations")
                 started.set()
                 await stop.wait()
             finally:

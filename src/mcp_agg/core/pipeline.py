@@ -122,8 +122,11 @@ class CallPipeline:
             return entry.result(wire, call.relayed)  # refused when `wire` replaced it (size)
 
     async def admit(self, call: ToolCall, call_next: Next) -> dict[str, Any]:
-        if not getattr(call.tool, "relays_calls", False):  # else admitted as the call it makes
-            refused = self._host.limits.admit(call.tool.name, call.arguments)
+        limits = self._host.limits
+        # No await without limits: the call path stays as cheap as it was. A tool that
+        # relays calls (search mode's call tool) is admitted as the call it makes.
+        if limits.admits and not getattr(call.tool, "relays_calls", False):
+            refused = await limits.admit(call.tool.name, call.arguments)
             if refused is not None:
                 return refused
         return await call_next(call)

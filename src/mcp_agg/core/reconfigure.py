@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from mcp_agg.resilience.group import ReplicaGroup
     from mcp_agg.security.access import Visibility
     from mcp_agg.security.pinning import Pinner
+    from mcp_agg.store.base import Store
 
 __all__ = ["ReconfigureHost", "Reconfigurer"]
 
@@ -57,6 +58,7 @@ class ReconfigureHost(Protocol):
     groups: dict[str, ReplicaGroup]
     limits: CallLimits
     pinner: Pinner
+    store: Store
     audit: AuditLog | None
 
     @property
@@ -269,7 +271,7 @@ class Reconfigurer:
         old, settings = host.config.gateway, new.gateway
         limits = ("rate_limit", "max_argument_bytes", "max_result_bytes")
         if any(getattr(old, key) != getattr(settings, key) for key in limits):
-            host.limits = CallLimits(settings)
+            host.limits = CallLimits(settings, host.store)
         access = host.visibility.access
         if access is not None and old.roles != settings.roles:
             access.policy = AccessPolicy(settings.roles)

@@ -51,7 +51,8 @@ logger = logging.getLogger(__name__)
 #: `[gateway]` settings fixed while the gateway runs: the HTTP front's authentication
 #: and Host/Origin rules, the admin API and the operations routes (composed when the
 #: front starts), the fronts' message limit and drain (read when they start), tracing
-#: (installed once per process) and the server's name (sent to clients in `initialize`).
+#: (installed once per process), the server's name (sent to clients in `initialize`)
+#: and the shared store (opened once: the rate limits and registrations live in it).
 RESTART_SETTINGS = (
     "name",
     "auth",
@@ -63,6 +64,7 @@ RESTART_SETTINGS = (
     "max_message_bytes",
     "shutdown_grace",
     "drain_seconds",
+    "store",
 )
 
 #: How often `watch_config` looks at the file (seconds), and how long a change must

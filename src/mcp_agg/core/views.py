@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mcp_agg.observability.metrics import GatewayMetrics
     from mcp_agg.resilience.group import ReplicaGroup
     from mcp_agg.security.access import Visibility
+    from mcp_agg.store.base import Store
 
 __all__ = [
     "AdminHost",
@@ -123,6 +124,9 @@ class AdminHost(ReplicaView, ConfigView, Protocol):
 
     @property
     def reconfigurer(self) -> Reconfigurable: ...
+
+    @property
+    def store(self) -> Store: ...
 
 
 class OpsHost(AdminHost, MetricsSource, Protocol):

@@ -10,8 +10,11 @@ compared in constant time). Bodies and answers are JSON; errors are `{"error": "
                                    entry; 201 once it connected or failed to (say which)
     DELETE /admin/servers/{name}   unregister one; answers once its calls have drained
 
-A registered server lives in the running gateway only: it is kept across reloads of
-the config file (unless the file then defines its name) and never written to it.
+A registered server is never written to the config file: it is kept across reloads
+of the file (unless the file then defines its name), and in the gateway's store, so
+every replica of a fleet runs it and a restarted one runs it again (core/registry.py).
+The replica that gets the request runs the server before it answers; the others follow.
+While the store is unreachable, registering and unregistering answer 503.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from mcp_agg.config import ServerConfig, describe_errors
-from mcp_agg.errors import ConfigError, ReloadError
+from mcp_agg.core.registry import entry_json
+from mcp_agg.errors import ConfigError, ReloadError, StoreUnavailable
 from mcp_agg.observability.status import replica_status
 from mcp_agg.security.auth import bearer_token
 from mcp_agg.security.redact import Redactor, redact, secrets_of
@@ -115,6 +119,11 @@ async def _register(gateway: AdminHost, request: Request) -> Response:
         return _error(400, f"invalid config with this server: {exc.problem}")
     except ReloadError as exc:
         return _error(409, str(exc))
+    try:
+        await gateway.store.put_registration(server.name, entry_json(body))
+    except StoreUnavailable as exc:  # not shared: not registered at all
+        await servers.unregister(server.name)
+        return _error(503, f"server {server.name!r} not registered: {exc}")
     group = gateway.groups.get(server.name)
     replicas = group.replicas if group is not None else []
     tools = sum(1 for tool in gateway.catalog.tools.values() if tool.group is group)
@@ -132,16 +141,21 @@ async def _register(gateway: AdminHost, request: Request) -> Response:
 
 async def _unregister(gateway: AdminHost, name: str) -> Response:
     servers = gateway.reconfigurer
-    if name not in servers.registered:
-        if name in servers.config_names():
-            return _error(
-                409, f"{name!r} is defined in the config file: remove it there and reload"
-            )
-        return _error(404, f"no server named {name!r} was registered at runtime")
     try:
-        await servers.unregister(name)
+        if name not in servers.registered:
+            if name in servers.config_names():
+                return _error(
+                    409, f"{name!r} is defined in the config file: remove it there and reload"
+                )
+            if name not in await gateway.store.registrations():
+                return _error(404, f"no server named {name!r} was registered at runtime")
+        else:
+            await servers.unregister(name)
+        await gateway.store.put_registration(name, None)
     except ReloadError as exc:
         return _error(409, str(exc))
+    except StoreUnavailable as exc:
+        return _error(503, f"server {name!r} not unregistered on every replica: {exc}")
     return _json({"name": name, "removed": True})
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import pydantic_core
@@ -23,6 +23,9 @@ from mcp_agg.config import GatewayConfig
 from mcp_agg.errors import BulkheadFull, RateLimited, RefusedError, TooLarge
 from mcp_agg.security.auth import caller_id
 from mcp_agg.security.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from mcp_agg.store.base import Store
 
 __all__ = [
     "RETRY_AFTER_META",
@@ -77,37 +80,30 @@ def refusal_result(tool: str, exc: RefusedError) -> dict[str, Any]:
 class CallLimits:
     """Admission of a `tools/call` before it is relayed, and its result's size after.
 
-    The call pipeline (`mcp_agg.core.pipeline`) asks `admit` first (the rate limit of
-    the caller's identity, then the arguments' size) and passes the relayed result
-    through `checked`.
+    The call pipeline (`mcp_agg.core.pipeline`) asks `admit` first, when it `admits`
+    anything (the rate limit of the caller's identity, then the arguments' size), and
+    passes the relayed result through `checked`.
     """
 
     def __init__(
         self,
         config: GatewayConfig,
+        store: Store,
         *,
         identity: Callable[[], str] | None = None,
-        clock: Callable[[], float] | None = None,
     ) -> None:
-        self.rate = (
-            None
-            if config.rate_limit is None
-            else RateLimiter(config.rate_limit)
-            if clock is None
-            else RateLimiter(config.rate_limit, clock=clock)
-        )
+        self.rate = None if config.rate_limit is None else RateLimiter(config.rate_limit, store)
         self.max_argument_bytes = config.max_argument_bytes
         self.max_result_bytes = config.max_result_bytes
         self._identity = identity or (lambda: caller_id(config.auth))
-        self._admits = self.rate is not None or self.max_argument_bytes is not None
+        #: Whether `admit` has anything to check: without limits the pipeline skips it.
+        self.admits = self.rate is not None or self.max_argument_bytes is not None
 
-    def admit(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
+    async def admit(self, tool: str, arguments: dict[str, Any]) -> dict[str, Any] | None:
         """None when the call may go on, else the refusal to return as its result."""
-        if not self._admits:
-            return None
         try:
             if self.rate is not None:
-                self.rate.check(self._identity(), tool)
+                await self.rate.check(self._identity(), tool)
             if self.max_argument_bytes is not None:
                 check_size(arguments, self.max_argument_bytes, "arguments", "max_argument_bytes")
         except RefusedError as exc:

@@ -7,27 +7,26 @@ patterns over exposed tool names to buckets of their own: a call to a matching t
 (the first pattern that matches, in order) takes its token from the bucket of that
 identity and pattern instead of the identity's default bucket.
 
-State stays bounded: a bucket that has been idle long enough to be full again is the
-same as a new one, so it is dropped, and beyond `max_buckets` the least recently used
-ones go first (that only ever gives a flood of identities a fresh burst).
+The buckets are kept by the gateway's store (`mcp_agg.store`): in process without
+`[gateway.store]` (`MemoryStore`, bounded: a bucket idle long enough to be full again is
+dropped, and beyond its cap the least recently used go first), in Redis with it, where
+every replica takes from the same bucket and a limit holds for the whole fleet.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
 from mcp_agg.config import RateConfig, RateLimitConfig
-from mcp_agg.errors import RateLimited
+from mcp_agg.errors import LimitUnchecked, RateLimited, StoreUnavailable
+
+if TYPE_CHECKING:
+    from mcp_agg.store.base import Store
 
 __all__ = ["RateLimiter", "TokenBucket"]
-
-#: Most buckets kept at once; the least recently used go first beyond it.
-MAX_BUCKETS = 100_000
 
 
 @dataclass(slots=True)
@@ -61,25 +60,13 @@ class TokenBucket:
 
 
 class RateLimiter:
-    """The buckets of `[gateway.rate_limit]`, one per identity and pattern."""
+    """The buckets of `[gateway.rate_limit]`, one per identity and pattern, in `store`."""
 
-    def __init__(
-        self,
-        config: RateLimitConfig,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        max_buckets: int = MAX_BUCKETS,
-    ) -> None:
+    def __init__(self, config: RateLimitConfig, store: Store) -> None:
         self.config = config
-        self._clock = clock
-        self._max_buckets = max_buckets
+        self.store = store
         self._overrides = list(config.tools.items())
-        #: (identity, pattern or None for the default) -> bucket, least recently used first.
-        self._buckets: OrderedDict[tuple[str, str | None], TokenBucket] = OrderedDict()
         self._patterns: dict[str, str | None] = {}
-
-    def __len__(self) -> int:
-        return len(self._buckets)
 
     def pattern_for(self, tool: str) -> str | None:
         """The first `tools` pattern that matches an exposed name; None is the default."""
@@ -93,32 +80,24 @@ class RateLimiter:
         self._patterns[tool] = found
         return found
 
-    def check(self, identity: str, tool: str) -> None:
-        """Take a token for one call, or raise `RateLimited` saying when to retry."""
-        now = self._clock()
+    async def check(self, identity: str, tool: str) -> None:
+        """Take a token for one call, or raise `RateLimited` saying when to retry
+        (`LimitUnchecked` when the store cannot say: `store_failure = "closed"`)."""
         pattern = self.pattern_for(tool)
-        key = (identity, pattern)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            self._evict(now)
-            rate = self.config if pattern is None else self.config.tools[pattern]
-            bucket = self._buckets[key] = TokenBucket.full(rate, now)
-        else:
-            self._buckets.move_to_end(key)
-        wait = bucket.take(now)
+        rate = self.config if pattern is None else self.config.tools[pattern]
+        scope = "" if pattern is None else f" on tools {pattern!r}"
+        try:
+            wait = await self.store.take_token(
+                f"{identity}|{pattern or ''}", rate.requests_per_second, float(rate.burst)
+            )
+        except StoreUnavailable as exc:
+            raise LimitUnchecked(
+                f"rate limit for client {identity!r}{scope} cannot be checked ({exc}): "
+                'call refused (store_failure = "closed")'
+            ) from None
         if wait > 0.0:
             retry_after = math.ceil(wait * 100) / 100  # by then a token is there
-            scope = "" if pattern is None else f" on tools {pattern!r}"
             raise RateLimited(
                 f"rate limit for client {identity!r}{scope} exceeded: retry in {retry_after:.2f} s",
                 retry_after=retry_after,
             )
-
-    def _evict(self, now: float) -> None:
-        """Drop idle buckets from the least recently used end, and any beyond the cap."""
-        buckets = self._buckets
-        while buckets:
-            key, oldest = next(iter(buckets.items()))
-            if len(buckets) < self._max_buckets and not oldest.idle(now):
-                break
-            del buckets[key]

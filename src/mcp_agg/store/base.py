@@ -22,7 +22,8 @@ class Store(Protocol):
     """What the gateway keeps for the whole fleet.
 
     Every method may raise `StoreUnavailable` (mcp_agg.errors) when the store cannot be
-    reached within its timeout; what a caller does then is `store_failure`'s to say.
+    reached within its timeout, its message starting "store <address> unreachable: ";
+    what a caller does then is `store_failure`'s to say.
     """
 
     async def take_token(self, key: str, rate: float, burst: float) -> float:
