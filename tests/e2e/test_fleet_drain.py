@@ -5,8 +5,9 @@ The replicas front `backends/faulty.py`, whose `read` takes 80 ms (so calls over
 answers with the tag of the replica that runs it. A stream of stateless 2026-07-28 calls
 (`fleet.Load`) goes through HAProxy while one replica is stopped: with SIGTERM it drains
 (its `/readyz` turns 503, HAProxy takes it out of rotation within `inter * fall`, 1 s,
-while it still serves for `drain_seconds`, 2 s) and no call fails; restarted on its port,
-HAProxy readmits it and it serves again. With SIGKILL only the calls in flight on it fail.
+while it still serves for `drain_seconds`, 2 s; a long call in flight there keeps it up
+after that, refusing) and no call fails; restarted on its port, HAProxy readmits it and it
+serves again. With SIGKILL only the calls in flight on it fail.
 A replica listens at once while it starts: `/healthz` 200, `/readyz` and MCP 503.
 """
 
@@ -22,6 +23,8 @@ from pathlib import Path
 
 import anyio
 import pytest
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
 
 from tests.e2e.fleet import Fleet, Load, fleet
 from tests.e2e.procs import (
@@ -43,7 +46,8 @@ SLOW = "slow:80"
 
 def faulty_config(folder: Path) -> Path:
     """A gateway with `drain_seconds = 2` in front of one faulty backend, tagged with the
-    replica that runs it; its mode file says `slow:80`."""
+    replica that runs it (its mode file says `slow:80`), and `answers`, whose `ask` takes
+    3 s (a long call, logged to `answers.log`)."""
     (folder / "mode").write_text(SLOW)
     config = folder / "servers.toml"
     config.write_text(
@@ -57,6 +61,11 @@ name = "faulty"
 command = "python"
 args = ["{BACKENDS / "faulty.py"}", "--replica", "${{MCP_AGG_FLEET_REPLICA}}",
         "--count-file", "{folder / "counts"}", "--mode-file", "{folder / "mode"}"]
+
+[[servers]]
+name = "answers"
+command = "python"
+args = ["{BACKENDS / "answers.py"}", "--delay", "3", "--log-file", "{folder / "answers.log"}"]
 """
     )
     return config
@@ -66,6 +75,12 @@ def started_by_replica(folder: Path) -> Counter[str]:
     """Calls of `read` each replica's backend has begun (the count file)."""
     lines = (folder / "counts").read_text().splitlines()
     return Counter(line.split()[0] for line in lines if line.split()[1] == "read")
+
+
+def began(folder: Path) -> bool:
+    """`answers` has begun a call."""
+    log = folder / "answers.log"
+    return log.exists() and " start" in log.read_text()
 
 
 def load_through(f: Fleet, spread: float) -> Load:
@@ -82,11 +97,26 @@ async def exited(proc: subprocess.Popen[bytes], within: float) -> int:
 async def test_sigterm_under_load_loses_no_call_and_the_restarted_replica_serves(
     tmp_path: Path,
 ) -> None:
+    """A long call in flight on the stopped replica keeps it alive past the moment it
+    starts refusing: only `drain_seconds` above HAProxy's `inter * fall` keeps every
+    call of the load away from it by then (with 0, some are refused)."""
     with fleet(faulty_config(tmp_path)) as f:
         load = load_through(f, spread=14.0)
+        long_call: list[str] = []
+
+        async def ask_replica_0() -> None:
+            async with Client(StreamableHttpTransport(f.replica_url(0)), timeout=30) as client:
+                # Listed first: the client checks a result against the tool's output schema,
+                # and would list the tools after the call, once the replica refuses.
+                await client.list_tools()
+                result = await client.call_tool_mcp("answers_ask", {"question": "long?"})
+            long_call.append("error" if result.is_error else "answered")
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(load.run)
             await eventually(lambda: load.done >= 30, "the first calls", timeout=30)
+            tg.start_soon(ask_replica_0)
+            await eventually(lambda: began(tmp_path), "the long call begun", timeout=10)
             f.procs[0].send_signal(signal.SIGTERM)
             await eventually(lambda: probe(f.ports[0]) == 503, "/readyz 503 after SIGTERM", 1)
             assert probe(f.ports[0], "/healthz") == 200
@@ -99,6 +129,7 @@ async def test_sigterm_under_load_loses_no_call_and_the_restarted_replica_serves
             assert load.done < load.calls, "the load ended before HAProxy readmitted it"
         assert dict(load.failures) == {}
         assert load.answers.total() == 300
+        assert long_call == ["answered"]
         assert load.answers["0"] > 0, load.answers
 
 
