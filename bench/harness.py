@@ -43,6 +43,7 @@ __all__ = [
     "Session",
     "open_front",
     "peak_rss_mib",
+    "wait_ready",
 ]
 
 BENCH = Path(__file__).resolve().parent
@@ -407,7 +408,7 @@ async def open_front(path: str, backends: int, env: Env) -> AsyncIterator[Front]
                 start_new_session=True,
             )  # fmt: skip
             env.reaper.spawned(http.pid)
-            await _wait_for_port(port, http)
+            await wait_ready(port, http)
             url = f"http://127.0.0.1:{port}/mcp"
             client: Client[Any] = Client(
                 UncappedHttpTransport(url), timeout=REQUEST_TIMEOUT, init_timeout=REQUEST_TIMEOUT
@@ -463,14 +464,17 @@ def _started(http: asyncio.subprocess.Process | None, children: list[_StdioChild
     return ([http.pid] if http else []) + [pid for pid in pids if pid is not None]
 
 
-async def _wait_for_port(port: int, process: asyncio.subprocess.Process) -> None:
-    """Poll until the HTTP front accepts connections (every 10 ms), or fail if it died."""
+async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
+    """Poll until the HTTP front is ready, `/readyz` 200 (every 10 ms), or fail if it
+    died: it listens at once, and answers MCP requests with 503 until its backends
+    have started."""
     deadline = time.monotonic() + REQUEST_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.returncode is not None:
-            raise BenchError(f"HTTP front exited with {process.returncode} before listening")
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        await asyncio.sleep(0.01)
-    raise BenchError(f"HTTP front did not listen on port {port} in time")
+    async with httpx2.AsyncClient(timeout=5.0) as http:
+        while time.monotonic() < deadline:
+            if process.returncode is not None:
+                raise BenchError(f"HTTP front exited with {process.returncode} before ready")
+            with contextlib.suppress(httpx2.TransportError):
+                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                    return
+            await asyncio.sleep(0.01)
+    raise BenchError(f"HTTP front on port {port} was not ready in time")

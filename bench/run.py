@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime
+import os
 import shlex
 import shutil
 import signal
@@ -23,6 +24,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleet import FLEET_PATHS, fleet_url, haproxy_program, sessions_at
 from harness import PATHS, Env, Reaper, open_front, peak_rss_mib
 from report import (
     Row,
@@ -42,6 +44,8 @@ from workloads import blob_latency, median, percentile, sequential_echo, through
 FRONTED = 2
 IN_FLIGHT = 16
 HTTP_SESSIONS = 4
+#: Calls in flight in the fleet rows' throughput.
+FLEET_IN_FLIGHT = (16, 64)
 SLOW = "fastmcp-mcpservers"
 
 
@@ -247,6 +251,102 @@ async def _startup_rows(plan: Plan, paths: list[str], env: Env, rows: Rows, log:
     return ok
 
 
+@dataclass(slots=True)
+class FleetRows:
+    seq_p50: Row
+    hop: Row
+    throughput: dict[int, Row]
+    #: Why the rows are empty, when they are (HAProxy missing).
+    missing: str = ""
+
+
+def _fleet_rows_empty(plan: Plan) -> FleetRows:
+    return FleetRows(
+        seq_p50=Row(f"echo latency p50 ({plan.seq_calls} sequential calls)", ms, ref="replica"),
+        hop=Row("added p50 of the load-balancer hop", ms, ref=None),
+        throughput={
+            n: Row(f"throughput, {n} in flight", per_second, ref="replica") for n in FLEET_IN_FLIGHT
+        },
+    )
+
+
+async def _fleet_rows(plan: Plan, env: Env, log: Progress) -> tuple[FleetRows, bool]:
+    """The fleet table: one replica direct, HAProxy + 1 replica (same replica, same run:
+    the hop's own cost), HAProxy + 2 replicas."""
+    rows = _fleet_rows_empty(plan)
+    haproxy = haproxy_program()
+    if haproxy is None:
+        rows.missing = "haproxy is not installed (apt-get install haproxy): no fleet rows"
+        log(rows.missing)
+        return rows, True
+    every = [rows.seq_p50, rows.hop, *rows.throughput.values()]
+
+    async def one_replica() -> None:
+        async with (
+            fleet_url(haproxy, 1, FRONTED, env) as fleet,
+            sessions_at(fleet.replica_url, HTTP_SESSIONS) as direct,
+            sessions_at(fleet.haproxy_url, HTTP_SESSIONS) as balanced,
+        ):
+            # Halves in turn, so a slow spell of the machine hits both alike.
+            half = plan.seq_calls // 2
+            samples: dict[str, list[float]] = {"replica": [], "haproxy-1": []}
+            for _ in range(2):
+                for path, session in (("replica", direct[0]), ("haproxy-1", balanced[0])):
+                    samples[path] += await sequential_echo(session, half, plan.warmup)
+            for path, got in samples.items():
+                rows.seq_p50.values[path] = percentile(got, 50)
+                log(f"fleet {FLEET_PATHS[path]}: echo p50 {ms(rows.seq_p50.values[path])}")
+            added = rows.seq_p50.values["haproxy-1"] - rows.seq_p50.values["replica"]
+            rows.hop.values["haproxy-1"] = added
+            for n, row in rows.throughput.items():
+                for path, sessions in (("replica", direct), ("haproxy-1", balanced)):
+                    rate = await throughput(sessions, plan.tp_calls, n, plan.tp_warmup)
+                    row.values[path] = rate
+                    log(f"fleet {FLEET_PATHS[path]}: {n} in flight {per_second(rate)}")
+
+    async def two_replicas() -> None:
+        async with (
+            fleet_url(haproxy, 2, FRONTED, env) as fleet,
+            sessions_at(fleet.haproxy_url, HTTP_SESSIONS) as balanced,
+        ):
+            for n, row in rows.throughput.items():
+                rate = await throughput(balanced, plan.tp_calls, n, plan.tp_warmup)
+                row.values["haproxy-2"] = rate
+                log(f"fleet {FLEET_PATHS['haproxy-2']}: {n} in flight {per_second(rate)}")
+
+    ok = await _guarded(every, "haproxy-1", "fleet, 1 replica", log, one_replica())
+    if not ok:
+        rows.seq_p50.failed.add("replica")
+        for row in rows.throughput.values():
+            row.failed.add("replica")
+    two = list(rows.throughput.values())
+    ok &= await _guarded(two, "haproxy-2", "fleet, 2 replicas", log, two_replicas())
+    return rows, ok
+
+
+def _fleet_table(plan: Plan, rows: FleetRows) -> Table:
+    notes = [
+        "Each cell: the figure, then (in brackets) the figure ÷ the direct replica's in the"
+        " same row and run.",
+        "Replicas are `mcp-agg serve --transport http`, each fronting"
+        f" {FRONTED} backends as above; HAProxy runs deploy/haproxy.cfg as shipped (round"
+        " robin, /readyz checks), its unused slots marked down before measuring. Clients"
+        " speak 2026-07-28 (context in every request: no sticky sessions);"
+        f" {HTTP_SESSIONS} client sessions share the workers. Throughput calls"
+        f" `sleep_ms(0)` {plan.tp_calls} times after {plan.tp_warmup} warm-up calls; the"
+        f" latency row interleaves the direct and HAProxy paths in halves, after"
+        f" {_count(plan.warmup, 'warm-up call')} each.",
+        "Added p50 of the load-balancer hop: HAProxy + 1 replica's echo p50 minus the same"
+        " replica's direct p50, in the same minutes. Every process (client, HAProxy,"
+        f" replicas, backends) shares this machine's {os.cpu_count()} cores, so two replicas"
+        " compete with each other and with HAProxy for them.",
+    ]
+    if rows.missing:
+        notes.insert(0, f"**Not measured**: {rows.missing}.")
+    body = [rows.seq_p50, rows.hop, *rows.throughput.values()]
+    return Table("Fleet (HAProxy)", dict(FLEET_PATHS), body, notes)
+
+
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'s' * (number != 1)}"
 
@@ -304,15 +404,25 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
     return [calls, startup]
 
 
-async def _run(plan: Plan, paths: list[str], env: Env, log: Progress) -> tuple[Rows, bool]:
+async def _run(
+    plan: Plan, paths: list[str], fleet: str, env: Env, log: Progress
+) -> tuple[list[Table], bool]:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)  # SIGTERM unwinds like Ctrl-C
-    rows = _rows(plan)
-    ok = await _call_rows(plan, paths, env, rows, log)
-    ok &= await _startup_rows(plan, paths, env, rows, log)
-    return rows, ok
+    tables: list[Table] = []
+    ok = True
+    if fleet != "only":
+        rows = _rows(plan)
+        ok &= await _call_rows(plan, paths, env, rows, log)
+        ok &= await _startup_rows(plan, paths, env, rows, log)
+        tables += _tables(plan, paths, rows)
+    if fleet != "no":
+        fleet_rows, fleet_ok = await _fleet_rows(plan, env, log)
+        ok &= fleet_ok
+        tables.append(_fleet_table(plan, fleet_rows))
+    return tables, ok
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,6 +432,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="write the tables into this Markdown file")
     parser.add_argument(
         "--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}"
+    )
+    parser.add_argument(
+        "--fleet",
+        choices=["yes", "no", "only"],
+        default="yes",
+        help="the fleet rows (HAProxy in front of replicas): with the others, not, or alone",
     )
     args = parser.parse_args(argv)
     paths = [path for path in args.paths.split(",") if path]
@@ -339,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with (workdir / "children.log").open("a") as child_log:
             env = Env(workdir, child_log, reaper, graceful=plan.graceful, say=log)
-            rows, ok = asyncio.run(_run(plan, paths, env, log))
+            tables, ok = asyncio.run(_run(plan, paths, args.fleet, env, log))
     except (KeyboardInterrupt, asyncio.CancelledError):
         log("interrupted")
         return 130
@@ -355,7 +471,6 @@ def main(argv: list[str] | None = None) -> int:
     end_source, end_key = source_state()
     if end_key != source_key:  # every front imports mcp_agg afresh from src/ when it starts
         source += f"; src/ changed during the run, now {end_source}"
-    tables = _tables(plan, paths, rows)
     info = machine_info(plan.mode, command, took, started, source)
     block = "\n\n".join([info, *(table.markdown() for table in tables)])
     print(block)

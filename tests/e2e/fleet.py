@@ -1,16 +1,23 @@
 """A fleet for end-to-end tests: a real Redis, real `mcp-agg serve` replicas and a real
-HAProxy in front of them, run with deploy/haproxy.cfg as operators run it."""
+HAProxy in front of them, run with deploy/haproxy.cfg as operators run it; and `Load`,
+calls through it at a bounded concurrency, counted by outcome."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import anyio
+import mcp_types
+from fastmcp import Client
+from fastmcp.client.transports import StreamableHttpTransport
 
 from tests.e2e.procs import REPO, free_port, kill_group, port_open, served_gateway, wait_until
 
@@ -85,6 +92,11 @@ def haproxy(replica_ports: list[int], port: int | None = None) -> Iterator[str]:
         kill_group(proc)
 
 
+#: Set in each replica's environment to its tag (`fleet`: its index), so that a config
+#: can tell its backends which replica runs them (`"${MCP_AGG_FLEET_REPLICA}"`).
+REPLICA_TAG = "MCP_AGG_FLEET_REPLICA"
+
+
 @dataclass
 class Fleet:
     """Replicas of one config (and HAProxy in front of them): `url` is HAProxy's."""
@@ -94,9 +106,22 @@ class Fleet:
     ports: list[int]
     procs: list[subprocess.Popen[bytes]]
     stack: ExitStack = field(repr=False)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    stderr: IO[bytes] | None = field(default=None, repr=False)
 
     def replica_url(self, index: int) -> str:
         return f"http://127.0.0.1:{self.ports[index]}/mcp"
+
+    def restart(self, index: int, tag: str) -> subprocess.Popen[bytes]:
+        """Start replica `index` again on its port (once the old one has exited), tagged
+        `tag`, and return it once it is ready; killed with the fleet."""
+        env = {**self.env, REPLICA_TAG: tag}
+        port = self.ports[index]
+        _, proc = self.stack.enter_context(
+            served_gateway(self.config, port=port, env=env, stderr=self.stderr)
+        )
+        self.procs[index] = proc
+        return proc
 
 
 @contextmanager
@@ -107,13 +132,81 @@ def fleet(
     env: dict[str, str] | None = None,
     stderr: IO[bytes] | None = None,
 ) -> Iterator[Fleet]:
-    """`replicas` gateways serving `config` over HTTP, each on a port of its own, and
-    HAProxy in front of them; all killed on exit."""
+    """`replicas` gateways serving `config` over HTTP, each on a port of its own (and
+    tagged with its index, `REPLICA_TAG`), and HAProxy in front of them; all killed on
+    exit."""
     with ExitStack() as stack:
         ports = [free_port() for _ in range(replicas)]
         procs = []
-        for port in ports:
-            _, proc = stack.enter_context(served_gateway(config, port=port, env=env, stderr=stderr))
+        for index, port in enumerate(ports):
+            tagged = {**(env or {}), REPLICA_TAG: str(index)}
+            _, proc = stack.enter_context(
+                served_gateway(config, port=port, env=tagged, stderr=stderr)
+            )
             procs.append(proc)
         url = stack.enter_context(haproxy(ports))
-        yield Fleet(config, url, ports, procs, stack)
+        yield Fleet(config, url, ports, procs, stack, dict(env or {}), stderr)
+
+
+@dataclass
+class Load:
+    """`calls` calls of `tool` through `url`, at most `concurrency` at a time, started
+    evenly over `spread` seconds (so that a fault the test injects meanwhile meets a
+    steady flow, as a rolling restart does), each by a stateless 2026-07-28 client that
+    carries its context in every request: any replica can serve any of them.
+
+    Each call ends within `timeout`. `answers` counts the successful answers by their
+    text (a backend tagged with its replica names who served), `failures` the rest by
+    kind: the exception's type and the start of its message, or "tool error".
+    """
+
+    url: str
+    tool: str
+    arguments: dict[str, Any]
+    calls: int = 300
+    concurrency: int = 8
+    spread: float = 10.0
+    timeout: float = 20.0
+    answers: Counter[str] = field(default_factory=Counter)
+    failures: Counter[str] = field(default_factory=Counter)
+    sent: int = field(default=0, init=False)
+
+    @property
+    def done(self) -> int:
+        return sum(self.answers.values()) + sum(self.failures.values())
+
+    @property
+    def in_flight(self) -> int:
+        return self.sent - self.done
+
+    async def run(self) -> None:
+        """Make every call; returns once each has an outcome."""
+        begun = anyio.current_time()
+        slots = anyio.Semaphore(self.concurrency)
+        async with anyio.create_task_group() as tg:
+            for index in range(self.calls):
+                await anyio.sleep_until(begun + index * self.spread / self.calls)
+                await slots.acquire()
+                self.sent += 1
+                tg.start_soon(self._one, slots)
+
+    async def _one(self, slots: anyio.Semaphore) -> None:
+        try:
+            with anyio.fail_after(self.timeout):
+                async with AsyncExitStack() as stack:
+                    client = await stack.enter_async_context(
+                        Client(StreamableHttpTransport(self.url), timeout=self.timeout)
+                    )
+                    result = await client.call_tool_mcp(self.tool, self.arguments)
+            if result.is_error:
+                self.failures["tool error: " + _text(result)[:80]] += 1
+            else:
+                self.answers[_text(result)] += 1
+        except Exception as exc:
+            self.failures[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
+        finally:
+            slots.release()
+
+
+def _text(result: mcp_types.CallToolResult) -> str:
+    return "\n".join(b.text for b in result.content if isinstance(b, mcp_types.TextContent))

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -114,6 +116,19 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def probe(port: int, path: str = "/readyz") -> int | None:
+    """The status of `GET path` on a gateway's HTTP front at `port`; None when it does
+    not answer (not listening yet, or gone)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as reply:
+            status: int = reply.status
+            return status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+    except OSError:
+        return None
 
 
 def _ppid_map() -> dict[int, int]:
@@ -241,8 +256,9 @@ def served_gateway(
     env: dict[str, str] | None = None,
     stderr: IO[bytes] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """`mcp-agg serve --transport http -c config [args]` until its port answers: its
-    /mcp URL and process; the process group is killed on exit."""
+    """`mcp-agg serve --transport http -c config [args]` until it is ready (`/readyz`
+    200: every backend has started): its /mcp URL and process; the process group is
+    killed on exit."""
     port = port or free_port()
     proc = subprocess.Popen(
         [
@@ -255,7 +271,7 @@ def served_gateway(
         start_new_session=True,
     )
     try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 60, "the HTTP gateway")
+        wait_until(lambda: probe(port) == 200 or proc.poll() is not None, 60, "the gateway ready")
         assert proc.poll() is None, f"gateway exited with {proc.returncode}"
         yield f"http://127.0.0.1:{port}/mcp", proc
     finally:

@@ -19,7 +19,7 @@ from tests.e2e.procs import (
     initialize_params,
     kill_group,
     pids_with_arg,
-    port_open,
+    probe,
     rpc,
     wait_until,
 )
@@ -111,7 +111,7 @@ def test_http_gateway_sigterm_reaps_every_backend(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 60, "the HTTP gateway")
+        wait_until(lambda: probe(port) == 200 or proc.poll() is not None, 60, "the gateway ready")
         assert proc.poll() is None
         tree = descendants(proc.pid)
         proc.send_signal(signal.SIGTERM)

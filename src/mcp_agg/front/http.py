@@ -1,7 +1,9 @@
 """The HTTP front: streamable HTTP at `/mcp`, served by uvicorn.
 
 It replaces one piece of FastMCP's `run_http_async`: uvicorn's own signal handling
-would kill the process before the lifespan (every backend) has unwound, and its
+would kill the process before the lifespan (every backend) has unwound, its
+lifespan would start every backend before it listens (a starting replica must answer
+`/readyz` with 503, `mcp_agg.front.probes`, not refuse connections), and its
 graceful shutdown gives the requests in flight a fixed time (FastMCP's 2 s), then cuts
 their response bodies off. So the signals stay the gateway's (`mcp_agg.front.signals`),
 and a stop signal drains the front (`mcp_agg.front.drain`: calls in flight are answered,
@@ -26,6 +28,7 @@ stream while the client was away, as when the server ends a stream mid-call.
 from __future__ import annotations
 
 import logging
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -38,8 +41,8 @@ from mcp_agg.front.bodylimit import BodyLimit, lift_sdk_cap
 from mcp_agg.front.drain import Drain
 from mcp_agg.front.events import BoundedEventStore
 from mcp_agg.front.exchanges import Exchanges
-from mcp_agg.front.listener import OpsListener, serving_ops
-from mcp_agg.front.probes import Probes
+from mcp_agg.front.listener import OpsListener, bind_port, serving_ops
+from mcp_agg.front.probes import Probes, quiet_probe_access_log
 from mcp_agg.front.sealedsessions import Resumption, seal_sessions
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
@@ -80,49 +83,77 @@ async def serve_http(
     """
     drain = Drain(grace=settings.shutdown_grace, serve_on=settings.drain_seconds)
     drain.install(server)
-    inner, exchanges = _asgi_app(server, host, settings, resumption)
+    inner, exchanges, lifespan = _asgi_app(server, host, settings, resumption)
     app = Probes(inner)
+    try:
+        # Bound now: a taken port fails before any backend starts.
+        sock = bind_port(host, port)
+    except OSError as exc:
+        logger.error("cannot listen on %s:%d: %s", host, port, exc)
+        raise SystemExit(1) from None
+    quiet_probe_access_log()
     # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
     # the gateway's stderr handler and its secret redaction; they propagate to it instead.
+    # lifespan="off": uvicorn would run the app's lifespan (every backend's first
+    # connection) before it listens, so a starting replica would refuse connections
+    # instead of answering /readyz with 503; the lifespan is run below, beside it.
     config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         log_level=log_level,
         log_config=None,
-        lifespan="on",
+        lifespan="off",
         timeout_graceful_shutdown=_CLOSE_TIMEOUT,
     )
     web = SignalFreeUvicorn(config)
-    async with anyio.create_task_group() as tg:
+    starting = anyio.CancelScope()
+    served = anyio.Event()
+    try:
+        async with anyio.create_task_group() as tg:
 
-        def stop() -> None:
-            if web.started:
-                app.state = "draining"  # /readyz: 503 from now on
-                drain.begin("received a stop signal")
-            else:
-                tg.cancel_scope.cancel()  # still starting the backends
+            def stop() -> None:
+                if app.state == "starting":
+                    starting.cancel()  # still starting the backends: stop at once
+                else:
+                    app.state = "draining"  # /readyz: 503 from now on
+                    drain.begin("received a stop signal")
 
-        async def exit_when_drained() -> None:
-            await drain.run(exchanges.idle)
-            exchanges.close_streams()
-            web.should_exit = True
+            async def exit_when_drained() -> None:
+                await drain.run(exchanges.idle)
+                exchanges.close_streams()
+                web.should_exit = True
 
-        tg.start_soon(handle_signals, stop, on_reload, hurry)
-        tg.start_soon(exit_when_drained)
-        # As run_http_async does: the lifespan (every backend) spans the web server.
-        async with serving_ops(ops), server._lifespan_manager():
-            app.state = "ready"
-            logger.info("serving MCP on http://%s:%d/mcp", host, port)
-            await web.serve()
-        tg.cancel_scope.cancel()
+            async def serve_web() -> None:
+                try:
+                    await web.serve(sockets=[sock])
+                finally:
+                    served.set()
+
+            tg.start_soon(handle_signals, stop, on_reload, hurry)
+            tg.start_soon(exit_when_drained)
+            async with serving_ops(ops):
+                # Listening at once: /healthz 200, /readyz 503 and MCP requests 503 until
+                # the lifespan (every backend) has started, which then spans the web server
+                # as in run_http_async.
+                tg.start_soon(serve_web)
+                logger.info("listening on http://%s:%d (not ready until started)", host, port)
+                with starting:
+                    async with server._lifespan_manager(), lifespan:
+                        app.state = "ready"
+                        logger.info("serving MCP on http://%s:%d/mcp", host, port)
+                        await served.wait()
+                web.should_exit = True
+                await served.wait()
+            tg.cancel_scope.cancel()
+    finally:
+        sock.close()
 
 
 def _asgi_app(
     server: FastMCP[Any], host: str, settings: GatewayConfig, resumption: Resumption | None
-) -> tuple[ASGIApp, Exchanges]:
+) -> tuple[ASGIApp, Exchanges, AbstractAsyncContextManager[object]]:
     """FastMCP's MCP app behind our layers, outermost first: the Host/Origin guard, the
-    body limit, the exchanges (returned too, for the drain)."""
+    body limit, the exchanges (returned too, for the drain); and the MCP app's lifespan
+    (the SDK's session manager, which enters the server's lifespan)."""
     policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
     logger.info(
         "HTTP front accepts Host %s and Origin %s (or none)",
@@ -143,4 +174,5 @@ def _asgi_app(
         seal_sessions(mcp_app, resumption)
     exchanges = Exchanges(mcp_app)
     exchanges.install(server)
-    return HostOriginGuard(BodyLimit(exchanges, settings.max_message_bytes), policy), exchanges
+    guarded = HostOriginGuard(BodyLimit(exchanges, settings.max_message_bytes), policy)
+    return guarded, exchanges, mcp_app.lifespan(mcp_app)

@@ -25,7 +25,7 @@ from mcp_agg.config import GatewayConfig
 from mcp_agg.front.signals import SignalFreeUvicorn
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
 
-__all__ = ["OpsListener", "ops_listener", "serving_ops"]
+__all__ = ["OpsListener", "bind_port", "ops_listener", "serving_ops"]
 
 logger = logging.getLogger("mcp_agg")
 
@@ -53,10 +53,11 @@ def ops_listener(
     starts) for `routes`, behind the Host/Origin guard as the HTTP front is."""
     policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
     app = HostOriginGuard(Starlette(routes=list(routes)), policy)
-    return OpsListener(app, _bind(host, port))
+    return OpsListener(app, bind_port(host, port))
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def bind_port(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to `host:port` (not yet listening); OSError if taken."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
