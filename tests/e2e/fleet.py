@@ -153,7 +153,10 @@ class Load:
     """`calls` calls of `tool` through `url`, at most `concurrency` at a time, started
     evenly over `spread` seconds (so that a fault the test injects meanwhile meets a
     steady flow, as a rolling restart does), each by a stateless 2026-07-28 client that
-    carries its context in every request: any replica can serve any of them.
+    carries its context in every request: any replica can serve any of them. With
+    `sessions`, the calls go instead over that many handshake-era sessions opened once
+    (the fleet needs a `session_secret`), each taking the next call when it is free:
+    every session's requests land on every replica.
 
     Each call ends within `timeout`. `answers` counts the successful answers by their
     text (a backend tagged with its replica names who served), `failures` the rest by
@@ -167,6 +170,7 @@ class Load:
     concurrency: int = 8
     spread: float = 10.0
     timeout: float = 20.0
+    sessions: int = 0
     answers: Counter[str] = field(default_factory=Counter)
     failures: Counter[str] = field(default_factory=Counter)
     sent: int = field(default=0, init=False)
@@ -181,20 +185,26 @@ class Load:
 
     async def run(self) -> None:
         """Make every call; returns once each has an outcome."""
-        begun = anyio.current_time()
-        slots = anyio.Semaphore(self.concurrency)
-        async with anyio.create_task_group() as tg:
-            for index in range(self.calls):
-                await anyio.sleep_until(begun + index * self.spread / self.calls)
-                await slots.acquire()
-                self.sent += 1
-                tg.start_soon(self._one, slots)
+        async with AsyncExitStack() as sessions:
+            free: list[Client[Any]] = []
+            for _ in range(self.sessions):
+                client = Client(self.url, mode="legacy", timeout=self.timeout)
+                free.append(await sessions.enter_async_context(client))
+            slots = anyio.Semaphore(self.sessions or self.concurrency)
+            begun = anyio.current_time()
+            async with anyio.create_task_group() as tg:
+                for index in range(self.calls):
+                    await anyio.sleep_until(begun + index * self.spread / self.calls)
+                    await slots.acquire()
+                    self.sent += 1
+                    tg.start_soon(self._one, slots, free)
 
-    async def _one(self, slots: anyio.Semaphore) -> None:
+    async def _one(self, slots: anyio.Semaphore, free: list[Client[Any]]) -> None:
+        session = free.pop() if free else None
         try:
             with anyio.fail_after(self.timeout):
                 async with AsyncExitStack() as stack:
-                    client = await stack.enter_async_context(
+                    client = session or await stack.enter_async_context(
                         Client(StreamableHttpTransport(self.url), timeout=self.timeout)
                     )
                     result = await client.call_tool_mcp(self.tool, self.arguments)
@@ -205,6 +215,8 @@ class Load:
         except Exception as exc:
             self.failures[f"{type(exc).__name__}: {str(exc)[:80]}"] += 1
         finally:
+            if session is not None:
+                free.append(session)
             slots.release()
 
 

@@ -40,6 +40,10 @@ from tests.e2e.procs import (
 pytestmark = pytest.mark.e2e
 
 SERVE_HTTP = ("--transport", "http", "--port")
+#: Shared by the replicas: any of them serves a handshake-era session.
+SECRET = "e2e-fleet-drain-session-secret-0123456789"
+#: The load's clients: stateless 2026-07-28 calls, or 8 handshake-era sessions.
+ERAS = pytest.mark.parametrize("sessions", [0, 8], ids=["stateless", "handshake sessions"])
 #: How long the backend's `read` takes while the mode file says so.
 SLOW = "slow:80"
 
@@ -55,6 +59,7 @@ def faulty_config(folder: Path) -> Path:
 [gateway]
 drain_seconds = 2
 shutdown_grace = 10
+session_secret = "{SECRET}"
 
 [[servers]]
 name = "faulty"
@@ -83,8 +88,16 @@ def began(folder: Path) -> bool:
     return log.exists() and " start" in log.read_text()
 
 
-def load_through(f: Fleet, spread: float) -> Load:
-    return Load(f.url, "faulty_read", {"key": "k"}, calls=300, concurrency=8, spread=spread)
+def load_through(f: Fleet, spread: float, sessions: int) -> Load:
+    return Load(
+        f.url,
+        "faulty_read",
+        {"key": "k"},
+        calls=300,
+        concurrency=8,
+        spread=spread,
+        sessions=sessions,
+    )
 
 
 async def exited(proc: subprocess.Popen[bytes], within: float) -> int:
@@ -94,14 +107,15 @@ async def exited(proc: subprocess.Popen[bytes], within: float) -> int:
     return proc.returncode
 
 
+@ERAS
 async def test_sigterm_under_load_loses_no_call_and_the_restarted_replica_serves(
-    tmp_path: Path,
+    tmp_path: Path, sessions: int
 ) -> None:
     """A long call in flight on the stopped replica keeps it alive past the moment it
     starts refusing: only `drain_seconds` above HAProxy's `inter * fall` keeps every
     call of the load away from it by then (with 0, some are refused)."""
     with fleet(faulty_config(tmp_path)) as f:
-        load = load_through(f, spread=14.0)
+        load = load_through(f, spread=14.0, sessions=sessions)
         long_call: list[str] = []
 
         async def ask_replica_0() -> None:
@@ -133,9 +147,14 @@ async def test_sigterm_under_load_loses_no_call_and_the_restarted_replica_serves
         assert load.answers["0"] > 0, load.answers
 
 
-async def test_sigkill_fails_only_the_calls_in_flight_on_that_replica(tmp_path: Path) -> None:
+@ERAS
+async def test_sigkill_fails_only_the_calls_in_flight_on_that_replica(
+    tmp_path: Path, sessions: int
+) -> None:
+    """With handshake-era sessions, those that had requests on the killed replica go on
+    on the others: every call after the kill is answered."""
     with fleet(faulty_config(tmp_path)) as f:
-        load = load_through(f, spread=5.0)
+        load = load_through(f, spread=5.0, sessions=sessions)
         async with anyio.create_task_group() as tg:
             tg.start_soon(load.run)
             await eventually(lambda: load.done >= 30, "the first calls", timeout=30)
