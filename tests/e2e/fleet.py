@@ -4,7 +4,6 @@ calls through it at a bounded concurrency, counted by outcome."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from collections import Counter
@@ -19,7 +18,7 @@ import mcp_types
 from fastmcp import Client
 from fastmcp.client.transports import StreamableHttpTransport
 
-from tests.e2e.procs import REPO, free_port, kill_group, port_open, served_gateway, wait_until
+from tests.e2e.procs import REPO, free_port, listening, served_gateway
 
 HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"
 #: Replicas in deploy/haproxy.cfg.
@@ -46,23 +45,14 @@ def redis_server(port: int | None = None, *, password: str | None = None) -> Ite
     """A throwaway redis-server on loopback (nothing saved to disk); killed on exit.
     With `password`, it requires it (`--requirepass`), and `url` carries it."""
     port = port or free_port()
-    proc = subprocess.Popen(
-        [
-            _program("redis-server"),
-            *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
-            *(("--requirepass", password) if password else ()),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 20, "redis-server")
-        assert proc.poll() is None, f"redis-server exited with {proc.returncode}"
+    command = [
+        _program("redis-server"),
+        *("--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+        *(("--requirepass", password) if password else ()),
+    ]
+    with listening(command, port, timeout=20) as proc:
         auth = f":{password}@" if password else ""
         yield RedisServer(f"redis://{auth}127.0.0.1:{port}/0", port, proc)
-    finally:
-        kill_group(proc)
 
 
 @contextmanager
@@ -73,23 +63,11 @@ def haproxy(replica_ports: list[int], port: int | None = None) -> Iterator[str]:
     port = port or free_port()
     ports = [*replica_ports, *(free_port() for _ in range(FLEET_SIZE - len(replica_ports)))]
     env = {
-        **os.environ,
         "MCP_AGG_FLEET_BIND": f"127.0.0.1:{port}",
         **{f"MCP_AGG_REPLICA_{i}": f"127.0.0.1:{p}" for i, p in enumerate(ports, 1)},
     }
-    proc = subprocess.Popen(
-        [_program("haproxy"), "-db", "-f", str(HAPROXY_CFG)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: port_open(port) or proc.poll() is not None, 20, "haproxy")
-        assert proc.poll() is None, f"haproxy exited with {proc.returncode}"
+    with listening([_program("haproxy"), "-db", "-f", str(HAPROXY_CFG)], port, env=env, timeout=20):
         yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        kill_group(proc)
 
 
 #: Set in each replica's environment to its tag (`fleet`: its index), so that a config
