@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from fastmcp.server.auth import TokenVerifier
+from fastmcp.server.auth import AuthProvider
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -42,7 +42,7 @@ def metrics_routes(gateway: MetricsSource) -> list[BaseRoute]:
     return [Route("/metrics", scrape, methods=["GET"], name="metrics")]
 
 
-async def _unauthorized(verifier: TokenVerifier, request: Request) -> Response | None:
+async def _unauthorized(verifier: AuthProvider, request: Request) -> Response | None:
     """The 401 for a request without a token the verifier accepts; None when it has one."""
     token = bearer_token(request.headers.get("authorization"))
     if token is None:

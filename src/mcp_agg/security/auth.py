@@ -6,6 +6,8 @@
   expiry, `issuer`, `audience`); the caller's roles are the `roles_claim` claim (a list,
   or a string of names separated by spaces or commas; a dotted name such as
   `realm_access.roles` walks nested objects), its identity the `client_id_claim` claim.
+- `type = "oauth"`: the same JWT checks with the audience fixed to `resource`, plus the
+  OAuth resource-server duties (metadata, challenges, scopes): `security/resource.py`.
 
 FastMCP's HTTP app does the rest: with `auth=` set on the server, every request to
 `/mcp` without a valid bearer token gets HTTP 401 with a `WWW-Authenticate: Bearer`
@@ -21,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from fastmcp.server.auth import AccessToken, TokenVerifier
+from fastmcp.server.auth import AccessToken, AuthProvider
 from fastmcp.server.dependencies import get_access_token, get_http_request
 
 from mcp_agg.config import AuthConfig, GatewayConfig
@@ -56,8 +58,12 @@ class Identity:
     roles: frozenset[str]
 
 
-def build_verifier(auth: AuthConfig) -> TokenVerifier:
+def build_verifier(auth: AuthConfig) -> AuthProvider:
     """The FastMCP token verifier for `[gateway.auth]`."""
+    if auth.type == "oauth":
+        from mcp_agg.security.resource import ResourceServer
+
+        return ResourceServer(auth)
     if auth.type == "bearer":
         from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
 
