@@ -170,3 +170,16 @@ async def test_a_valid_token_passes_and_names_the_caller(keys: RSAKeyPair) -> No
     verified = await verifier.verify_token(token(keys, additional_claims=claims))
     assert verified is not None
     assert identity_of(verified, auth) == Identity("u-1", frozenset({"reader"}))
+
+
+@pytest.mark.parametrize("resource", ["https://mcp.example.test", "https://MCP.example.test/mcp"])
+async def test_a_token_for_the_published_resource_passes(keys: RSAKeyPair, resource: str) -> None:
+    """The metadata publishes the resource normalized; a token for either form passes."""
+    raw = {**OAUTH, "jwks_uri": None, "public_key": keys.public_key, "resource": resource}
+    verifier = build_verifier(load(raw).gateway.auth)
+    assert isinstance(verifier, ResourceServer)
+    published = str(verifier.resource)
+    assert published != resource
+    for audience in (resource, published):
+        assert await verifier.verify_token(token(keys, audience=audience)) is not None
+    assert await verifier.verify_token(token(keys, audience=f"{published}x")) is None

@@ -43,7 +43,7 @@ class ResourceServer(RemoteAuthProvider):
             public_key=auth.public_key,
             jwks_uri=auth.jwks_uri,
             issuer=auth.issuers,
-            audience=auth.resource,
+            audience=_audiences(auth.resource, self.resource),
         )
         servers = auth.authorization_servers or ([auth.issuer] if auth.issuer else [])
         super().__init__(
@@ -71,3 +71,11 @@ class ResourceServer(RemoteAuthProvider):
             )[0]
             routes.append(Route(WELL_KNOWN, endpoint=bare.endpoint, methods=["GET", "OPTIONS"]))
         return routes
+
+
+def _audiences(configured: str, published: AnyHttpUrl) -> str | list[str]:
+    """The `aud` values a token may carry: the resource as configured, and as the
+    metadata publishes it, which pydantic normalizes (`https://x.test` becomes
+    `https://x.test/`, the host lower case). Clients ask for a token for the published
+    form (RFC 8707), so refusing it would lock out every client of such a resource."""
+    return configured if str(published) == configured else [configured, str(published)]
