@@ -16,11 +16,8 @@ with three changes a gateway needs:
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from fastmcp.server.auth import RemoteAuthProvider
 from fastmcp.server.auth.providers.jwt import JWTVerifier
-from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from pydantic import AnyHttpUrl
 from starlette.routing import Route
 
@@ -62,14 +59,9 @@ class ResourceServer(RemoteAuthProvider):
     def get_routes(self, mcp_path: str | None = None) -> list[Route]:
         """The metadata at the path-suffixed well-known URL, and at the bare one."""
         routes = super().get_routes(mcp_path)
-        suffixed = urlsplit(str(build_resource_metadata_url(self.resource))).path
-        if suffixed != WELL_KNOWN:
-            bare = create_protected_resource_routes(
-                resource_url=self.resource,
-                authorization_servers=self.authorization_servers,
-                scopes_supported=self.scopes_supported,
-            )[0]
-            routes.append(Route(WELL_KNOWN, endpoint=bare.endpoint, methods=["GET", "OPTIONS"]))
+        if all(route.path != WELL_KNOWN for route in routes):
+            served = routes[0]  # the SDK's metadata route, for the resource's path
+            routes.append(Route(WELL_KNOWN, endpoint=served.endpoint, methods=["GET", "OPTIONS"]))
         return routes
 
 
