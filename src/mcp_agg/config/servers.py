@@ -116,6 +116,8 @@ class ReplicaSpec:
     id: str
     server: ServerConfig
     base_dir: Path
+    #: `[gateway] token_key`: encrypts the server's OAuth tokens kept in a file.
+    token_key: str | None = None
 
     @property
     def prefix(self) -> str:
