@@ -48,7 +48,7 @@ def login(
     async def sign_in() -> int:
         port = await _registered_port(storage)
         await _forget_tokens(storage)  # a fresh sign-in, even over a working one
-        async with loopback_sign_in(port, timeout=timeout) as flow:
+        async with loopback_sign_in(port, wait_seconds=timeout) as flow:
             transport = http_transport(spec, sign_in=flow)
             async with Client(transport, name="mcp-agg/login") as client:
                 return len(await client.list_tools())

@@ -27,10 +27,9 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata
 from pydantic import AnyUrl
 
-from mcp_agg.errors import UpstreamConnectError
-
 from mcp_agg.backend.oauth.storage import VaultTokenStorage
 from mcp_agg.backend.oauth.vault import default_vault
+from mcp_agg.errors import UpstreamConnectError
 
 if TYPE_CHECKING:
     from mcp_agg.config import ReplicaSpec

@@ -64,17 +64,18 @@ class LoopbackSignIn:
 
 @contextlib.asynccontextmanager
 async def loopback_sign_in(
-    port: int | None = None, out: TextIO = sys.stderr, timeout: float = 300
+    port: int | None = None, out: TextIO = sys.stderr, wait_seconds: float = 300
 ) -> AsyncIterator[LoopbackSignIn]:
     """A `LoopbackSignIn` whose callback server listens for as long as the block runs
     (bound before the URL is shown, so a quick browser never finds the port closed)."""
-    flow = LoopbackSignIn(port or find_available_port(_HOST), out, timeout)
+    flow = LoopbackSignIn(port or find_available_port(_HOST), out, wait_seconds)
     server = create_oauth_callback_server(
         port=flow.port, host=_HOST, result_container=flow.result, result_ready=flow.ready
     )
     async with anyio.create_task_group() as tg:
         tg.start_soon(server.serve)
-        while not server.started:
+        # uvicorn's Server has a `started` flag, no event to wait on.
+        while not server.started:  # noqa: ASYNC110
             await anyio.sleep(0.01)
         try:
             yield flow
