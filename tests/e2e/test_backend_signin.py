@@ -110,6 +110,11 @@ def test_login_then_the_gateway_serves_the_backend(
     assert tokens.access_token not in path.read_text()  # encrypted with token_key
     assert tokens.access_token not in said
 
+    shown = mcp_agg("status", "-c", str(config))
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("remote "))
+    assert row.split()[1:3] == ["yes", time.strftime("%Y-%m-%d")], shown.stdout
+    assert tokens.access_token not in shown.stdout + shown.stderr
+
     tools = mcp_agg("tools", "-c", str(config))
     assert "remote_token" in tools.stdout, tools.stderr
     assert tokens.access_token not in tools.stdout + tools.stderr

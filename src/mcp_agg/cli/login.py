@@ -22,7 +22,7 @@ from mcp_agg.config import Config, ReplicaSpec
 from mcp_agg.errors import GatewayError
 from mcp_agg.security.redact import redact
 
-__all__ = ["login", "logout"]
+__all__ = ["login", "logout", "sign_in_rows"]
 
 ServerArgument = Annotated[
     str, typer.Argument(help='A [[servers]] name with auth = { type = "oauth" }.')
@@ -80,6 +80,25 @@ def logout(
     except GatewayError as exc:
         raise fail(1, str(exc)) from None
     typer.echo(f"Signed out of {server}.", err=True)
+
+
+def sign_in_rows(config: Config) -> list[list[str]]:
+    """`status`'s SIGN-IN table: per server with OAuth, whether the user is signed in and
+    until when (never the tokens)."""
+    specs = {spec.group: spec for spec in config.replica_specs() if spec.server.auth is not None}
+    rows = []
+    for name, spec in specs.items():
+        try:
+            state = run(storage_for(spec).sign_in)
+        except GatewayError as exc:
+            rows.append([name, "unreadable", "-", redact(str(exc))])
+            continue
+        if not state.signed_in:
+            rows.append([name, "no", "-", f"run `mcp-agg login {name}`"])
+            continue
+        until = "-" if state.expires_at is None else _when(state.expires_at)
+        rows.append([name, "yes", until, "refreshable" if state.refreshable else ""])
+    return rows
 
 
 def _oauth_spec(config: Config, server: str) -> ReplicaSpec:

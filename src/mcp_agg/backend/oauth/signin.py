@@ -72,8 +72,15 @@ async def loopback_sign_in(
     server = create_oauth_callback_server(
         port=flow.port, host=_HOST, result_container=flow.result, result_ready=flow.ready
     )
+
+    async def serve() -> None:
+        try:
+            await server.serve()
+        except SystemExit:  # uvicorn's answer to a port it cannot bind
+            raise OSError(f"cannot listen on {flow.redirect_uri} for the sign-in") from None
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(server.serve)
+        tg.start_soon(serve)
         # uvicorn's Server has a `started` flag, no event to wait on.
         while not server.started:  # noqa: ASYNC110
             await anyio.sleep(0.01)
