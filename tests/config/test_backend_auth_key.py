@@ -32,13 +32,12 @@ def server(lines: str) -> str:
         (
             'url = "https://h/sse"\ntransport = "sse"\n'
             'auth = { type = "oauth", scopes = ["repo", "read:org"], client_id = "cid",'
-            ' client_secret = "${SECRET}", per_user = true }\n',
+            ' client_secret = "${SECRET}", per_user = false }\n',
             BackendOAuthConfig(
                 type="oauth",
                 scopes=["repo", "read:org"],
                 client_id="cid",
                 client_secret="s3cret-value",
-                per_user=True,
             ),
         ),
         ('url = "https://h/mcp"\n', None),
@@ -71,6 +70,10 @@ def test_auth_is_read(tmp_path: Path, lines: str, expected: BackendOAuthConfig |
         (
             server('url = "https://h/mcp"\nauth = { type = "oauth", client_id = "" }\n'),
             ["servers[0] (a).auth.client_id"],
+        ),
+        (
+            server('url = "https://h/mcp"\nauth = { type = "oauth", per_user = true }\n'),
+            ["servers[0] (a).auth.per_user", "not supported yet"],
         ),
         (
             '[gateway]\ntoken_key = "short"\n',

@@ -135,3 +135,18 @@ def test_login_then_the_gateway_serves_the_backend(
     assert anyio.run(stored(data_dir, backend).get_tokens) is None
     after = mcp_agg("status", "-c", str(config))
     assert "not signed in: run `mcp-agg login remote`" in after.stdout + after.stderr
+
+
+def test_a_revoked_sign_in_is_reported_with_the_command(
+    config: Path, data_dir: Path, backend: str
+) -> None:
+    login(config)
+    tokens = anyio.run(stored(data_dir, backend).get_tokens)
+    assert tokens is not None
+    answer = httpx.post(backend.removesuffix("/mcp") + "/test/revoke-all", timeout=10)
+    assert answer.status_code == 200, answer.text
+
+    shown = mcp_agg("status", "-c", str(config))
+    assert "not signed in: run `mcp-agg login remote`" in shown.stdout, shown.stdout
+    assert tokens.access_token not in shown.stdout + shown.stderr
+    assert "units-1" in shown.stdout

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mcp_agg.config.base import StrictModel
 
@@ -26,3 +26,12 @@ class BackendOAuthConfig(StrictModel):
     client_secret: Annotated[str, Field(min_length=1)] | None = None
     #: One token set per caller of the HTTP front, instead of one for the gateway.
     per_user: bool = False
+
+    @field_validator("per_user")
+    @classmethod
+    def _one_user_only(cls, value: bool) -> bool:
+        # Refused until per-user token sets exist, rather than read and ignored: a team
+        # gateway would otherwise give every caller the one user's access.
+        if value:
+            raise ValueError("`per_user = true` is not supported yet: one sign-in per gateway")
+        return value

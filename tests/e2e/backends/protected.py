@@ -1,7 +1,9 @@
 """A backend behind OAuth: FastMCP's in-memory authorization server (registration open,
 codes granted without a person) and the MCP server it protects, on one port.
 
-`--token-seconds` shortens the access tokens' life, for the refresh tests. The `token`
+`--token-seconds` shortens the access tokens' life, for the refresh tests; a POST to
+`/test/revoke-all` revokes every token issued, as an administrator at the authorization
+server would. The `token`
 tool says which token the call carried (its last characters), so a test sees a refresh.
 """
 
@@ -13,6 +15,8 @@ from fastmcp import FastMCP
 from fastmcp.server.auth.providers import in_memory
 from fastmcp.server.dependencies import get_access_token
 from mcp.server.auth.settings import ClientRegistrationOptions
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
 
 
 def main() -> None:
@@ -33,6 +37,12 @@ def main() -> None:
         """The end of the access token this call carried."""
         access = get_access_token()
         return "none" if access is None else access.token[-8:]
+
+    @server.custom_route("/test/revoke-all", methods=["POST"])
+    async def revoke_all(request: Request) -> PlainTextResponse:
+        auth.access_tokens.clear()
+        auth.refresh_tokens.clear()
+        return PlainTextResponse("revoked")
 
     server.run(transport="http", host="127.0.0.1", port=options.port, show_banner=False)
 

@@ -104,8 +104,10 @@ class BackendOAuth(OAuthClientProvider):
             server_url=url,
             client_metadata=metadata,
             storage=storage,
+            # Both handlers given in a running gateway too: the SDK checks that both exist
+            # before it calls the first, and would fail with a message about handlers.
             redirect_handler=self._refuse if flow is None else flow.redirect,
-            callback_handler=None if flow is None else flow.callback,
+            callback_handler=self._never if flow is None else flow.callback,
         )
 
     async def _initialize(self) -> None:
@@ -126,6 +128,9 @@ class BackendOAuth(OAuthClientProvider):
     async def _refuse(self, authorization_url: str) -> None:
         """A running gateway does not authorize: the user signs in with `mcp-agg login`."""
         raise NotSignedIn(self.server, self.replica)
+
+    async def _never(self) -> AuthorizationCodeResult:
+        raise NotSignedIn(self.server, self.replica)  # `_refuse` has raised already
 
 
 def storage_for(spec: ReplicaSpec) -> VaultTokenStorage:
