@@ -97,7 +97,9 @@ class BackendOAuth(OAuthClientProvider):
             redirect_uris=[AnyUrl(redirect_uri)],
             grant_types=["authorization_code", "refresh_token"],
             response_types=["code"],
-            token_endpoint_auth_method="client_secret_post" if secret else "none",
+            # Basic for a configured secret: the one method RFC 6749 (2.3.1) makes every
+            # authorization server support.
+            token_endpoint_auth_method="client_secret_basic" if secret else "none",
             scope=" ".join(config.scopes) or None,
         )
         super().__init__(
