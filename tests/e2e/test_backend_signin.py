@@ -14,10 +14,20 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
+from fastmcp import Client
 
 from mcp_agg.backend.oauth.storage import VaultTokenStorage
 from mcp_agg.backend.oauth.vault import FileVault
-from tests.e2e.procs import BACKENDS, PYTHON, backend_process, demo_servers, free_port, mcp_agg
+from tests.e2e.procs import (
+    BACKENDS,
+    PYTHON,
+    backend_process,
+    demo_servers,
+    eventually,
+    free_port,
+    mcp_agg,
+    served_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +46,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def backend() -> Iterator[str]:
     port = free_port()
-    with backend_process(BACKENDS / "protected.py", "--token-seconds", "2", port=port):
+    with backend_process(BACKENDS / "protected.py", "--token-seconds", "4", port=port):
         yield f"http://127.0.0.1:{port}/mcp"
 
 
@@ -119,7 +129,7 @@ def test_login_then_the_gateway_serves_the_backend(
     assert "remote_token" in tools.stdout, tools.stderr
     assert tokens.access_token not in tools.stdout + tools.stderr
 
-    # The access token lives 2 s: once it has expired, a call refreshes it first.
+    # The access token lives 4 s: once it has expired, a call refreshes it first.
     deadline = time.monotonic() + 10
     while (expiry := anyio.run(stored(data_dir, backend).expires_at)) and expiry > time.time():
         assert time.monotonic() < deadline, "the access token never expired"
@@ -150,3 +160,19 @@ def test_a_revoked_sign_in_is_reported_with_the_command(
     assert "not signed in: run `mcp-agg login remote`" in shown.stdout, shown.stdout
     assert tokens.access_token not in shown.stdout + shown.stderr
     assert "units-1" in shown.stdout
+
+
+async def test_a_running_gateway_serves_the_backend_once_signed_in(
+    config: Path, data_dir: Path
+) -> None:
+    with served_gateway(config) as (url, _):
+        async with Client(url) as client:
+            names = {tool.name for tool in await client.list_tools()}
+            assert "units_convert" in names
+            assert "remote_token" not in names
+            await anyio.to_thread.run_sync(login, config)
+
+            async def listed() -> bool:
+                return "remote_token" in {tool.name for tool in await client.list_tools()}
+
+            await eventually(listed, "the backend's tools after the sign-in", timeout=40)

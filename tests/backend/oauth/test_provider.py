@@ -28,7 +28,8 @@ async def test_a_stored_token_keeps_its_expiry(tmp_path: Path) -> None:
     await oauth._initialize()
     expiry = oauth.context.token_expiry_time
     assert expiry is not None
-    assert time.time() + 590 < expiry <= time.time() + 600
+    # Refreshed 30 s early: an authorization server may round its expiry down.
+    assert time.time() + 560 < expiry <= time.time() + 570
 
 
 async def test_a_configured_client_is_used_as_is(tmp_path: Path) -> None:

@@ -9,6 +9,11 @@ expiry and on 401, and step-up on `403 insufficient_scope`. What is replaced, an
 - The SDK's `_initialize` loads tokens without their expiry, so a token read back after a
   restart would be sent until a 401; here the stored absolute expiry is restored (as
   FastMCP's `OAuth` does), so it is refreshed before it expires.
+- The SDK counts a token valid up to its last second, and on a `401` starts a whole new
+  authorization rather than a refresh. A token is treated here as expiring `_EARLY`
+  before it does (an authorization server may round its expiry down), so it is refreshed
+  before the backend refuses it; a `401` all the same fails the session with the login
+  message, and the reconnect that follows refreshes from the stored tokens.
 - A configured `client_id` (an authorization server without registration, such as
   GitHub's) is used as is, instead of a registration of our own.
 - Where the authorization happens is a `SignInFlow`: a person at `mcp-agg login`
@@ -21,8 +26,10 @@ expiry and on 401, and step-up on `403 insufficient_scope`. What is replaced, an
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Protocol
 
+import httpx2
 from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata
 from pydantic import AnyUrl
@@ -44,6 +51,9 @@ __all__ = [
     "require_sign_in",
     "storage_for",
 ]
+
+#: How long before its expiry a token is refreshed: at most 30 s, and at most half its life.
+_EARLY = 30.0
 
 #: The redirect URI registered when no sign-in flow is at hand (a running gateway never
 #: authorizes; the SDK only needs one to build its registration request).
@@ -116,6 +126,7 @@ class BackendOAuth(OAuthClientProvider):
         await super()._initialize()
         if self.context.current_tokens is not None:
             self.context.token_expiry_time = await self.storage.expires_at()
+            self._refresh_early()
         if self.config.client_id is not None:
             # An operator's client: never replaced by a registration of our own.
             self.context.client_info = OAuthClientInformationFull(
@@ -126,6 +137,23 @@ class BackendOAuth(OAuthClientProvider):
                 grant_types=self.context.client_metadata.grant_types,
                 scope=self.context.client_metadata.scope,
             )
+
+    async def _handle_token_response(self, response: httpx2.Response) -> None:
+        await super()._handle_token_response(response)
+        self._refresh_early()
+
+    async def _handle_refresh_response(self, response: httpx2.Response) -> bool:
+        refreshed = await super()._handle_refresh_response(response)
+        self._refresh_early()
+        return refreshed
+
+    def _refresh_early(self) -> None:
+        """Move the in-memory expiry `_EARLY` forward (the stored one stays exact)."""
+        tokens, expiry = self.context.current_tokens, self.context.token_expiry_time
+        if tokens is None or expiry is None:
+            return
+        life = tokens.expires_in if tokens.expires_in is not None else expiry - time.time()
+        self.context.token_expiry_time = expiry - min(_EARLY, max(life, 0) / 2)
 
     async def _refuse(self, authorization_url: str) -> None:
         """A running gateway does not authorize: the user signs in with `mcp-agg login`."""
