@@ -16,6 +16,7 @@ from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
 
 from mcp_agg.backend.era import is_modern
+from mcp_agg.backend.oauth.provider import require_sign_in
 from mcp_agg.backend.process import OutputCapture, launched_process
 from mcp_agg.backend.relay import ClientRelay
 from mcp_agg.backend.transports import ExitHook, RequestHook, make_transport, relay_options
@@ -53,6 +54,8 @@ class SessionOpener:
         both `command` and `url` is started first, unless `launch` is false (its process
         is already running: another session of the replica started it)."""
         server = self.spec.server
+        if server.auth is not None:
+            await require_sign_in(self.spec)
         if server.url is not None and server.command is not None and launch:
             return await self._connect_launched(stack)
         stderr = self.output.open() if server.url is None else None

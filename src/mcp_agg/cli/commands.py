@@ -11,6 +11,7 @@ import typer
 from mcp_agg import __version__
 from mcp_agg.cli.call import call
 from mcp_agg.cli.configs import check, import_
+from mcp_agg.cli.login import login, logout
 from mcp_agg.cli.serve import serve
 from mcp_agg.cli.status import status
 from mcp_agg.cli.tools import lock, tools
@@ -69,6 +70,8 @@ _add("status", status)
 _add("call", call)
 _add("check", check)
 _add("import", import_)
+_add("login", login)
+_add("logout", logout)
 
 
 def main() -> None:

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
+from mcp_agg.cli.login import sign_in_rows
 from mcp_agg.cli.logs import setup_logging
 from mcp_agg.cli.options import ConfigOption, JsonOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail, print_table
-from mcp_agg.cli.runner import snapshot
+from mcp_agg.cli.runner import load, snapshot_of
 from mcp_agg.observability.status import replica_status
 from mcp_agg.security.redact import redact
 
@@ -64,17 +65,21 @@ def status(
 ) -> None:
     """Show each replica: state, breaker, load, last error (of a running gateway with --url;
     else the backends are started once here)."""
+    sign_ins: list[list[str]] = []
     if url is not None:
         setup_logging(log_level, "warning")
         rows = _remote_status(url, token)
     else:
-        _, rows = snapshot(
-            config, profile, log_level, lambda g: [replica_status(u) for u in g.upstreams]
-        )
+        loaded = load(config, profile)
+        _, rows = snapshot_of(loaded, log_level, lambda g: [replica_status(u) for u in g.upstreams])
+        sign_ins = sign_in_rows(loaded)
     if as_json:
         typer.echo(redact(json.dumps(rows, indent=2)))
         return
     print_table(_COLUMNS, [_status_cells(r) for r in rows])
+    if sign_ins:
+        typer.echo("")
+        print_table(["SERVER", "SIGNED IN", "UNTIL", ""], sign_ins)
 
 
 def _status_cells(row: dict[str, Any]) -> list[str]:

@@ -69,7 +69,11 @@ class Config(StrictModel):
                     replica_id = server.id
                 specs.append(
                     ReplicaSpec(
-                        group=server.name, id=replica_id, server=server, base_dir=self.base_dir
+                        group=server.name,
+                        id=replica_id,
+                        server=server,
+                        base_dir=self.base_dir,
+                        token_key=self.gateway.token_key,
                     )
                 )
         return specs

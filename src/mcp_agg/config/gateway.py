@@ -130,5 +130,8 @@ class GatewayConfig(StrictModel):
     #: from `${MCP_AGG_SESSION_SECRET}`). Replicas sharing it each serve any session; a
     #: forged or altered id is an unknown session. Unset: sessions stay per process.
     session_secret: Annotated[str, Field(min_length=32)] | None = None
+    #: The key that encrypts backend OAuth tokens kept in a file (no OS keyring), from
+    #: `${MCP_AGG_TOKEN_KEY}`; unset, that file is only protected by its 0600 mode.
+    token_key: Annotated[str, Field(min_length=16)] | None = None
     #: Shared state for a fleet (`[gateway.store]`); absent, everything stays in process.
     store: StoreConfig | None = None

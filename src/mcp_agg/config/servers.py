@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from mcp_agg.config.backendauth import BackendOAuthConfig
 from mcp_agg.config.base import BalancerName, StrictModel
 from mcp_agg.config.gateway import BreakerConfig, RetryConfig
 
@@ -70,6 +71,8 @@ class ServerConfig(StrictModel):
     #: The MCP era the gateway speaks to this backend: the newest it supports
     #: ("auto"), the handshake era ("legacy"), or 2026-07-28 ("modern").
     protocol: Literal["auto", "legacy", "modern"] = "auto"
+    #: Signing in to a remote backend (docs/signing-in.md); HTTP and SSE servers only.
+    auth: BackendOAuthConfig | None = None
 
     @model_validator(mode="after")
     def _check_shape(self) -> ServerConfig:
@@ -79,6 +82,8 @@ class ServerConfig(StrictModel):
             raise ValueError("`transport` applies only to a server with a `url`")
         if self.headers and self.url is None:
             raise ValueError("`headers` apply only to a server with a `url`")
+        if self.auth is not None and self.url is None:
+            raise ValueError("`auth` applies only to a server with a `url` (HTTP/SSE)")
         if self.command is None and (self.args or self.env or self.cwd):
             raise ValueError("`args`, `env` and `cwd` apply only to a server with a `command`")
         if self.replicas > 1 and (self.command is None or self.url is not None):
@@ -111,6 +116,8 @@ class ReplicaSpec:
     id: str
     server: ServerConfig
     base_dir: Path
+    #: `[gateway] token_key`: encrypts the server's OAuth tokens kept in a file.
+    token_key: str | None = None
 
     @property
     def prefix(self) -> str:

@@ -1,7 +1,8 @@
 """Secrets never leave the gateway: configured secret values are replaced by `***`.
 
 The secrets are the values an operator put in servers.toml to authenticate: every
-server's `headers` and `env` values and the bearer tokens of `[gateway.auth]`. They are
+server's `headers` and `env` values and OAuth `client_secret`, the bearer tokens of
+`[gateway.auth]`, and `session_secret` and `token_key`. They are
 collected once from the config (`install`), and `redact` is applied at the few points
 where text leaves the process: log records (a filter on the stderr handler), config
 errors, `status`/`tools` output, error results sent to clients and the audit log.
@@ -76,6 +77,9 @@ def secrets_of(raw: Mapping[str, Any]) -> set[str]:
             if isinstance(table, Mapping):
                 for value in table.values():
                     add(value)
+        server_auth = server.get("auth")
+        if isinstance(server_auth, Mapping):
+            add(server_auth.get("client_secret"))
     gateway = raw.get("gateway")
     auth = gateway.get("auth") if isinstance(gateway, Mapping) else None
     tokens = auth.get("tokens") if isinstance(auth, Mapping) else None
@@ -87,6 +91,7 @@ def secrets_of(raw: Mapping[str, Any]) -> set[str]:
         add(admin.get("token"))
     if isinstance(gateway, Mapping):
         add(gateway.get("session_secret"))
+        add(gateway.get("token_key"))
         store = gateway.get("store")
         url = store.get("url") if isinstance(store, Mapping) else None
         password = urlsplit(url).password if isinstance(url, str) else None

@@ -21,6 +21,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import McpHttpClientFactory, create_mcp_http_client
 from typing_extensions import Unpack
 
+from mcp_agg.backend.oauth.provider import SignInFlow, oauth_for
 from mcp_agg.backend.transports.options import relay_options
 from mcp_agg.backend.transports.sessions import note_session_refusal
 
@@ -42,11 +43,16 @@ class StreamableHttpRelayTransport(ClientTransport):
     answers that refuse the session are noted for the request they answer."""
 
     def __init__(
-        self, url: str, headers: dict[str, str], on_request: RequestHook | None = None
+        self,
+        url: str,
+        headers: dict[str, str],
+        on_request: RequestHook | None = None,
+        auth: httpx2.Auth | None = None,
     ) -> None:
         self.url = url
         self.headers = dict(headers)
         self.on_request = on_request
+        self.auth = auth
 
     @contextlib.asynccontextmanager
     async def connect_session(
@@ -56,7 +62,9 @@ class StreamableHttpRelayTransport(ClientTransport):
         **session_kwargs: Unpack[SessionKwargs],
     ) -> AsyncIterator[ClientSession]:
         options = transport_options or relay_options()
-        http_client = _http_client(self.on_request)(headers=self.headers, timeout=_HTTP_TIMEOUT)
+        http_client = _http_client(self.on_request)(
+            headers=self.headers, timeout=_HTTP_TIMEOUT, auth=self.auth
+        )
         async with (
             http_client,
             streamable_http_client(self.url, http_client=http_client, max_sse_event_size=None) as (
@@ -76,18 +84,23 @@ def http_transport(
     stderr: IO[str] | None = None,
     on_request: RequestHook | None = None,
     on_exit: ExitHook | None = None,
+    *,
+    sign_in: SignInFlow | None = None,
 ) -> ClientTransport:
     """The transport to an HTTP or SSE backend (`stderr` and `on_exit` are a stdio
-    child's: unused)."""
+    child's: unused). A server with `auth` signs in with its stored tokens; `sign_in` is
+    where the user authorizes when there are none (`mcp-agg login`, a headless client)."""
     server = spec.server
     assert server.url is not None  # the caller chose this factory for a url
+    auth = None if server.auth is None else oauth_for(spec, sign_in)
     if server.kind == "sse":
         return SSETransport(
             server.url,
             headers=dict(server.headers),
+            auth=auth,
             httpx_client_factory=None if on_request is None else _http_client(on_request),
         )
-    return StreamableHttpRelayTransport(server.url, server.headers, on_request)
+    return StreamableHttpRelayTransport(server.url, server.headers, on_request, auth)
 
 
 def _http_client(on_request: RequestHook | None) -> McpHttpClientFactory:

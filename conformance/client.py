@@ -1,0 +1,80 @@
+"""The gateway's own backend client as the conformance suite's client under test.
+
+    node .../conformance/dist/index.js client --suite auth \\
+        --command "python conformance/client.py"
+
+The suite appends the URL of the MCP server it runs for a scenario. This connects to it
+exactly as a `[[servers]]` entry with `auth = { type = "oauth" }` is connected: the same
+config model, the same transport (`backend/transports/http.py`) and OAuth provider
+(`backend/oauth/`), with one difference a gateway has no use for: no person signs in, so
+`FollowSignIn` requests the authorization URL itself and takes the code from the redirect.
+It lists the tools and calls the first. Its tokens go to a throwaway data directory, never
+the user's keyring. Exit 0 when the call was answered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+#: A throwaway home for the tokens, set before the vault is chosen: no keyring, a
+#: fresh data directory per run.
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="mcp-agg-conformance-")
+
+from fastmcp import Client
+
+from mcp_agg.backend.oauth.signin import FollowSignIn
+from mcp_agg.backend.transports.http import http_transport
+from mcp_agg.config import ReplicaSpec, ServerConfig
+
+#: The last revision of the handshake era: older and equal ones are spoken as "legacy".
+_HANDSHAKE_ERA_LAST = "2025-11-25"
+
+
+def server_entry(url: str, context: dict[str, object]) -> ServerConfig:
+    """The `[[servers]]` entry for `url`, with the client a scenario pre-registered."""
+    auth: dict[str, object] = {"type": "oauth"}
+    for key in ("client_id", "client_secret"):
+        if isinstance(context.get(key), str):
+            auth[key] = context[key]
+    return ServerConfig.model_validate({"name": "conformance", "url": url, "auth": auth})
+
+
+#: A value of each JSON Schema type, for a tool's required arguments.
+_SAMPLES: dict[str, object] = {"integer": 1, "number": 1, "string": "x", "boolean": True}
+
+
+def sample_arguments(schema: dict[str, Any]) -> dict[str, object]:
+    """Arguments for a tool's required properties: the suite checks the call, not values."""
+    properties = schema.get("properties") or {}
+    return {
+        name: _SAMPLES.get(str(properties.get(name, {}).get("type")), {})
+        for name in schema.get("required") or []
+    }
+
+
+async def main(url: str) -> int:
+    context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+    spec = ReplicaSpec("conformance", "conformance-1", server_entry(url, context), Path.cwd())
+    version = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION", "")
+    mode = "legacy" if version and version <= _HANDSHAKE_ERA_LAST else "auto"
+    transport = http_transport(spec, sign_in=FollowSignIn())
+    async with Client(transport, name="mcp-agg-conformance", mode=mode) as client:
+        tools = await client.list_tools()
+        print(f"tools: {[tool.name for tool in tools]}", file=sys.stderr)
+        if tools:
+            arguments = sample_arguments(tools[0].inputSchema)
+            result = await client.call_tool_mcp(tools[0].name, arguments)
+            print(f"called {tools[0].name}: error={result.is_error}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(anyio.run(main, sys.argv[-1]))

@@ -1,0 +1,193 @@
+"""The httpx auth of an HTTP backend with `auth = { type = "oauth" }`: the SDK's
+`OAuthClientProvider`, over the gateway's token storage.
+
+The SDK does the protocol: discovery from the backend's 401 (RFC 9728, then RFC 8414 /
+OpenID metadata), Client ID Metadata Documents, dynamic registration (RFC 7591), PKCE
+(S256), the `resource` parameter (RFC 8707), the `iss` check (RFC 9207), refresh before
+expiry and on 401, and step-up on `403 insufficient_scope`. What is replaced, and why:
+
+- The SDK's `_initialize` loads tokens without their expiry, so a token read back after a
+  restart would be sent until a 401; here the stored absolute expiry is restored (as
+  FastMCP's `OAuth` does), so it is refreshed before it expires.
+- The SDK counts a token valid up to its last second, and on a `401` starts a whole new
+  authorization rather than a refresh. A token is treated here as expiring `_EARLY`
+  before it does (an authorization server may round its expiry down), so it is refreshed
+  before the backend refuses it; a `401` all the same fails the session with the login
+  message, and the reconnect that follows refreshes from the stored tokens.
+- A configured `client_id` (an authorization server without registration, such as
+  GitHub's) is used as is, instead of a registration of our own.
+- Where the authorization happens is a `SignInFlow`: a person at `mcp-agg login`
+  (signin.py), a headless client that follows the redirect itself (the conformance
+  client), or none at all in a running gateway, which never waits for a browser: a
+  backend whose sign-in is missing or no longer refreshable fails to connect with the
+  command that fixes it (`NotSignedIn`). FastMCP's `OAuth` always opens a browser from
+  whatever process needs the token, which a gateway on stdio must not do.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Protocol
+
+import httpx2
+from mcp.client.auth import OAuthClientProvider
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata
+from pydantic import AnyUrl
+
+from mcp_agg.backend.oauth.storage import VaultTokenStorage
+from mcp_agg.backend.oauth.vault import default_vault
+from mcp_agg.errors import UpstreamConnectError
+
+if TYPE_CHECKING:
+    from mcp_agg.config import ReplicaSpec
+    from mcp_agg.config.backendauth import BackendOAuthConfig
+
+__all__ = [
+    "BackendOAuth",
+    "NotSignedIn",
+    "SignInFlow",
+    "login_command",
+    "oauth_for",
+    "require_sign_in",
+    "storage_for",
+]
+
+#: How long before its expiry a token is refreshed: at most 30 s, and at most half its life.
+_EARLY = 30.0
+
+#: The redirect URI registered when no sign-in flow is at hand (a running gateway never
+#: authorizes; the SDK only needs one to build its registration request).
+_UNUSED_REDIRECT = "http://127.0.0.1/callback"
+
+
+def login_command(server: str) -> str:
+    return f"mcp-agg login {server}"
+
+
+class NotSignedIn(UpstreamConnectError):
+    """A backend needs a sign-in the user has not done, or that can no longer be refreshed."""
+
+    def __init__(self, server: str, replica: str) -> None:
+        super().__init__(f"not signed in: run `{login_command(server)}`", replica=replica)
+
+
+class SignInFlow(Protocol):
+    """Where the user authorizes: the SDK's redirect and callback handlers, and the
+    redirect URI they receive the code at."""
+
+    @property
+    def redirect_uri(self) -> str: ...
+
+    async def redirect(self, authorization_url: str) -> None: ...
+
+    async def callback(self) -> AuthorizationCodeResult: ...
+
+
+class BackendOAuth(OAuthClientProvider):
+    """The SDK's OAuth provider for one backend, over the gateway's storage."""
+
+    def __init__(
+        self,
+        *,
+        server: str,
+        replica: str,
+        url: str,
+        config: BackendOAuthConfig,
+        storage: VaultTokenStorage,
+        flow: SignInFlow | None = None,
+    ) -> None:
+        self.server = server
+        self.replica = replica
+        self.config = config
+        self.storage = storage
+        redirect_uri = _UNUSED_REDIRECT if flow is None else flow.redirect_uri
+        secret = config.client_secret
+        metadata = OAuthClientMetadata(
+            client_name="mcp-agg",
+            redirect_uris=[AnyUrl(redirect_uri)],
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            # Basic for a configured secret: the one method RFC 6749 (2.3.1) makes every
+            # authorization server support.
+            token_endpoint_auth_method="client_secret_basic" if secret else "none",
+            scope=" ".join(config.scopes) or None,
+        )
+        super().__init__(
+            server_url=url,
+            client_metadata=metadata,
+            storage=storage,
+            # Both handlers given in a running gateway too: the SDK checks that both exist
+            # before it calls the first, and would fail with a message about handlers.
+            redirect_handler=self._refuse if flow is None else flow.redirect,
+            callback_handler=self._never if flow is None else flow.callback,
+        )
+
+    async def _initialize(self) -> None:
+        await super()._initialize()
+        if self.context.current_tokens is not None:
+            self.context.token_expiry_time = await self.storage.expires_at()
+            self._refresh_early()
+        if self.config.client_id is not None:
+            # An operator's client: never replaced by a registration of our own.
+            self.context.client_info = OAuthClientInformationFull(
+                client_id=self.config.client_id,
+                client_secret=self.config.client_secret,
+                token_endpoint_auth_method=self.context.client_metadata.token_endpoint_auth_method,
+                redirect_uris=self.context.client_metadata.redirect_uris,
+                grant_types=self.context.client_metadata.grant_types,
+                scope=self.context.client_metadata.scope,
+            )
+
+    async def _handle_token_response(self, response: httpx2.Response) -> None:
+        await super()._handle_token_response(response)
+        self._refresh_early()
+
+    async def _handle_refresh_response(self, response: httpx2.Response) -> bool:
+        refreshed = await super()._handle_refresh_response(response)
+        self._refresh_early()
+        return refreshed
+
+    def _refresh_early(self) -> None:
+        """Move the in-memory expiry `_EARLY` forward (the stored one stays exact)."""
+        tokens, expiry = self.context.current_tokens, self.context.token_expiry_time
+        if tokens is None or expiry is None:
+            return
+        life = tokens.expires_in if tokens.expires_in is not None else expiry - time.time()
+        self.context.token_expiry_time = expiry - min(_EARLY, max(life, 0) / 2)
+
+    async def _refuse(self, authorization_url: str) -> None:
+        """A running gateway does not authorize: the user signs in with `mcp-agg login`."""
+        raise NotSignedIn(self.server, self.replica)
+
+    async def _never(self) -> AuthorizationCodeResult:
+        raise NotSignedIn(self.server, self.replica)  # `_refuse` has raised already
+
+
+def storage_for(spec: ReplicaSpec) -> VaultTokenStorage:
+    """Where `spec`'s server's sign-in is kept (one for all its replicas)."""
+    url = spec.server.url
+    assert url is not None  # `auth` is refused on a server without one
+    return VaultTokenStorage(default_vault(spec.token_key), spec.group, url)
+
+
+def oauth_for(spec: ReplicaSpec, flow: SignInFlow | None = None) -> BackendOAuth:
+    """The auth of `spec`'s HTTP client; `flow` None: a running gateway's, which never
+    authorizes."""
+    config, url = spec.server.auth, spec.server.url
+    assert config is not None
+    assert url is not None
+    return BackendOAuth(
+        server=spec.group,
+        replica=spec.id,
+        url=url,
+        config=config,
+        storage=storage_for(spec),
+        flow=flow,
+    )
+
+
+async def require_sign_in(spec: ReplicaSpec) -> None:
+    """Fail before any request when the user has not signed in to `spec`'s server: the
+    SDK would otherwise start an authorization (and a registration) nobody completes."""
+    if (await storage_for(spec).get_tokens()) is None:
+        raise NotSignedIn(spec.group, spec.id)

@@ -1,0 +1,112 @@
+"""One backend's sign-in, kept in a vault: the MCP SDK's `TokenStorage` Protocol.
+
+The SDK's `OAuthClientProvider` reads and writes tokens and the client's registration
+through `TokenStorage`. Its `OAuthToken` only has `expires_in`, relative to when it was
+issued, so a token read back after a restart would look fresh: the record here keeps the
+absolute expiry beside it and hands back the time still left (FastMCP's
+`TokenStorageAdapter` does the same over a key-value store; it is not used because its
+keys are not ours to choose and it writes through `py-key-value`, not a keyring).
+
+A record is keyed by the server's name and url: a token issued for one url is never sent
+to another after the config changes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
+from pydantic import BaseModel, ValidationError
+
+from mcp_agg.backend.oauth.vault import TokenVaultError
+
+if TYPE_CHECKING:
+    from mcp_agg.backend.oauth.vault import Vault
+
+__all__ = ["SignIn", "VaultTokenStorage", "record_key"]
+
+
+class _Record(BaseModel):
+    tokens: OAuthToken | None = None
+    #: Unix seconds when the access token expires; None: no expiry was given.
+    expires_at: float | None = None
+    client: OAuthClientInformationFull | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """What `status` says about one server's sign-in (never the tokens themselves)."""
+
+    signed_in: bool
+    #: When the access token expires (Unix seconds); None: unknown, or not signed in.
+    expires_at: float | None
+    #: A refresh token is kept, so an expired access token is renewed without the user.
+    refreshable: bool
+
+
+def record_key(name: str, url: str) -> str:
+    return f"{name} {url}"
+
+
+class VaultTokenStorage:
+    """The SDK's `TokenStorage` for one server, over a `Vault`."""
+
+    def __init__(self, vault: Vault, name: str, url: str) -> None:
+        self.vault = vault
+        self.key = record_key(name, url)
+
+    async def get_tokens(self) -> OAuthToken | None:
+        record = await self._load()
+        if record.tokens is None or record.expires_at is None:
+            return record.tokens
+        left = max(0, int(record.expires_at - time.time()))
+        return record.tokens.model_copy(update={"expires_in": left})
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        record = await self._load()
+        expires_at = None if tokens.expires_in is None else time.time() + tokens.expires_in
+        await self._save(record.model_copy(update={"tokens": tokens, "expires_at": expires_at}))
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return (await self._load()).client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        record = await self._load()
+        await self._save(record.model_copy(update={"client": client_info}))
+
+    async def expires_at(self) -> float | None:
+        """When the stored access token expires (Unix seconds), if it said."""
+        return (await self._load()).expires_at
+
+    async def sign_in(self) -> SignIn:
+        record = await self._load()
+        tokens = record.tokens
+        return SignIn(
+            signed_in=tokens is not None,
+            expires_at=record.expires_at if tokens is not None else None,
+            refreshable=tokens is not None and tokens.refresh_token is not None,
+        )
+
+    async def clear(self) -> None:
+        """Forget the tokens and the registration (`mcp-agg logout`)."""
+        await anyio.to_thread.run_sync(self.vault.delete, self.key)
+
+    async def _load(self) -> _Record:
+        text = await anyio.to_thread.run_sync(self.vault.get, self.key)
+        if text is None:
+            return _Record()
+        try:
+            return _Record.model_validate_json(text)
+        except ValidationError:
+            # Not the record's text in the message: it holds the tokens.
+            raise TokenVaultError(
+                f"the stored sign-in for {self.key!r} in {self.vault.where} is damaged: "
+                "sign in again"
+            ) from None
+
+    async def _save(self, record: _Record) -> None:
+        text = record.model_dump_json(exclude_none=True)
+        await anyio.to_thread.run_sync(self.vault.set, self.key, text)

@@ -1,0 +1,37 @@
+"""A `[[servers]]` entry's `auth`: how the gateway signs in to a remote backend."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from mcp_agg.config.base import StrictModel
+
+__all__ = ["BackendOAuthConfig"]
+
+
+class BackendOAuthConfig(StrictModel):
+    """`auth = { type = "oauth", ... }`: the gateway is an OAuth 2.1 client of the backend.
+
+    Everything else (the authorization server, its endpoints, the client's registration)
+    is discovered from the backend's 401; `client_id`/`client_secret` are for an
+    authorization server that offers no dynamic registration.
+    """
+
+    type: Literal["oauth"]
+    #: Scopes asked for at sign-in; empty: what the backend's 401 or metadata names.
+    scopes: list[Annotated[str, Field(min_length=1, pattern=r"^\S+$")]] = []
+    client_id: Annotated[str, Field(min_length=1)] | None = None
+    client_secret: Annotated[str, Field(min_length=1)] | None = None
+    #: One token set per caller of the HTTP front, instead of one for the gateway.
+    per_user: bool = False
+
+    @field_validator("per_user")
+    @classmethod
+    def _one_user_only(cls, value: bool) -> bool:
+        # Refused until per-user token sets exist, rather than read and ignored: a team
+        # gateway would otherwise give every caller the one user's access.
+        if value:
+            raise ValueError("`per_user = true` is not supported yet: one sign-in per gateway")
+        return value

@@ -1,0 +1,178 @@
+"""Signing in to a backend behind OAuth (FastMCP's in-memory authorization server):
+`mcp-agg login` headless (the test follows the redirect as a browser would), the backend
+reported with the command to run until then, its tools through the gateway once signed
+in, tokens at rest encrypted, refresh after the access token expires, and `logout`."""
+
+from __future__ import annotations
+
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from fastmcp import Client
+
+from mcp_agg.backend.oauth.storage import VaultTokenStorage
+from mcp_agg.backend.oauth.vault import FileVault
+from tests.e2e.procs import (
+    BACKENDS,
+    PYTHON,
+    backend_process,
+    demo_servers,
+    eventually,
+    free_port,
+    mcp_agg,
+    served_gateway,
+)
+
+pytestmark = pytest.mark.e2e
+
+TOKEN_KEY = "e2e-token-key-0123456789"
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The user's data dir of every command the test runs, with no OS keyring: the file."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.setenv("MCP_AGG_TOKEN_KEY", TOKEN_KEY)
+    return tmp_path / "data" / "mcp-agg"
+
+
+@pytest.fixture
+def backend() -> Iterator[str]:
+    port = free_port()
+    with backend_process(BACKENDS / "protected.py", "--token-seconds", "4", port=port):
+        yield f"http://127.0.0.1:{port}/mcp"
+
+
+@pytest.fixture
+def config(tmp_path: Path, backend: str) -> Path:
+    path = tmp_path / "servers.toml"
+    path.write_text(
+        f"""
+[gateway]
+token_key = "${{MCP_AGG_TOKEN_KEY}}"
+{demo_servers(tmp_path, "units")}
+[[servers]]
+name = "remote"
+url = "{backend}"
+auth = {{ type = "oauth" }}
+"""
+    )
+    return path
+
+
+def login(config: Path) -> str:
+    """`mcp-agg login remote`, its authorization URL followed as a browser would; its
+    stderr once it has ended."""
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mcp_agg", "login", "remote", "-c", str(config), "--timeout", "30"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    try:
+        seen = ""
+        for line in proc.stderr:
+            seen += line
+            if line.strip().startswith("http://"):
+                # The authorization server approves at once and redirects to the loopback
+                # port `login` listens on, which takes the code.
+                httpx.get(line.strip(), follow_redirects=True, timeout=10)
+                break
+        seen += proc.stderr.read()
+        assert proc.wait(timeout=30) == 0, seen
+        return seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def stored(data_dir: Path, backend: str) -> VaultTokenStorage:
+    return VaultTokenStorage(FileVault(data_dir / "tokens.json", TOKEN_KEY), "remote", backend)
+
+
+def test_login_then_the_gateway_serves_the_backend(
+    config: Path, data_dir: Path, backend: str
+) -> None:
+    before = mcp_agg("status", "-c", str(config))
+    assert "not signed in: run `mcp-agg login remote`" in before.stdout + before.stderr
+    tools = mcp_agg("tools", "-c", str(config))
+    assert "units_convert" in tools.stdout  # the other backend serves all the same
+    assert "remote_token" not in tools.stdout
+
+    said = login(config)
+    assert "Signed in to remote until" in said
+
+    path = data_dir / "tokens.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    tokens = anyio.run(stored(data_dir, backend).get_tokens)
+    assert tokens is not None
+    assert tokens.refresh_token is not None
+    assert tokens.access_token not in path.read_text()  # encrypted with token_key
+    assert tokens.access_token not in said
+
+    shown = mcp_agg("status", "-c", str(config))
+    row = next(line for line in shown.stdout.splitlines() if line.startswith("remote "))
+    assert row.split()[1:3] == ["yes", time.strftime("%Y-%m-%d")], shown.stdout
+    assert tokens.access_token not in shown.stdout + shown.stderr
+
+    tools = mcp_agg("tools", "-c", str(config))
+    assert "remote_token" in tools.stdout, tools.stderr
+    assert tokens.access_token not in tools.stdout + tools.stderr
+
+    # The access token lives 4 s: once it has expired, a call refreshes it first.
+    deadline = time.monotonic() + 10
+    while (expiry := anyio.run(stored(data_dir, backend).expires_at)) and expiry > time.time():
+        assert time.monotonic() < deadline, "the access token never expired"
+        time.sleep(0.1)
+    called = mcp_agg("call", "remote_token", "-c", str(config))
+    assert called.returncode == 0, called.stderr
+    renewed = anyio.run(stored(data_dir, backend).get_tokens)
+    assert renewed is not None
+    assert renewed.access_token != tokens.access_token
+    assert called.stdout.strip() == renewed.access_token[-8:]
+
+    assert mcp_agg("logout", "remote", "-c", str(config)).returncode == 0
+    assert anyio.run(stored(data_dir, backend).get_tokens) is None
+    after = mcp_agg("status", "-c", str(config))
+    assert "not signed in: run `mcp-agg login remote`" in after.stdout + after.stderr
+
+
+def test_a_revoked_sign_in_is_reported_with_the_command(
+    config: Path, data_dir: Path, backend: str
+) -> None:
+    login(config)
+    tokens = anyio.run(stored(data_dir, backend).get_tokens)
+    assert tokens is not None
+    answer = httpx.post(backend.removesuffix("/mcp") + "/test/revoke-all", timeout=10)
+    assert answer.status_code == 200, answer.text
+
+    shown = mcp_agg("status", "-c", str(config))
+    assert "not signed in: run `mcp-agg login remote`" in shown.stdout, shown.stdout
+    assert tokens.access_token not in shown.stdout + shown.stderr
+    assert "units-1" in shown.stdout
+
+
+async def test_a_running_gateway_serves_the_backend_once_signed_in(
+    config: Path, data_dir: Path
+) -> None:
+    with served_gateway(config) as (url, _):
+        async with Client(url) as client:
+            names = {tool.name for tool in await client.list_tools()}
+            assert "units_convert" in names
+            assert "remote_token" not in names
+            await anyio.to_thread.run_sync(login, config)
+
+            async def listed() -> bool:
+                return "remote_token" in {tool.name for tool in await client.list_tools()}
+
+            await eventually(listed, "the backend's tools after the sign-in", timeout=40)
