@@ -175,7 +175,11 @@ async def test_audit_log_has_one_line_per_call_and_no_secret(tmp_path: Path) -> 
     status = mcp_agg("status", "-c", str(config), "--json")
     assert status.returncode == 0, status.stderr
     replicas = {r["id"]: r for r in json.loads(status.stdout)}
-    assert replicas["remote-1"]["state"] == "error"
+    remote = replicas["remote-1"]
+    # Its first attempt failed; by the snapshot it may already be trying again (the
+    # reconnect's first backoff is short, and a loaded machine is slow to take it).
+    assert remote["state"] in ("error", "connecting"), remote
+    assert remote["last_error"], remote
     tools_json(config)  # checks its stdout and stderr
     everything = (
         (tmp_path / "audit.jsonl").read_text() + log.read_text() + status.stdout + status.stderr
