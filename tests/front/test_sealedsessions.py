@@ -200,3 +200,21 @@ async def test_while_the_store_is_down_closed_refuses_sealed_sessions() -> None:
         assert (await replicas.call(1, session_id)).status_code == 404
         store.down = False
         assert (await replicas.call(1, session_id)).status_code == 200
+
+
+async def test_the_session_limit_holds_for_sealed_sessions_opened_and_resumed() -> None:
+    async with running() as replicas:
+        first = await replicas.open(0)
+        for manager in replicas.managers:
+            manager.max_sessions = 1
+        # Replica 0 holds one session: a new one is refused, as the SDK refuses its own.
+        refused = await replicas.post(0, None, initialize_request("second"))
+        assert refused.status_code == 503, refused.text
+        # Replica 1 resumes the first session, then holds one: resuming another is refused.
+        assert (await replicas.call(1, first)).status_code == 200
+        for manager in replicas.managers:
+            manager.max_sessions = 2
+        second = await replicas.open(0)
+        replicas.managers[1].max_sessions = 1
+        assert (await replicas.call(1, second)).status_code == 503
+        assert second not in replicas.managers[1]._server_instances

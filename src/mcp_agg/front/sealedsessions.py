@@ -219,16 +219,18 @@ class SealedSessionManager(FastMCPStreamableHTTPSessionManager):
         session_id = _minted.get()
         if session_id is None:
             return super()._admit_session(requestor)
-        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
-            return None
         transport = self._register(session_id, requestor)
-        logger.info("Opened sealed session %s", fingerprint(session_id))
+        if transport is not None:
+            logger.info("Opened sealed session %s", fingerprint(session_id))
         return transport
 
     def _register(
         self, session_id: str, requestor: AuthorizationContext | None
-    ) -> StreamableHTTPServerTransport:
-        """A transport for `session_id`, tracked as the SDK tracks its own."""
+    ) -> StreamableHTTPServerTransport | None:
+        """A transport for `session_id`, tracked as the SDK tracks its own; None at the
+        session limit (`max_sessions`), as the SDK's admission."""
+        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
+            return None
         transport = StreamableHTTPServerTransport(
             mcp_session_id=session_id,
             is_json_response_enabled=self.json_response,
@@ -254,9 +256,9 @@ class SealedSessionManager(FastMCPStreamableHTTPSessionManager):
         async with self._session_creation_lock:
             if session_id in self._server_instances:
                 return True
-            if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
-                return False
             transport = self._register(session_id, requestor)
+            if transport is None:
+                return False
         assert self._task_group is not None
         await self._task_group.start(self._serve_resumed, session_id, transport, params, ticket)
         logger.info("Resumed sealed session %s", fingerprint(session_id))
