@@ -8,6 +8,7 @@ import pytest
 
 from mcp_agg.config import load_config
 from mcp_agg.config.backendauth import BackendOAuthConfig
+from mcp_agg.config.gateway import public_url_of
 from mcp_agg.errors import ConfigError
 from mcp_agg.security import redact
 
@@ -20,6 +21,13 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def server(lines: str) -> str:
     return f'[[servers]]\nname = "a"\n{lines}'
+
+
+#: A team gateway: callers with identities, a token key, a public URL.
+TEAM = (
+    '[gateway]\ntoken_key = "k0123456789abcdef"\npublic_url = "https://gw.example"\n'
+    '[gateway.auth]\ntype = "bearer"\ntokens = [{ token = "t", client_id = "alice" }]\n'
+)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +81,33 @@ def test_auth_is_read(tmp_path: Path, lines: str, expected: BackendOAuthConfig |
         ),
         (
             server('url = "https://h/mcp"\nauth = { type = "oauth", per_user = true }\n'),
-            ["servers[0] (a).auth.per_user", "not supported yet"],
+            ["servers[0] (a).auth.per_user", "needs [gateway.auth]"],
+        ),
+        (
+            TEAM.replace('token_key = "k0123456789abcdef"\n', "")
+            + server('url = "https://h/mcp"\nauth = { type = "oauth", per_user = true }\n'),
+            ["servers[0] (a).auth.per_user", "needs [gateway] token_key"],
+        ),
+        (
+            TEAM.replace('public_url = "https://gw.example"\n', "")
+            + server('url = "https://h/mcp"\nauth = { type = "oauth", per_user = true }\n'),
+            ["servers[0] (a).auth.per_user", "needs [gateway] public_url"],
+        ),
+        (
+            TEAM
+            + server(
+                'url = "https://h/mcp"\nsession = "shared"\n'
+                'auth = { type = "oauth", per_user = true }\n'
+            ),
+            ["servers[0] (a)", 'session = "shared"', "never carries a user's token"],
+        ),
+        (
+            '[gateway]\npublic_url = "ftp://gw"\n',
+            ["gateway.public_url"],
+        ),
+        (
+            '[gateway]\npublic_url = "https://gw/#x"\n',
+            ["gateway.public_url"],
         ),
         (
             '[gateway]\ntoken_key = "short"\n',
@@ -104,3 +138,27 @@ def test_client_secret_and_token_key_are_secrets() -> None:
         ],
     }
     assert redact.secrets_of(raw) == {"token-key-0123456789", "cs-987"}
+
+
+@pytest.mark.parametrize(
+    ("gateway", "public_url"),
+    [
+        (TEAM, "https://gw.example"),
+        (
+            '[gateway]\ntoken_key = "k0123456789abcdef"\n[gateway.auth]\ntype = "oauth"\n'
+            'resource = "https://gw.example:8443/mcp"\n'
+            'authorization_servers = ["https://idp.example"]\n'
+            'jwks_uri = "https://idp.example/jwks"\n',
+            "https://gw.example:8443",
+        ),
+    ],
+)
+def test_per_user_is_read_with_its_session_and_public_url(
+    tmp_path: Path, gateway: str, public_url: str
+) -> None:
+    text = gateway + server('url = "https://h/mcp"\nauth = { type = "oauth", per_user = true }\n')
+    config = load_config(write(tmp_path, text), environ={})
+    assert config.servers[0].auth is not None
+    assert config.servers[0].auth.per_user
+    assert config.servers[0].session == "per_client"
+    assert public_url_of(config.gateway) == public_url

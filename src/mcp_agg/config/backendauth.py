@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from mcp_agg.config.base import StrictModel
 
@@ -24,14 +24,7 @@ class BackendOAuthConfig(StrictModel):
     scopes: list[Annotated[str, Field(min_length=1, pattern=r"^\S+$")]] = []
     client_id: Annotated[str, Field(min_length=1)] | None = None
     client_secret: Annotated[str, Field(min_length=1)] | None = None
-    #: One token set per caller of the HTTP front, instead of one for the gateway.
+    #: One token set per caller of the HTTP front, instead of one for the gateway
+    #: (docs/signing-in.md, "A team gateway"); what it needs is checked with the
+    #: whole file (config/document.py).
     per_user: bool = False
-
-    @field_validator("per_user")
-    @classmethod
-    def _one_user_only(cls, value: bool) -> bool:
-        # Refused until per-user token sets exist, rather than read and ignored: a team
-        # gateway would otherwise give every caller the one user's access.
-        if value:
-            raise ValueError("`per_user = true` is not supported yet: one sign-in per gateway")
-        return value

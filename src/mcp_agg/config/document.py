@@ -9,7 +9,7 @@ from pydantic import PrivateAttr, model_validator
 
 from mcp_agg.config.base import StrictModel
 from mcp_agg.config.fanout import FanoutConfig
-from mcp_agg.config.gateway import BreakerConfig, GatewayConfig, RetryConfig
+from mcp_agg.config.gateway import BreakerConfig, GatewayConfig, RetryConfig, public_url_of
 from mcp_agg.config.servers import ReplicaSpec, ServerConfig, effective_prefix
 
 __all__ = ["Config"]
@@ -32,6 +32,7 @@ class Config(StrictModel):
     @model_validator(mode="after")
     def _check_groups(self) -> Config:
         _check_token_roles(self.gateway)
+        _check_per_user(self.gateway, self.servers)
         names = {s.name for s in self.servers}
         _check_failovers(self.servers, names)
         _check_replicas_agree(self.servers, names)
@@ -102,6 +103,28 @@ def _check_token_roles(gateway: GatewayConfig) -> None:
                     f"gateway.auth.tokens[{index}] ({token.client_id}): role {role!r} "
                     "is not defined in [gateway.roles]"
                 )
+
+
+def _check_per_user(gateway: GatewayConfig, servers: Sequence[ServerConfig]) -> None:
+    """A `per_user` server needs callers with an identity, a key for their tokens, and a
+    URL their browsers reach the sign-in at."""
+    for index, server in enumerate(servers):
+        if server.auth is None or not server.auth.per_user:
+            continue
+        where = f"servers[{index}] ({server.name}).auth.per_user"
+        if gateway.auth is None:
+            raise ValueError(
+                f"{where}: needs [gateway.auth] (callers without a token have no identity)"
+            )
+        if gateway.token_key is None:
+            raise ValueError(
+                f"{where}: needs [gateway] token_key (it encrypts every user's tokens)"
+            )
+        if public_url_of(gateway) is None:
+            raise ValueError(
+                f"{where}: needs [gateway] public_url (where sign-in links point), "
+                "or [gateway.auth] resource"
+            )
 
 
 def _check_failovers(servers: Sequence[ServerConfig], names: set[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field
 
@@ -11,7 +12,7 @@ from mcp_agg.config.security import AdminConfig, AuthConfig, RateLimitConfig, Ro
 from mcp_agg.config.store import StoreConfig
 from mcp_agg.security.origin import check_host_list, check_host_pattern, check_origin_pattern
 
-__all__ = ["BreakerConfig", "GatewayConfig", "RetryConfig", "TracingConfig"]
+__all__ = ["BreakerConfig", "GatewayConfig", "RetryConfig", "TracingConfig", "public_url_of"]
 
 
 class RetryConfig(StrictModel):
@@ -133,5 +134,21 @@ class GatewayConfig(StrictModel):
     #: The key that encrypts backend OAuth tokens kept in a file (no OS keyring), from
     #: `${MCP_AGG_TOKEN_KEY}`; unset, that file is only protected by its 0600 mode.
     token_key: Annotated[str, Field(min_length=16)] | None = None
+    #: The gateway's public URL (scheme, host, optional path; no fragment): where the
+    #: sign-in links of `per_user` servers point (`{public_url}/oauth/authorize`).
+    #: Unset: the origin of `[gateway.auth] resource`.
+    public_url: Annotated[str, Field(pattern=r"^https?://[^#\s]+$")] | None = None
     #: Shared state for a fleet (`[gateway.store]`); absent, everything stays in process.
     store: StoreConfig | None = None
+
+
+def public_url_of(gateway: GatewayConfig) -> str | None:
+    """Where browsers reach the gateway: `public_url`, else the origin of
+    `[gateway.auth] resource`; None when neither is set. No trailing slash."""
+    if gateway.public_url is not None:
+        return gateway.public_url.rstrip("/")
+    resource = gateway.auth.resource if gateway.auth is not None else None
+    if resource is None:
+        return None
+    parts = urlsplit(resource)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -84,6 +84,14 @@ class ServerConfig(StrictModel):
             raise ValueError("`headers` apply only to a server with a `url`")
         if self.auth is not None and self.url is None:
             raise ValueError("`auth` applies only to a server with a `url` (HTTP/SSE)")
+        if self.auth is not None and self.auth.per_user:
+            if "session" in self.model_fields_set and self.session == "shared":
+                raise ValueError(
+                    '`auth.per_user = true` with `session = "shared"`: a shared session never '
+                    "carries a user's token; remove `session` (per_user means per_client)"
+                )
+            # One backend session per client, each carrying its user's token.
+            object.__setattr__(self, "session", "per_client")
         if self.command is None and (self.args or self.env or self.cwd):
             raise ValueError("`args`, `env` and `cwd` apply only to a server with a `command`")
         if self.replicas > 1 and (self.command is None or self.url is not None):
