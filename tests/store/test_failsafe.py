@@ -50,6 +50,14 @@ class FlakyStore(MemoryStore):
     def watch_registrations(self) -> AsyncIterator[Registration]:
         return super().watch_registrations()
 
+    async def get_secret(self, key: str) -> bytes | None:
+        self._reach()
+        return await super().get_secret(key)
+
+    async def put_secret(self, key: str, value: bytes) -> None:
+        self._reach()
+        await super().put_secret(key, value)
+
 
 def failsafe(
     failure: Literal["open", "closed"],
@@ -160,3 +168,21 @@ async def test_registrations_are_not_made_up_while_the_store_is_down() -> None:
     shared.down = True
     with pytest.raises(StoreUnavailable):
         await store.registrations()
+
+
+async def test_secrets_are_the_shared_stores_and_never_kept_here_meanwhile() -> None:
+    store, shared, clock = failsafe("open")
+    await store.put_secret("alice", b"sealed")
+    assert await shared.get_secret("alice") == b"sealed"
+    shared.down = True
+    with pytest.raises(StoreUnavailable):
+        await store.put_secret("bob", b"sealed")
+    clock.advance(5)
+    with pytest.raises(StoreUnavailable):
+        await store.get_secret("alice")
+    assert await store.local.get_secret("bob") is None
+    shared.down = False
+    clock.advance(5)
+    assert await store.get_secret("alice") == b"sealed"
+    await store.delete_secret("alice")
+    assert await store.get_secret("alice") is None

@@ -90,6 +90,27 @@ async def test_a_revocation_lasts_its_ttl(store: RedisStore, redis: RedisServer)
         await client.aclose()
 
 
+async def test_a_secret_is_kept_for_every_store_until_deleted(
+    store: RedisStore, redis: RedisServer
+) -> None:
+    other = RedisStore(StoreConfig(url=redis.url))
+    value = bytes(range(256))  # any bytes, not only text
+    try:
+        assert await store.get_secret("k") is None
+        await store.put_secret("k", value)
+        assert await other.get_secret("k") == value
+        client = await raw(redis)
+        try:
+            assert await client.ttl("mcp-agg:secret:k") == -1  # no expiry
+        finally:
+            await client.aclose()
+        await other.delete_secret("k")
+        assert await store.get_secret("k") is None
+        await store.delete_secret("k")  # nothing there: no error
+    finally:
+        await other.aclose()
+
+
 async def test_registrations_reach_a_watcher_of_another_store(
     store: RedisStore, redis: RedisServer
 ) -> None:

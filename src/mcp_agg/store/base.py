@@ -52,6 +52,18 @@ class Store(Protocol):
         """The registrations changed from now on, by any replica (this one included)."""
         ...
 
+    async def get_secret(self, key: str) -> bytes | None:
+        """The secret kept under `key` (already encrypted by its owner), if any."""
+        ...
+
+    async def put_secret(self, key: str, value: bytes) -> None:
+        """Keep `value` under `key`, replacing what was there; kept until deleted."""
+        ...
+
+    async def delete_secret(self, key: str) -> None:
+        """Forget the secret under `key` (nothing happens if there is none)."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...

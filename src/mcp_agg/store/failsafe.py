@@ -13,7 +13,9 @@ While it is down:
 - revocations are kept, and checked, in this replica's memory as well (in both modes:
   closing would refuse every session of the fleet);
 - registrations are not available (the admin API answers 503), and
-  `watch_registrations` catches up by itself once the store is back.
+  `watch_registrations` catches up by itself once the store is back;
+- secrets (per-user backend tokens) are not available: a sign-in kept in one
+  replica's memory would be missing on the others.
 """
 
 from __future__ import annotations
@@ -122,6 +124,15 @@ class FailSafeStore:
 
     async def put_registration(self, name: str, entry: str | None) -> None:
         await self._shared(lambda: self.shared.put_registration(name, entry))
+
+    async def get_secret(self, key: str) -> bytes | None:
+        return await self._shared(lambda: self.shared.get_secret(key))
+
+    async def put_secret(self, key: str, value: bytes) -> None:
+        await self._shared(lambda: self.shared.put_secret(key, value))
+
+    async def delete_secret(self, key: str) -> None:
+        await self._shared(lambda: self.shared.delete_secret(key))
 
     def watch_registrations(self) -> AsyncIterator[Registration]:
         return self.shared.watch_registrations()

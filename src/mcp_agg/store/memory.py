@@ -20,7 +20,8 @@ MAX_ENTRIES = 100_000
 
 
 class MemoryStore:
-    """`Store` in process: token buckets, revocations with their expiry, registrations."""
+    """`Store` in process: token buckets, revocations with their expiry, registrations,
+    secrets."""
 
     def __init__(
         self, *, clock: Callable[[], float] = time.monotonic, max_entries: int = MAX_ENTRIES
@@ -31,6 +32,8 @@ class MemoryStore:
         #: key -> clock reading at which the revocation lapses.
         self._revoked: OrderedDict[str, float] = OrderedDict()
         self._registrations: dict[str, str] = {}
+        #: Secrets (per-user backend tokens, sealed by their owner): never evicted.
+        self._secrets: dict[str, bytes] = {}
         self._watchers: set[MemoryObjectSendStream[Registration]] = set()
 
     def __len__(self) -> int:
@@ -92,6 +95,15 @@ class MemoryStore:
         finally:
             self._watchers.discard(send)
             send.close()
+
+    async def get_secret(self, key: str) -> bytes | None:
+        return self._secrets.get(key)
+
+    async def put_secret(self, key: str, value: bytes) -> None:
+        self._secrets[key] = value
+
+    async def delete_secret(self, key: str) -> None:
+        self._secrets.pop(key, None)
 
     async def aclose(self) -> None:
         for watcher in self._watchers:

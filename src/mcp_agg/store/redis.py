@@ -7,7 +7,10 @@ Keys, all under `mcp-agg:`:
 - `mcp-agg:revoked:<key>`: a revocation, with the revocation's TTL;
 - `mcp-agg:registrations`: servers registered through the admin API (hash: name ->
   `[[servers]]` entry as JSON); each change is also published on the channel of the
-  same name, which `watch_registrations` listens to.
+  same name, which `watch_registrations` listens to;
+- `mcp-agg:secret:<key>`: a secret (per-user backend tokens, Fernet-sealed by
+  `backend/oauth/peruser.py` before they get here), base64 (the client decodes
+  responses as text), kept until deleted.
 
 Rate limits are one Lua script (EVALSHA through redis-py's `register_script`): the
 token bucket of `security/ratelimit.py`, read, refilled, taken from and written back
@@ -28,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from base64 import b64decode, b64encode
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -49,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "mcp-agg:"
 _REGISTRATIONS = f"{PREFIX}registrations"
+_SECRET = f"{PREFIX}secret:"
 #: How long `watch_registrations` waits before subscribing again after a failure.
 _RESUBSCRIBE = 1.0
 
@@ -213,6 +218,17 @@ class RedisStore:
                     )
                     failing = True
             await anyio.sleep(_RESUBSCRIBE)
+
+    async def get_secret(self, key: str) -> bytes | None:
+        found = await self._bounded("a secret", lambda: self._redis.get(f"{_SECRET}{key}"))
+        return None if found is None else b64decode(cast("str", found))
+
+    async def put_secret(self, key: str, value: bytes) -> None:
+        text = b64encode(value).decode("ascii")
+        await self._bounded("a secret", lambda: self._redis.set(f"{_SECRET}{key}", text))
+
+    async def delete_secret(self, key: str) -> None:
+        await self._bounded("a secret", lambda: self._redis.delete(f"{_SECRET}{key}"))
 
     async def aclose(self) -> None:
         await self._redis.aclose()

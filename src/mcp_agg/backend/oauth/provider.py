@@ -34,7 +34,7 @@ from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata
 from pydantic import AnyUrl
 
-from mcp_agg.backend.oauth.storage import VaultTokenStorage
+from mcp_agg.backend.oauth.storage import RecordTokenStorage, VaultTokenStorage
 from mcp_agg.backend.oauth.vault import default_vault
 from mcp_agg.errors import UpstreamConnectError
 
@@ -93,7 +93,7 @@ class BackendOAuth(OAuthClientProvider):
         replica: str,
         url: str,
         config: BackendOAuthConfig,
-        storage: VaultTokenStorage,
+        storage: RecordTokenStorage,
         flow: SignInFlow | None = None,
     ) -> None:
         self.server = server

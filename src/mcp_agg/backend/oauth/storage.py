@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio.to_thread
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
@@ -26,7 +26,7 @@ from mcp_agg.backend.oauth.vault import TokenVaultError
 if TYPE_CHECKING:
     from mcp_agg.backend.oauth.vault import Vault
 
-__all__ = ["SignIn", "VaultTokenStorage", "record_key"]
+__all__ = ["RecordTokenStorage", "Records", "SignIn", "VaultTokenStorage", "record_key"]
 
 
 class _Record(BaseModel):
@@ -51,12 +51,45 @@ def record_key(name: str, url: str) -> str:
     return f"{name} {url}"
 
 
-class VaultTokenStorage:
-    """The SDK's `TokenStorage` for one server, over a `Vault`."""
+class Records(Protocol):
+    """Text records by key, awaited: where a `RecordTokenStorage` keeps its record."""
 
-    def __init__(self, vault: Vault, name: str, url: str) -> None:
+    @property
+    def where(self) -> str: ...
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+class _VaultRecords:
+    """A (blocking) `Vault` as `Records`: each call in a worker thread."""
+
+    def __init__(self, vault: Vault) -> None:
         self.vault = vault
-        self.key = record_key(name, url)
+
+    @property
+    def where(self) -> str:
+        return self.vault.where
+
+    async def get(self, key: str) -> str | None:
+        return await anyio.to_thread.run_sync(self.vault.get, key)
+
+    async def set(self, key: str, value: str) -> None:
+        await anyio.to_thread.run_sync(self.vault.set, key, value)
+
+    async def delete(self, key: str) -> None:
+        await anyio.to_thread.run_sync(self.vault.delete, key)
+
+
+class RecordTokenStorage:
+    """The SDK's `TokenStorage` for one sign-in, one record under `key` in `records`."""
+
+    def __init__(self, records: Records, key: str) -> None:
+        self.records = records
+        self.key = key
 
     async def get_tokens(self) -> OAuthToken | None:
         record = await self._load()
@@ -92,10 +125,11 @@ class VaultTokenStorage:
 
     async def clear(self) -> None:
         """Forget the tokens and the registration (`mcp-agg logout`)."""
-        await anyio.to_thread.run_sync(self.vault.delete, self.key)
+        await self.records.delete(self.key)
 
-    async def _load(self) -> _Record:
-        text = await anyio.to_thread.run_sync(self.vault.get, self.key)
+    async def _load(self, key: str | None = None) -> _Record:
+        key = self.key if key is None else key
+        text = await self.records.get(key)
         if text is None:
             return _Record()
         try:
@@ -103,10 +137,17 @@ class VaultTokenStorage:
         except ValidationError:
             # Not the record's text in the message: it holds the tokens.
             raise TokenVaultError(
-                f"the stored sign-in for {self.key!r} in {self.vault.where} is damaged: "
-                "sign in again"
+                f"the stored sign-in for {key!r} in {self.records.where} is damaged: sign in again"
             ) from None
 
-    async def _save(self, record: _Record) -> None:
+    async def _save(self, record: _Record, key: str | None = None) -> None:
         text = record.model_dump_json(exclude_none=True)
-        await anyio.to_thread.run_sync(self.vault.set, self.key, text)
+        await self.records.set(self.key if key is None else key, text)
+
+
+class VaultTokenStorage(RecordTokenStorage):
+    """One server's sign-in for the whole gateway (`mcp-agg login`), in a `Vault`."""
+
+    def __init__(self, vault: Vault, name: str, url: str) -> None:
+        super().__init__(_VaultRecords(vault), record_key(name, url))
+        self.vault = vault

@@ -34,6 +34,7 @@ __all__ = [
     "Vault",
     "data_dir",
     "default_vault",
+    "derive_key",
     "keyring_available",
 ]
 
@@ -90,7 +91,7 @@ class FileVault:
 
     def __init__(self, path: Path, token_key: str | None = None) -> None:
         self.path = path
-        self._fernet = None if token_key is None else Fernet(_derive(token_key))
+        self._fernet = None if token_key is None else Fernet(derive_key(token_key))
 
     @property
     def where(self) -> str:
@@ -169,9 +170,10 @@ class FileVault:
         os.replace(temporary, self.path)
 
 
-def _derive(token_key: str) -> bytes:
-    """A Fernet key from an operator's string of any length and alphabet (HKDF-SHA256)."""
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(
+def derive_key(token_key: str, info: bytes = _KEY_INFO) -> bytes:
+    """A Fernet key from an operator's string of any length and alphabet (HKDF-SHA256);
+    `info` says what the key is for, so keys for different uses differ."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
         token_key.encode()
     )
     return urlsafe_b64encode(key)
