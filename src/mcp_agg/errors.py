@@ -64,6 +64,12 @@ __all__ = [
 class GatewayError(Exception):
     """Base of every error mcp-agg raises on purpose."""
 
+    @property
+    def logged(self) -> str:
+        """The error as logs and the audit log show it: its message, unless that holds
+        something for its caller's eyes only (a sign-in link)."""
+        return str(self)
+
 
 class ConfigError(GatewayError):
     """The configuration is invalid.

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastmcp.server.auth import AccessToken
 from fastmcp.server.auth.providers.jwt import JWTVerifier, RSAKeyPair, StaticTokenVerifier
 
 from mcp_agg.config import AuthConfig, config_from_raw
 from mcp_agg.errors import ConfigError
-from mcp_agg.security.auth import Identity, build_verifier, identity_of
+from mcp_agg.security.auth import Identity, build_verifier, identity_of, user_of
 
 ISSUER, AUDIENCE = "https://issuer.test", "mcp-agg"
 
@@ -162,3 +163,27 @@ async def test_jwt_rejections(keys: RSAKeyPair) -> None:
     ]
     for token in bad:
         assert await verifier.verify_token(token) is None
+
+
+async def test_the_user_of_a_jwt_is_its_issuer_and_subject(keys: RSAKeyPair) -> None:
+    auth = jwt_auth(keys, client_id_claim="email")
+    verifier = build_verifier(auth)
+    users = []
+    for subject in ("u-1", "u-2"):
+        token = keys.create_token(
+            subject=subject,
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            additional_claims={"email": "same@x.test"},
+        )
+        verified = await verifier.verify_token(token)
+        assert verified is not None
+        users.append(user_of(verified, auth))
+    # One client id claim, two people: two users.
+    assert users == [f"jwt:{ISSUER} u-1", f"jwt:{ISSUER} u-2"]
+
+
+def test_the_user_of_a_static_token_is_its_client_id() -> None:
+    auth = AuthConfig(type="bearer", tokens=[{"token": "t-alice", "client_id": "alice"}])
+    token = AccessToken(token="t-alice", client_id="alice", scopes=[], claims={"sub": "x"})
+    assert user_of(token, auth) == "client:alice"

@@ -31,6 +31,7 @@ from mcp.server.connection import Connection
 from mcp.shared.exceptions import MCPError
 
 from mcp_agg.backend.era import takes_log_level
+from mcp_agg.backend.oauth.team import not_signed_in
 from mcp_agg.backend.opener import SessionOpener, session_closed
 from mcp_agg.backend.process import OutputCapture
 from mcp_agg.backend.relay import ClientRelay
@@ -157,6 +158,9 @@ class ClientSessions:
             session = self._start(client)
         await session.opened.wait()
         if session.client is None:  # failed, or the replica stopped while opening it
+            missing = not_signed_in(session.failure)
+            if missing is not None:
+                raise missing  # the caller's to sign in: requests.py hands them a link
             why = session.failure or "the replica stopped"
             raise UpstreamConnectError(
                 f"opening a session for a client: {why}", replica=self._replica.id
@@ -239,6 +243,7 @@ class ClientSessions:
             # Its process ended by itself: close the session (the next request opens one).
             lambda _code: session.done.set(),
             legacy=owner.legacy,
+            user=owner.user,
         )
         with anyio.fail_after(replica.connect_timeout):
             # A launched HTTP backend's process is the replica's: connect to it.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from fastmcp import Client
@@ -20,8 +20,12 @@ from mcp_agg.backend.oauth.provider import require_sign_in
 from mcp_agg.backend.process import OutputCapture, launched_process
 from mcp_agg.backend.relay import ClientRelay
 from mcp_agg.backend.transports import ExitHook, RequestHook, make_transport, relay_options
+from mcp_agg.backend.transports.http import http_transport
 from mcp_agg.config import ReplicaSpec
 from mcp_agg.errors import UpstreamConnectError
+
+if TYPE_CHECKING:
+    from mcp_agg.backend.oauth.team import UserSignIn
 
 __all__ = ["SessionOpener", "close_quietly", "session_closed"]
 
@@ -48,12 +52,20 @@ class SessionOpener:
     on_exit: ExitHook | None = None
     #: Speak the handshake era whatever the backend supports (for handshake-era clients).
     legacy: bool = False
+    #: The user whose token set a `per_user` server's session carries (a per-client
+    #: session's); None: the gateway's own sign-in (`mcp-agg login`).
+    user: UserSignIn | None = None
 
     async def open(self, stack: contextlib.AsyncExitStack, *, launch: bool = True) -> Client[Any]:
         """A connected client, closed (and its process reaped) by `stack`. A server with
         both `command` and `url` is started first, unless `launch` is false (its process
         is already running: another session of the replica started it)."""
         server = self.spec.server
+        if server.auth is not None and server.auth.per_user and self.user is not None:
+            # `UserNotSignedIn` when the user has no token set: they get a link.
+            auth = await self.user.auth(self.spec)
+            transport = http_transport(self.spec, on_request=self.on_http_request, auth=auth)
+            return await self._enter(stack, transport)
         if server.auth is not None:
             await require_sign_in(self.spec)
         if server.url is not None and server.command is not None and launch:

@@ -26,6 +26,8 @@ from mcp_types.methods import is_input_required
 
 from mcp_agg.backend.clientsessions import HANDSHAKE_SESSION, ClientSession
 from mcp_agg.backend.era import is_modern, takes_log_level, with_log_level
+from mcp_agg.backend.oauth.team import UserNotSignedIn
+from mcp_agg.backend.oauth.within import sign_in_within_call
 from mcp_agg.backend.opener import session_closed
 from mcp_agg.backend.replica import ReplicaCore, ReplicaState, describe
 from mcp_agg.backend.transports.sessions import SessionCheck
@@ -222,7 +224,13 @@ class RequestsMixin(ReplicaCore):
         if front is not None and self.spec.server.session == "per_client":
             owner = front.per_client()
             if owner is not None:
-                return await self.clients.session(owner)
+                try:
+                    return await self.clients.session(owner)
+                except UserNotSignedIn as missing:
+                    # The one place a caller without a sign-in is met: signed in within
+                    # the call (URL elicitation), else answered with the link.
+                    await sign_in_within_call(missing)
+                    return await self.clients.session(owner)
         caller = current_caller.get()
         client = self._client
         if (

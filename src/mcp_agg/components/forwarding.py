@@ -237,7 +237,8 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
         try:
             raw = await self._group.call_tool(self._original, arguments, safe=self._safe)
         except (UpstreamError, RefusedError) as exc:
-            logger.warning("%s: %s", self.name, exc)
+            # A sign-in link is its caller's alone: the log says one was sent.
+            logger.warning("%s: %s", self.name, exc.logged)
             note_failure(exc)  # the audit log tells this error from the tool's own
             text = redact(f"{self.name}: {exc}")
             raw = {"content": [{"type": "text", "text": text}], "isError": True}
@@ -277,13 +278,19 @@ class _RawResourceResult(ResourceResult):
         return self._raw.model_copy(update={"contents": contents})
 
 
+def _log_level(exc: UpstreamError | RefusedError) -> int:
+    """FastMCP logs a read's or a prompt's error with its message: one that holds
+    something for its caller only (a sign-in link) is logged at DEBUG alone."""
+    return logging.WARNING if exc.logged == str(exc) else logging.DEBUG
+
+
 async def _read(
     group: ReplicaGroup, backend_uri: str, exposed: str, uris: Outgoing
 ) -> ResourceResult:
     try:
         raw = await group.read_resource(backend_uri)
     except (UpstreamError, RefusedError) as exc:
-        raise ResourceError(f"{exposed}: {exc}", log_level=logging.WARNING) from exc
+        raise ResourceError(f"{exposed}: {exc}", log_level=_log_level(exc)) from exc
     return _RawResourceResult.wrap(_hop(raw), backend_uri, uris)
 
 
@@ -467,5 +474,5 @@ class ForwardingPrompt(Forwarding[mcp_types.Prompt], Prompt):
         try:
             raw = await self._group.get_prompt(self._original, arguments)
         except (UpstreamError, RefusedError) as exc:
-            raise PromptError(f"{self.name}: {exc}", log_level=logging.WARNING) from exc
+            raise PromptError(f"{self.name}: {exc}", log_level=_log_level(exc)) from exc
         return _RawPromptResult.wrap(self._uris.prompt_result(_hop(raw)))

@@ -31,6 +31,7 @@ import anyio
 import anyio.abc
 from mcp.server.subscriptions import InMemorySubscriptionBus
 
+from mcp_agg.backend.oauth.team import team_sign_in
 from mcp_agg.backend.reaper import Reaper
 from mcp_agg.backend.upstream import Upstream
 from mcp_agg.components.fanout import fanout_tools
@@ -89,6 +90,8 @@ class Gateway:
         #: State shared with the other replicas of a fleet (`[gateway.store]`); in
         #: process without one.
         self.store: Store = open_store(config.gateway.store)
+        #: Where the users of `per_user` servers sign in and their tokens rest.
+        self.sessions.team = team_sign_in(config.gateway, self.store)
         #: Rate limits and size limits of `tools/call` (`security/limits.py`).
         self.limits = CallLimits(config.gateway, self.store)
         #: Tool pinning against the lock file, applied to every catalog built.

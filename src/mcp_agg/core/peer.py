@@ -27,6 +27,7 @@ from mcp.shared.exceptions import MCPError, NoBackChannelError
 from mcp_agg.core.caller import LogLevels, log_rank
 
 if TYPE_CHECKING:
+    from mcp_agg.backend.oauth.team import UserSignIn
     from mcp_agg.core.views import ClientPeer
 
 __all__ = ["ClientKey", "ConnectionPeer", "PerClient", "RelayRule"]
@@ -77,6 +78,9 @@ class PerClient:
     legacy: bool = False
     #: Who the session's relay asks beside a call's client; None: `peer` alone.
     rule: Callable[[], RelayRule] | None = None
+    #: The caller as a user of `per_user` servers, whose token set the session of
+    #: such a server carries; None: no such servers, or no authenticated caller.
+    user: UserSignIn | None = None
 
 
 class ConnectionPeer:

@@ -33,9 +33,10 @@ from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcp_agg.backend.era import takes_log_level
+from mcp_agg.backend.oauth.team import TeamSignIn, UserSignIn
 from mcp_agg.core.caller import LogLevels, current_caller
 from mcp_agg.core.peer import ConnectionPeer, PerClient, RelayRule
-from mcp_agg.security.auth import current_identity
+from mcp_agg.security.auth import current_identity, current_user
 
 if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
@@ -82,6 +83,9 @@ class Sessions:
         self.front: Literal["stdio", "http"] | None = None
         #: The stdio front's one client: every backend session's fixed owner.
         self.stdio_client: ConnectionPeer | None = None
+        #: The users' sign-ins to `per_user` servers (`backend/oauth/team.py`); None
+        #: without `token_key` and a public URL.
+        self.team: TeamSignIn | None = None
 
     def serve(self, front: Literal["stdio", "http"]) -> None:
         """A front serves the gateway's clients from now on."""
@@ -109,6 +113,9 @@ class Sessions:
         if self.front != "http" or caller is None:
             return None
         connection = caller.connection
+        auth = self._host.config.gateway.auth
+        user = current_user(auth)
+        signs_in = None if user is None or self.team is None else UserSignIn(user, self.team)
         if caller.handshake and connection is not None:
             peer = ConnectionPeer(self.log_levels, wait=self._wait, connection=connection)
             level = self.log_levels.get(connection)
@@ -119,11 +126,13 @@ class Sessions:
                 uri = host.catalog.handed_out(group, backend_uri)
                 await connection.send_resource_updated(uri)
 
-            return PerClient(connection, peer, level, updated, legacy=True)
-        identity = current_identity(self._host.config.gateway.auth)
+            return PerClient(connection, peer, level, updated, legacy=True, user=signs_in)
+        identity = current_identity(auth)
         if identity is None or not identity.client_id:
             return None
-        return PerClient(f"identity:{identity.client_id}", None)
+        # By user, not client id: two people may share a client id claim, never a
+        # session (a `per_user` server's carries its user's token).
+        return PerClient(f"identity:{user or identity.client_id}", None, user=signs_in)
 
     def client_seen(self, connection: Connection | None) -> None:
         """A request of the stdio client: a modern-era client, which never initializes,

@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from mcp_agg.config import AuthConfig
-from mcp_agg.errors import RefusedError
+from mcp_agg.errors import GatewayError, RefusedError
 from mcp_agg.security.auth import caller_id
 from mcp_agg.security.redact import redact
 
@@ -106,7 +106,7 @@ def note_failure(reason: object) -> None:
     """The current call got no backend answer; its error result is the gateway's."""
     trace = current_trace.get()
     if trace is not None:
-        trace.failure = str(reason)
+        trace.failure = reason.logged if isinstance(reason, GatewayError) else str(reason)
         trace.refused = isinstance(reason, RefusedError)
 
 

@@ -37,7 +37,9 @@ __all__ = [
     "build_verifier",
     "caller_id",
     "current_identity",
+    "current_user",
     "identity_of",
+    "user_of",
 ]
 
 #: The caller of an HTTP request without a token (a gateway without `[gateway.auth]`).
@@ -120,6 +122,27 @@ def identity_of(token: AccessToken, auth: AuthConfig) -> Identity:
         str(client_id) if client_id is not None else token.client_id,
         _roles(_claim(claims, auth.roles_claim)),
     )
+
+
+def user_of(token: AccessToken, auth: AuthConfig) -> str:
+    """Whose backend tokens a caller uses on a `per_user` server: a JWT's issuer and
+    subject (`jwt` and `oauth` fronts: the same person whatever client they use, and
+    never a person of another issuer), a static token's client id (`bearer`). The one
+    rule that names a user; docs/signing-in.md says it to operators."""
+    claims = token.claims or {}
+    subject = claims.get("sub")
+    if auth.type == "bearer" or not isinstance(subject, str) or not subject:
+        return f"client:{token.client_id}"
+    issuer = claims.get("iss")
+    return f"jwt:{issuer if isinstance(issuer, str) else ''} {subject}"
+
+
+def current_user(auth: AuthConfig | None) -> str | None:
+    """`user_of` the current request's token; None without one."""
+    if auth is None:
+        return None
+    token = get_access_token()
+    return None if token is None else user_of(token, auth)
 
 
 def current_identity(auth: AuthConfig | None) -> Identity | None:

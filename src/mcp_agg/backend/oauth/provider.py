@@ -27,6 +27,7 @@ expiry and on 401, and step-up on `403 insufficient_scope`. What is replaced, an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import httpx2
@@ -95,9 +96,12 @@ class BackendOAuth(OAuthClientProvider):
         config: BackendOAuthConfig,
         storage: RecordTokenStorage,
         flow: SignInFlow | None = None,
+        signed_out: Callable[[], Exception] | None = None,
     ) -> None:
         self.server = server
         self.replica = replica
+        #: What a sign-in that is missing (or no longer refreshable) is raised as.
+        self._signed_out = signed_out or (lambda: NotSignedIn(server, replica))
         self.config = config
         self.storage = storage
         redirect_uri = _UNUSED_REDIRECT if flow is None else flow.redirect_uri
@@ -156,11 +160,12 @@ class BackendOAuth(OAuthClientProvider):
         self.context.token_expiry_time = expiry - min(_EARLY, max(life, 0) / 2)
 
     async def _refuse(self, authorization_url: str) -> None:
-        """A running gateway does not authorize: the user signs in with `mcp-agg login`."""
-        raise NotSignedIn(self.server, self.replica)
+        """A running gateway does not authorize: the user signs in with `mcp-agg login`
+        (or, on a `per_user` server, with the link the gateway hands them)."""
+        raise self._signed_out()
 
     async def _never(self) -> AuthorizationCodeResult:
-        raise NotSignedIn(self.server, self.replica)  # `_refuse` has raised already
+        raise self._signed_out()  # `_refuse` has raised already
 
 
 def storage_for(spec: ReplicaSpec) -> VaultTokenStorage:

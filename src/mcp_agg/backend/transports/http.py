@@ -86,13 +86,16 @@ def http_transport(
     on_exit: ExitHook | None = None,
     *,
     sign_in: SignInFlow | None = None,
+    auth: httpx2.Auth | None = None,
 ) -> ClientTransport:
     """The transport to an HTTP or SSE backend (`stderr` and `on_exit` are a stdio
     child's: unused). A server with `auth` signs in with its stored tokens; `sign_in` is
-    where the user authorizes when there are none (`mcp-agg login`, a headless client)."""
+    where the user authorizes when there are none (`mcp-agg login`, a headless client).
+    `auth` replaces the gateway's own sign-in (a `per_user` session's, with its user's)."""
     server = spec.server
     assert server.url is not None  # the caller chose this factory for a url
-    auth = None if server.auth is None else oauth_for(spec, sign_in)
+    if auth is None and server.auth is not None:
+        auth = oauth_for(spec, sign_in)
     if server.kind == "sse":
         return SSETransport(
             server.url,
