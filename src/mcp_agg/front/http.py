@@ -45,6 +45,7 @@ from mcp_agg.front.listener import OpsListener, bind_port, serving_ops
 from mcp_agg.front.probes import Probes, quiet_probe_access_log
 from mcp_agg.front.sealedsessions import Resumption, seal_sessions
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
+from mcp_agg.front.signin import quiet_signin_access_log
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
 
 __all__ = ["serve_http"]
@@ -92,6 +93,7 @@ async def serve_http(
         logger.error("cannot listen on %s:%d: %s", host, port, exc)
         raise SystemExit(1) from None
     quiet_probe_access_log()
+    quiet_signin_access_log()
     # log_config=None: uvicorn's own logging setup would send its logs to stdout, past
     # the gateway's stderr handler and its secret redaction; they propagate to it instead.
     # lifespan="off": uvicorn would run the app's lifespan (every backend's first

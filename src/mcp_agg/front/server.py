@@ -31,6 +31,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_agg import __version__
 from mcp_agg.backend.listing import ListMethod
 from mcp_agg.components.forwarding import hop_wire
+from mcp_agg.config import ServerConfig
 from mcp_agg.core.announce import Announcer
 from mcp_agg.core.bridge import PARKED_STATE, Bridge, backend_round, passed_through
 from mcp_agg.core.cachehints import merge_hints
@@ -40,6 +41,7 @@ from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.core.sessions import quietly
 from mcp_agg.front.ops import ops_routes
 from mcp_agg.front.provider import GatewayProvider
+from mcp_agg.front.signin import signin_routes
 from mcp_agg.observability import tracing
 from mcp_agg.security.auth import CallerAccess, build_verifier
 
@@ -71,7 +73,17 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
     if http:
         for route in ops_routes(gateway):
             server._additional_http_routes.append(route)  # what custom_route() adds to
+        team = gateway.sessions.team
+        if team is not None:
+            server._additional_http_routes += signin_routes(
+                team, gateway.store, lambda name: _server_named(gateway, name)
+            )
     return server
+
+
+def _server_named(gateway: Gateway, name: str) -> ServerConfig | None:
+    """The enabled server of that name in the running config (for a sign-in)."""
+    return next((s for s in gateway.config.servers if s.name == name and s.enabled), None)
 
 
 class _GatewayServer(FastMCP[Any]):
