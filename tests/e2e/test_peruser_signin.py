@@ -22,7 +22,7 @@ import pytest
 from fastmcp import Client
 from mcp_types import ElicitResult
 
-from tests.e2e.procs import BACKENDS, backend_process, free_port, served_gateway
+from tests.e2e.procs import BACKENDS, backend_process, eventually, free_port, served_gateway
 from tests.e2e.test_backend_signin import data_dir, login, stored
 
 pytestmark = pytest.mark.e2e
@@ -153,19 +153,63 @@ async def test_a_link_is_single_use_and_tamper_proof(gateway: str) -> None:
     assert "already completed" in replay.text
 
 
-async def test_a_client_with_url_elicitation_is_signed_in_within_the_call(gateway: str) -> None:
+async def test_a_client_with_url_elicitation_is_signed_in_within_the_call(
+    gateway: str, backend: str
+) -> None:
     asked: list[str] = []
+    pages: list[int] = []
 
-    async def handler(message: str, response_type: Any, params: Any, context: Any) -> Any:
-        asked.append(message)
-        page = await follow(params.url)
-        assert page.status_code == 200, page.text
-        return ElicitResult(action="accept")
+    async with anyio.create_task_group() as browser:
 
-    async with Client(
-        gateway, auth="alice-secret", mode="legacy", elicitation_handler=handler
-    ) as alice:
-        failed, text = await token_of(alice)
-        assert not failed, text  # the first call, no retry
-        assert asked == ["Sign in to remote"]
-        assert await token_of(alice) == (False, text)
+        async def sign_in(url: str) -> None:
+            # A person takes a moment to sign in: a call that did not wait for the new
+            # sign-in (the revoked one still kept) would fail, and be asked again.
+            await anyio.sleep(1)
+            pages.append((await follow(url)).status_code)
+
+        async def handler(message: str, response_type: Any, params: Any, context: Any) -> Any:
+            # Accepted at once; the person signs in afterwards, while the call waits.
+            asked.append(message)
+            browser.start_soon(sign_in, params.url)
+            return ElicitResult(action="accept")
+
+        async with Client(
+            gateway, auth="alice-secret", mode="legacy", elicitation_handler=handler
+        ) as alice:
+            failed, first = await token_of(alice)
+            assert not failed, first  # the first call, no retry
+            assert asked == ["Sign in to remote"]
+            assert await token_of(alice) == (False, first)
+            # Revoked: the sign-in kept is forgotten, and the next one is waited for.
+            async with httpx.AsyncClient(timeout=10) as http:
+                await http.post(backend.removesuffix("/mcp") + "/test/revoke-all")
+
+            async def signed_in_again() -> str | None:
+                failed, text = await token_of(alice)
+                return None if failed else text
+
+            second = await eventually(signed_in_again, "a call after signing in again")
+            assert asked == ["Sign in to remote"] * 2
+            assert second != first
+    assert pages == [200, 200]
+
+
+async def test_a_revoked_sign_in_gets_a_new_link(gateway: str, backend: str) -> None:
+    async with Client(gateway, auth="alice-secret") as alice:
+        _, text = await token_of(alice)
+        assert (await follow(link_in(text))).status_code == 200
+        failed, before = await token_of(alice)
+        assert not failed, before
+        async with httpx.AsyncClient(timeout=10) as http:
+            revoked = await http.post(backend.removesuffix("/mcp") + "/test/revoke-all")
+        assert revoked.status_code == 200
+
+        async def relinked() -> str | None:
+            failed, text = await token_of(alice)
+            return text if failed and "Sign in to remote" in text else None
+
+        text = await eventually(relinked, "a new sign-in link after the revocation")
+        assert (await follow(link_in(text))).status_code == 200
+        failed, after = await token_of(alice)
+        assert not failed, after
+        assert after != before

@@ -45,6 +45,9 @@ async def sign_in_within_call(missing: UserNotSignedIn) -> None:
     """Have the caller sign in to `missing.server` and wait for it; `SignInRequired`
     when that cannot be done within the call."""
     server, link = missing.server, missing.link
+    # What is kept can no longer be used (none, or no longer refreshable): forgotten, so
+    # that the wait below ends with the new sign-in, and the next call does not try it.
+    await missing.storage.clear()
     caller = current_caller.get()
     if caller is None or not _takes_url_elicitation(caller):
         raise SignInRequired(server, link)
