@@ -109,10 +109,11 @@ def fleet(
     *,
     env: dict[str, str] | None = None,
     stderr: IO[bytes] | None = None,
+    proxy_port: int | None = None,
 ) -> Iterator[Fleet]:
     """`replicas` gateways serving `config` over HTTP, each on a port of its own (and
-    tagged with its index, `REPLICA_TAG`), and HAProxy in front of them; all killed on
-    exit."""
+    tagged with its index, `REPLICA_TAG`), and HAProxy in front of them (on `proxy_port`
+    if given: a config that names the fleet's public URL); all killed on exit."""
     with ExitStack() as stack:
         ports = [free_port() for _ in range(replicas)]
         procs = []
@@ -122,7 +123,7 @@ def fleet(
                 served_gateway(config, port=port, env=tagged, stderr=stderr)
             )
             procs.append(proc)
-        url = stack.enter_context(haproxy(ports))
+        url = stack.enter_context(haproxy(ports, proxy_port))
         yield Fleet(config, url, ports, procs, stack, dict(env or {}), stderr)
 
 
