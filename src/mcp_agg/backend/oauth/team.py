@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mcp_agg.backend.oauth.links import SignInLinks, Ticket
+from mcp_agg.backend.oauth.links import LINK_SECONDS, SignInLinks, Ticket
 from mcp_agg.backend.oauth.peruser import SecretArea, UserTokens, UserTokenStorage
 from mcp_agg.backend.oauth.provider import BackendOAuth
 from mcp_agg.config.gateway import public_url_of
@@ -73,7 +73,7 @@ class SignInRequired(RefusedError):
         self.link = link
         super().__init__(
             f"Sign in to {server} first{why}: open {link} in a browser "
-            "(valid for 10 minutes), then call again."
+            f"(valid for {LINK_SECONDS // 60} minutes), then call again."
         )
 
     @property
