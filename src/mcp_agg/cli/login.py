@@ -47,7 +47,7 @@ def login(
 
     async def sign_in() -> int:
         port = await _registered_port(storage)
-        await _forget_tokens(storage)  # a fresh sign-in, even over a working one
+        await storage.forget_tokens()  # a fresh sign-in, even over a working one
         async with loopback_sign_in(port, wait_seconds=timeout) as flow:
             transport = http_transport(spec, sign_in=flow)
             async with Client(transport, name="mcp-agg/login") as client:
@@ -120,13 +120,6 @@ async def _registered_port(storage: VaultTokenStorage) -> int | None:
         if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
             return parts.port
     return None
-
-
-async def _forget_tokens(storage: VaultTokenStorage) -> None:
-    client = await storage.get_client_info()
-    await storage.clear()
-    if client is not None:
-        await storage.set_client_info(client)
 
 
 def _cause(exc: BaseException) -> str:
