@@ -9,7 +9,7 @@ config model, the same transport (`backend/transports/http.py`) and OAuth provid
 (`backend/oauth/`), with one difference a gateway has no use for: no person signs in, so
 `FollowSignIn` requests the authorization URL itself and takes the code from the redirect.
 It lists the tools and calls each. Its tokens go to a throwaway data directory, never
-the user's keyring. Exit 0 when the call was answered.
+the user's keyring. Exit 0 when the calls were answered.
 """
 
 from __future__ import annotations
