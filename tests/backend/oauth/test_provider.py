@@ -171,3 +171,25 @@ async def test_a_sign_in_asks_for_configured_and_required_scopes(
     with pytest.raises(NotSignedIn):  # a running gateway's flow: no authorization
         await oauth._perform_authorization()
     assert oauth.context.client_metadata.scope == asked
+
+
+async def test_a_401_takes_up_tokens_another_session_refreshed(tmp_path: Path) -> None:
+    """Two sessions share a sign-in: the other one refreshed first, and the authorization
+    server rotated the refresh token held here; its stored tokens are used, no refresh."""
+    oauth = provider(tmp_path, BackendOAuthConfig(type="oauth", client_id="cid"))
+    await oauth.storage.set_tokens(OAuthToken(access_token="at-old", refresh_token="rt-1"))
+    seen: list[str] = []
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/token":
+            seen.append("token")
+            return refused(request)  # rt-1 was rotated away
+        seen.append("mcp " + request.headers.get("Authorization", "").removeprefix("Bearer "))
+        if seen == ["mcp at-old"]:
+            renewed = OAuthToken(access_token="at-new", refresh_token="rt-2", expires_in=600)
+            await oauth.storage.set_tokens(renewed)  # what the other session stored
+        return accept_new(request)
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handle), auth=oauth) as http:
+        assert (await http.post(URL, json={})).status_code == 200
+    assert seen == ["mcp at-old", "mcp at-new"]

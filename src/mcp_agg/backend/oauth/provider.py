@@ -17,6 +17,11 @@ expiry, and step-up on `403 insufficient_scope`. What is replaced, and why:
   (`_auth_flow`), so a live session outlives it. Only when that refresh is refused does a
   running gateway fail the session with the login message (`NotSignedIn`), without the
   SDK's discovery and registration for an authorization nobody would complete.
+- The SDK keeps its tokens in memory once read, but a gateway has several sessions per
+  sign-in (replicas, per-client sessions, the change stream), each with a provider of its
+  own over the one storage: where another has refreshed first (and the authorization
+  server rotated the refresh token, revoking the one held here), the stored tokens are
+  taken up instead of refreshing again (`_adopt_stored`).
 - On `403 insufficient_scope` the SDK starts a new authorization for more scopes (SEP-2350
   step-up), which a running gateway cannot complete: the session fails with the scope
   the backend asked for and the login command, and the scope is kept with the sign-in,
@@ -171,12 +176,15 @@ class BackendOAuth(OAuthClientProvider):
 
         The SDK's generator is driven as is (it holds the context's lock throughout, so a
         refresh here is never raced by another request's); only the answer to `request`
-        itself is looked at. When it is a `401` and a refresh token is kept, the tokens
-        are refreshed and `request` sent once more with the new one. A `401` still (or a
+        itself is looked at. When it is a `401`, `request` is sent once more with the
+        tokens another session has stored since, else with refreshed ones where a refresh
+        token is kept. A `401` still (or a
         refused refresh) goes on to the SDK, which authorizes afresh where a person or a
         headless client can (`mcp-agg login`, the conformance client); a running gateway
         cannot, and fails the session with the login command at once.
         """
+        if self._initialized and not self.context.is_token_valid():
+            await self._adopt_stored()  # before the SDK refreshes with a rotated token
         flow = super()._auth_flow(request)
         retried = False
         try:
@@ -185,7 +193,10 @@ class BackendOAuth(OAuthClientProvider):
                 response = yield outgoing
                 if outgoing is request and response.status_code == 401 and not retried:
                     retried = True
-                    if self.context.can_refresh_token():
+                    if await self._adopt_stored():
+                        self._add_auth_header(request)
+                        response = yield request
+                    elif self.context.can_refresh_token():
                         refreshed = yield await self._refresh_token()
                         if await self._handle_refresh_response(refreshed):
                             self._add_auth_header(request)
@@ -203,6 +214,18 @@ class BackendOAuth(OAuthClientProvider):
             return
         finally:
             await flow.aclose()
+
+    async def _adopt_stored(self) -> bool:
+        """Take up the stored tokens where another session has replaced the ones held
+        here (it refreshed first); whether it had."""
+        stored = await self.storage.get_tokens()
+        held = self.context.current_tokens
+        if stored is None or held is None or stored.access_token == held.access_token:
+            return False
+        self.context.current_tokens = stored
+        self.context.token_expiry_time = await self.storage.expires_at()
+        self._refresh_early()
+        return True
 
     async def _perform_authorization(self) -> httpx2.Request:
         """The SDK's, asking for the configured scopes (else the SDK's choice) and every
