@@ -52,6 +52,6 @@ clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache site
 
 .PHONY: conformance
-conformance: setup  ## the official MCP conformance suite at each protocol revision: the backend alone vs through the gateway
+conformance: setup  ## the official MCP conformance suite at each protocol revision: the backend alone vs through the gateway; the backend client in client mode
 	npm ci --prefix conformance --loglevel=error --no-audit --no-fund
 	$(BIN)/python conformance/run.py

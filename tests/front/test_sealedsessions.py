@@ -77,10 +77,10 @@ class FlakyStore(MemoryStore):
 
     down = False
 
-    async def revoke(self, key: str, ttl: float) -> None:
+    async def revoke(self, key: str, ttl: float) -> bool:
         if self.down:
             raise StoreUnavailable("connection refused")
-        await super().revoke(key, ttl)
+        return await super().revoke(key, ttl)
 
     async def is_revoked(self, key: str) -> bool:
         if self.down:

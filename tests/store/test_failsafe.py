@@ -35,9 +35,9 @@ class FlakyStore(MemoryStore):
         self._reach()
         return await super().take_token(key, rate, burst)
 
-    async def revoke(self, key: str, ttl: float) -> None:
+    async def revoke(self, key: str, ttl: float) -> bool:
         self._reach()
-        await super().revoke(key, ttl)
+        return await super().revoke(key, ttl)
 
     async def is_revoked(self, key: str) -> bool:
         self._reach()

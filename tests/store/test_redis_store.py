@@ -90,6 +90,25 @@ async def test_a_revocation_lasts_its_ttl(store: RedisStore, redis: RedisServer)
         await client.aclose()
 
 
+async def test_of_replicas_revoking_one_key_at_once_one_is_first(
+    store: RedisStore, redis: RedisServer
+) -> None:
+    others = [RedisStore(StoreConfig(url=redis.url)) for _ in range(3)]
+    try:
+        firsts: list[bool] = []
+
+        async def revoke(target: RedisStore) -> None:
+            firsts.append(await target.revoke("signin-state:n1", 60))
+
+        async with anyio.create_task_group() as group:
+            for target in (store, *others):
+                group.start_soon(revoke, target)
+        assert sorted(firsts) == [False, False, False, True]
+    finally:
+        for other in others:
+            await other.aclose()
+
+
 async def test_a_secret_is_kept_for_every_store_until_deleted(
     store: RedisStore, redis: RedisServer
 ) -> None:

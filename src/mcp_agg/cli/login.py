@@ -4,7 +4,8 @@ with `auth = { type = "oauth" }`, kept where the gateway finds it (backend/oauth
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from datetime import UTC, datetime
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -22,7 +23,7 @@ from mcp_agg.config import Config, ReplicaSpec
 from mcp_agg.errors import GatewayError
 from mcp_agg.security.redact import redact
 
-__all__ = ["login", "logout", "sign_in_rows"]
+__all__ = ["login", "logout", "sign_in_rows", "sign_in_states"]
 
 ServerArgument = Annotated[
     str, typer.Argument(help='A [[servers]] name with auth = { type = "oauth" }.')
@@ -47,7 +48,7 @@ def login(
 
     async def sign_in() -> int:
         port = await _registered_port(storage)
-        await _forget_tokens(storage)  # a fresh sign-in, even over a working one
+        await storage.forget_tokens()  # a fresh sign-in, even over a working one
         async with loopback_sign_in(port, wait_seconds=timeout) as flow:
             transport = http_transport(spec, sign_in=flow)
             async with Client(transport, name="mcp-agg/login") as client:
@@ -82,22 +83,42 @@ def logout(
     typer.echo(f"Signed out of {server}.", err=True)
 
 
-def sign_in_rows(config: Config) -> list[list[str]]:
-    """`status`'s SIGN-IN table: per server with OAuth, whether the user is signed in and
-    until when (never the tokens)."""
+def sign_in_states(config: Config) -> dict[str, dict[str, Any]]:
+    """`status --json`'s `sign_in`: per server with OAuth, whether the user is signed in,
+    until when, whether it renews without the user, and where the tokens rest (never the
+    tokens); `error` when the stored sign-in cannot be read."""
     specs = {spec.group: spec for spec in config.replica_specs() if spec.server.auth is not None}
-    rows = []
+    states: dict[str, dict[str, Any]] = {}
     for name, spec in specs.items():
+        storage = storage_for(spec)
+        state: dict[str, Any] = {"stored_in": storage.vault.where}
         try:
-            state = run(storage_for(spec).sign_in)
+            signed = run(storage.sign_in)
         except GatewayError as exc:
-            rows.append([name, "unreadable", "-", redact(str(exc))])
+            states[name] = {"signed_in": False, **state, "error": redact(str(exc))}
             continue
-        if not state.signed_in:
+        expires_at = None if signed.expires_at is None else _iso(signed.expires_at)
+        states[name] = {
+            "signed_in": signed.signed_in,
+            "expires_at": expires_at,
+            "refreshable": signed.refreshable,
+            **state,
+        }
+    return states
+
+
+def sign_in_rows(states: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """`status`'s SIGN-IN table, from `sign_in_states`."""
+    rows = []
+    for name, state in states.items():
+        if "error" in state:
+            rows.append([name, "unreadable", "-", state["error"]])
+        elif not state["signed_in"]:
             rows.append([name, "no", "-", f"run `mcp-agg login {name}`"])
-            continue
-        until = "-" if state.expires_at is None else _when(state.expires_at)
-        rows.append([name, "yes", until, "refreshable" if state.refreshable else ""])
+        else:
+            at = state["expires_at"]
+            until = "-" if at is None else _when(datetime.fromisoformat(at).timestamp())
+            rows.append([name, "yes", until, "refreshable" if state["refreshable"] else ""])
     return rows
 
 
@@ -122,13 +143,6 @@ async def _registered_port(storage: VaultTokenStorage) -> int | None:
     return None
 
 
-async def _forget_tokens(storage: VaultTokenStorage) -> None:
-    client = await storage.get_client_info()
-    await storage.clear()
-    if client is not None:
-        await storage.set_client_info(client)
-
-
 def _cause(exc: BaseException) -> str:
     """The first leaf of an exception group (anyio task groups wrap the SDK's errors)."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -138,3 +152,7 @@ def _cause(exc: BaseException) -> str:
 
 def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(at))
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")

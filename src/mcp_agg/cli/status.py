@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mcp_agg.cli.login import sign_in_rows
+from mcp_agg.cli.login import sign_in_rows, sign_in_states
 from mcp_agg.cli.logs import setup_logging
 from mcp_agg.cli.options import ConfigOption, JsonOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail, print_table
@@ -65,21 +65,23 @@ def status(
 ) -> None:
     """Show each replica: state, breaker, load, last error (of a running gateway with --url;
     else the backends are started once here)."""
-    sign_ins: list[list[str]] = []
+    sign_ins: dict[str, dict[str, Any]] = {}
     if url is not None:
         setup_logging(log_level, "warning")
         rows = _remote_status(url, token)
     else:
         loaded = load(config, profile)
         _, rows = snapshot_of(loaded, log_level, lambda g: [replica_status(u) for u in g.upstreams])
-        sign_ins = sign_in_rows(loaded)
+        sign_ins = sign_in_states(loaded)
     if as_json:
+        for row in rows if sign_ins else []:  # a server with OAuth: its sign-in's state
+            row["sign_in"] = sign_ins.get(row["server"])
         typer.echo(redact(json.dumps(rows, indent=2)))
         return
     print_table(_COLUMNS, [_status_cells(r) for r in rows])
     if sign_ins:
         typer.echo("")
-        print_table(["SERVER", "SIGNED IN", "UNTIL", ""], sign_ins)
+        print_table(["SERVER", "SIGNED IN", "UNTIL", ""], sign_in_rows(sign_ins))
 
 
 def _status_cells(row: dict[str, Any]) -> list[str]:

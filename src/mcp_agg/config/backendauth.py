@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from mcp.client.auth.utils import is_valid_client_metadata_url
+from pydantic import Field, field_validator
 
 from mcp_agg.config.base import StrictModel
 
@@ -16,7 +17,8 @@ class BackendOAuthConfig(StrictModel):
 
     Everything else (the authorization server, its endpoints, the client's registration)
     is discovered from the backend's 401; `client_id`/`client_secret` are for an
-    authorization server that offers no dynamic registration.
+    authorization server that offers no dynamic registration, `client_metadata_url` for
+    one that takes a Client ID Metadata Document the operator publishes.
     """
 
     type: Literal["oauth"]
@@ -24,7 +26,20 @@ class BackendOAuthConfig(StrictModel):
     scopes: list[Annotated[str, Field(min_length=1, pattern=r"^\S+$")]] = []
     client_id: Annotated[str, Field(min_length=1)] | None = None
     client_secret: Annotated[str, Field(min_length=1)] | None = None
+    #: An HTTPS URL serving the gateway's Client ID Metadata Document: its client_id
+    #: where the authorization server supports such documents (else it registers).
+    client_metadata_url: str | None = None
     #: One token set per caller of the HTTP front, instead of one for the gateway
     #: (docs/signing-in.md, "A team gateway"); what it needs is checked with the
     #: whole file (config/document.py).
     per_user: bool = False
+
+    @field_validator("client_metadata_url")
+    @classmethod
+    def _metadata_url(cls, value: str | None) -> str | None:
+        # The SDK's own test, so a URL it would refuse at the first request fails here.
+        if value is not None and not is_valid_client_metadata_url(value):
+            raise ValueError(
+                "must be an https:// URL with a path, e.g. https://example.com/mcp-agg.json"
+            )
+        return value

@@ -31,8 +31,10 @@ class Store(Protocol):
         second): 0.0 when taken, else the seconds until one is there."""
         ...
 
-    async def revoke(self, key: str, ttl: float) -> None:
-        """Remember `key` as revoked for `ttl` seconds."""
+    async def revoke(self, key: str, ttl: float) -> bool:
+        """Remember `key` as revoked for `ttl` seconds; whether this call revoked it (it
+        was not revoked already), atomically, so of replicas racing to revoke one key
+        exactly one is told it was first (a sign-in state used once, front/signin.py)."""
         ...
 
     async def is_revoked(self, key: str) -> bool:

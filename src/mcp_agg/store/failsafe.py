@@ -105,11 +105,13 @@ class FailSafeStore:
                 raise
             return await self.local.take_token(key, rate, burst)
 
-    async def revoke(self, key: str, ttl: float) -> None:
-        await self.local.revoke(key, ttl)  # known here at once, whatever the store says
-        # Said once by _failed; meanwhile this replica refuses the key on its own.
+    async def revoke(self, key: str, ttl: float) -> bool:
+        first = await self.local.revoke(key, ttl)  # known here at once, whatever the store says
+        # Said once by _failed; meanwhile this replica refuses the key on its own (and
+        # decides alone who was first).
         with contextlib.suppress(StoreUnavailable):
-            await self._shared(lambda: self.shared.revoke(key, ttl))
+            first = await self._shared(lambda: self.shared.revoke(key, ttl)) and first
+        return first
 
     async def is_revoked(self, key: str) -> bool:
         if await self.local.is_revoked(key):

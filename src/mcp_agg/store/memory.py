@@ -59,13 +59,18 @@ class MemoryStore:
                 break
             del buckets[key]
 
-    async def revoke(self, key: str, ttl: float) -> None:
+    async def revoke(self, key: str, ttl: float) -> bool:
+        if await self.is_revoked(key):
+            return False
         now = self._clock()
         revoked = self._revoked
         while revoked and (len(revoked) >= self._max or next(iter(revoked.values())) <= now):
             revoked.popitem(last=False)
         revoked.pop(key, None)
+        if ttl <= 0:
+            return False  # lapsed already
         revoked[key] = now + ttl if math.isfinite(ttl) else math.inf
+        return True
 
     async def is_revoked(self, key: str) -> bool:
         until = self._revoked.get(key)

@@ -140,12 +140,17 @@ class RedisStore:
         )
         return float(cast("str", wait))
 
-    async def revoke(self, key: str, ttl: float) -> None:
+    async def revoke(self, key: str, ttl: float) -> bool:
         name = f"{PREFIX}revoked:{key}"
         expiry = math.ceil(ttl * 1000) if math.isfinite(ttl) else None
         if expiry is not None and expiry <= 0:
-            return  # lapsed already (as in MemoryStore); Redis refuses an expiry of 0
-        await self._bounded("a revocation", lambda: self._redis.set(name, "1", px=expiry))
+            return False  # lapsed already (as in MemoryStore); Redis refuses an expiry of 0
+        # NX: one atomic step decides who revoked it first (a check, then a set, would
+        # let two replicas both win).
+        done = await self._bounded(
+            "a revocation", lambda: self._redis.set(name, "1", px=expiry, nx=True)
+        )
+        return bool(done)
 
     async def is_revoked(self, key: str) -> bool:
         found = await self._bounded(

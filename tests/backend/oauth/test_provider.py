@@ -1,11 +1,14 @@
 """The SDK's OAuth provider as the gateway builds it: stored expiry restored, an operator's
-client used as is, and no authorization in a running gateway."""
+client used as is, no authorization in a running gateway, and a 401 on a live session
+answered with a refresh."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+import httpx2
 import pytest
 from mcp.shared.auth import OAuthToken
 
@@ -49,3 +52,144 @@ async def test_a_running_gateway_never_authorizes(tmp_path: Path) -> None:
     assert oauth.context.client_metadata.scope == "a b"
     with pytest.raises(NotSignedIn, match="run `mcp-agg login s`"):
         await oauth._perform_authorization_code_grant()
+
+
+# ------------------------------------------------------------- a 401 on a live session
+
+CHALLENGE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+
+
+def refresh_answer(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(
+        200, json={"access_token": "at-new", "token_type": "Bearer", "refresh_token": "rt-2"}
+    )
+
+
+def refused(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(400, json={"error": "invalid_grant"})
+
+
+def accept_new(request: httpx2.Request) -> httpx2.Response:
+    ok = request.headers.get("Authorization") == "Bearer at-new"
+    return httpx2.Response(200) if ok else httpx2.Response(401, headers=CHALLENGE)
+
+
+def still_refused(request: httpx2.Request) -> httpx2.Response:
+    return httpx2.Response(401, headers=CHALLENGE)
+
+
+Answer = Callable[[httpx2.Request], httpx2.Response]
+
+
+@pytest.mark.parametrize(
+    ("refresh_token", "token_endpoint", "backend", "sent", "ok"),
+    [
+        # Refreshed, and the request sent once more with the new token: no new session.
+        ("rt-1", refresh_answer, accept_new, ["mcp at-old", "token", "mcp at-new"], True),
+        # The refresh token is refused too: the login command, and no discovery.
+        ("rt-1", refused, accept_new, ["mcp at-old", "token"], False),
+        # A refreshed token refused all the same: once only, then the login command.
+        ("rt-1", refresh_answer, still_refused, ["mcp at-old", "token", "mcp at-new"], False),
+        # No refresh token kept: the login command at once.
+        (None, refresh_answer, accept_new, ["mcp at-old"], False),
+    ],
+)
+async def test_a_401_refreshes_once_then_asks_for_a_login(
+    tmp_path: Path,
+    refresh_token: str | None,
+    token_endpoint: Answer,
+    backend: Answer,
+    sent: list[str],
+    ok: bool,
+) -> None:
+    oauth = provider(tmp_path, BackendOAuthConfig(type="oauth", client_id="cid"))
+    tokens = OAuthToken(access_token="at-old", refresh_token=refresh_token, expires_in=600)
+    await oauth.storage.set_tokens(tokens)
+    seen: list[str] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/token":
+            seen.append("token")
+            return token_endpoint(request)
+        if request.url.path == "/mcp":
+            seen.append("mcp " + request.headers.get("Authorization", "").removeprefix("Bearer "))
+            return backend(request)
+        seen.append(f"{request.method} {request.url.path}")
+        return httpx2.Response(404)
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handle), auth=oauth) as http:
+        if ok:
+            answer = await http.post(URL, json={})
+            assert answer.status_code == 200
+            stored = await oauth.storage.get_tokens()
+            assert stored is not None
+            assert (stored.access_token, stored.refresh_token) == ("at-new", "rt-2")
+        else:
+            with pytest.raises(NotSignedIn, match="run `mcp-agg login s`"):
+                await http.post(URL, json={})
+    assert seen == sent
+
+
+# ------------------------------------------------------------------ scope step-up
+
+
+async def test_insufficient_scope_names_the_scope_and_the_login(tmp_path: Path) -> None:
+    oauth = provider(tmp_path, BackendOAuthConfig(type="oauth", client_id="cid"))
+    await oauth.storage.set_tokens(OAuthToken(access_token="at-old", refresh_token="rt-1"))
+    seen: list[str] = []
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        challenge = 'Bearer error="insufficient_scope", scope="repo:write"'
+        return httpx2.Response(403, headers={"WWW-Authenticate": challenge})
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handle), auth=oauth) as http:
+        with pytest.raises(NotSignedIn) as raised:
+            await http.post(URL, json={})
+    assert str(raised.value) == ("the server asks for scope `repo:write`: run `mcp-agg login s`")
+    assert seen == ["POST /mcp"]  # no discovery, no registration: no authorization started
+    assert await oauth.storage.required_scope() == "repo:write"
+
+
+@pytest.mark.parametrize(
+    ("configured", "challenged", "asked"),
+    [
+        ([], "from-challenge", "from-challenge repo:write"),
+        (["repo", "read:org"], "from-challenge", "repo read:org repo:write"),
+    ],
+)
+async def test_a_sign_in_asks_for_configured_and_required_scopes(
+    tmp_path: Path, configured: list[str], challenged: str, asked: str
+) -> None:
+    """The SDK would ask for the challenge's scopes only; a later login also asks for what
+    a `403 insufficient_scope` named."""
+    config = BackendOAuthConfig(type="oauth", scopes=configured, client_id="cid")
+    oauth = provider(tmp_path, config)
+    await oauth._initialize()
+    await oauth.storage.require_scope("repo:write")
+    oauth.context.client_metadata.scope = challenged  # the SDK's choice, from the 401
+    with pytest.raises(NotSignedIn):  # a running gateway's flow: no authorization
+        await oauth._perform_authorization()
+    assert oauth.context.client_metadata.scope == asked
+
+
+async def test_a_401_takes_up_tokens_another_session_refreshed(tmp_path: Path) -> None:
+    """Two sessions share a sign-in: the other one refreshed first, and the authorization
+    server rotated the refresh token held here; its stored tokens are used, no refresh."""
+    oauth = provider(tmp_path, BackendOAuthConfig(type="oauth", client_id="cid"))
+    await oauth.storage.set_tokens(OAuthToken(access_token="at-old", refresh_token="rt-1"))
+    seen: list[str] = []
+
+    async def handle(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path == "/token":
+            seen.append("token")
+            return refused(request)  # rt-1 was rotated away
+        seen.append("mcp " + request.headers.get("Authorization", "").removeprefix("Bearer "))
+        if seen == ["mcp at-old"]:
+            renewed = OAuthToken(access_token="at-new", refresh_token="rt-2", expires_in=600)
+            await oauth.storage.set_tokens(renewed)  # what the other session stored
+        return accept_new(request)
+
+    async with httpx2.AsyncClient(transport=httpx2.MockTransport(handle), auth=oauth) as http:
+        assert (await http.post(URL, json={})).status_code == 200
+    assert seen == ["mcp at-old", "mcp at-new"]

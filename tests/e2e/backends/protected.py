@@ -3,7 +3,8 @@ codes granted without a person) and the MCP server it protects, on one port.
 
 `--token-seconds` shortens the access tokens' life, for the refresh tests; a POST to
 `/test/revoke-all` revokes every token issued, as an administrator at the authorization
-server would. The `token`
+server would, and one to `/test/revoke-access` only the access tokens (the refresh tokens
+still work: a backend that refuses a token before its expiry). The `token`
 tool says which token the call carried (its last characters), so a test sees a refresh.
 """
 
@@ -42,6 +43,11 @@ def main() -> None:
     async def revoke_all(request: Request) -> PlainTextResponse:
         auth.access_tokens.clear()
         auth.refresh_tokens.clear()
+        return PlainTextResponse("revoked")
+
+    @server.custom_route("/test/revoke-access", methods=["POST"])
+    async def revoke_access(request: Request) -> PlainTextResponse:
+        auth.access_tokens.clear()
         return PlainTextResponse("revoked")
 
     server.run(transport="http", host="127.0.0.1", port=options.port, show_banner=False)

@@ -4,7 +4,7 @@
 The SDK does the protocol: discovery from the backend's 401 (RFC 9728, then RFC 8414 /
 OpenID metadata), Client ID Metadata Documents, dynamic registration (RFC 7591), PKCE
 (S256), the `resource` parameter (RFC 8707), the `iss` check (RFC 9207), refresh before
-expiry and on 401, and step-up on `403 insufficient_scope`. What is replaced, and why:
+expiry, and step-up on `403 insufficient_scope`. What is replaced, and why:
 
 - The SDK's `_initialize` loads tokens without their expiry, so a token read back after a
   restart would be sent until a 401; here the stored absolute expiry is restored (as
@@ -12,8 +12,23 @@ expiry and on 401, and step-up on `403 insufficient_scope`. What is replaced, an
 - The SDK counts a token valid up to its last second, and on a `401` starts a whole new
   authorization rather than a refresh. A token is treated here as expiring `_EARLY`
   before it does (an authorization server may round its expiry down), so it is refreshed
-  before the backend refuses it; a `401` all the same fails the session with the login
-  message, and the reconnect that follows refreshes from the stored tokens.
+  before the backend refuses it; and a `401` on a request that carried a token (one
+  revoked, or expired early) is answered with a refresh and the request sent once more
+  (`_auth_flow`), so a live session outlives it. Only when that refresh is refused does a
+  running gateway fail the session with the login message (`NotSignedIn`), without the
+  SDK's discovery and registration for an authorization nobody would complete.
+- The SDK keeps its tokens in memory once read, but a gateway has several sessions per
+  sign-in (replicas, per-client sessions, the change stream), each with a provider of its
+  own over the one storage: where another has refreshed first (and the authorization
+  server rotated the refresh token, revoking the one held here), the stored tokens are
+  taken up instead of refreshing again (`_adopt_stored`).
+- On `403 insufficient_scope` the SDK starts a new authorization for more scopes (SEP-2350
+  step-up), which a running gateway cannot complete: the session fails with the scope
+  the backend asked for and the login command, and the scope is kept with the sign-in,
+  so that `mcp-agg login` asks for it.
+- The SDK asks for the scopes of the backend's challenge (or its metadata) in place of
+  the configured ones: here the configured `scopes` win where set, and every scope a
+  `403` asked for is added (`_perform_authorization`).
 - A configured `client_id` (an authorization server without registration, such as
   GitHub's) is used as is, instead of a registration of our own.
 - Where the authorization happens is a `SignInFlow`: a person at `mcp-agg login`
@@ -27,11 +42,16 @@ expiry and on 401, and step-up on `403 insufficient_scope`. What is replaced, an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Protocol
 
 import httpx2
 from mcp.client.auth import OAuthClientProvider
+from mcp.client.auth.utils import (
+    extract_field_from_www_auth,
+    extract_scope_from_www_auth,
+    union_scopes,
+)
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata
 from pydantic import AnyUrl
 
@@ -66,10 +86,18 @@ def login_command(server: str) -> str:
 
 
 class NotSignedIn(UpstreamConnectError):
-    """A backend needs a sign-in the user has not done, or that can no longer be refreshed."""
+    """A backend needs a sign-in the user has not done, or that can no longer be refreshed,
+    or one with more scopes (`scope`: those the backend asked for)."""
 
-    def __init__(self, server: str, replica: str) -> None:
-        super().__init__(f"not signed in: run `{login_command(server)}`", replica=replica)
+    def __init__(self, server: str, replica: str, scope: str | None = None) -> None:
+        reason = (
+            "not signed in"
+            if scope is None
+            else f"the server asks for scope `{scope}`"
+            if scope
+            else "the server asks for more scopes"
+        )
+        super().__init__(f"{reason}: run `{login_command(server)}`", replica=replica)
 
 
 class SignInFlow(Protocol):
@@ -102,8 +130,14 @@ class BackendOAuth(OAuthClientProvider):
         self.replica = replica
         #: What a sign-in that is missing (or no longer refreshable) is raised as.
         self._signed_out = signed_out or (lambda: NotSignedIn(server, replica))
+        self._step_up: Callable[[str], Exception] = (
+            (lambda scope: signed_out())
+            if signed_out
+            else (lambda scope: NotSignedIn(server, replica, scope))
+        )
         self.config = config
         self.storage = storage
+        self.sign_in_flow = flow
         redirect_uri = _UNUSED_REDIRECT if flow is None else flow.redirect_uri
         secret = config.client_secret
         metadata = OAuthClientMetadata(
@@ -120,6 +154,7 @@ class BackendOAuth(OAuthClientProvider):
             server_url=url,
             client_metadata=metadata,
             storage=storage,
+            client_metadata_url=config.client_metadata_url,
             # Both handlers given in a running gateway too: the SDK checks that both exist
             # before it calls the first, and would fail with a message about handlers.
             redirect_handler=self._refuse if flow is None else flow.redirect,
@@ -141,6 +176,75 @@ class BackendOAuth(OAuthClientProvider):
                 grant_types=self.context.client_metadata.grant_types,
                 scope=self.context.client_metadata.scope,
             )
+
+    async def _auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        """The SDK's flow, with a `401` on `request` answered by a refresh first.
+
+        The SDK's generator is driven as is (it holds the context's lock throughout, so a
+        refresh here is never raced by another request's); only the answer to `request`
+        itself is looked at. When it is a `401`, `request` is sent once more with the
+        tokens another session has stored since, else with refreshed ones where a refresh
+        token is kept. A `401` still (or a
+        refused refresh) goes on to the SDK, which authorizes afresh where a person or a
+        headless client can (`mcp-agg login`, the conformance client); a running gateway
+        cannot, and fails the session with the login command at once.
+        """
+        if self._initialized and not self.context.is_token_valid():
+            await self._adopt_stored()  # before the SDK refreshes with a rotated token
+        flow = super()._auth_flow(request)
+        retried = False
+        try:
+            outgoing = await anext(flow)
+            while True:
+                response = yield outgoing
+                if outgoing is request and response.status_code == 401 and not retried:
+                    retried = True
+                    if await self._adopt_stored():
+                        self._add_auth_header(request)
+                        response = yield request
+                    elif self.context.can_refresh_token():
+                        refreshed = yield await self._refresh_token()
+                        if await self._handle_refresh_response(refreshed):
+                            self._add_auth_header(request)
+                            response = yield request
+                    if response.status_code == 401 and self.sign_in_flow is None:
+                        raise self._signed_out()
+                if outgoing is request and _insufficient_scope(response):
+                    scope = extract_scope_from_www_auth(response)
+                    if scope:
+                        await self.storage.require_scope(scope)
+                    if self.sign_in_flow is None:
+                        # A team's user signs in again through their link (the scope
+                        # kept above is asked for then); the gateway's own sign-in names
+                        # the scope and the command.
+                        raise self._step_up(scope or "")
+                outgoing = await flow.asend(response)
+        except StopAsyncIteration:
+            return
+        finally:
+            await flow.aclose()
+
+    async def _adopt_stored(self) -> bool:
+        """Take up the stored tokens where another session has replaced the ones held
+        here (it refreshed first); whether it had."""
+        stored = await self.storage.get_tokens()
+        held = self.context.current_tokens
+        if stored is None or held is None or stored.access_token == held.access_token:
+            return False
+        self.context.current_tokens = stored
+        self.context.token_expiry_time = await self.storage.expires_at()
+        self._refresh_early()
+        return True
+
+    async def _perform_authorization(self) -> httpx2.Request:
+        """The SDK's, asking for the configured scopes (else the SDK's choice) and every
+        scope a `403 insufficient_scope` asked for."""
+        chosen = " ".join(self.config.scopes) or self.context.client_metadata.scope
+        required = await self.storage.required_scope()
+        self.context.client_metadata.scope = union_scopes(chosen, required)
+        return await super()._perform_authorization()
 
     async def _handle_token_response(self, response: httpx2.Response) -> None:
         await super()._handle_token_response(response)
@@ -166,6 +270,13 @@ class BackendOAuth(OAuthClientProvider):
 
     async def _never(self) -> AuthorizationCodeResult:
         raise self._signed_out()  # `_refuse` has raised already
+
+
+def _insufficient_scope(response: httpx2.Response) -> bool:
+    return (
+        response.status_code == 403
+        and extract_field_from_www_auth(response, "error") == "insufficient_scope"
+    )
 
 
 def storage_for(spec: ReplicaSpec) -> VaultTokenStorage:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import anyio.to_thread
+from mcp.client.auth.utils import union_scopes
 from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 from pydantic import BaseModel, ValidationError
 
@@ -34,6 +35,8 @@ class _Record(BaseModel):
     #: Unix seconds when the access token expires; None: no expiry was given.
     expires_at: float | None = None
     client: OAuthClientInformationFull | None = None
+    #: Scopes the backend asked for in a `403 insufficient_scope`, asked for at sign-in.
+    required_scope: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,20 @@ class RecordTokenStorage:
             expires_at=record.expires_at if tokens is not None else None,
             refreshable=tokens is not None and tokens.refresh_token is not None,
         )
+
+    async def require_scope(self, scope: str) -> None:
+        """Remember scopes a backend refused a request without, for the next sign-in."""
+        record = await self._load()
+        required = union_scopes(record.required_scope, scope)
+        await self._save(record.model_copy(update={"required_scope": required}))
+
+    async def required_scope(self) -> str | None:
+        return (await self._load()).required_scope
+
+    async def forget_tokens(self) -> None:
+        """Forget the tokens only (a new sign-in): the registration and the scopes stay."""
+        record = await self._load()
+        await self._save(record.model_copy(update={"tokens": None, "expires_at": None}))
 
     async def clear(self) -> None:
         """Forget the tokens and the registration (`mcp-agg logout`)."""

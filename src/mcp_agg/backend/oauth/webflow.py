@@ -39,6 +39,7 @@ from mcp.client.auth.utils import (
     handle_registration_response,
     handle_token_response_scopes,
     issuers_match,
+    union_scopes,
     validate_authorization_response_iss,
     validate_metadata_issuer,
 )
@@ -73,9 +74,7 @@ class UsedStates(Protocol):
     """Where a used `state` is remembered (the store's revocations), so a callback is
     honoured once, on whichever replica it lands."""
 
-    async def revoke(self, key: str, ttl: float) -> None: ...
-
-    async def is_revoked(self, key: str) -> bool: ...
+    async def revoke(self, key: str, ttl: float) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +112,10 @@ class WebSignIn:
         async with _client() as http:
             found = await _discover(http, ticket.url)
             context = self._context(ticket, server, storage, found)
+            # The scopes a backend refused this user's token for (403 insufficient_scope)
+            # are asked for beside the chosen ones.
+            required = await storage.required_scope()
+            context.client_metadata.scope = union_scopes(context.client_metadata.scope, required)
             context.client_info = await self._client_info(http, server, storage, context, found)
         pkce = PKCEParameters.generate()
         state = State(
@@ -143,9 +146,8 @@ class WebSignIn:
         state = self.links.open_state(sealed_state)
         # Single use, on any replica: the state's own nonce is its key.
         used = f"signin-state:{state.nonce}"
-        if await self.used.is_revoked(used):
+        if not await self.used.revoke(used, LINK_SECONDS):
             raise SignInError("this sign-in was already completed: call the tool again")
-        await self.used.revoke(used, LINK_SECONDS)
         server = self._server(state.server, state.url)
         storage = self.tokens.storage(state.user, state.server, state.url)
         ticket = Ticket(state.user, state.server, state.url)
