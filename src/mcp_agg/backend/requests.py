@@ -26,7 +26,7 @@ from mcp_types.methods import is_input_required
 
 from mcp_agg.backend.clientsessions import HANDSHAKE_SESSION, ClientSession
 from mcp_agg.backend.era import is_modern, takes_log_level, with_log_level
-from mcp_agg.backend.oauth.team import UserNotSignedIn
+from mcp_agg.backend.oauth.team import SignInRequired, UserNotSignedIn
 from mcp_agg.backend.oauth.within import sign_in_within_call
 from mcp_agg.backend.opener import session_closed
 from mcp_agg.backend.replica import ReplicaCore, ReplicaState, describe
@@ -194,15 +194,36 @@ class RequestsMixin(ReplicaCore):
             # least this long, which is what a balancer should know of a hung replica.
             self.ewma.observe(time.monotonic() - started)
             raise
-        except (UpstreamUnavailable, UpstreamSessionExpired):
+        except (UpstreamUnavailable, UpstreamSessionExpired) as exc:
+            await self._raise_if_signed_out(own, exc)
             raise
         except Exception as exc:
+            await self._raise_if_signed_out(own, exc)
             failure = self._failure(what, exc, lose)
             if failure is exc:
                 raise
             raise failure from exc
         finally:
             self.stats.in_flight -= 1
+
+    async def _raise_if_signed_out(self, own: ClientSession | None, exc: Exception) -> None:
+        """A `per_user` session whose backend refused its user's token mid-session (the
+        refresh token revoked, a scope missing): the auth flow forgot the token set and
+        the SDK closed the session with only "Connection closed", so the call is
+        answered with the user's sign-in link, as when the session would not open."""
+        owner = None if own is None or self.front is None else self.front.per_client()
+        if owner is None or owner.user is None or not self._per_user():
+            return
+        if (await owner.user.storage(self.spec).get_tokens()) is not None:
+            return
+        assert own is not None
+        self.clients.close(own.key)
+        missing = owner.user.missing(self.spec)
+        raise SignInRequired(missing.server, missing.link) from exc
+
+    def _per_user(self) -> bool:
+        auth = self.spec.server.auth
+        return auth is not None and auth.per_user
 
     def serves_current_client(self) -> bool:
         """Whether the current request's client has a session of its own here."""

@@ -144,9 +144,17 @@ async def test_insufficient_scope_names_the_scope_and_the_login(tmp_path: Path) 
         return httpx2.Response(403, headers={"WWW-Authenticate": challenge})
 
     async with httpx2.AsyncClient(transport=httpx2.MockTransport(handle), auth=oauth) as http:
-        with pytest.raises(NotSignedIn) as raised:
-            await http.post(URL, json={})
-    assert str(raised.value) == ("the server asks for scope `repo:write`: run `mcp-agg login s`")
+        answer = await http.post(URL, json={"jsonrpc": "2.0", "id": 7, "method": "tools/call"})
+    # The call's answer: a JSON-RPC error, which the SDK's transport hands to the caller.
+    assert answer.status_code == 403
+    assert answer.json() == {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "error": {
+            "code": -32603,
+            "message": "the server asks for scope `repo:write`: run `mcp-agg login s`",
+        },
+    }
     assert seen == ["POST /mcp"]  # no discovery, no registration: no authorization started
     assert await oauth.storage.required_scope() == "repo:write"
 

@@ -23,9 +23,11 @@ expiry, and step-up on `403 insufficient_scope`. What is replaced, and why:
   server rotated the refresh token, revoking the one held here), the stored tokens are
   taken up instead of refreshing again (`_adopt_stored`).
 - On `403 insufficient_scope` the SDK starts a new authorization for more scopes (SEP-2350
-  step-up), which a running gateway cannot complete: the session fails with the scope
-  the backend asked for and the login command, and the scope is kept with the sign-in,
-  so that `mcp-agg login` asks for it.
+  step-up), which a running gateway cannot complete (its redirect handler refuses, and
+  the exception closes the whole session with only "Connection closed" to show). Here
+  the call that met it fails, with the scope the backend asked for and the login command
+  as its error (logged too), the session and the backend's other tools stay up, and the
+  scope is kept with the sign-in, so that `mcp-agg login` asks for it.
 - The SDK asks for the scopes of the backend's challenge (or its metadata) in place of
   the configured ones: here the configured `scopes` win where set, and every scope a
   `403` asked for is added (`_perform_authorization`).
@@ -41,6 +43,8 @@ expiry, and step-up on `403 insufficient_scope`. What is replaced, and why:
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Protocol
@@ -53,6 +57,7 @@ from mcp.client.auth.utils import (
     union_scopes,
 )
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata
+from mcp_types import INTERNAL_ERROR
 from pydantic import AnyUrl
 
 from mcp_agg.backend.oauth.storage import RecordTokenStorage, VaultTokenStorage
@@ -72,6 +77,8 @@ __all__ = [
     "require_sign_in",
     "storage_for",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: How long before its expiry a token is refreshed: at most 30 s, and at most half its life.
 _EARLY = 30.0
@@ -130,11 +137,9 @@ class BackendOAuth(OAuthClientProvider):
         self.replica = replica
         #: What a sign-in that is missing (or no longer refreshable) is raised as.
         self._signed_out = signed_out or (lambda: NotSignedIn(server, replica))
-        self._step_up: Callable[[str], Exception] = (
-            (lambda scope: signed_out())
-            if signed_out
-            else (lambda scope: NotSignedIn(server, replica, scope))
-        )
+        #: A team user's session (`per_user`): signed out through their link, not
+        #: `mcp-agg login`.
+        self._per_user = signed_out is not None
         self.config = config
         self.storage = storage
         self.sign_in_flow = flow
@@ -210,16 +215,25 @@ class BackendOAuth(OAuthClientProvider):
                             self._add_auth_header(request)
                             response = yield request
                     if response.status_code == 401 and self.sign_in_flow is None:
+                        if self._per_user:
+                            # Useless now: forgotten, so the call is answered with the
+                            # user's link (backend/requests.py) and they sign in again.
+                            await self.storage.forget_tokens()
                         raise self._signed_out()
                 if outgoing is request and _insufficient_scope(response):
                     scope = extract_scope_from_www_auth(response)
                     if scope:
                         await self.storage.require_scope(scope)
                     if self.sign_in_flow is None:
-                        # A team's user signs in again through their link (the scope
-                        # kept above is asked for then); the gateway's own sign-in names
-                        # the scope and the command.
-                        raise self._step_up(scope or "")
+                        if self._per_user:
+                            # A team's user signs in again through their link, which asks
+                            # for the scope kept above (the call is answered with it).
+                            await self.storage.forget_tokens()
+                            raise self._signed_out()
+                        problem = NotSignedIn(self.server, self.replica, scope or "")
+                        logger.warning("backend %s: %s", self.replica, problem)
+                        _answer_with(response, request, str(problem))
+                        return  # the 403, as this request's answer: no step-up
                 outgoing = await flow.asend(response)
         except StopAsyncIteration:
             return
@@ -277,6 +291,22 @@ def _insufficient_scope(response: httpx2.Response) -> bool:
         response.status_code == 403
         and extract_field_from_www_auth(response, "error") == "insufficient_scope"
     )
+
+
+def _answer_with(response: httpx2.Response, request: httpx2.Request, message: str) -> None:
+    """Make `response` (an error status, its body read) a JSON-RPC error answering
+    `request` with `message`: the SDK's transport hands such a body to the waiting call
+    (else it says only "Server returned an error response"). An httpx auth flow cannot
+    substitute the response it ends with, so the body is replaced in place."""
+    try:
+        request_id = json.loads(request.content)["id"]
+    except (ValueError, KeyError, TypeError):
+        return  # not a JSON-RPC request: the status says enough
+    error = {"code": INTERNAL_ERROR, "message": message}
+    body = json.dumps({"jsonrpc": "2.0", "id": request_id, "error": error}).encode()
+    response.headers["Content-Type"] = "application/json"
+    response.headers["Content-Length"] = str(len(body))
+    response._content = body
 
 
 def storage_for(spec: ReplicaSpec) -> VaultTokenStorage:
