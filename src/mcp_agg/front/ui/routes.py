@@ -56,7 +56,9 @@ _HEADERS = {
     ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # Not "no-referrer": Chromium then sends `Origin: null` on the page's own form posts,
+    # which the Host/Origin guard refuses.
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 
