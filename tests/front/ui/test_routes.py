@@ -108,7 +108,9 @@ async def test_login_sets_a_strict_httponly_cookie_without_the_token(
     answer = await http.post("/ui/login", data={"token": TOKEN})
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith(f"{COOKIE}=")
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/ui" in cookie
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/ui" in cookie
     assert TOKEN not in cookie
     page = await http.get("/ui/servers")
     assert page.status_code == 200
@@ -119,10 +121,11 @@ async def test_login_sets_a_strict_httponly_cookie_without_the_token(
 
 async def test_an_action_needs_the_csrf_token_of_the_session(http: httpx.AsyncClient) -> None:
     csrf = await logged_in(http)
-    assert (await http.post("/ui/actions/reload")).status_code == 403
-    assert (await http.post("/ui/actions/reload", headers={"X-CSRF-Token": "0" * 64})).status_code == 403
+    reload = "/ui/actions/reload"
+    assert (await http.post(reload)).status_code == 403
+    assert (await http.post(reload, headers={"X-CSRF-Token": "0" * 64})).status_code == 403
     assert (await http.post("/ui/logout", data={"csrf": "wrong"})).status_code == 403
-    assert (await http.post("/ui/actions/reload", headers={"X-CSRF-Token": csrf})).status_code == 200
+    assert (await http.post(reload, headers={"X-CSRF-Token": csrf})).status_code == 200
     assert (await http.post("/ui/logout", data={"csrf": csrf})).status_code == 303
 
 
@@ -142,7 +145,8 @@ async def test_the_tool_runner_calls_through_the_pipeline(
     metrics = gateway.collect_metrics()
     assert metrics is not None
     figures = metrics.recent.tool("gateway_health")
-    assert figures is not None and figures.calls == 1  # recorded as any call is
+    assert figures is not None
+    assert figures.calls == 1
     unknown = await http.get("/ui/tools/gone_nothing", headers=AUTH)
     assert unknown.status_code == 404
 

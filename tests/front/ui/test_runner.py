@@ -49,7 +49,10 @@ def test_fields_follow_the_schema() -> None:
             {"text": "a", "count": "3", "ratio": "0.5", "unit": "km", "tags": '["x"]'},
             {"text": "a", "count": 3, "ratio": 0.5, "loud": False, "unit": "km", "tags": ["x"]},
         ),
-        ({"text": "a", "ratio": "2", "either": "7"}, {"text": "a", "ratio": 2, "loud": False, "either": 7}),
+        (
+            {"text": "a", "ratio": "2", "either": "7"},
+            {"text": "a", "ratio": 2, "loud": False, "either": 7},
+        ),
         ({"text": "a", "count": "", "unit": "", "tags": ""}, {"text": "a", "loud": False}),
     ],
 )
