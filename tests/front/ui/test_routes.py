@@ -164,3 +164,12 @@ async def test_static_files_are_public(http: httpx.AsyncClient) -> None:
     answer = await http.get("/ui/static/htmx.min.js")
     assert answer.status_code == 200
     assert (await http.get("/ui/static/console.css")).status_code == 200
+
+
+async def test_a_failed_reload_says_why(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    assert gateway.config.source is not None
+    gateway.config.source.write_text("[gateway]\nconnect_timeout = -1\n")
+    answer = await http.post("/ui/actions/reload", headers=AUTH)
+    assert answer.status_code == 400
+    assert "connect_timeout" in answer.text
+    assert "keeping the running config" in answer.text

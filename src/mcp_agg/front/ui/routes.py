@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from mcp_agg.core.reload import reload_from_file
 from mcp_agg.errors import ConfigError
 from mcp_agg.front.admin import register, unregister
 from mcp_agg.front.ui.pages import catalog_page, servers_page, traffic_page
@@ -202,16 +203,10 @@ def ui_routes(gateway: ConsoleHost) -> list[BaseRoute]:
         return render(request, visitor, "done.html", **await _approve_pins(gateway))
 
     async def reload(request: Request, visitor: Visitor) -> Response:
-        from mcp_agg.core.reload import reload_from_file  # core imports the front
-
-        await reload_from_file(gateway.reconfigurer)
-        return render(
-            request,
-            visitor,
-            "done.html",
-            ok=True,
-            message="config reloaded (an invalid file keeps the running config: see the log)",
-        )
+        problem = await reload_from_file(gateway.reconfigurer)
+        if problem is not None:
+            return render(request, visitor, "done.html", 400, ok=False, message=redact(problem))
+        return render(request, visitor, "done.html", ok=True, message="config reloaded")
 
     async def add_server(request: Request, visitor: Visitor) -> Response:
         entry = (await request.form()).get("entry")
