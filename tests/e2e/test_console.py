@@ -3,7 +3,8 @@ Playwright, against a served gateway with demo backends.
 
 Logging in (a wrong token is refused), the servers live, searching the catalog, running
 a tool, approving a changed pin, a killed backend's row turning to error, and an action
-without its CSRF token refused. With MCP_AGG_SCREENSHOTS=1 the pages are written to
+without its CSRF token refused; and a stdio gateway's console on `--metrics-port`. With
+MCP_AGG_SCREENSHOTS=1 the pages are written to
 docs/img/ for the docs and the README (not in CI: it would dirty the tree).
 """
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
@@ -29,7 +31,10 @@ from tests.e2e.procs import (
     free_port,
     kill_group,
     mcp_agg,
+    port_open,
     served_gateway,
+    stdio_gateway,
+    wait_until,
 )
 
 pytestmark = pytest.mark.e2e
@@ -258,3 +263,21 @@ async def test_a_killed_backend_turns_to_error_live(browser: Browser, served: Se
     await eventually(lambda: shows(page, "doomed-1", "error"), "doomed-1 in error", timeout=10)
     assert await state_of(page, "units-1") == "connected"  # the others go on
     await shot(page, "phone-dark")
+
+
+async def test_a_stdio_gateway_serves_it_on_its_metrics_port(tmp_path: Path) -> None:
+    config = tmp_path / "servers.toml"
+    config.write_text(f'[gateway.admin]\ntoken = "{TOKEN}"\n{demo_servers(tmp_path, "units")}')
+    port = free_port()
+    with stdio_gateway(config, "--metrics-port", str(port)):
+        wait_until(lambda: port_open(port), 30, "the --metrics-port listener")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/ui/servers")).headers["location"] == "/ui/login"
+
+            async def connected() -> bool:
+                page = await http.get(
+                    "/ui/servers/rows", headers={"Authorization": f"Bearer {TOKEN}"}
+                )
+                return 'data-field="state">connected<' in page.text
+
+            await eventually(connected, "units-1 connected on the console of --metrics-port")
