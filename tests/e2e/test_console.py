@@ -3,9 +3,9 @@ Playwright, against a served gateway with demo backends.
 
 Logging in (a wrong token is refused), the servers live, searching the catalog, running
 a tool, approving a changed pin, a killed backend's row turning to error, and an action
-without its CSRF token refused; and a stdio gateway's console on `--metrics-port`. With
-MCP_AGG_SCREENSHOTS=1 the pages are written to
-docs/img/ for the docs and the README (not in CI: it would dirty the tree).
+without its CSRF token refused; and a stdio gateway's console on `--metrics-port`.
+With MCP_AGG_SCREENSHOTS=1 the pages are written to docs/img/ for the docs and the
+README (not in CI: it would dirty the tree).
 """
 
 from __future__ import annotations
