@@ -19,6 +19,7 @@ from mcp_agg.security.pinning import (
     compare,
     entry_for,
     lock_catalog,
+    parts_of,
     read_lock,
     write_lock,
 )
@@ -85,6 +86,21 @@ def test_lock_file_round_trip(tmp_path: Path) -> None:
     assert text.index("[tools.notes_read]") < text.index("[tools.units_add]")  # sorted
     assert 'server = "units"' in text
     assert 'original_name = "add"' in text
+
+
+def test_the_lock_keeps_the_pinned_definition_to_diff_against(tmp_path: Path) -> None:
+    path = tmp_path / "servers.lock"
+    write_lock(path, LockFile({"units_add": entry_for("units_add", tool())}))
+    pinned = read_lock(path)
+    assert pinned is not None
+    assert pinned.tools["units_add"].parts_pinned() == parts_of(tool())
+    # A lock written before definitions were kept still reads; it has none to diff.
+    text = "\n".join(line for line in path.read_text().splitlines() if "definition" not in line)
+    path.write_text(text)
+    older = read_lock(path)
+    assert older is not None
+    assert older.tools["units_add"].parts_pinned() is None
+    assert older.tools["units_add"].sha256 == pinned.tools["units_add"].sha256
 
 
 def test_missing_lock_is_none_and_broken_lock_is_a_config_error(tmp_path: Path) -> None:

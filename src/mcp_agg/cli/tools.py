@@ -10,10 +10,8 @@ import typer
 from mcp_agg.cli.options import ConfigOption, JsonOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail, first_line, print_table
 from mcp_agg.cli.runner import load, snapshot, snapshot_of
-from mcp_agg.components.forwarding import ForwardingTool
-from mcp_agg.components.local import LocalTool
-from mcp_agg.core.gateway import Gateway
 from mcp_agg.errors import ConfigError
+from mcp_agg.observability.status import tool_rows
 from mcp_agg.security.pinning import lock_catalog, read_lock, write_lock
 from mcp_agg.security.redact import redact
 
@@ -27,7 +25,7 @@ def tools(
     log_level: LogLevelOption = None,
 ) -> None:
     """List the merged catalog: exposed name, server, original name, description."""
-    gateway, rows = snapshot(config, profile, log_level, _tool_rows)
+    gateway, rows = snapshot(config, profile, log_level, lambda g: tool_rows(g.catalog, g.pinner))
     if as_json:
         typer.echo(redact(json.dumps(rows, indent=2)))
     else:
@@ -39,40 +37,6 @@ def tools(
         )
     if down and len(down) == len(gateway.upstreams):
         raise typer.Exit(1)
-
-
-def _tool_rows(gateway: Gateway) -> list[dict[str, Any]]:
-    """Every tool listed, withheld ones too, with its definition and pin status."""
-    pinner = gateway.pinner
-    pinning = pinner.mode != "off" and pinner.lock is not None
-    catalog = gateway.catalog
-    listed: dict[str, ForwardingTool | LocalTool] = {
-        **catalog.tools,
-        **pinner.withheld,
-        **catalog.local,
-    }
-    rows = []
-    for name, tool in listed.items():
-        # The gateway's own tools (fan-outs...) have no backend original and no pin.
-        original = tool.original if isinstance(tool, ForwardingTool) else None
-        definition = tool.to_mcp_tool()
-        rows.append(
-            {
-                "name": name,
-                "server": tool.server,
-                "original_name": original,
-                "description": tool.description or "",
-                "annotations": definition.annotations.model_dump(by_alias=True, exclude_none=True)
-                if definition.annotations
-                else None,
-                "input_schema": definition.input_schema,
-                # Against the lock file: ok, changed or new (None: no lock, pin = "off").
-                "pin": pinner.report.status(name) if pinning and original else None,
-                "pin_changes": list(pinner.report.changed.get(name, ())),
-                "withheld": name in pinner.withheld,
-            }
-        )
-    return sorted(rows, key=lambda row: str(row["name"]))
 
 
 def _print_tools(rows: list[dict[str, Any]]) -> None:

@@ -183,29 +183,33 @@ def compose(
 # ---------------------------------------------------------------------------- the file
 
 
-async def reload_from_file(gateway: Reconfigurable) -> None:
+async def reload_from_file(gateway: Reconfigurable) -> str | None:
     """Read the gateway's config file again (same profile) and run it.
 
     Never raises: an invalid file is logged at ERROR (the message names the field)
-    and the running config is kept.
+    and the running config is kept. Returns the problem (None: reloaded), for the web
+    console to show.
     """
     source = gateway.config.source
     if source is None:
-        logger.error("config reload: the running config was not read from a file")
-        return
+        return _failed("config reload: the running config was not read from a file")
     try:
         new = load_config(source, profile=gateway.config.profile)
         report = await gateway.reconfigure(new)
     except ConfigError as exc:
-        logger.error("config reload failed, keeping the running config: %s", exc)
-        return
+        return _failed(f"config reload failed, keeping the running config: {exc}")
     except GatewayError as exc:
-        logger.error("config reload failed: %s", exc)
-        return
+        return _failed(f"config reload failed: {exc}")
     except Exception:
         logger.exception("config reload failed")
-        return
+        return "config reload failed (see the log)"
     logger.info("config reloaded from %s: %s", source, report.summary())
+    return None
+
+
+def _failed(message: str) -> str:
+    logger.error("%s", message)
+    return message
 
 
 def _stamp(path: Path) -> tuple[int, int, int, int] | None:

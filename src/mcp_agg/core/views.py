@@ -18,12 +18,14 @@ if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
     from mcp_agg.components.forwarding import CallTarget
     from mcp_agg.config import Config, ServerConfig
+    from mcp_agg.core.announce import Announcer
     from mcp_agg.core.catalog import Catalog
     from mcp_agg.core.peer import PerClient, RelayRule
     from mcp_agg.core.reload import ReloadReport
     from mcp_agg.observability.metrics import GatewayMetrics
     from mcp_agg.resilience.group import ReplicaGroup
     from mcp_agg.security.access import Visibility
+    from mcp_agg.security.pinning import Pinner
     from mcp_agg.store.base import Store
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "ClientFront",
     "ClientPeer",
     "ConfigView",
+    "ConsoleHost",
     "FanoutHost",
     "MetricsSource",
     "OpsHost",
@@ -129,8 +132,22 @@ class AdminHost(ReplicaView, ConfigView, Protocol):
     def store(self) -> Store: ...
 
 
-class OpsHost(AdminHost, MetricsSource, Protocol):
-    """What the operations routes (`/metrics`, `/admin/...`) are made from."""
+class ConsoleHost(AdminHost, MetricsSource, Protocol):
+    """What the web console (`/ui`) shows and does: the admin API's view, the metrics,
+    the call pipeline (its tool runner), the pins and a catalog refresh (approving them)."""
+
+    @property
+    def calls(self) -> CallPath: ...
+
+    @property
+    def pinner(self) -> Pinner: ...
+
+    @property
+    def announcer(self) -> Announcer: ...
+
+
+class OpsHost(ConsoleHost, Protocol):
+    """What the operations routes (`/metrics`, `/admin/...`, `/ui`) are made from."""
 
 
 class FanoutHost(ConfigView, Protocol):

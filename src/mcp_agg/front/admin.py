@@ -40,7 +40,7 @@ from mcp_agg.security.redact import Redactor, redact, secrets_of
 if TYPE_CHECKING:
     from mcp_agg.core.views import AdminHost
 
-__all__ = ["admin_routes", "servers_state"]
+__all__ = ["admin_routes", "register", "servers_state", "unregister"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -69,11 +69,15 @@ def admin_routes(gateway: AdminHost) -> list[BaseRoute]:
 
     async def servers(request: Request) -> Response:
         if request.method == "POST":
-            return await _register(gateway, request)
+            try:
+                body = await request.json()
+            except ValueError:
+                return _error(400, "the body is not JSON")
+            return await register(gateway, body)
         return _json({"servers": servers_state(gateway)})
 
     async def server(request: Request) -> Response:
-        return await _unregister(gateway, request.path_params["name"])
+        return await unregister(gateway, request.path_params["name"])
 
     return [
         Route("/admin/servers", guarded(servers), methods=["GET", "POST"]),
@@ -97,11 +101,9 @@ def servers_state(gateway: AdminHost) -> list[dict[str, Any]]:
     ]
 
 
-async def _register(gateway: AdminHost, request: Request) -> Response:
-    try:
-        body = await request.json()
-    except ValueError:
-        return _error(400, "the body is not JSON")
+async def register(gateway: AdminHost, body: object) -> Response:
+    """Register the server `body` describes (one `[[servers]]` entry, decoded JSON);
+    the admin API's answer (the web console shows it too)."""
     if not isinstance(body, dict):
         return _error(400, "the body must be a JSON object: the fields of a [[servers]] entry")
     try:
@@ -139,7 +141,8 @@ async def _register(gateway: AdminHost, request: Request) -> Response:
     )
 
 
-async def _unregister(gateway: AdminHost, name: str) -> Response:
+async def unregister(gateway: AdminHost, name: str) -> Response:
+    """Unregister a server registered at runtime; the admin API's answer."""
     servers = gateway.reconfigurer
     try:
         if name not in servers.registered:

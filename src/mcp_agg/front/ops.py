@@ -1,4 +1,5 @@
-"""The gateway's operations endpoints (`/metrics`, `/admin/...`), beside the protocol.
+"""The gateway's operations endpoints (`/metrics`, `/admin/...`, the console at `/ui`),
+beside the protocol.
 
 On the HTTP front they are served next to `/mcp` (outside its MCP authentication:
 each endpoint has its own rule); `serve --metrics-port` serves them on a port of
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from starlette.routing import BaseRoute
 
 from mcp_agg.front.admin import admin_routes
+from mcp_agg.front.ui import ui_routes
 from mcp_agg.observability.endpoint import metrics_routes
 
 if TYPE_CHECKING:
@@ -25,4 +27,5 @@ def ops_routes(gateway: OpsHost) -> list[BaseRoute]:
     routes: list[BaseRoute] = []
     routes += metrics_routes(gateway)
     routes += admin_routes(gateway)
+    routes += ui_routes(gateway)
     return routes

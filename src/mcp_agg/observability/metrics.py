@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import (
 
 from mcp_agg import __version__
 from mcp_agg.observability.audit import CallRecord
+from mcp_agg.observability.recent import RecentCalls
 from mcp_agg.observability.status import catalog_counts
 from mcp_agg.resilience.breaker import BreakerState
 
@@ -74,6 +75,8 @@ class GatewayMetrics:
         ProcessCollector(registry=self.registry)
         self._calls: dict[tuple[str, str, str], Counter] = {}
         self._durations: dict[str, Histogram] = {}
+        #: The last minutes of calls, for the web console (`observability/recent.py`).
+        self.recent = RecentCalls()
 
     def observe(self, call: CallRecord) -> None:
         """Count one finished call (`audit.CallObserver`)."""
@@ -95,6 +98,7 @@ class GatewayMetrics:
             if histogram is None:
                 histogram = self._durations[key[1]] = self.duration.labels(key[1])
             histogram.observe(call.duration)
+        self.recent.observe(call)
 
     def exposition(self, accept: str | None = None) -> tuple[bytes, str]:
         """The registry in the format the `Accept` header asks for, and its content type."""

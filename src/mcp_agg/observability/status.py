@@ -14,8 +14,9 @@ from mcp_agg.backend.replica import ReplicaState
 if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
     from mcp_agg.core.catalog import Catalog
+    from mcp_agg.security.pinning import Pinner
 
-__all__ = ["catalog_counts", "health_of", "replica_status"]
+__all__ = ["catalog_counts", "health_of", "replica_status", "tool_rows"]
 
 
 def replica_status(upstream: Upstream) -> dict[str, Any]:
@@ -70,6 +71,41 @@ def catalog_counts(catalog: Catalog) -> dict[str, int]:
         "templates": len(catalog.templates),
         "prompts": len(catalog.prompts),
     }
+
+
+def tool_rows(catalog: Catalog, pinner: Pinner) -> list[dict[str, Any]]:
+    """Every tool listed, withheld ones too, with its definition and pin status, as
+    `mcp-agg tools --json` prints it and the web console shows it."""
+    from mcp_agg.components.forwarding import ForwardingTool  # components import this module
+
+    pinning = pinner.mode != "off" and pinner.lock is not None
+    listed: dict[str, Any] = {
+        **catalog.tools,
+        **pinner.withheld,
+        **catalog.local,
+    }
+    rows = []
+    for name, tool in listed.items():
+        # The gateway's own tools (fan-outs...) have no backend original and no pin.
+        original = tool.original if isinstance(tool, ForwardingTool) else None
+        definition = tool.to_mcp_tool()
+        rows.append(
+            {
+                "name": name,
+                "server": tool.server,
+                "original_name": original,
+                "description": tool.description or "",
+                "annotations": definition.annotations.model_dump(by_alias=True, exclude_none=True)
+                if definition.annotations
+                else None,
+                "input_schema": definition.input_schema,
+                # Against the lock file: ok, changed or new (None: no lock, pin = "off").
+                "pin": pinner.report.status(name) if pinning and original else None,
+                "pin_changes": list(pinner.report.changed.get(name, ())),
+                "withheld": name in pinner.withheld,
+            }
+        )
+    return sorted(rows, key=lambda row: str(row["name"]))
 
 
 def _iso(stamp: float | None) -> str | None:

@@ -2,7 +2,8 @@
 
 `mcp-agg lock` writes the lock file: per exposed tool, the sha256 of the canonical JSON
 of what a model reads (name, description, input schema, annotations), a hash of each of
-those parts (to say what changed) and, for humans, the server and original name. The
+those parts (to say what changed) and, for humans, the server and original name and the
+parts themselves (`definition`: what a changed tool is diffed against, by the web console). The
 gateway compares every catalog it builds against it (`apply`), never on the call path:
 `warn` reports changed and new tools, `enforce` also withholds them from the catalog
 until the lock is updated; `off` does nothing.
@@ -41,6 +42,7 @@ __all__ = [
     "compare",
     "entry_for",
     "lock_catalog",
+    "parts_of",
     "read_lock",
     "write_lock",
 ]
@@ -74,9 +76,19 @@ class LockEntry:
     parts: Mapping[str, str]
     server: str = ""
     original_name: str = ""
+    #: The pinned parts as canonical JSON; "" in a lock written before it was kept.
+    definition: str = ""
+
+    def parts_pinned(self) -> dict[str, Any] | None:
+        """The pinned description, input schema and annotations; None if not kept."""
+        if not self.definition:
+            return None
+        value = json.loads(self.definition)
+        return value if isinstance(value, dict) else None
 
 
-def _parts_of(definition: mcp_types.Tool) -> dict[str, Any]:
+def parts_of(definition: mcp_types.Tool) -> dict[str, Any]:
+    """What a tool's pin covers besides its name: description, input schema, annotations."""
     annotations = (
         definition.annotations.model_dump(by_alias=True, exclude_none=True, mode="json")
         if definition.annotations is not None
@@ -93,13 +105,14 @@ def entry_for(
     exposed: str, definition: mcp_types.Tool, *, server: str = "", original_name: str = ""
 ) -> LockEntry:
     """The lock entry of a tool as it is exposed (under `exposed`)."""
-    parts = _parts_of(definition)
+    parts = parts_of(definition)
     digest = _sha256({"name": exposed, **parts})
     return LockEntry(
         sha256=digest,
         parts={key: _sha256(value) for key, value in parts.items()},
         server=server,
         original_name=original_name,
+        definition=_canonical(parts),
     )
 
 
@@ -118,6 +131,7 @@ def write_lock(path: Path, lock: LockFile) -> None:
             "original_name": entry.original_name,
             "sha256": entry.sha256,
             **{f"{part}_sha256": entry.parts[part] for part in PARTS if part in entry.parts},
+            **({"definition": entry.definition} if entry.definition else {}),
         }
     header = (
         "# Tool pins written by `mcp-agg lock`: review changes before committing them.\n"
@@ -158,6 +172,7 @@ def read_lock(path: Path) -> LockFile | None:
             },
             server=str(raw.get("server", "")),
             original_name=str(raw.get("original_name", "")),
+            definition=raw["definition"] if isinstance(raw.get("definition"), str) else "",
         )
     return LockFile(tools)
 

@@ -1,0 +1,175 @@
+"""Tests for the console's routes (`mcp_agg.front.ui.routes`), served in process: who
+gets in, the login cookie, CSRF on actions, and the tool runner through the pipeline.
+
+The gateway's backend cannot be reached; its own tools (`expose_gateway_tools`) are
+what the runner calls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from mcp_agg.config import load_config
+from mcp_agg.core.gateway import Gateway
+from mcp_agg.front.ui import ui_routes
+from mcp_agg.front.ui.session import COOKIE
+from tests.e2e.procs import free_port
+
+TOKEN = "admin-token-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Gateway:
+    path = tmp_path / "servers.toml"
+    path.write_text(
+        f"""
+[gateway]
+connect_timeout = 2
+expose_gateway_tools = true
+pin = "warn"
+[gateway.admin]
+token = "{TOKEN}"
+
+[[servers]]
+name = "gone"
+url = "http://127.0.0.1:{free_port()}/mcp"
+"""
+    )
+    return Gateway(load_config(path))
+
+
+@pytest.fixture
+async def http(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=Starlette(routes=ui_routes(gateway)))
+    async with (
+        gateway.running(),
+        httpx.AsyncClient(transport=transport, base_url="http://gateway") as client,
+    ):
+        yield client
+
+
+async def logged_in(http: httpx.AsyncClient) -> str:
+    """Log in; the page's CSRF token."""
+    answer = await http.post("/ui/login", data={"token": TOKEN})
+    assert answer.status_code == 303
+    page = await http.get("/ui/servers")
+    found = re.search(r'"X-CSRF-Token": "([0-9a-f]+)"', page.text)
+    assert found is not None
+    return found.group(1)
+
+
+def test_no_console_without_admin_config(tmp_path: Path) -> None:
+    path = tmp_path / "servers.toml"
+    path.write_text("")
+    assert ui_routes(Gateway(load_config(path))) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "status"),
+    [
+        ("GET", "/ui/servers", 303),  # a page: to the login form
+        ("GET", "/ui/catalog", 303),
+        ("GET", "/ui/servers/rows", 401),  # a fragment: 401, htmx goes to the login form
+        ("GET", "/ui/traffic/panel", 401),
+        ("GET", "/ui/tools/gateway_health", 303),
+        ("POST", "/ui/tools/gateway_health", 401),
+        ("POST", "/ui/actions/approve-pins", 401),
+        ("POST", "/ui/actions/reload", 401),
+        ("POST", "/ui/actions/servers", 401),
+    ],
+)
+async def test_nothing_but_the_login_form_without_the_token(
+    http: httpx.AsyncClient, method: str, url: str, status: int
+) -> None:
+    for headers in ({}, {"Authorization": "Bearer wrong-token"}):
+        answer = await http.request(method, url, headers=headers)
+        assert answer.status_code == status
+        if status == 303:
+            assert answer.headers["location"] == "/ui/login"
+
+
+async def test_a_wrong_token_is_refused_at_login(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/ui/login", data={"token": "not-the-token"})
+    assert answer.status_code == 401
+    assert "the admin token is not valid" in answer.text
+    assert COOKIE not in answer.cookies
+
+
+async def test_login_sets_a_strict_httponly_cookie_without_the_token(
+    http: httpx.AsyncClient,
+) -> None:
+    answer = await http.post("/ui/login", data={"token": TOKEN})
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith(f"{COOKIE}=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie
+    assert "Path=/ui" in cookie
+    assert TOKEN not in cookie
+    page = await http.get("/ui/servers")
+    assert page.status_code == 200
+    assert 'data-replica="gone-1"' in page.text
+    assert TOKEN not in page.text
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+async def test_an_action_needs_the_csrf_token_of_the_session(http: httpx.AsyncClient) -> None:
+    csrf = await logged_in(http)
+    reload = "/ui/actions/reload"
+    assert (await http.post(reload)).status_code == 403
+    assert (await http.post(reload, headers={"X-CSRF-Token": "0" * 64})).status_code == 403
+    assert (await http.post("/ui/logout", data={"csrf": "wrong"})).status_code == 403
+    assert (await http.post(reload, headers={"X-CSRF-Token": csrf})).status_code == 200
+    assert (await http.post("/ui/logout", data={"csrf": csrf})).status_code == 303
+
+
+async def test_the_bearer_token_opens_it_without_csrf(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/ui/actions/reload", headers=AUTH)
+    assert answer.status_code == 200
+
+
+async def test_the_tool_runner_calls_through_the_pipeline(
+    http: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    form = await http.get("/ui/tools/gateway_health", headers=AUTH)
+    assert form.status_code == 200
+    result = await http.post("/ui/tools/gateway_health", headers=AUTH)
+    assert result.status_code == 200
+    assert "gone-1" in result.text  # the health report names the replica
+    metrics = gateway.collect_metrics()
+    assert metrics is not None
+    figures = metrics.recent.tool("gateway_health")
+    assert figures is not None
+    assert figures.calls == 1
+    unknown = await http.get("/ui/tools/gone_nothing", headers=AUTH)
+    assert unknown.status_code == 404
+
+
+async def test_approving_writes_the_lock(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    path = gateway.config.base_dir / gateway.config.gateway.lock_file
+    assert not path.exists()
+    answer = await http.post("/ui/actions/approve-pins", headers=AUTH)
+    assert answer.status_code == 200
+    assert "tools pinned" in answer.text
+    assert path.exists()
+
+
+async def test_static_files_are_public(http: httpx.AsyncClient) -> None:
+    answer = await http.get("/ui/static/htmx.min.js")
+    assert answer.status_code == 200
+    assert (await http.get("/ui/static/console.css")).status_code == 200
+
+
+async def test_a_failed_reload_says_why(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    assert gateway.config.source is not None
+    gateway.config.source.write_text("[gateway]\nconnect_timeout = -1\n")
+    answer = await http.post("/ui/actions/reload", headers=AUTH)
+    assert answer.status_code == 400
+    assert "connect_timeout" in answer.text
+    assert "keeping the running config" in answer.text
