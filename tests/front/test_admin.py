@@ -81,6 +81,8 @@ async def test_without_the_token_every_endpoint_is_401(
         ("GET", "/admin/servers"),
         ("POST", "/admin/servers"),
         ("DELETE", "/admin/servers/filed"),
+        ("POST", "/admin/replicas/filed-1/drain"),
+        ("POST", "/admin/replicas/filed-1/admit"),
     ]:
         response = await http.request(method, url, headers=headers, json={"name": "x"})
         assert response.status_code == 401, (method, url)
@@ -99,6 +101,30 @@ async def test_servers_lists_every_server_with_its_replicas(http: httpx.AsyncCli
     assert replica["id"] == "filed-1"
     assert replica["transport"] == "http"
     assert "backend-secret-123" not in response.text
+
+
+async def test_drain_and_readmit_a_replica(http: httpx.AsyncClient, gateway: Gateway) -> None:
+    (replica,) = gateway.upstreams
+
+    async def drained() -> bool:
+        listed = (await http.get("/admin/servers", headers=AUTH)).json()
+        return bool(listed["servers"][0]["replicas"][0]["drained"])
+
+    answer = await http.post("/admin/replicas/filed-1/drain", headers=AUTH)
+    assert answer.status_code == 200
+    assert answer.json() == {"id": "filed-1", "drained": True, "in_flight": 0}
+    assert replica.drained
+    assert await drained()
+    answer = await http.post("/admin/replicas/filed-1/admit", headers=AUTH)
+    assert answer.json()["drained"] is False
+    assert not replica.drained
+    assert not await drained()
+
+
+async def test_draining_an_unknown_replica_is_404(http: httpx.AsyncClient) -> None:
+    answer = await http.post("/admin/replicas/nowhere-1/drain", headers=AUTH)
+    assert answer.status_code == 404
+    assert answer.json() == {"error": "no replica named 'nowhere-1'"}
 
 
 @pytest.mark.parametrize(

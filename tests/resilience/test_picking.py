@@ -37,6 +37,9 @@ def replicas(count: int = 3) -> list[Upstream]:
             {"s-2"},
             id="unhealthy",
         ),
+        pytest.param(
+            lambda rs: setattr(rs[1], "drained", True), set(), {"s-1", "s-3"}, id="drained"
+        ),
     ],
 )
 def test_pick_takes_only_admitted_untried_replicas(
@@ -57,6 +60,16 @@ def test_pick_skips_a_replica_whose_circuit_is_open() -> None:
     assert not breaker.allows()
     balancer = RoundRobin()
     assert {pick(members, balancer, set()).id for _ in range(4)} == {"s-2"}  # type: ignore[union-attr]
+
+
+def test_reasons_say_a_replica_is_drained() -> None:
+    members = replicas(1)
+    members[0].drained = True
+    assert pick(members, RoundRobin(), set()) is None
+    assert nobody_available("s", members, set(), None) == (
+        "no replica of 's' could take it (s-1 connected (drained))"
+    )
+    assert unavailable(members[0]) == "backend s-1 is not available (connected, drained)"
 
 
 def test_pick_with_no_candidate_is_none() -> None:

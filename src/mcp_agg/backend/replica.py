@@ -90,6 +90,10 @@ class ReplicaCore:
         self.state = ReplicaState.REGISTERED
         self.listing = Listing()
         self.stats = ReplicaStats()
+        #: Taken out of balancing by an operator (the admin API, the console): no new
+        #: call is sent here, calls in flight finish; until re-admitted. Not health's
+        #: ejection, which probes undo by themselves, nor the breaker, which half-opens.
+        self.drained = False
         self._on_change = on_change
         self._on_resource_updated = on_resource_updated
         #: The front's clients: who this session's relay may ask, and whose requests go

@@ -4,7 +4,7 @@ with `auth = { type = "oauth" }`, kept where the gateway finds it (backend/oauth
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -13,6 +13,7 @@ from fastmcp import Client
 
 from mcp_agg.backend.oauth.provider import storage_for
 from mcp_agg.backend.oauth.signin import loopback_sign_in
+from mcp_agg.backend.oauth.state import sign_in_states as oauth_states
 from mcp_agg.backend.oauth.storage import VaultTokenStorage
 from mcp_agg.backend.transports.http import http_transport
 from mcp_agg.cli.logs import setup_logging
@@ -84,27 +85,8 @@ def logout(
 
 
 def sign_in_states(config: Config) -> dict[str, dict[str, Any]]:
-    """`status --json`'s `sign_in`: per server with OAuth, whether the user is signed in,
-    until when, whether it renews without the user, and where the tokens rest (never the
-    tokens); `error` when the stored sign-in cannot be read."""
-    specs = {spec.group: spec for spec in config.replica_specs() if spec.server.auth is not None}
-    states: dict[str, dict[str, Any]] = {}
-    for name, spec in specs.items():
-        storage = storage_for(spec)
-        state: dict[str, Any] = {"stored_in": storage.vault.where}
-        try:
-            signed = run(storage.sign_in)
-        except GatewayError as exc:
-            states[name] = {"signed_in": False, **state, "error": redact(str(exc))}
-            continue
-        expires_at = None if signed.expires_at is None else _iso(signed.expires_at)
-        states[name] = {
-            "signed_in": signed.signed_in,
-            "expires_at": expires_at,
-            "refreshable": signed.refreshable,
-            **state,
-        }
-    return states
+    """`status --json`'s `sign_in`, per server with OAuth (backend/oauth/state.py)."""
+    return run(lambda: oauth_states(config.replica_specs()))
 
 
 def sign_in_rows(states: dict[str, dict[str, Any]]) -> list[list[str]]:
@@ -152,7 +134,3 @@ def _cause(exc: BaseException) -> str:
 
 def _when(at: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(at))
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")

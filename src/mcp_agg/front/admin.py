@@ -9,6 +9,9 @@ compared in constant time). Bodies and answers are JSON; errors are `{"error": "
     POST   /admin/servers          register a server: the body is one `[[servers]]`
                                    entry; 201 once it connected or failed to (say which)
     DELETE /admin/servers/{name}   unregister one; answers once its calls have drained
+    POST   /admin/replicas/{id}/drain  take a replica out of balancing: no new call goes
+                                   to it, calls in flight finish (this gateway only)
+    POST   /admin/replicas/{id}/admit  put a drained replica back
 
 A registered server is never written to the config file: it is kept across reloads
 of the file (unless the file then defines its name), and in the gateway's store, so
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -40,9 +44,11 @@ from mcp_agg.security.redact import Redactor, redact, secrets_of
 if TYPE_CHECKING:
     from mcp_agg.core.views import AdminHost
 
-__all__ = ["admin_routes", "register", "servers_state", "unregister"]
+__all__ = ["admin_routes", "drain", "register", "servers_state", "unregister"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+logger = logging.getLogger(__name__)
 
 
 def admin_routes(gateway: AdminHost) -> list[BaseRoute]:
@@ -79,9 +85,17 @@ def admin_routes(gateway: AdminHost) -> list[BaseRoute]:
     async def server(request: Request) -> Response:
         return await unregister(gateway, request.path_params["name"])
 
+    async def drain_replica(request: Request) -> Response:
+        return drain(gateway, request.path_params["replica"], drained=True)
+
+    async def admit_replica(request: Request) -> Response:
+        return drain(gateway, request.path_params["replica"], drained=False)
+
     return [
         Route("/admin/servers", guarded(servers), methods=["GET", "POST"]),
         Route("/admin/servers/{name}", guarded(server), methods=["DELETE"]),
+        Route("/admin/replicas/{replica}/drain", guarded(drain_replica), methods=["POST"]),
+        Route("/admin/replicas/{replica}/admit", guarded(admit_replica), methods=["POST"]),
     ]
 
 
@@ -160,6 +174,18 @@ async def unregister(gateway: AdminHost, name: str) -> Response:
     except StoreUnavailable as exc:
         return _error(503, f"server {name!r} not unregistered on every replica: {exc}")
     return _json({"name": name, "removed": True})
+
+
+def drain(gateway: AdminHost, replica: str, *, drained: bool) -> Response:
+    """Drain a replica (`drained`) or re-admit it; the admin API's answer (the web
+    console shows it too). Only this gateway's balancing changes: a replica of a fleet
+    is drained on each gateway that should stop using it."""
+    found = next((u for u in gateway.upstreams if u.id == replica), None)
+    if found is None:
+        return _error(404, f"no replica named {replica!r}")
+    found.drained = drained
+    logger.info("replica %s %s by the admin", replica, "drained" if drained else "re-admitted")
+    return _json({"id": replica, "drained": drained, "in_flight": found.stats.in_flight})
 
 
 def _json(payload: object, status: int = 200) -> Response:

@@ -34,6 +34,7 @@ def replica_status(upstream: Upstream) -> dict[str, Any]:
         "breaker_opened": upstream.breaker.opened,
         "health": health,
         "healthy": health == "ok",
+        "drained": upstream.drained,
         "last_health_check": _iso(upstream.health.last_probe_at),
         "last_health_check_ok": upstream.health.last_probe_ok,
         "tools": len(upstream.listing.tools),

@@ -247,7 +247,7 @@ class ReplicaGroup:
         meta = {**(meta or {}), IDEMPOTENCY_KEY: uuid.uuid4().hex}
         with self._deadline(what):
             async with self._slot(True):
-                if not replica.available:
+                if not replica.available or replica.drained:
                     raise UpstreamUnavailable(f"{what}: {unavailable(replica)}", replica=replica.id)
                 note_attempt(replica.id)
                 return await self._attempt(

@@ -1,10 +1,10 @@
 """Which replica of a group takes an attempt: the admitted candidates, and the balancer's pick.
 
-A replica is a candidate while it is connected, healthy, admitted by its breaker, and
-not yet tried by this call. The strategy among candidates is the group's `Balancer`
-(balancer.py); this module decides who may be picked at all, waits for a replica that
-is reconnecting (asking one in its reconnect backoff to try now), and says why nobody
-could be.
+A replica is a candidate while it is connected, healthy, admitted by its breaker, not
+drained by an operator, and not yet tried by this call. The strategy among candidates is
+the group's `Balancer` (balancer.py); this module decides who may be picked at all,
+waits for a replica that is reconnecting (asking one in its reconnect backoff to try
+now), and says why nobody could be.
 """
 
 from __future__ import annotations
@@ -26,7 +26,11 @@ def pick(replicas: Sequence[Upstream], balancer: Balancer, tried: set[str]) -> U
     """The balancer's choice among the candidates; None when there is none. A client with
     a session of its own on a candidate (a per-client server) sticks to it: the balancer
     is not asked."""
-    candidates = [r for r in replicas if r.id not in tried and r.available and r.breaker.allows()]
+    candidates = [
+        r
+        for r in replicas
+        if r.id not in tried and r.available and not r.drained and r.breaker.allows()
+    ]
     if not candidates:
         return None
     for replica in candidates:
@@ -59,6 +63,7 @@ def nobody_available(
         f"{r.id} {'tried' if r.id in tried else r.state}"
         + ("" if r.breaker.allows() else " (circuit open)")
         + ("" if r.health.healthy else " (unhealthy)")
+        + (" (drained)" if r.drained else "")
         for r in replicas
     )
     reason = f"; last error: {last}" if last else ""
@@ -67,7 +72,11 @@ def nobody_available(
 
 def unavailable(replica: Upstream) -> str:
     """Why a replica cannot take a call now."""
-    why = str(replica.state) + ("" if replica.health.healthy else ", unhealthy")
+    why = (
+        str(replica.state)
+        + ("" if replica.health.healthy else ", unhealthy")
+        + (", drained" if replica.drained else "")
+    )
     last = replica.stats.last_error
     return f"backend {replica.id} is not available ({why})" + (
         f"; last error: {last}" if last else ""

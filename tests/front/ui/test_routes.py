@@ -13,8 +13,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mcp.shared.auth import OAuthToken
 from starlette.applications import Starlette
 
+from mcp_agg.backend.oauth.provider import storage_for
 from mcp_agg.config import load_config
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.front.ui import ui_routes
@@ -83,6 +85,8 @@ def test_no_console_without_admin_config(tmp_path: Path) -> None:
         ("POST", "/ui/actions/approve-pins", 401),
         ("POST", "/ui/actions/reload", 401),
         ("POST", "/ui/actions/servers", 401),
+        ("POST", "/ui/actions/replicas/gone-1/drain", 401),
+        ("POST", "/ui/actions/replicas/gone-1/admit", 401),
     ],
 )
 async def test_nothing_but_the_login_form_without_the_token(
@@ -173,3 +177,62 @@ async def test_a_failed_reload_says_why(http: httpx.AsyncClient, gateway: Gatewa
     assert answer.status_code == 400
     assert "connect_timeout" in answer.text
     assert "keeping the running config" in answer.text
+
+
+async def test_drain_and_readmit_need_the_csrf_token(
+    http: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    (replica,) = gateway.upstreams
+    csrf = await logged_in(http)
+    drain = "/ui/actions/replicas/gone-1/drain"
+    assert (await http.post(drain)).status_code == 403
+    assert not replica.drained
+    answer = await http.post(drain, headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 200
+    assert replica.drained
+    assert 'data-field="drained"' in (await http.get("/ui/servers/rows")).text
+    admit = "/ui/actions/replicas/gone-1/admit"
+    assert (await http.post(admit, data={"csrf": "wrong"})).status_code == 403
+    assert replica.drained
+    assert (await http.post(admit, data={"csrf": csrf})).status_code == 200
+    assert not replica.drained
+    assert 'data-field="drained"' not in (await http.get("/ui/servers/rows")).text
+    unknown = await http.post("/ui/actions/replicas/nowhere-1/drain", headers=AUTH)
+    assert unknown.status_code == 404
+    assert "no replica named" in unknown.text
+
+
+async def test_the_servers_show_the_gateway_sign_in_never_a_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    path = tmp_path / "servers.toml"
+    path.write_text(
+        f"""
+[gateway]
+connect_timeout = 2
+token_key = "token-key-0123456789abcdef"
+[gateway.admin]
+token = "{TOKEN}"
+
+[[servers]]
+name = "remote"
+url = "http://127.0.0.1:{free_port()}/mcp"
+auth = {{ type = "oauth" }}
+"""
+    )
+    gateway = Gateway(load_config(path))
+    transport = httpx.ASGITransport(app=Starlette(routes=ui_routes(gateway)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        rows = (await http.get("/ui/servers/rows", headers=AUTH)).text
+        assert "not signed in" in rows
+        assert "tokens.json" in rows  # where they rest: the file, with no keyring
+        (replica,) = gateway.upstreams
+        tokens = OAuthToken(access_token="at-secret-1", refresh_token="rt-secret-2", expires_in=60)
+        await storage_for(replica.spec).set_tokens(tokens)
+        rows = (await http.get("/ui/servers/rows", headers=AUTH)).text
+    assert "not signed in" not in rows
+    assert re.search(r"signed in</span> until 20[0-9-]+T[0-9:]+\+00:00, refreshable", rows), rows
+    assert "at-secret-1" not in rows
+    assert "rt-secret-2" not in rows

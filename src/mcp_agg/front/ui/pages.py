@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from mcp_agg.backend.oauth.state import sign_in_states
 from mcp_agg.front.admin import servers_state
 from mcp_agg.observability.recent import RecentCalls, Second
 from mcp_agg.observability.status import tool_rows
@@ -48,12 +49,16 @@ def _clean(value: Any) -> Any:
     return json.loads(redact(json.dumps(value)))
 
 
-def servers_page(gateway: ConsoleHost) -> list[dict[str, Any]]:
+async def servers_page(gateway: ConsoleHost) -> list[dict[str, Any]]:
     """Every server with its replicas (as the admin API has them), each with the tail
-    of its backend's stderr."""
+    of its backend's stderr; a server with OAuth with its sign-in's state (as `status
+    --json` has it)."""
     tails = {u.id: list(u.output.tail)[-_STDERR_LINES:] for u in gateway.upstreams}
+    specs = [replica.spec for group in gateway.groups.values() for replica in group.replicas]
+    sign_ins = await sign_in_states(specs)
     servers = servers_state(gateway)
     for server in servers:
+        server["sign_in"] = sign_ins.get(server["name"])
         for replica in server["replicas"]:
             replica["stderr"] = tails.get(replica["id"], [])
     cleaned: list[dict[str, Any]] = _clean(servers)

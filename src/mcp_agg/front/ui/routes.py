@@ -26,7 +26,7 @@ from starlette.templating import Jinja2Templates
 
 from mcp_agg.core.reload import reload_from_file
 from mcp_agg.errors import ConfigError
-from mcp_agg.front.admin import register, unregister
+from mcp_agg.front.admin import drain, register, unregister
 from mcp_agg.front.ui.pages import catalog_page, servers_page, traffic_page
 from mcp_agg.front.ui.runner import arguments_of, fields_of
 from mcp_agg.front.ui.session import (
@@ -135,10 +135,10 @@ def ui_routes(gateway: ConsoleHost) -> list[BaseRoute]:
         return response
 
     async def servers(request: Request, visitor: Visitor) -> Response:
-        return render(request, visitor, "servers.html", servers=servers_page(gateway))
+        return render(request, visitor, "servers.html", servers=await servers_page(gateway))
 
     async def server_rows(request: Request, visitor: Visitor) -> Response:
-        return render(request, visitor, "server_rows.html", servers=servers_page(gateway))
+        return render(request, visitor, "server_rows.html", servers=await servers_page(gateway))
 
     async def catalog(request: Request, visitor: Visitor) -> Response:
         query = request.query_params.get("q", "")
@@ -194,7 +194,7 @@ def ui_routes(gateway: ConsoleHost) -> list[BaseRoute]:
             request,
             visitor,
             "actions.html",
-            servers=servers_page(gateway),
+            servers=await servers_page(gateway),
             registered=sorted(gateway.reconfigurer.registered),
             pins=catalog_page(gateway)["tools"],
         )
@@ -219,6 +219,14 @@ def ui_routes(gateway: ConsoleHost) -> list[BaseRoute]:
     async def remove_server(request: Request, visitor: Visitor) -> Response:
         return _answer(request, visitor, await unregister(gateway, request.path_params["name"]))
 
+    async def drain_replica(request: Request, visitor: Visitor) -> Response:
+        replica = request.path_params["replica"]
+        return _answer(request, visitor, drain(gateway, replica, drained=True))
+
+    async def admit_replica(request: Request, visitor: Visitor) -> Response:
+        replica = request.path_params["replica"]
+        return _answer(request, visitor, drain(gateway, replica, drained=False))
+
     def _answer(request: Request, visitor: Visitor, answer: Response) -> Response:
         """The admin API's answer to an action, shown as the console's message."""
         body = json.loads(bytes(answer.body))
@@ -242,6 +250,8 @@ def ui_routes(gateway: ConsoleHost) -> list[BaseRoute]:
         Route("/ui/actions/reload", guarded(reload), methods=["POST"]),
         Route("/ui/actions/servers", guarded(add_server), methods=["POST"]),
         Route("/ui/actions/servers/{name}/remove", guarded(remove_server), methods=["POST"]),
+        Route("/ui/actions/replicas/{replica}/drain", guarded(drain_replica), methods=["POST"]),
+        Route("/ui/actions/replicas/{replica}/admit", guarded(admit_replica), methods=["POST"]),
         Mount("/ui/static", StaticFiles(directory=_HERE / "static"), name="ui-static"),
     ]
 
