@@ -2,8 +2,11 @@
 Playwright, against a served gateway with demo backends.
 
 Logging in (a wrong token is refused), the servers live, searching the catalog, running
-a tool, approving a changed pin, a killed backend's row turning to error, and an action
-without its CSRF token refused; and a stdio gateway's console on `--metrics-port`.
+a tool, approving a changed pin, a killed backend's row turning to error, an action
+without its CSRF token refused, draining and re-admitting a replica; a stdio gateway's
+console on `--metrics-port`; and the gateway signed in to an OAuth backend from the
+console (FastMCP's in-memory authorization server grants the code without a person, so
+the browser follows its redirect to the gateway's callback by itself).
 With MCP_AGG_SCREENSHOTS=1 the pages are written to docs/img/ for the docs and the
 README (not in CI: it would dirty the tree).
 """
@@ -14,16 +17,18 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
+from fastmcp import Client
 from playwright.async_api import Browser, Page, async_playwright
 
 from tests.e2e.procs import (
+    BACKENDS,
     REPO,
     backend_process,
     demo_servers,
@@ -36,10 +41,14 @@ from tests.e2e.procs import (
     stdio_gateway,
     wait_until,
 )
+from tests.e2e.test_backend_signin import data_dir, stored
 
 pytestmark = pytest.mark.e2e
 
+__all__ = ["data_dir"]  # the fixture, used by name
+
 TOKEN = "e2e-console-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
 CHROMIUM = Path("/usr/bin/chromium")
 HAS_CHROMIUM = CHROMIUM.exists()
 #: What the issue asks Chromium to be launched with: no sandbox (root in CI), nothing
@@ -81,7 +90,7 @@ health_interval = 1
 unhealthy_threshold = 1
 [gateway.admin]
 token = "{TOKEN}"
-{demo_servers(folder, "units", "notes")}
+{demo_servers(folder, "units", "notes", notes="replicas = 2")}
 [[servers]]
 name = "doomed"
 url = "http://127.0.0.1:{port}/mcp"
@@ -119,7 +128,7 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-async def logged_in(browser: Browser, served: Served, *, phone: bool = False) -> Page:
+async def logged_in(browser: Browser, url: str, *, phone: bool = False) -> Page:
     """A page logged in (on a dark phone-width screen with `phone`), at /ui/servers."""
     context = await (
         browser.new_context(color_scheme="dark", viewport={"width": 390, "height": 844})
@@ -127,7 +136,7 @@ async def logged_in(browser: Browser, served: Served, *, phone: bool = False) ->
         else browser.new_context()
     )
     page = await context.new_page()
-    await page.goto(f"{served.url}/ui/")
+    await page.goto(f"{url}/ui/")
     await page.get_by_label("Admin token").fill(TOKEN)
     await page.get_by_role("button", name="Log in").click()
     await page.wait_for_url("**/ui/servers")
@@ -175,7 +184,7 @@ async def test_a_wrong_token_is_refused_and_the_right_one_shows_the_servers(
     assert await page.get_by_role("alert").text_content() == "the admin token is not valid"
     assert page.url.endswith("/ui/login")
 
-    page = await logged_in(browser, served)
+    page = await logged_in(browser, served.url)
     for replica in ("units-1", "notes-1", "doomed-1"):
         await eventually(partial(shows, page, replica, "connected"), f"{replica} connected")
     cookies = await page.context.cookies()
@@ -188,7 +197,7 @@ async def test_a_wrong_token_is_refused_and_the_right_one_shows_the_servers(
 
 
 async def test_search_the_catalog_and_run_a_tool(browser: Browser, served: Served) -> None:
-    page = await logged_in(browser, served)
+    page = await logged_in(browser, served.url)
     await page.get_by_role("link", name="Catalog").click()
     await page.wait_for_url("**/ui/catalog")
     assert len(await tools_listed(page)) > 5
@@ -215,7 +224,7 @@ async def test_search_the_catalog_and_run_a_tool(browser: Browser, served: Serve
 
 
 async def test_approve_a_changed_pin(browser: Browser, served: Served) -> None:
-    page = await logged_in(browser, served)
+    page = await logged_in(browser, served.url)
     await page.goto(f"{served.url}/ui/catalog?q=units_convert")
     pin = page.locator('tr[data-tool="units_convert"] [data-field="pin"]')
     assert (await pin.text_content() or "").strip() == "changed"
@@ -238,7 +247,7 @@ async def test_approve_a_changed_pin(browser: Browser, served: Served) -> None:
 async def test_an_action_without_the_csrf_token_is_refused(
     browser: Browser, served: Served
 ) -> None:
-    page = await logged_in(browser, served)
+    page = await logged_in(browser, served.url)
     # The page's own request context: the login cookie is sent, the CSRF token is not.
     refused = await page.request.post(f"{served.url}/ui/actions/reload")
     assert refused.status == 403
@@ -256,7 +265,7 @@ async def test_an_action_without_the_csrf_token_is_refused(
 
 
 async def test_a_killed_backend_turns_to_error_live(browser: Browser, served: Served) -> None:
-    page = await logged_in(browser, served, phone=True)
+    page = await logged_in(browser, served.url, phone=True)
     await eventually(lambda: shows(page, "doomed-1", "connected"), "doomed-1 connected")
     kill_group(served.doomed)  # SIGKILL to its process group
     # No reload: the page polls its rows; the gateway probes every second (health_interval).
@@ -281,3 +290,112 @@ async def test_a_stdio_gateway_serves_it_on_its_metrics_port(tmp_path: Path) -> 
                 return 'data-field="state">connected<' in page.text
 
             await eventually(connected, "units-1 connected on the console of --metrics-port")
+
+
+async def calls_of(url: str) -> dict[str, int]:
+    """Calls per replica, from the admin API."""
+    async with httpx.AsyncClient() as http:
+        listed = (await http.get(f"{url}/admin/servers", headers=ADMIN)).json()
+    return {r["id"]: r["calls"] for s in listed["servers"] for r in s["replicas"]}
+
+
+async def act(page: Page, button: str, says: str) -> None:
+    """Press an action's button on the Actions page, confirm, and wait for its answer."""
+    await page.get_by_role("link", name="Actions").click()
+    await page.wait_for_url("**/ui/actions")
+    page.once("dialog", lambda dialog: dialog.accept())
+    await page.get_by_role("button", name=button, exact=True).click()
+    await page.get_by_text(says).wait_for(timeout=10_000)
+
+
+async def drained_shown(page: Page, replica: str) -> bool:
+    found = await page.evaluate(
+        'replica => !!document.querySelector(`tr[data-replica="${replica}"] [data-field=drained]`)',
+        replica,
+    )
+    return bool(found)
+
+
+async def test_drain_a_replica_then_readmit_it(browser: Browser, served: Served) -> None:
+    page = await logged_in(browser, served.url)
+    await eventually(lambda: shows(page, "notes-2", "connected"), "notes-2 connected")
+    await act(page, "Drain notes-1", '"drained": true')
+    before = await calls_of(served.url)
+    async with Client(f"{served.url}/mcp") as client:
+        for _ in range(4):
+            await client.call_tool("notes_list_notes", {})
+    after = await calls_of(served.url)
+    assert after["notes-1"] == before["notes-1"]  # no new call
+    assert after["notes-2"] == before["notes-2"] + 4  # the other took them all
+    await page.get_by_role("link", name="Servers").click()
+    await eventually(lambda: drained_shown(page, "notes-1"), "notes-1 shown drained")
+    assert not await drained_shown(page, "notes-2")
+
+    await act(page, "Re-admit notes-1", '"drained": false')
+    await page.get_by_role("link", name="Servers").click()
+    await eventually(
+        lambda: _not(drained_shown(page, "notes-1")), "notes-1 no longer shown drained"
+    )
+    async with Client(f"{served.url}/mcp") as client:
+        for _ in range(4):
+            await client.call_tool("notes_list_notes", {})
+    assert (await calls_of(served.url))["notes-1"] > after["notes-1"]  # it takes calls again
+
+
+async def _not(shown: Awaitable[bool]) -> bool:
+    return not await shown
+
+
+async def test_sign_in_to_a_backend_from_the_console(
+    browser: Browser, tmp_path: Path, data_dir: Path
+) -> None:
+    port, backend_port = free_port(), free_port()
+    config = tmp_path / "servers.toml"
+    config.write_text(
+        f"""
+[gateway]
+token_key = "${{MCP_AGG_TOKEN_KEY}}"
+public_url = "http://127.0.0.1:{port}"
+[gateway.admin]
+token = "{TOKEN}"
+
+[[servers]]
+name = "remote"
+url = "http://127.0.0.1:{backend_port}/mcp"
+auth = {{ type = "oauth" }}
+"""
+    )
+    with (
+        backend_process(BACKENDS / "protected.py", port=backend_port),
+        served_gateway(config, port=port) as (mcp_url, _),
+    ):
+        url = mcp_url.removesuffix("/mcp")
+        page = await logged_in(browser, url)
+        sign_in = page.locator('tr[data-server="remote"] [data-field="sign-in"]')
+        assert "not signed in" in (await sign_in.text_content() or "")
+
+        await page.get_by_role("link", name="Actions").click()
+        await page.wait_for_url("**/ui/actions")
+        page.once("dialog", lambda dialog: dialog.accept())
+        await page.get_by_role("button", name="Sign in to remote").click()
+        # To the authorization server, which approves at once and sends the browser back
+        # to the gateway's callback.
+        await page.wait_for_url("**/oauth/callback?**", timeout=20_000)
+        await page.get_by_text("Signed in to remote").wait_for(timeout=10_000)
+        callback = page.url
+
+        async def listed() -> bool:
+            await page.goto(f"{url}/ui/catalog?q=remote")
+            return "remote_token" in await tools_listed(page)
+
+        await eventually(listed, "the backend's tools in the catalog", timeout=20)
+        await page.goto(f"{url}/ui/servers")
+        said = await sign_in.text_content() or ""
+        assert "not signed in" not in said
+        assert "refreshable" in said
+        # Where `mcp-agg login` keeps them (the file: no keyring here).
+        kept = stored(data_dir, f"http://127.0.0.1:{backend_port}/mcp")
+        assert (await kept.get_tokens()) is not None
+        replayed = await page.request.get(callback)  # the state is single-use
+        assert replayed.status == 400
+        assert "already completed" in await replayed.text()

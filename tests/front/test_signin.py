@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from mcp_agg.backend.oauth.links import SignInLinks, Ticket
 from mcp_agg.backend.oauth.peruser import UserTokens
-from mcp_agg.backend.oauth.team import TeamSignIn
+from mcp_agg.backend.oauth.webflow import WebSignIn
 from mcp_agg.config import ServerConfig
 from mcp_agg.front.signin import SignInAccessFilter, signin_routes
 from mcp_agg.store import MemoryStore
@@ -29,8 +29,8 @@ PLAIN = ServerConfig(name="remote", url="https://h/mcp")
 @pytest.fixture
 async def http() -> AsyncIterator[httpx.AsyncClient]:
     store = MemoryStore()
-    team = TeamSignIn(UserTokens(store, KEY, "memory"), LINKS)
-    routes = signin_routes(team, store, lambda name: PLAIN if name == "remote" else None)
+    servers = {"remote": PLAIN}.get
+    routes = signin_routes(WebSignIn(LINKS, UserTokens(store, KEY, "memory"), store, servers))
     transport = httpx.ASGITransport(app=Starlette(routes=routes))
     async with httpx.AsyncClient(transport=transport, base_url="https://gw.example") as client:
         yield client

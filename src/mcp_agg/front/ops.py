@@ -17,15 +17,17 @@ from mcp_agg.front.ui import ui_routes
 from mcp_agg.observability.endpoint import metrics_routes
 
 if TYPE_CHECKING:
+    from mcp_agg.backend.oauth.webflow import WebSignIn
     from mcp_agg.core.views import OpsHost
 
 __all__ = ["ops_routes"]
 
 
-def ops_routes(gateway: OpsHost) -> list[BaseRoute]:
-    """Every operations route the gateway's config turns on."""
+def ops_routes(gateway: OpsHost, signin: WebSignIn | None = None) -> list[BaseRoute]:
+    """Every operations route the gateway's config turns on; `signin`: the HTTP front's
+    browser sign-in, which the console starts a backend sign-in with."""
     routes: list[BaseRoute] = []
     routes += metrics_routes(gateway)
     routes += admin_routes(gateway)
-    routes += ui_routes(gateway)
+    routes += ui_routes(gateway, signin)
     return routes

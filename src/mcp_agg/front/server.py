@@ -30,6 +30,7 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_agg import __version__
 from mcp_agg.backend.listing import ListMethod
+from mcp_agg.backend.oauth.webflow import WebSignIn
 from mcp_agg.components.forwarding import hop_wire
 from mcp_agg.config import ServerConfig
 from mcp_agg.core.announce import Announcer
@@ -41,7 +42,7 @@ from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.core.sessions import quietly
 from mcp_agg.front.ops import ops_routes
 from mcp_agg.front.provider import GatewayProvider
-from mcp_agg.front.signin import signin_routes
+from mcp_agg.front.signin import GatewaySignIns, signin_routes
 from mcp_agg.observability import tracing
 from mcp_agg.security.auth import CallerAccess, build_verifier
 
@@ -71,13 +72,24 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
         auth=build_verifier(access.auth) if access is not None else None,
     )
     if http:
-        for route in ops_routes(gateway):
-            server._additional_http_routes.append(route)  # what custom_route() adds to
         team = gateway.sessions.team
-        if team is not None:
-            server._additional_http_routes += signin_routes(
-                team, gateway.store, lambda name: _server_named(gateway, name)
+        # The browser sign-in (token_key and a public URL): users' of `per_user` servers,
+        # and the gateway's own, started from the console.
+        flow = (
+            None
+            if team is None
+            else WebSignIn(
+                team.links,
+                team.tokens,
+                gateway.store,
+                lambda name: _server_named(gateway, name),
+                GatewaySignIns(gateway),
             )
+        )
+        for route in ops_routes(gateway, flow):
+            server._additional_http_routes.append(route)  # what custom_route() adds to
+        if flow is not None:
+            server._additional_http_routes += signin_routes(flow)
     return server
 
 

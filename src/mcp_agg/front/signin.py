@@ -1,6 +1,8 @@
 """The HTTP front's sign-in routes for `per_user` servers: `/oauth/authorize` (a
 sign-in link: 302 to the backend's authorization server) and `/oauth/callback` (its
-redirect back: the tokens kept for the link's user, a page to close).
+redirect back: the tokens kept for the link's user, a page to close). The callback also
+ends the gateway's own sign-in to a backend that the web console started
+(`GatewaySignIns`: its tokens go where `mcp-agg login` keeps them).
 
 They are outside the MCP bearer auth, since a browser has no token: the sealed ticket
 and state authenticate the flow (backend/oauth/links.py). Neither route redirects
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import html
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx2
@@ -23,15 +24,15 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from mcp_agg.backend.oauth.links import MAX_SEALED, SignInError
-from mcp_agg.backend.oauth.webflow import WebSignIn
+from mcp_agg.backend.oauth.provider import storage_for
 from mcp_agg.errors import GatewayError
 
 if TYPE_CHECKING:
-    from mcp_agg.backend.oauth.team import TeamSignIn
-    from mcp_agg.backend.oauth.webflow import UsedStates
-    from mcp_agg.config import ServerConfig
+    from mcp_agg.backend.oauth.storage import RecordTokenStorage
+    from mcp_agg.backend.oauth.webflow import WebSignIn
+    from mcp_agg.core.views import ReplicaView
 
-__all__ = ["SignInAccessFilter", "quiet_signin_access_log", "signin_routes"]
+__all__ = ["GatewaySignIns", "SignInAccessFilter", "quiet_signin_access_log", "signin_routes"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +51,27 @@ _HEADERS = {
 }
 
 
-def signin_routes(
-    team: TeamSignIn, used: UsedStates, servers: Callable[[str], ServerConfig | None]
-) -> list[BaseRoute]:
+class GatewaySignIns:
+    """The gateway's own sign-ins (`webflow.OwnSignIns`) to the servers it runs: kept
+    where `mcp-agg login` keeps them (`storage_for`), so its replicas find them."""
+
+    def __init__(self, gateway: ReplicaView) -> None:
+        self.gateway = gateway
+
+    def storage(self, server: str) -> RecordTokenStorage | None:
+        spec = next((u.spec for u in self.gateway.upstreams if u.group == server), None)
+        return None if spec is None or spec.server.auth is None else storage_for(spec)
+
+    def signed_in(self, server: str) -> None:
+        # A replica that failed for want of a sign-in waits out its reconnect backoff
+        # (up to 30 s): it is cut short, as for a call waiting on it.
+        for upstream in self.gateway.upstreams:
+            if upstream.group == server:
+                upstream.expedite()
+
+
+def signin_routes(flow: WebSignIn) -> list[BaseRoute]:
     """The two routes of the browser sign-in."""
-    flow = WebSignIn(team.links, team.tokens, used, servers)
 
     async def authorize(request: Request) -> Response:
         ticket = request.query_params.get("ticket")

@@ -3,13 +3,21 @@ refused once expired, altered, sealed with another key, or of the other kind."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from mcp_agg.backend.oauth.links import LINK_SECONDS, SignInError, SignInLinks, State, Ticket
+from mcp_agg.backend.oauth.links import (
+    GATEWAY,
+    LINK_SECONDS,
+    SignInError,
+    SignInLinks,
+    State,
+    Ticket,
+)
 
 KEY = "token-key-0123456789"
 TICKET = Ticket("client:alice", "remote", "https://h/mcp")
@@ -56,3 +64,13 @@ def test_links_and_states_expire(monkeypatch: pytest.MonkeyPatch) -> None:
         links.open_ticket(ticket)
     with pytest.raises(SignInError, match="expired"):
         links.open_state(state)
+
+
+def test_a_state_says_whose_sign_in_it_is() -> None:
+    links = SignInLinks(KEY, "https://gw.example")
+    assert STATE.kind == "user"
+    own = dataclasses.replace(STATE, user="", kind=GATEWAY)
+    assert links.open_state(links.seal_state(own)).kind == GATEWAY
+    forged = dataclasses.replace(STATE, kind="admin")
+    with pytest.raises(SignInError, match="not one of this gateway's"):
+        links.open_state(links.seal_state(forged))

@@ -16,11 +16,15 @@ import pytest
 from mcp.shared.auth import OAuthToken
 from starlette.applications import Starlette
 
+from mcp_agg.backend.oauth.links import SignInLinks
+from mcp_agg.backend.oauth.peruser import UserTokens
 from mcp_agg.backend.oauth.provider import storage_for
+from mcp_agg.backend.oauth.webflow import WebSignIn
 from mcp_agg.config import load_config
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.front.ui import ui_routes
 from mcp_agg.front.ui.session import COOKIE
+from mcp_agg.store import MemoryStore
 from tests.e2e.procs import free_port
 
 TOKEN = "admin-token-0123456789"
@@ -85,6 +89,7 @@ def test_no_console_without_admin_config(tmp_path: Path) -> None:
         ("POST", "/ui/actions/approve-pins", 401),
         ("POST", "/ui/actions/reload", 401),
         ("POST", "/ui/actions/servers", 401),
+        ("POST", "/ui/actions/servers/gone/sign-in", 401),
         ("POST", "/ui/actions/replicas/gone-1/drain", 401),
         ("POST", "/ui/actions/replicas/gone-1/admit", 401),
     ],
@@ -232,7 +237,29 @@ auth = {{ type = "oauth" }}
         tokens = OAuthToken(access_token="at-secret-1", refresh_token="rt-secret-2", expires_in=60)
         await storage_for(replica.spec).set_tokens(tokens)
         rows = (await http.get("/ui/servers/rows", headers=AUTH)).text
+        actions = (await http.get("/ui/actions", headers=AUTH)).text
+        # No browser sign-in here (no public URL, not the HTTP front): the command instead.
+        assert "Run <code>mcp-agg login remote</code>" in actions
+        answer = await http.post("/ui/actions/servers/remote/sign-in", headers=AUTH)
+        assert answer.status_code == 409
+        assert "run `mcp-agg login remote` on the host" in answer.text
     assert "not signed in" not in rows
     assert re.search(r"signed in</span> until 20[0-9-]+T[0-9:]+\+00:00, refreshable", rows), rows
     assert "at-secret-1" not in rows
     assert "rt-secret-2" not in rows
+
+
+async def test_a_sign_in_needs_the_csrf_token_and_a_server_with_oauth(gateway: Gateway) -> None:
+    store = MemoryStore()
+    links = SignInLinks("token-key-0123456789", "http://gateway")
+    servers = {s.name: s for s in gateway.config.servers}.get
+    flow = WebSignIn(links, UserTokens(store, "token-key-0123456789", "memory"), store, servers)
+    transport = httpx.ASGITransport(app=Starlette(routes=ui_routes(gateway, flow)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        csrf = await logged_in(http)
+        url = "/ui/actions/servers/gone/sign-in"
+        assert (await http.post(url)).status_code == 403
+        answer = await http.post(url, headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 400
+    assert "server &#39;gone&#39; has no auth" in answer.text
+    assert "hx-redirect" not in answer.headers

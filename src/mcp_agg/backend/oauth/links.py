@@ -19,12 +19,23 @@ from cryptography.fernet import Fernet, InvalidToken
 from mcp_agg.backend.oauth.vault import derive_key
 from mcp_agg.errors import GatewayError
 
-__all__ = ["LINK_SECONDS", "MAX_SEALED", "SignInError", "SignInLinks", "State", "Ticket"]
+__all__ = [
+    "GATEWAY",
+    "LINK_SECONDS",
+    "MAX_SEALED",
+    "SignInError",
+    "SignInLinks",
+    "State",
+    "Ticket",
+]
 
 #: How long a sign-in link, and the sign-in it starts, stay valid.
 LINK_SECONDS = 600
 #: The longest ticket or state accepted (both are well under 1 KiB when sealed here).
 MAX_SEALED = 4096
+
+#: `State.kind` of the gateway's own sign-in.
+GATEWAY = "gateway"
 
 _TICKET_INFO = b"mcp-agg sign-in ticket v1"
 _STATE_INFO = b"mcp-agg sign-in state v1"
@@ -57,6 +68,9 @@ class State:
     issuer: str
     #: A random value of this sign-in, so that two states never look alike.
     nonce: str
+    #: Whose sign-in this is: `user` (a `per_user` caller's, under `user`), or `gateway`
+    #: (the gateway's own, as `mcp-agg login` keeps it, started from the console).
+    kind: str = "user"
 
 
 class SignInLinks:
@@ -89,9 +103,12 @@ class SignInLinks:
     def open_state(self, sealed: str) -> State:
         data = _open(self._states, sealed, "sign-in")
         try:
-            return State(**data)
+            state = State(**data)
         except TypeError:
             raise SignInError("the sign-in's state is not one of this gateway's") from None
+        if state.kind not in ("user", GATEWAY):
+            raise SignInError("the sign-in's state is not one of this gateway's")
+        return state
 
 
 def _open(fernet: Fernet, sealed: str, what: str) -> dict[str, str]:

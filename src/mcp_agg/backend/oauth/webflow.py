@@ -1,6 +1,8 @@
 """A user's sign-in to a `per_user` backend through the gateway's HTTP front: the start
 (`/oauth/authorize`, a redirect to the backend's authorization server) and the end
-(`/oauth/callback`, the code exchanged and the tokens kept for that user).
+(`/oauth/callback`, the code exchanged and the tokens kept for that user). The gateway's
+own sign-in to a backend (what `mcp-agg login` does) started from the web console takes
+the same two steps; its state says so, and its tokens go where `login` keeps them.
 
 The SDK's `OAuthClientProvider` runs a whole authorization inside one coroutine (its
 redirect and callback handlers are awaited back to back), so its flow cannot start on
@@ -53,13 +55,23 @@ from mcp.shared.auth_utils import check_resource_allowed, resource_url_from_serv
 from mcp_types import LATEST_PROTOCOL_VERSION
 from pydantic import AnyUrl
 
-from mcp_agg.backend.oauth.links import LINK_SECONDS, SignInError, SignInLinks, State, Ticket
-from mcp_agg.backend.oauth.peruser import UserTokens, UserTokenStorage
+from mcp_agg.backend.oauth.links import (
+    GATEWAY,
+    LINK_SECONDS,
+    SignInError,
+    SignInLinks,
+    State,
+    Ticket,
+)
+from mcp_agg.backend.oauth.peruser import UserTokens
+
+if TYPE_CHECKING:
+    from mcp_agg.backend.oauth.storage import RecordTokenStorage
 
 if TYPE_CHECKING:
     from mcp_agg.config import ServerConfig
 
-__all__ = ["UsedStates", "WebSignIn"]
+__all__ = ["OwnSignIns", "UsedStates", "WebSignIn"]
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +87,18 @@ class UsedStates(Protocol):
     honoured once, on whichever replica it lands."""
 
     async def revoke(self, key: str, ttl: float) -> bool: ...
+
+
+class OwnSignIns(Protocol):
+    """The gateway's own sign-ins (`mcp-agg login`'s), for one started from the console."""
+
+    def storage(self, server: str) -> RecordTokenStorage | None:
+        """Where `server`'s sign-in is kept; None: no server with OAuth of that name."""
+        ...
+
+    def signed_in(self, server: str) -> None:
+        """`server` has tokens now: its replicas may connect at once."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,17 +122,29 @@ class WebSignIn:
         tokens: UserTokens,
         used: UsedStates,
         servers: Callable[[str], ServerConfig | None],
+        own: OwnSignIns | None = None,
     ) -> None:
         self.links = links
         self.tokens = tokens
         self.used = used
         self._servers = servers
+        self._own = own
 
     async def authorize(self, sealed_ticket: str) -> str:
         """The authorization URL to send the browser to."""
-        ticket = self.links.open_ticket(sealed_ticket)
-        server = self._server(ticket.server, ticket.url)
-        storage = self.tokens.storage(ticket.user, ticket.server, ticket.url)
+        return await self._authorize(self.links.open_ticket(sealed_ticket), "user")
+
+    async def authorize_gateway(self, name: str) -> str:
+        """The authorization URL of the gateway's own sign-in to server `name` (an admin's,
+        from the console: no ticket, the console's own auth stands for it)."""
+        server = self._servers(name)
+        if server is None or server.auth is None or server.url is None:
+            raise SignInError(f'server {name!r} has no auth = {{ type = "oauth" }}')
+        return await self._authorize(Ticket("", name, server.url), GATEWAY)
+
+    async def _authorize(self, ticket: Ticket, kind: str) -> str:
+        server = self._server(ticket.server, ticket.url, kind)
+        storage = self._storage(ticket, kind)
         async with _client() as http:
             found = await _discover(http, ticket.url)
             context = self._context(ticket, server, storage, found)
@@ -125,6 +161,7 @@ class WebSignIn:
             verifier=pkce.code_verifier,
             issuer=found.issuer,
             nonce=secrets.token_urlsafe(16),
+            kind=kind,
         )
         params = {
             "response_type": "code",
@@ -148,9 +185,9 @@ class WebSignIn:
         used = f"signin-state:{state.nonce}"
         if not await self.used.revoke(used, LINK_SECONDS):
             raise SignInError("this sign-in was already completed: call the tool again")
-        server = self._server(state.server, state.url)
-        storage = self.tokens.storage(state.user, state.server, state.url)
+        server = self._server(state.server, state.url, state.kind)
         ticket = Ticket(state.user, state.server, state.url)
+        storage = self._storage(ticket, state.kind)
         try:
             async with _client() as http:
                 found = await _discover(http, state.url)
@@ -190,22 +227,39 @@ class WebSignIn:
                 "backend or its authorization server"
             ) from None
         await storage.set_tokens(tokens)
-        logger.info("user signed in to %s", state.server)  # not who: a name is personal data
+        if state.kind == GATEWAY:
+            logger.info("the gateway signed in to %s (started from the console)", state.server)
+            if self._own is not None:
+                self._own.signed_in(state.server)
+        else:
+            logger.info("user signed in to %s", state.server)  # not who: personal data
         return state.server
 
-    def _server(self, name: str, url: str) -> ServerConfig:
-        """The server of a ticket or state, as long as it is still a `per_user` one at
-        the same url."""
+    def _server(self, name: str, url: str, kind: str) -> ServerConfig:
+        """The server of a ticket or state, as long as it still takes this kind of
+        sign-in (a user's: `per_user`; the gateway's: any `auth`) at the same url."""
         server = self._servers(name)
-        if server is None or server.auth is None or not server.auth.per_user or server.url != url:
-            raise SignInError(f"server {name!r} no longer takes per-user sign-ins at that url")
-        return server
+        auth = server.auth if server is not None else None
+        takes = auth is not None and (kind == GATEWAY or auth.per_user)
+        if server is not None and server.url == url and takes:
+            return server
+        which = "OAuth" if kind == GATEWAY else "per-user"
+        raise SignInError(f"server {name!r} no longer takes {which} sign-ins at that url")
+
+    def _storage(self, ticket: Ticket, kind: str) -> RecordTokenStorage:
+        """Where the sign-in's tokens go: the user's token set, or the gateway's own."""
+        if kind != GATEWAY:
+            return self.tokens.storage(ticket.user, ticket.server, ticket.url)
+        storage = self._own.storage(ticket.server) if self._own is not None else None
+        if storage is None:
+            raise SignInError(f"the gateway cannot keep a sign-in to {ticket.server!r} here")
+        return storage
 
     def _context(
         self,
         ticket: Ticket,
         server: ServerConfig,
-        storage: UserTokenStorage,
+        storage: RecordTokenStorage,
         found: _Discovered,
     ) -> OAuthContext:
         """The SDK's flow context, for its resource, scope and client-auth rules."""
@@ -239,7 +293,7 @@ class WebSignIn:
         self,
         http: httpx2.AsyncClient,
         server: ServerConfig,
-        storage: UserTokenStorage,
+        storage: RecordTokenStorage,
         context: OAuthContext,
         found: _Discovered,
     ) -> OAuthClientInformationFull:

@@ -24,8 +24,9 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
+from mcp_agg.backend.oauth.links import SignInError
 from mcp_agg.core.reload import reload_from_file
-from mcp_agg.errors import ConfigError
+from mcp_agg.errors import ConfigError, GatewayError
 from mcp_agg.front.admin import drain, register, unregister
 from mcp_agg.front.ui.pages import catalog_page, servers_page, traffic_page
 from mcp_agg.front.ui.runner import arguments_of, fields_of
@@ -41,6 +42,7 @@ from mcp_agg.security.pinning import lock_catalog, read_lock, write_lock
 from mcp_agg.security.redact import redact
 
 if TYPE_CHECKING:
+    from mcp_agg.backend.oauth.webflow import WebSignIn
     from mcp_agg.core.views import ConsoleHost
 
 __all__ = ["ui_routes"]
@@ -66,9 +68,11 @@ _HEADERS = {
 Page = Callable[[Request, Visitor], Awaitable[Response]]
 
 
-def ui_routes(gateway: ConsoleHost) -> list[BaseRoute]:
+def ui_routes(gateway: ConsoleHost, signin: WebSignIn | None = None) -> list[BaseRoute]:
     """The console's routes, or none without `[gateway.admin]` (the token is read once,
-    as the admin API reads it)."""
+    as the admin API reads it). `signin`: the HTTP front's browser sign-in, which starts
+    a backend sign-in; None (no `token_key` or public URL, or not the HTTP front): the
+    console says to run `mcp-agg login` instead."""
     settings = gateway.config.gateway.admin
     if settings is None:
         return []
@@ -195,6 +199,7 @@ def ui_routes(gateway: ConsoleHost) -> list[BaseRoute]:
             visitor,
             "actions.html",
             servers=await servers_page(gateway),
+            can_sign_in=signin is not None,
             registered=sorted(gateway.reconfigurer.registered),
             pins=catalog_page(gateway)["tools"],
         )
@@ -218,6 +223,30 @@ def ui_routes(gateway: ConsoleHost) -> list[BaseRoute]:
 
     async def remove_server(request: Request, visitor: Visitor) -> Response:
         return _answer(request, visitor, await unregister(gateway, request.path_params["name"]))
+
+    async def sign_in(request: Request, visitor: Visitor) -> Response:
+        """Start the gateway's own sign-in to a server: the browser is sent to its
+        authorization server (htmx follows `HX-Redirect`), whose redirect lands on the
+        gateway's `/oauth/callback`, which keeps the tokens as `mcp-agg login` does."""
+        name = request.path_params["name"]
+        if signin is None:
+            message = f"the console cannot sign in here: run `mcp-agg login {name}` on the host"
+            return render(request, visitor, "done.html", 409, ok=False, message=message)
+        try:
+            location = await signin.authorize_gateway(name)
+        except SignInError as exc:
+            return render(request, visitor, "done.html", 400, ok=False, message=str(exc))
+        except GatewayError as exc:  # the store or the vault: the operator's to fix
+            return render(request, visitor, "done.html", 503, ok=False, message=exc.logged)
+        except Exception as exc:  # the backend's authorization server, or reaching it
+            logger.warning("console sign-in to %s failed: %s", name, type(exc).__name__)
+            message = f"the backend's authorization server failed ({type(exc).__name__})"
+            return render(request, visitor, "done.html", 502, ok=False, message=message)
+        logger.info("console: the gateway's sign-in to %s started", name)
+        message = f"continue at {name}'s authorization server: {location}"
+        response = render(request, visitor, "done.html", ok=True, message=message)
+        response.headers["HX-Redirect"] = location
+        return response
 
     async def drain_replica(request: Request, visitor: Visitor) -> Response:
         replica = request.path_params["replica"]
@@ -250,6 +279,7 @@ def ui_routes(gateway: ConsoleHost) -> list[BaseRoute]:
         Route("/ui/actions/reload", guarded(reload), methods=["POST"]),
         Route("/ui/actions/servers", guarded(add_server), methods=["POST"]),
         Route("/ui/actions/servers/{name}/remove", guarded(remove_server), methods=["POST"]),
+        Route("/ui/actions/servers/{name}/sign-in", guarded(sign_in), methods=["POST"]),
         Route("/ui/actions/replicas/{replica}/drain", guarded(drain_replica), methods=["POST"]),
         Route("/ui/actions/replicas/{replica}/admit", guarded(admit_replica), methods=["POST"]),
         Mount("/ui/static", StaticFiles(directory=_HERE / "static"), name="ui-static"),
