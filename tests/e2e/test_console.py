@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from fastmcp import Client
@@ -41,7 +42,7 @@ from tests.e2e.procs import (
     stdio_gateway,
     wait_until,
 )
-from tests.e2e.test_backend_signin import data_dir, stored
+from tests.e2e.test_backend_signin import data_dir, login, stored
 
 pytestmark = pytest.mark.e2e
 
@@ -399,3 +400,6 @@ auth = {{ type = "oauth" }}
         replayed = await page.request.get(callback)  # the state is single-use
         assert replayed.status == 400
         assert "already completed" in await replayed.text()
+        # `mcp-agg login` still works after it: the registration made for the gateway's
+        # callback is not offered for its loopback one.
+        assert "Signed in to remote" in await anyio.to_thread.run_sync(login, config)

@@ -116,12 +116,17 @@ def _oauth_spec(config: Config, server: str) -> ReplicaSpec:
 
 async def _registered_port(storage: VaultTokenStorage) -> int | None:
     """The loopback port of the client registered at an earlier sign-in: an authorization
-    server may hold a registration to its exact redirect URI."""
+    server may hold a registration to its exact redirect URI. A registration for another
+    redirect URI (the gateway's `/oauth/callback`, made by a sign-in from the console) is
+    forgotten: the SDK would offer it with the loopback URI, which is refused."""
     client = await storage.get_client_info()
-    for uri in (client.redirect_uris or []) if client is not None else []:
+    if client is None:
+        return None
+    for uri in client.redirect_uris or []:
         parts = urlsplit(str(uri))
-        if parts.hostname in ("127.0.0.1", "localhost") and parts.port:
+        if parts.hostname in ("127.0.0.1", "localhost") and parts.path == "/callback":
             return parts.port
+    await storage.forget_client()
     return None
 
 

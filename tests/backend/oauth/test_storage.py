@@ -42,6 +42,9 @@ async def test_client_info_and_tokens_share_the_record(tmp_path: Path) -> None:
     assert await store.get_client_info() == client
     assert await storage(tmp_path).get_tokens() == OAuthToken(access_token="at")
     assert await storage(tmp_path, "https://other/mcp").get_tokens() is None
+    await store.forget_client()  # a registration for another redirect URI
+    assert await store.get_client_info() is None
+    assert await store.get_tokens() == OAuthToken(access_token="at")
 
 
 async def test_sign_in_says_until_when_and_logout_forgets(tmp_path: Path) -> None:

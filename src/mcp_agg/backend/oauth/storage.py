@@ -168,3 +168,8 @@ class VaultTokenStorage(RecordTokenStorage):
     def __init__(self, vault: Vault, name: str, url: str) -> None:
         super().__init__(_VaultRecords(vault), record_key(name, url))
         self.vault = vault
+
+    async def forget_client(self) -> None:
+        """Forget the client registration only (one made for another redirect URI)."""
+        record = await self._load()
+        await self._save(record.model_copy(update={"client": None}))

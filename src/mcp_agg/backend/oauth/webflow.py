@@ -67,8 +67,6 @@ from mcp_agg.backend.oauth.peruser import UserTokens
 
 if TYPE_CHECKING:
     from mcp_agg.backend.oauth.storage import RecordTokenStorage
-
-if TYPE_CHECKING:
     from mcp_agg.config import ServerConfig
 
 __all__ = ["OwnSignIns", "UsedStates", "WebSignIn"]
