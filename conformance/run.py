@@ -610,19 +610,28 @@ def judge_client(
             f"expected failures: {', '.join(sorted(failing & listed)) or 'none'}; not scored: "
             f"{len(unscored)} run, {sum(_verdict(results[s]) != 'PASS' for s in unscored)} failing"
         )
-        if missing:
-            problems.append(f"client {run}: no checks.json for {', '.join(missing)}")
-        if failing - listed:
-            problems.append(
-                f"client {run}: failing but not in expected-failures.yml: "
-                + ", ".join(sorted(failing - listed))
-            )
-        stale = listed - failing
-        if stale:
-            problems.append(
-                f"client {run}: in expected-failures.yml but passing or not run "
-                f"(remove them): {', '.join(sorted(stale))}"
-            )
+        problems += against_baseline(f"client {run}", missing, failing, listed, listed - failing)
+    return problems
+
+
+def against_baseline(
+    label: str, missing: list[str], failing: set[str], listed: set[str], stale: set[str]
+) -> list[str]:
+    """A run's scenarios against expected-failures.yml, both ways: what is wrong, one
+    line each (the one rule for the direct and client stages)."""
+    problems = []
+    if missing:
+        problems.append(f"{label}: no checks.json for {', '.join(missing)}")
+    if failing - listed:
+        problems.append(
+            f"{label}: failing but not in expected-failures.yml: "
+            + ", ".join(sorted(failing - listed))
+        )
+    if stale:
+        problems.append(
+            f"{label}: in expected-failures.yml but passing or not run (remove them): "
+            + ", ".join(sorted(stale))
+        )
     return problems
 
 
@@ -674,19 +683,8 @@ def judge_direct(
         listed = expected.direct.get(rev, set())
         missing = [s for s in applies if s not in results]
         failing = {s for s in applies if s in results and _verdict(results[s]) != "PASS"}
-        if missing:
-            problems.append(f"direct {rev}: no checks.json for {', '.join(missing)}")
-        if failing - listed:
-            problems.append(
-                f"direct {rev}: failing but not in expected-failures.yml: "
-                + ", ".join(sorted(failing - listed))
-            )
         stale = {s for s in listed if s in results} - failing
-        if stale:
-            problems.append(
-                f"direct {rev}: in expected-failures.yml but passing (remove them): "
-                + ", ".join(sorted(stale))
-            )
+        problems += against_baseline(f"direct {rev}", missing, failing, listed, stale)
     return problems
 
 

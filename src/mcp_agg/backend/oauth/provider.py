@@ -72,6 +72,7 @@ __all__ = [
     "BackendOAuth",
     "NotSignedIn",
     "SignInFlow",
+    "configured_client",
     "login_command",
     "oauth_for",
     "require_sign_in",
@@ -173,13 +174,8 @@ class BackendOAuth(OAuthClientProvider):
             self._refresh_early()
         if self.config.client_id is not None:
             # An operator's client: never replaced by a registration of our own.
-            self.context.client_info = OAuthClientInformationFull(
-                client_id=self.config.client_id,
-                client_secret=self.config.client_secret,
-                token_endpoint_auth_method=self.context.client_metadata.token_endpoint_auth_method,
-                redirect_uris=self.context.client_metadata.redirect_uris,
-                grant_types=self.context.client_metadata.grant_types,
-                scope=self.context.client_metadata.scope,
+            self.context.client_info = configured_client(
+                self.config.client_id, self.config.client_secret, self.context.client_metadata
             )
 
     async def _auth_flow(
@@ -284,6 +280,21 @@ class BackendOAuth(OAuthClientProvider):
 
     async def _never(self) -> AuthorizationCodeResult:
         raise self._signed_out()  # `_refuse` has raised already
+
+
+def configured_client(
+    client_id: str, secret: str | None, metadata: OAuthClientMetadata
+) -> OAuthClientInformationFull:
+    """An operator's client (`client_id`, an authorization server without registration,
+    such as GitHub's), as the SDK holds a registration: used as is, never replaced."""
+    return OAuthClientInformationFull(
+        client_id=client_id,
+        client_secret=secret,
+        token_endpoint_auth_method=metadata.token_endpoint_auth_method,
+        redirect_uris=metadata.redirect_uris,
+        grant_types=metadata.grant_types,
+        scope=metadata.scope,
+    )
 
 
 def _insufficient_scope(response: httpx2.Response) -> bool:

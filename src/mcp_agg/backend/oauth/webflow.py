@@ -64,6 +64,7 @@ from mcp_agg.backend.oauth.links import (
     Ticket,
 )
 from mcp_agg.backend.oauth.peruser import UserTokens
+from mcp_agg.backend.oauth.provider import configured_client
 
 if TYPE_CHECKING:
     from mcp_agg.backend.oauth.storage import RecordTokenStorage
@@ -301,14 +302,7 @@ class WebSignIn:
         assert config is not None
         metadata = context.client_metadata
         if config.client_id is not None:
-            return OAuthClientInformationFull(
-                client_id=config.client_id,
-                client_secret=config.client_secret,
-                token_endpoint_auth_method=metadata.token_endpoint_auth_method,
-                redirect_uris=metadata.redirect_uris,
-                grant_types=metadata.grant_types,
-                scope=metadata.scope,
-            )
+            return configured_client(config.client_id, config.client_secret, metadata)
         stored = await storage.get_client_info()
         if (
             stored is not None
