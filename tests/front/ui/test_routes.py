@@ -7,6 +7,7 @@ what the runner calls.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,8 +25,10 @@ from mcp_agg.config import load_config
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.front.ui import ui_routes
 from mcp_agg.front.ui.session import COOKIE
+from mcp_agg.front.ui.signins import TTL, SignInCache
 from mcp_agg.store import MemoryStore
 from tests.e2e.procs import free_port
+from tests.fakes import FakeClock
 
 TOKEN = "admin-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -228,7 +231,9 @@ auth = {{ type = "oauth" }}
 """
     )
     gateway = Gateway(load_config(path))
-    transport = httpx.ASGITransport(app=Starlette(routes=ui_routes(gateway)))
+    clock = FakeClock()
+    routes = ui_routes(gateway, sign_ins=SignInCache(clock=clock))
+    transport = httpx.ASGITransport(app=Starlette(routes=routes))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         rows = (await http.get("/ui/servers/rows", headers=AUTH)).text
         assert "not signed in" in rows
@@ -236,6 +241,7 @@ auth = {{ type = "oauth" }}
         (replica,) = gateway.upstreams
         tokens = OAuthToken(access_token="at-secret-1", refresh_token="rt-secret-2", expires_in=60)
         await storage_for(replica.spec).set_tokens(tokens)
+        clock.advance(TTL)  # the console reads a sign-in again every few seconds
         rows = (await http.get("/ui/servers/rows", headers=AUTH)).text
         actions = (await http.get("/ui/actions", headers=AUTH)).text
         # No browser sign-in here (no public URL, not the HTTP front): the command instead.
@@ -263,3 +269,34 @@ async def test_a_sign_in_needs_the_csrf_token_and_a_server_with_oauth(gateway: G
     assert answer.status_code == 400
     assert "server &#39;gone&#39; has no auth" in answer.text
     assert "hx-redirect" not in answer.headers
+
+
+@pytest.mark.parametrize("audited", [True, False])
+async def test_the_recent_calls_name_their_client_from_the_audit_log(
+    tmp_path: Path, audited: bool
+) -> None:
+    path = tmp_path / "servers.toml"
+    path.write_text(
+        f"""
+[gateway]
+{'audit_log = "audit.jsonl"' if audited else ""}
+[gateway.admin]
+token = "{TOKEN}"
+"""
+    )
+    line = {
+        "time": "2026-12-07T08:00:00.000+00:00",
+        "client": "alice-laptop",
+        "tool": "units_convert",
+        "server": "units",
+        "duration_ms": 3.25,
+        "outcome": "ok",
+    }
+    (tmp_path / "audit.jsonl").write_text(json.dumps(line) + "\n")
+    gateway = Gateway(load_config(path))
+    transport = httpx.ASGITransport(app=Starlette(routes=ui_routes(gateway)))
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        panel = (await http.get("/ui/traffic/panel", headers=AUTH)).text
+    assert ('<td data-field="client">alice-laptop</td>' in panel) is audited
+    assert ('data-field="client-note"' in panel) is not audited
+    assert ("<code>audit_log</code> in <code>[gateway]</code>" in panel) is not audited

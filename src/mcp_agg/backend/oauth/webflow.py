@@ -128,6 +128,9 @@ class WebSignIn:
         self.used = used
         self._servers = servers
         self._own = own
+        #: Told the server's name when the gateway's own sign-in to it completes (the
+        #: console forgets the sign-in state it keeps between polls).
+        self.completed: list[Callable[[str], None]] = []
 
     async def authorize(self, sealed_ticket: str) -> str:
         """The authorization URL to send the browser to."""
@@ -230,6 +233,8 @@ class WebSignIn:
             logger.info("the gateway signed in to %s (started from the console)", state.server)
             if self._own is not None:
                 self._own.signed_in(state.server)
+            for told in self.completed:
+                told(state.server)
         else:
             logger.info("user signed in to %s", state.server)  # not who: personal data
         return state.server

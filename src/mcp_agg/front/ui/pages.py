@@ -2,7 +2,8 @@
 
 Nothing here describes state a second time: servers come from the admin API's
 `servers_state` (what `/admin/servers` and `mcp-agg status --json` print), tools from
-`tool_rows` (what `mcp-agg tools --json` prints), figures from the metrics' recent calls.
+`tool_rows` (what `mcp-agg tools --json` prints), figures from the metrics' recent calls,
+and the recent calls themselves from the audit log when there is one (it names clients).
 Every string that may quote a backend (errors, stderr, descriptions) is redacted here,
 once, as the admin API redacts its JSON.
 """
@@ -16,15 +17,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mcp_agg.backend.oauth.state import sign_in_states
 from mcp_agg.front.admin import servers_state
-from mcp_agg.observability.recent import RecentCalls, Second
+from mcp_agg.observability.audit_tail import recent_lines
+from mcp_agg.observability.recent import KEEP, RecentCalls, Second
 from mcp_agg.observability.status import tool_rows
 from mcp_agg.security.pinning import parts_of
 from mcp_agg.security.redact import redact
 
 if TYPE_CHECKING:
     from mcp_agg.core.views import ConsoleHost
+    from mcp_agg.front.ui.signins import SignInCache
 
 __all__ = [
     "Chart",
@@ -49,16 +51,16 @@ def _clean(value: Any) -> Any:
     return json.loads(redact(json.dumps(value)))
 
 
-async def servers_page(gateway: ConsoleHost) -> list[dict[str, Any]]:
+async def servers_page(gateway: ConsoleHost, sign_ins: SignInCache) -> list[dict[str, Any]]:
     """Every server with its replicas (as the admin API has them), each with the tail
     of its backend's stderr; a server with OAuth with its sign-in's state (as `status
-    --json` has it)."""
+    --json` has it, read again every few seconds: `signins.py`)."""
     tails = {u.id: list(u.output.tail)[-_STDERR_LINES:] for u in gateway.upstreams}
     specs = [replica.spec for group in gateway.groups.values() for replica in group.replicas]
-    sign_ins = await sign_in_states(specs)
+    states = await sign_ins.states(specs)
     servers = servers_state(gateway)
     for server in servers:
-        server["sign_in"] = sign_ins.get(server["name"])
+        server["sign_in"] = states.get(server["name"])
         for replica in server["replicas"]:
             replica["stderr"] = tails.get(replica["id"], [])
     cleaned: list[dict[str, Any]] = _clean(servers)
@@ -172,26 +174,54 @@ def chart_of(seconds: Sequence[Second]) -> Chart:
     )
 
 
-def traffic_page(gateway: ConsoleHost) -> dict[str, Any]:
-    """The last ten minutes as a chart, the last calls, and the refused ones."""
+async def traffic_page(gateway: ConsoleHost) -> dict[str, Any]:
+    """The last ten minutes as a chart, the last calls, and the refused ones. The calls
+    come from the audit log's last lines when `[gateway] audit_log` is set (with who
+    made them), else from the metrics' records (which do not know the client)."""
     recent = _recent(gateway)
     if recent is None:
         return {"metrics": False}
     now = time.time()
-    records = [
-        {
-            "ago": round(now - finished.at, 1),
-            "tool": finished.call.tool,
-            "server": finished.call.server,
-            "outcome": finished.call.outcome,
-            "duration_ms": round(finished.call.duration * 1000, 1),
-            "replica": finished.call.replica,
-            "error": finished.call.error,
-        }
-        for finished in reversed(recent.records)
-    ]
+    settings = gateway.config.gateway
+    audited = settings.audit_log is not None
+    problem = None
+    if settings.audit_log is not None:
+        path = gateway.config.base_dir / settings.audit_log
+        try:
+            lines = await recent_lines(path, KEEP)
+        except OSError as exc:
+            lines, problem = [], f"cannot read the audit log {path}: {exc.strerror or exc}"
+        records = [
+            {
+                "ago": round(now - line.at, 1),
+                "client": line.client,
+                "tool": line.tool,
+                "server": line.server,
+                "outcome": line.outcome,
+                "duration_ms": round(line.duration_ms, 1),
+                "replica": line.replica,
+                "error": line.error,
+            }
+            for line in lines
+        ]
+    else:
+        records = [
+            {
+                "ago": round(now - finished.at, 1),
+                "client": None,
+                "tool": finished.call.tool,
+                "server": finished.call.server,
+                "outcome": finished.call.outcome,
+                "duration_ms": round(finished.call.duration * 1000, 1),
+                "replica": finished.call.replica,
+                "error": finished.call.error,
+            }
+            for finished in reversed(recent.records)
+        ]
     return {
         "metrics": True,
+        "audited": audited,
+        "audit_problem": problem,
         "chart": chart_of(recent.seconds(_BARS * _BAR_SECONDS)),
         "records": _clean(records[:_RECENT]),
         "refused": _clean([r for r in records if r["outcome"] == "refused"][:_RECENT]),

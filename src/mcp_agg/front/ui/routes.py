@@ -38,6 +38,7 @@ from mcp_agg.front.ui.session import (
     ConsoleKeys,
     Visitor,
 )
+from mcp_agg.front.ui.signins import SignInCache
 from mcp_agg.security.pinning import lock_catalog, read_lock, write_lock
 from mcp_agg.security.redact import redact
 
@@ -68,15 +69,22 @@ _HEADERS = {
 Page = Callable[[Request, Visitor], Awaitable[Response]]
 
 
-def ui_routes(gateway: ConsoleHost, signin: WebSignIn | None = None) -> list[BaseRoute]:
+def ui_routes(
+    gateway: ConsoleHost, signin: WebSignIn | None = None, sign_ins: SignInCache | None = None
+) -> list[BaseRoute]:
     """The console's routes, or none without `[gateway.admin]` (the token is read once,
     as the admin API reads it). `signin`: the HTTP front's browser sign-in, which starts
     a backend sign-in; None (no `token_key` or public URL, or not the HTTP front): the
-    console says to run `mcp-agg login` instead."""
+    console says to run `mcp-agg login` instead. `sign_ins`: where the servers' sign-in
+    states are kept between polls (a new one by default; tests give one a fake clock)."""
     settings = gateway.config.gateway.admin
     if settings is None:
         return []
     keys = ConsoleKeys(settings.token)
+    if sign_ins is None:
+        sign_ins = SignInCache()
+    if signin is not None:
+        signin.completed.append(sign_ins.forget)
 
     def render(
         request: Request, visitor: Visitor, template: str, status: int = 200, **context: Any
@@ -139,10 +147,14 @@ def ui_routes(gateway: ConsoleHost, signin: WebSignIn | None = None) -> list[Bas
         return response
 
     async def servers(request: Request, visitor: Visitor) -> Response:
-        return render(request, visitor, "servers.html", servers=await servers_page(gateway))
+        return render(
+            request, visitor, "servers.html", servers=await servers_page(gateway, sign_ins)
+        )
 
     async def server_rows(request: Request, visitor: Visitor) -> Response:
-        return render(request, visitor, "server_rows.html", servers=await servers_page(gateway))
+        return render(
+            request, visitor, "server_rows.html", servers=await servers_page(gateway, sign_ins)
+        )
 
     async def catalog(request: Request, visitor: Visitor) -> Response:
         query = request.query_params.get("q", "")
@@ -155,10 +167,10 @@ def ui_routes(gateway: ConsoleHost, signin: WebSignIn | None = None) -> list[Bas
         return render(request, visitor, "catalog_rows.html", query=query, **page)
 
     async def traffic(request: Request, visitor: Visitor) -> Response:
-        return render(request, visitor, "traffic.html", **traffic_page(gateway))
+        return render(request, visitor, "traffic.html", **await traffic_page(gateway))
 
     async def traffic_panel(request: Request, visitor: Visitor) -> Response:
-        return render(request, visitor, "traffic_panel.html", **traffic_page(gateway))
+        return render(request, visitor, "traffic_panel.html", **await traffic_page(gateway))
 
     async def tool(request: Request, visitor: Visitor) -> Response:
         name = request.path_params["name"]
@@ -198,7 +210,7 @@ def ui_routes(gateway: ConsoleHost, signin: WebSignIn | None = None) -> list[Bas
             request,
             visitor,
             "actions.html",
-            servers=await servers_page(gateway),
+            servers=await servers_page(gateway, sign_ins),
             can_sign_in=signin is not None,
             registered=sorted(gateway.reconfigurer.registered),
             pins=catalog_page(gateway)["tools"],
