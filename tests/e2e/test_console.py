@@ -89,6 +89,7 @@ connect_timeout = 30
 pin = "warn"
 health_interval = 1
 unhealthy_threshold = 1
+audit_log = "audit.jsonl"
 [gateway.admin]
 token = "{TOKEN}"
 {demo_servers(folder, "units", "notes", notes="replicas = 2")}
@@ -222,6 +223,11 @@ async def test_search_the_catalog_and_run_a_tool(browser: Browser, served: Serve
     assert answer["isError"] is False
     assert answer["structuredContent"]["result"] == pytest.approx(6.2137, abs=1e-3)
     await shot(page, "tool-runner")
+
+    # The call in the recent calls, read from the audit log: with its client.
+    await page.goto(f"{served.url}/ui/traffic")
+    row = page.locator('table[aria-label="Recent calls"] tr', has_text="units_convert").first
+    assert await row.locator('[data-field="client"]').text_content() in ("anonymous", "stdio")
 
 
 async def test_approve_a_changed_pin(browser: Browser, served: Served) -> None:
