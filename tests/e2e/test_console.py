@@ -227,7 +227,7 @@ async def test_search_the_catalog_and_run_a_tool(browser: Browser, served: Serve
     # The call in the recent calls, read from the audit log: with its client.
     await page.goto(f"{served.url}/ui/traffic")
     row = page.locator('table[aria-label="Recent calls"] tr', has_text="units_convert").first
-    assert await row.locator('[data-field="client"]').text_content() in ("anonymous", "stdio")
+    assert await row.locator('[data-field="client"]').text_content() == "console"
 
 
 async def test_approve_a_changed_pin(browser: Browser, served: Served) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from mcp_agg.config import GatewayConfig, RateConfig, RateLimitConfig, config_from_raw
 from mcp_agg.errors import BulkheadFull, ConfigError, RateLimited, TooLarge
-from mcp_agg.security.auth import ANONYMOUS, caller_id
+from mcp_agg.security.auth import ANONYMOUS, CONSOLE, caller_id, console_call
 from mcp_agg.security.limits import (
     RETRY_AFTER_META,
     Bulkhead,
@@ -186,6 +186,15 @@ async def test_the_number_of_buckets_is_capped() -> None:
 
 
 def test_a_caller_outside_any_http_request_is_stdio() -> None:
+    assert caller_id(None) == "stdio"
+
+
+def test_a_call_from_the_web_console_is_the_consoles() -> None:
+    token = console_call.set(True)
+    try:
+        assert caller_id(None) == CONSOLE
+    finally:
+        console_call.reset(token)
     assert caller_id(None) == "stdio"
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ from mcp_agg.security.access import DENY_ALL, AccessPolicy, Grant
 
 __all__ = [
     "ANONYMOUS",
+    "CONSOLE",
     "CallerAccess",
     "Identity",
     "bearer_token",
@@ -154,9 +156,20 @@ def current_identity(auth: AuthConfig | None) -> Identity | None:
     return None if token is None else identity_of(token, auth)
 
 
+#: Set while the web console's tool runner makes a call (front/ui/routes.py): the
+#: caller is the console's admin, whatever request or front it came through.
+console_call: ContextVar[bool] = ContextVar("mcp_agg_console_call", default=False)
+
+#: The caller id of a call made from the web console.
+CONSOLE = "console"
+
+
 def caller_id(auth: AuthConfig | None) -> str:
     """Who is calling, for rate limits and the audit log: the authenticated client id,
-    else `anonymous` on HTTP, else `stdio`. The one place that names a caller."""
+    else `console` for the web console's tool runner, else `anonymous` on HTTP, else
+    `stdio`. The one place that names a caller."""
+    if console_call.get():
+        return CONSOLE
     try:
         identity = current_identity(auth)
     except RuntimeError:  # no request in context

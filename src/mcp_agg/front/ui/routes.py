@@ -39,6 +39,7 @@ from mcp_agg.front.ui.session import (
     Visitor,
 )
 from mcp_agg.front.ui.signins import SignInCache
+from mcp_agg.security.auth import console_call
 from mcp_agg.security.pinning import lock_catalog, read_lock, write_lock
 from mcp_agg.security.redact import redact
 
@@ -196,7 +197,11 @@ def ui_routes(
             arguments = arguments_of(fields, values)
         except ValueError as exc:
             return render(request, visitor, "result.html", 400, error=str(exc))
-        wire = await gateway.calls.call(target, arguments)
+        token = console_call.set(True)
+        try:
+            wire = await gateway.calls.call(target, arguments)
+        finally:
+            console_call.reset(token)
         return render(
             request,
             visitor,
