@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import stat
-import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -18,11 +17,8 @@ import httpx
 import pytest
 from fastmcp import Client
 
-from mcp_agg.backend.oauth.storage import VaultTokenStorage
-from mcp_agg.backend.oauth.vault import FileVault
 from tests.e2e.procs import (
     BACKENDS,
-    PYTHON,
     backend_process,
     demo_servers,
     eventually,
@@ -30,20 +26,10 @@ from tests.e2e.procs import (
     mcp_agg,
     served_gateway,
 )
+from tests.e2e.signin import login, stored
 from tests.e2e.test_metrics import metrics_url, sample, scrape
 
 pytestmark = pytest.mark.e2e
-
-TOKEN_KEY = "e2e-token-key-0123456789"
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The user's data dir of every command the test runs, with no OS keyring: the file."""
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
-    monkeypatch.setenv("MCP_AGG_TOKEN_KEY", TOKEN_KEY)
-    return tmp_path / "data" / "mcp-agg"
 
 
 @pytest.fixture
@@ -70,39 +56,6 @@ auth = {{ type = "oauth" }}
 """
     )
     return path
-
-
-def login(config: Path) -> str:
-    """`mcp-agg login remote`, its authorization URL followed as a browser would; its
-    stderr once it has ended."""
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "mcp_agg", "login", "remote", "-c", str(config), "--timeout", "30"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    try:
-        seen = ""
-        for line in proc.stderr:
-            seen += line
-            if line.strip().startswith("http://"):
-                # The authorization server approves at once and redirects to the loopback
-                # port `login` listens on, which takes the code.
-                httpx.get(line.strip(), follow_redirects=True, timeout=10)
-                break
-        seen += proc.stderr.read()
-        assert proc.wait(timeout=30) == 0, seen
-        return seen
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
-
-
-def stored(data_dir: Path, backend: str) -> VaultTokenStorage:
-    return VaultTokenStorage(FileVault(data_dir / "tokens.json", TOKEN_KEY), "remote", backend)
 
 
 def test_login_then_the_gateway_serves_the_backend(

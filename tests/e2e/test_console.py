@@ -42,11 +42,9 @@ from tests.e2e.procs import (
     stdio_gateway,
     wait_until,
 )
-from tests.e2e.test_backend_signin import data_dir, login, stored
+from tests.e2e.signin import login, stored
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["data_dir"]  # the fixture, used by name
 
 TOKEN = "e2e-console-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {TOKEN}"}

@@ -14,13 +14,11 @@ from redis.asyncio import Redis
 
 from tests.e2e.fleet import fleet, redis_server
 from tests.e2e.procs import BACKENDS, backend_process, free_port
-from tests.e2e.test_backend_signin import data_dir, login
+from tests.e2e.signin import login
 from tests.e2e.test_fleet_sessions import tool_calls
 from tests.e2e.test_peruser_signin import follow, link_in, token_of
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["data_dir"]  # the fixture, used by name
 
 SECRET = "e2e-fleet-session-secret-0123456789abcdef"
 

@@ -23,11 +23,9 @@ from fastmcp import Client
 from mcp_types import ElicitResult
 
 from tests.e2e.procs import BACKENDS, backend_process, eventually, free_port, served_gateway
-from tests.e2e.test_backend_signin import data_dir, login, stored
+from tests.e2e.signin import login, stored
 
 pytestmark = pytest.mark.e2e
-
-__all__ = ["data_dir"]  # the fixture, used by name
 
 LINK = re.compile(r"http://127\.0\.0\.1:\d+/oauth/authorize\?ticket=[\w=%-]+")
 

@@ -211,10 +211,8 @@ async def test_drain_and_readmit_need_the_csrf_token(
 
 
 async def test_the_servers_show_the_gateway_sign_in_never_a_token(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, data_dir: Path
 ) -> None:
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     path = tmp_path / "servers.toml"
     path.write_text(
         f"""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from mcp.shared.auth import OAuthToken
 
 from mcp_agg.backend.oauth.provider import storage_for
@@ -14,10 +13,8 @@ from tests.fakes import FakeClock
 
 
 async def test_a_state_is_kept_for_the_ttl_and_read_again_after_or_when_forgotten(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, data_dir: Path
 ) -> None:
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
     path = tmp_path / "servers.toml"
     path.write_text(
         """
