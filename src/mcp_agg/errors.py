@@ -28,11 +28,15 @@ A tool that ran and failed is *not* an exception here: its `CallToolResult` with
 from __future__ import annotations
 
 import enum
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
-import httpx2
-from mcp.shared.exceptions import MCPError
+
+if TYPE_CHECKING:
+    import httpx2
+    from mcp.shared.exceptions import MCPError
 
 __all__ = [
     "BulkheadFull",
@@ -189,13 +193,20 @@ _REQUEST_TIMEOUT = -32001
 _INTERNAL_ERROR = -32603
 
 
-#: Failures to connect: nothing was sent, and the replica is at fault.
-_CONNECT_ERRORS = (
-    UpstreamConnectError,
-    httpx2.ConnectError,
-    httpx2.ConnectTimeout,
-    ConnectionRefusedError,
-)
+@functools.cache
+def _sdk() -> tuple[type[MCPError], type[httpx2.HTTPError], tuple[type[BaseException], ...]]:
+    """The SDK's error, httpx2's, and the failures to connect (nothing was sent, and the
+    replica is at fault).
+
+    Imported on the first failure, not with this module: `mcp` imports its whole client
+    and server, which `mcp-agg check` and `--help` do not need (docs/benchmarks.md,
+    "Startup and import time").
+    """
+    import httpx2
+    from mcp.shared.exceptions import MCPError
+
+    connect = (UpstreamConnectError, httpx2.ConnectError, httpx2.ConnectTimeout)
+    return MCPError, httpx2.HTTPError, (*connect, ConnectionRefusedError)
 
 
 def classify(exc: BaseException) -> FailureKind:
@@ -214,7 +225,8 @@ def classify(exc: BaseException) -> FailureKind:
         return FailureKind.SESSION_EXPIRED
     if isinstance(exc, UpstreamRequestError):
         return FailureKind.BROKEN
-    if isinstance(exc, MCPError):
+    sdk_error, http_error, connect_errors = _sdk()
+    if isinstance(exc, sdk_error):
         code = exc.error.code
         text = exc.error.message.lower()
         if "session not found" in text or "session terminated" in text:
@@ -225,12 +237,12 @@ def classify(exc: BaseException) -> FailureKind:
             # mcp 2.x reports transport-level HTTP failures (401, 5xx) as -32603.
             return FailureKind.BROKEN
         return FailureKind.PROTOCOL
-    if isinstance(exc, _CONNECT_ERRORS):
+    if isinstance(exc, connect_errors):
         return FailureKind.NOT_SENT  # no connection, so no request
     if isinstance(
         exc,
         TimeoutError
-        | httpx2.HTTPError
+        | http_error
         | anyio.ClosedResourceError
         | anyio.BrokenResourceError
         | anyio.EndOfStream
@@ -251,7 +263,8 @@ def connection_lost(exc: BaseException) -> bool:
     """
     if classify(exc) is FailureKind.SESSION_EXPIRED:
         return True
-    if isinstance(exc, MCPError):
+    sdk_error = _sdk()[0]
+    if isinstance(exc, sdk_error):
         return exc.error.code == _CONNECTION_CLOSED
     if isinstance(exc, UpstreamError | TimeoutError):
         return False
@@ -269,7 +282,7 @@ def counts_against_replica(exc: BaseException) -> bool:
     kind = classify(exc)
     if kind is FailureKind.BROKEN:
         return True
-    return kind is FailureKind.NOT_SENT and isinstance(exc, _CONNECT_ERRORS)
+    return kind is FailureKind.NOT_SENT and isinstance(exc, _sdk()[2])
 
 
 def may_have_run(exc: BaseException) -> bool:

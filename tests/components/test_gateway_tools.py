@@ -12,7 +12,6 @@ import mcp_types
 import pytest
 from fastmcp import Client
 
-from mcp_agg import cli
 from mcp_agg.components.gateway_tools import GatewayTool
 from mcp_agg.components.local import LocalTool
 from mcp_agg.config import config_from_raw
@@ -95,7 +94,6 @@ async def test_health_reports_every_replica_as_status_does(tmp_path: Path) -> No
     )
     # No backend has listed anything: the catalog holds the two gateway tools.
     assert data["catalog"] == {"tools": 2, "resources": 0, "templates": 0, "prompts": 0}
-    assert cli.replica_status is replica_status  # one description of a replica's state
 
 
 async def test_metrics_summarizes_calls_errors_and_retries(tmp_path: Path) -> None:

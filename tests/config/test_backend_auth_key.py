@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from mcp.client.auth.utils import is_valid_client_metadata_url
 
 from mcp_agg.config import load_config
-from mcp_agg.config.backendauth import BackendOAuthConfig
+from mcp_agg.config.backendauth import BackendOAuthConfig, _is_client_metadata_url
 from mcp_agg.config.gateway import public_url_of
 from mcp_agg.errors import ConfigError
 from mcp_agg.security import redact
@@ -177,3 +178,23 @@ def test_per_user_is_read_with_its_session_and_public_url(
     assert config.servers[0].auth.per_user
     assert config.servers[0].session == "per_client"
     assert public_url_of(config.gateway) == public_url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://me.example/mcp-agg.json",
+        "https://me.example/",
+        "https://me.example",
+        "https://me.example/;params",
+        "http://me.example/mcp-agg.json",
+        "HTTPS://me.example/a",
+        "https://[::1/a",
+        "me.example/mcp-agg.json",
+        "",
+    ],
+)
+def test_a_client_metadata_url_is_checked_as_the_sdk_checks_it(url: str) -> None:
+    # The config's own copy of the SDK's test (importing the SDK's is slow: see
+    # _is_client_metadata_url): the two must not drift apart.
+    assert _is_client_metadata_url(url) is is_valid_client_metadata_url(url)

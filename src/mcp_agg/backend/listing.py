@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import anyio
 import mcp_types
 from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
@@ -37,16 +38,37 @@ class Listing:
 
 
 async def fetch_listing(client: Client[Any]) -> Listing:
-    """Everything the backend offers, asking only for what its capabilities announce."""
+    """Everything the backend offers, asking only for what its capabilities announce.
+
+    The lists are asked for at once, not one after another: a replica serves only once it
+    is listed, so its startup waits for the slowest list instead of their sum. The SDK's
+    client session takes concurrent requests (each waits on its own response stream).
+    The first list that fails fails the listing, as it would one after another (not an
+    exception group, which the callers' failure classification would not see through).
+    """
     caps = client.server_capabilities
-    fetched: dict[ListMethod, tuple[list[Any], CacheHint | None]] = {}
+    methods: list[ListMethod] = []
     if caps is None or caps.tools is not None:
-        fetched["tools/list"] = await _optional(client, "tools/list")
+        methods.append("tools/list")
     if caps is None or caps.resources is not None:
-        fetched["resources/list"] = await _optional(client, "resources/list")
-        fetched["resources/templates/list"] = await _optional(client, "resources/templates/list")
+        methods += ["resources/list", "resources/templates/list"]
     if caps is None or caps.prompts is not None:
-        fetched["prompts/list"] = await _optional(client, "prompts/list")
+        methods.append("prompts/list")
+    fetched: dict[ListMethod, tuple[list[Any], CacheHint | None]] = {}
+    failures: list[Exception] = []
+
+    async def fetch(method: ListMethod) -> None:
+        try:
+            fetched[method] = await _optional(client, method)
+        except Exception as exc:
+            failures.append(exc)
+            tg.cancel_scope.cancel()  # the others are of no use now
+
+    async with anyio.create_task_group() as tg:
+        for method in methods:
+            tg.start_soon(fetch, method)
+    if failures:
+        raise failures[0]
 
     def items(method: ListMethod) -> tuple[Any, ...]:
         return tuple(fetched[method][0]) if method in fetched else ()

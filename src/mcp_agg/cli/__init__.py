@@ -6,11 +6,13 @@ command's own output goes to stderr; in `serve --transport stdio`, stdout is the
 `commands` is the typer app; each command is in a module of its own (`serve`, `tools`
 for tools and lock, `status`, `call`, `configs` for check and import), sharing
 `options`, `output`, `logs` and `runner`.
+
+A command's module imports what only running it needs (the config, the gateway, the MCP
+stack) inside the command: `--help` imports every command's module, and stays fast.
 """
 
 from __future__ import annotations
 
 from mcp_agg.cli.commands import app, main
-from mcp_agg.observability.status import replica_status
 
-__all__ = ["app", "main", "replica_status"]
+__all__ = ["app", "main"]

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import mcp_types
 import typer
-from fastmcp import Client
 
 from mcp_agg.cli.logs import setup_logging
 from mcp_agg.cli.options import ConfigOption, JsonOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail
-from mcp_agg.cli.runner import load, run
-from mcp_agg.core.gateway import Gateway
-from mcp_agg.front.server import build_server
+
+if TYPE_CHECKING:
+    import mcp_types
 
 __all__ = ["call"]
 
@@ -28,6 +26,14 @@ def call(
     log_level: LogLevelOption = None,
 ) -> None:
     """Call one tool through the whole gateway and print its result."""
+    # Imported here, not at the top: `--help` imports every command's module and needs
+    # none of this (docs/benchmarks.md, "Startup and import time").
+    from fastmcp import Client
+
+    from mcp_agg.cli.runner import load, run
+    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.front.server import build_server
+
     setup_logging(log_level, "warning")
     try:
         arguments = json.loads(args)
@@ -54,6 +60,8 @@ def call(
 
 def _print_result(result: mcp_types.CallToolResult) -> None:
     """Text blocks as their text, other blocks as JSON; structured content if nothing else."""
+    import mcp_types
+
     for block in result.content:
         if isinstance(block, mcp_types.TextContent):
             typer.echo(block.text)

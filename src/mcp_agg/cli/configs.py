@@ -3,26 +3,33 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mcp_agg.cli.options import ConfigOption, ProfileOption
 from mcp_agg.cli.output import fail
-from mcp_agg.config import Imported, find_config, import_mcp_servers, load_config
 from mcp_agg.errors import ConfigError
-from mcp_agg.observability import tracing
+
+if TYPE_CHECKING:
+    from mcp_agg.config import Imported
 
 __all__ = ["check", "import_"]
 
 
 def check(config: ConfigOption = None, profile: ProfileOption = None) -> None:
     """Validate the config without starting anything (every profile is checked)."""
+    # Imported here, not at the top: `--help` imports every command's module and needs
+    # none of this; `check` needs the config alone (docs/benchmarks.md, "Startup and import time").
+    from mcp_agg.config import find_config, load_config
+
     path = None
     try:
         path = find_config(config)
         loaded = load_config(path, profile=profile)
         if loaded.gateway.tracing is not None:
+            from mcp_agg.observability import tracing
+
             tracing.require_extra(loaded.gateway.tracing, source=path)
     except ConfigError as exc:
         raise fail(2, f"config error: {exc}") from None
@@ -44,6 +51,8 @@ def import_(
 
     Secrets in the file become ${VAR} references; stderr lists the variables to set.
     """
+    from mcp_agg.config import import_mcp_servers  # not for --help
+
     try:
         imported = import_mcp_servers(file)
     except ConfigError as exc:

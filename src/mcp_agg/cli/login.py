@@ -5,24 +5,20 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
-from fastmcp import Client
 
-from mcp_agg.backend.oauth.provider import storage_for
-from mcp_agg.backend.oauth.signin import loopback_sign_in
-from mcp_agg.backend.oauth.state import sign_in_states as oauth_states
-from mcp_agg.backend.oauth.storage import VaultTokenStorage
-from mcp_agg.backend.transports.http import http_transport
 from mcp_agg.cli.logs import setup_logging
 from mcp_agg.cli.options import ConfigOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail
-from mcp_agg.cli.runner import load, run
-from mcp_agg.config import Config, ReplicaSpec
 from mcp_agg.errors import GatewayError
 from mcp_agg.security.redact import redact
+
+if TYPE_CHECKING:
+    from mcp_agg.backend.oauth.storage import VaultTokenStorage
+    from mcp_agg.config import Config, ReplicaSpec
 
 __all__ = ["login", "logout", "sign_in_rows", "sign_in_states"]
 
@@ -43,6 +39,15 @@ def login(
 ) -> None:
     """Sign in to a server: print the authorization URL (and open a browser where there is
     one), receive the redirect on a loopback port, and keep the tokens."""
+    # Imported here, not at the top: `--help` imports every command's module and needs
+    # none of this (docs/benchmarks.md, "Startup and import time").
+    from fastmcp import Client
+
+    from mcp_agg.backend.oauth.provider import storage_for
+    from mcp_agg.backend.oauth.signin import loopback_sign_in
+    from mcp_agg.backend.transports.http import http_transport
+    from mcp_agg.cli.runner import load, run
+
     setup_logging(log_level, "warning")
     spec = _oauth_spec(load(config, profile), server)
     storage = storage_for(spec)
@@ -75,6 +80,9 @@ def logout(
     log_level: LogLevelOption = None,
 ) -> None:
     """Forget the tokens (and client registration) kept for a server."""
+    from mcp_agg.backend.oauth.provider import storage_for  # not for --help
+    from mcp_agg.cli.runner import load, run
+
     setup_logging(log_level, "warning")
     storage = storage_for(_oauth_spec(load(config, profile), server))
     try:
@@ -86,6 +94,9 @@ def logout(
 
 def sign_in_states(config: Config) -> dict[str, dict[str, Any]]:
     """`status --json`'s `sign_in`, per server with OAuth (backend/oauth/state.py)."""
+    from mcp_agg.backend.oauth.state import sign_in_states as oauth_states
+    from mcp_agg.cli.runner import run
+
     return run(lambda: oauth_states(config.replica_specs()))
 
 

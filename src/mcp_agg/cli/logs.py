@@ -7,8 +7,6 @@ import os
 import sys
 import warnings
 
-from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
-
 from mcp_agg.cli.output import fail
 from mcp_agg.security.redact import RedactingFilter
 
@@ -17,6 +15,8 @@ __all__ = ["setup_logging"]
 
 def setup_logging(level: str | None, default: str) -> None:
     """Log at `level` (`--log-level`), else `$MCP_AGG_LOG_LEVEL`, else `default`."""
+    from mcp.shared.exceptions import MCPDeprecationWarning  # `mcp` is heavy: not for --help
+
     chosen = (level or os.environ.get("MCP_AGG_LOG_LEVEL") or default).upper()
     if chosen not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         fail(2, f"--log-level: unknown level {level!r}")
@@ -51,6 +51,8 @@ class _BackendErrorFilter(logging.Filter):
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
+        from mcp.shared.exceptions import MCPError  # imported by now: the record came from it
+
         error = record.exc_info[1] if record.exc_info else None
         if isinstance(error, MCPError):
             record.msg = f"{record.getMessage()}: backend answered: {error}"

@@ -4,26 +4,18 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-import anyio
 import typer
 
 from mcp_agg.cli.logs import setup_logging
 from mcp_agg.cli.options import ConfigOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail
-from mcp_agg.cli.runner import load, run
-from mcp_agg.config import Config
-from mcp_agg.console import startup
-from mcp_agg.core.gateway import Gateway
-from mcp_agg.core.reload import reload_from_file, watch_config
-from mcp_agg.front.http import serve_http
-from mcp_agg.front.listener import OpsListener, ops_listener
-from mcp_agg.front.ops import ops_routes
-from mcp_agg.front.sealedsessions import Resumption
-from mcp_agg.front.server import build_server
-from mcp_agg.front.stdio import serve_stdio
-from mcp_agg.security.origin import is_loopback
+
+if TYPE_CHECKING:
+    from mcp_agg.config import Config
+    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.front.listener import OpsListener
 
 __all__ = ["serve"]
 
@@ -79,6 +71,19 @@ def serve(
 
     SIGHUP reloads the config file (as --watch does on every change).
     """
+    # Imported here, not at the top: `--help` imports every command's module and needs
+    # none of this (docs/benchmarks.md, "Startup and import time").
+    import anyio
+
+    from mcp_agg.cli.runner import load, run
+    from mcp_agg.console import startup
+    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.core.reload import reload_from_file, watch_config
+    from mcp_agg.front.http import serve_http
+    from mcp_agg.front.sealedsessions import Resumption
+    from mcp_agg.front.server import build_server
+    from mcp_agg.front.stdio import serve_stdio
+
     setup_logging(log_level, "info")
     loaded = load(config, profile)
     if transport == "http":
@@ -132,6 +137,8 @@ def serve(
 def _check_exposure(loaded: Config, host: str, what: str, risk: str, insecure: bool) -> None:
     """Refuse to listen on a non-loopback address without [gateway.auth], unless
     --insecure."""
+    from mcp_agg.security.origin import is_loopback
+
     if loaded.gateway.auth is not None or is_loopback(host):
         return
     if not insecure:
@@ -146,6 +153,9 @@ def _check_exposure(loaded: Config, host: str, what: str, risk: str, insecure: b
 
 def _listen_ops(gateway: Gateway, host: str, port: int) -> OpsListener:
     """The `--metrics-port` listener, bound now: a taken port fails before any backend."""
+    from mcp_agg.front.listener import ops_listener
+    from mcp_agg.front.ops import ops_routes
+
     routes = ops_routes(gateway)
     if not routes:
         logger.warning("--metrics-port: no operations endpoint is on ([gateway] metrics)")

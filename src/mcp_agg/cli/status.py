@@ -7,12 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from mcp_agg.cli.login import sign_in_rows, sign_in_states
 from mcp_agg.cli.logs import setup_logging
 from mcp_agg.cli.options import ConfigOption, JsonOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail, print_table
-from mcp_agg.cli.runner import load, snapshot_of
-from mcp_agg.observability.status import replica_status
 from mcp_agg.security.redact import redact
 
 __all__ = ["status"]
@@ -65,6 +62,12 @@ def status(
 ) -> None:
     """Show each replica: state, breaker, load, last error (of a running gateway with --url;
     else the backends are started once here)."""
+    # Imported here, not at the top: `--help` imports every command's module and needs
+    # none of this (docs/benchmarks.md, "Startup and import time").
+    from mcp_agg.cli.login import sign_in_rows, sign_in_states
+    from mcp_agg.cli.runner import load, snapshot_of
+    from mcp_agg.observability.status import replica_status
+
     sign_ins: dict[str, dict[str, Any]] = {}
     if url is not None:
         setup_logging(log_level, "warning")

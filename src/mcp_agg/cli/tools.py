@@ -9,10 +9,7 @@ import typer
 
 from mcp_agg.cli.options import ConfigOption, JsonOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail, first_line, print_table
-from mcp_agg.cli.runner import load, snapshot, snapshot_of
 from mcp_agg.errors import ConfigError
-from mcp_agg.observability.status import tool_rows
-from mcp_agg.security.pinning import lock_catalog, read_lock, write_lock
 from mcp_agg.security.redact import redact
 
 __all__ = ["lock", "tools"]
@@ -25,6 +22,11 @@ def tools(
     log_level: LogLevelOption = None,
 ) -> None:
     """List the merged catalog: exposed name, server, original name, description."""
+    # Imported here, not at the top: `--help` imports every command's module and needs
+    # none of this (docs/benchmarks.md, "Startup and import time").
+    from mcp_agg.cli.runner import snapshot
+    from mcp_agg.observability.status import tool_rows
+
     gateway, rows = snapshot(config, profile, log_level, lambda g: tool_rows(g.catalog, g.pinner))
     if as_json:
         typer.echo(redact(json.dumps(rows, indent=2)))
@@ -71,6 +73,9 @@ def lock(
     config: ConfigOption = None, profile: ProfileOption = None, log_level: LogLevelOption = None
 ) -> None:
     """Pin every tool as it is now: write the lock file ([gateway] lock_file)."""
+    from mcp_agg.cli.runner import load, snapshot_of  # not for --help
+    from mcp_agg.security.pinning import lock_catalog, read_lock, write_lock
+
     loaded = load(config, profile)
     path = loaded.base_dir / loaded.gateway.lock_file
     try:

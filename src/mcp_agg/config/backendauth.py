@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlparse
 
-from mcp.client.auth.utils import is_valid_client_metadata_url
 from pydantic import Field, field_validator
 
 from mcp_agg.config.base import StrictModel
@@ -37,9 +37,20 @@ class BackendOAuthConfig(StrictModel):
     @field_validator("client_metadata_url")
     @classmethod
     def _metadata_url(cls, value: str | None) -> str | None:
-        # The SDK's own test, so a URL it would refuse at the first request fails here.
-        if value is not None and not is_valid_client_metadata_url(value):
+        if value is not None and not _is_client_metadata_url(value):
             raise ValueError(
                 "must be an https:// URL with a path, e.g. https://example.com/mcp-agg.json"
             )
         return value
+
+
+def _is_client_metadata_url(url: str) -> bool:
+    """The SDK's `mcp.client.auth.utils.is_valid_client_metadata_url`, so a URL it would
+    refuse at the first request fails here. Not imported from there: importing any of
+    `mcp` imports its whole client and server, which `mcp-agg check` does not need
+    (docs/benchmarks.md, "Startup and import time"); a test holds the two to agreeing."""
+    try:
+        parts = urlparse(url)
+    except ValueError:
+        return False
+    return parts.scheme == "https" and parts.path not in ("", "/")

@@ -1,0 +1,78 @@
+"""What `mcp-agg --help` and `mcp-agg check` import: not the MCP stack.
+
+Importing fastmcp and mcp takes over a second; a command that needs neither must not
+pay for them (docs/benchmarks.md, "Startup and import time"). Each case runs the real
+command in a fresh interpreter and reads `sys.modules` after it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: The MCP stack and its HTTP client: none of them is needed to print help or check a config.
+HEAVY = ("fastmcp", "mcp", "mcp_types", "httpx", "httpx2")
+
+#: Runs `mcp-agg ARGS` and prints, as JSON, the HEAVY modules imported by then.
+PROBE = """
+import json, sys
+heavy = json.loads(sys.argv[2])
+sys.argv = ["mcp-agg", *json.loads(sys.argv[1])]
+from mcp_agg.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
+"""
+
+CONFIG = """\
+[[servers]]
+name = "notes"
+command = "python"
+args = ["notes.py"]
+
+[[servers]]
+name = "web"
+url = "http://127.0.0.1:9/mcp"
+auth = { type = "oauth", client_metadata_url = "https://example.com/mcp-agg.json" }
+"""
+
+
+def imported_by(args: list[str], cwd: Path) -> list[str]:
+    """The HEAVY modules `mcp-agg ARGS` has imported when it ends."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return loaded
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        *([name, "--help"] for name in ("serve", "tools", "status", "call", "check", "login")),
+        ["--version"],
+        ["check", "-c", "servers.toml"],
+    ],
+    ids=" ".join,
+)
+def test_the_command_imports_no_mcp_stack(args: list[str], tmp_path: Path) -> None:
+    (tmp_path / "servers.toml").write_text(CONFIG)
+    assert imported_by(args, tmp_path) == []
+
+
+def test_the_probe_sees_what_a_command_that_runs_the_gateway_imports(tmp_path: Path) -> None:
+    # Else the test above could pass because the probe sees nothing.
+    (tmp_path / "servers.toml").write_text(CONFIG)
+    assert {"fastmcp", "mcp"} <= set(imported_by(["call", "x", "--args", "[]"], tmp_path))
