@@ -26,14 +26,13 @@ import json
 import logging
 import time
 import zlib
-from base64 import urlsafe_b64encode
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.fernet import InvalidToken
+
+from mcp_agg.security.keys import fernet_for
 
 __all__ = ["MAX_AGE", "Owner", "SessionSealer", "Ticket", "fingerprint", "revocation_key"]
 
@@ -69,10 +68,7 @@ class SessionSealer:
     """Seals tickets into session ids and opens them again, under one secret."""
 
     def __init__(self, secret: str, *, max_age: int = MAX_AGE) -> None:
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_KEY_INFO).derive(
-            secret.encode()
-        )
-        self._fernet = Fernet(urlsafe_b64encode(key))
+        self._fernet = fernet_for(secret, _KEY_INFO)
         self.max_age = max_age
 
     def seal(self, ticket: Ticket, *, now: float | None = None) -> str:

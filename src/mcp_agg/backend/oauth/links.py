@@ -16,8 +16,8 @@ from urllib.parse import urlencode
 
 from cryptography.fernet import Fernet, InvalidToken
 
-from mcp_agg.backend.oauth.vault import derive_key
 from mcp_agg.errors import GatewayError
+from mcp_agg.security.keys import fernet_for
 
 __all__ = [
     "GATEWAY",
@@ -78,8 +78,8 @@ class SignInLinks:
 
     def __init__(self, token_key: str, public_url: str) -> None:
         self.public_url = public_url.rstrip("/")
-        self._tickets = Fernet(derive_key(token_key, _TICKET_INFO))
-        self._states = Fernet(derive_key(token_key, _STATE_INFO))
+        self._tickets = fernet_for(token_key, _TICKET_INFO)
+        self._states = fernet_for(token_key, _STATE_INFO)
 
     @property
     def callback_url(self) -> str:

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Protocol
 
 import anyio.to_thread
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import InvalidToken
 from mcp.shared.auth import OAuthClientInformationFull
 
 from mcp_agg.backend.oauth.storage import RecordTokenStorage, _Record
-from mcp_agg.backend.oauth.vault import TokenVaultError, data_dir, derive_key
+from mcp_agg.backend.oauth.vault import TokenVaultError, data_dir
+from mcp_agg.security.keys import fernet_for
 
 __all__ = ["SealedRecords", "SecretArea", "SqliteSecrets", "UserTokenStorage", "UserTokens"]
 
@@ -98,7 +99,7 @@ class SealedRecords:
 
     def __init__(self, area: SecretArea, token_key: str, where: str) -> None:
         self.area = area
-        self._fernet = Fernet(derive_key(token_key, _USER_KEY_INFO))
+        self._fernet = fernet_for(token_key, _USER_KEY_INFO)
         self._where = where
 
     @property

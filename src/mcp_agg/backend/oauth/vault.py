@@ -14,18 +14,16 @@ import contextlib
 import fcntl
 import json
 import os
-from base64 import urlsafe_b64encode
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 import keyring
 import keyring.errors
-from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.fernet import InvalidToken
 
 from mcp_agg.errors import GatewayError
+from mcp_agg.security.keys import fernet_for
 
 __all__ = [
     "FileVault",
@@ -34,7 +32,6 @@ __all__ = [
     "Vault",
     "data_dir",
     "default_vault",
-    "derive_key",
     "keyring_available",
 ]
 
@@ -91,7 +88,7 @@ class FileVault:
 
     def __init__(self, path: Path, token_key: str | None = None) -> None:
         self.path = path
-        self._fernet = None if token_key is None else Fernet(derive_key(token_key))
+        self._fernet = None if token_key is None else fernet_for(token_key, _KEY_INFO)
 
     @property
     def where(self) -> str:
@@ -168,15 +165,6 @@ class FileVault:
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path)
-
-
-def derive_key(token_key: str, info: bytes = _KEY_INFO) -> bytes:
-    """A Fernet key from an operator's string of any length and alphabet (HKDF-SHA256);
-    `info` says what the key is for, so keys for different uses differ."""
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
-        token_key.encode()
-    )
-    return urlsafe_b64encode(key)
 
 
 def keyring_available(backend: keyring.backend.KeyringBackend | None = None) -> bool:
