@@ -6,6 +6,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from mcp_agg.config import GatewayConfig
+from mcp_agg.config.cache import CacheLimitsConfig
+from mcp_agg.core.cache import CallCache, ResponseCache
 from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.observability.audit import CallRecord
 from mcp_agg.security.access import Visibility
@@ -29,7 +31,9 @@ class Tool:
         return self.wire
 
 
-def pipeline(**limits: Any) -> tuple[CallPipeline, list[CallRecord]]:
+def pipeline(
+    cache: CallCache | None = None, **limits: Any
+) -> tuple[CallPipeline, list[CallRecord]]:
     records: list[CallRecord] = []
     catalog = SimpleNamespace(tool={"units_add": Tool("units_add")}.get)
     host = SimpleNamespace(
@@ -39,6 +43,7 @@ def pipeline(**limits: Any) -> tuple[CallPipeline, list[CallRecord]]:
         audit=None,
         observe_call=records.append,
         tracer=None,
+        cache=cache,
     )
     return CallPipeline(host), records  # type: ignore[arg-type]
 
@@ -46,6 +51,13 @@ def pipeline(**limits: Any) -> tuple[CallPipeline, list[CallRecord]]:
 def test_the_stages_in_order() -> None:
     calls, _ = pipeline()
     assert [stage.__name__ for stage in calls.stages] == ["record", "admit", "check_result"]
+
+
+def test_the_cache_is_a_stage_only_when_there_is_one() -> None:
+    cache = CallCache(ResponseCache(CacheLimitsConfig()), CacheLimitsConfig(), None)
+    calls, _ = pipeline(cache)
+    assert calls.stages[2] is cache
+    assert len(calls.stages) == 4
 
 
 def test_lookup_is_the_catalog_as_the_caller_may_see_it() -> None:

@@ -32,6 +32,7 @@ from mcp_agg.observability.audit import note_failure
 from mcp_agg.security.redact import redact
 
 if TYPE_CHECKING:
+    from mcp_agg.core.cache import CacheRule
     from mcp_agg.resilience.group import ReplicaGroup
 
 __all__ = [
@@ -191,6 +192,7 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
     """A backend tool under its exposed name."""
 
     _safe: bool = PrivateAttr(default=False)
+    _cache_rule: CacheRule | None = PrivateAttr(default=None)
 
     @classmethod
     def create(
@@ -201,6 +203,7 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
         original: str,
         *,
         safe: bool = False,
+        cache_rule: CacheRule | None = None,
         uris: Outgoing | None = None,
     ) -> ForwardingTool:
         tool = cls(
@@ -213,6 +216,7 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
         )
         tool._forward(group, original, definition.model_copy(update={"name": exposed}), uris)
         tool._safe = safe
+        tool._cache_rule = cache_rule
         return tool
 
     @property
@@ -227,6 +231,11 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
     def safe(self) -> bool:
         """Safe to repeat after a failure that may have reached the backend."""
         return self._safe
+
+    @property
+    def cache_rule(self) -> CacheRule | None:
+        """How its results may be kept (`mcp_agg.core.cache`); None: never."""
+        return self._cache_rule
 
     def to_mcp_tool(self, **overrides: Any) -> mcp_types.Tool:
         # The backend's definition as it was (schemas, annotations, icons, _meta), renamed.

@@ -41,6 +41,7 @@ from mcp_agg.config import Config, ReplicaSpec
 from mcp_agg.console.startup import LogStartup, ReplicaOutcome, StartupObserver, StartupSummary
 from mcp_agg.core import build
 from mcp_agg.core.announce import Announcer
+from mcp_agg.core.cache import cache_for
 from mcp_agg.core.catalog import Catalog, LocalTools, build_catalog, with_local_tools
 from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.core.reconfigure import Reconfigurer
@@ -103,6 +104,9 @@ class Gateway:
         #: read (`collect_metrics`).
         self.metrics: GatewayMetrics | None = None
         self.observe_call: audit.CallObserver | None = None
+        #: The response cache's pipeline stage; None (no cost per call) while no server
+        #: has a `cache` table.
+        self.cache = cache_for(config)
         self.calls = CallPipeline(self)
         #: Search mode: the search and call tools instead of a long tool list.
         self.search = SearchMode(self.calls, self.visibility, lambda: self.config.gateway)
@@ -331,6 +335,10 @@ class Gateway:
     def _on_upstream_change(self, upstream: Upstream) -> None:
         # A replica that changed state may have started a process: guard its group.
         self.reaper.adopt_children()
+        if self.cache is not None:
+            # Its tools may have changed (list_changed), or it restarted: what it
+            # answered before may no longer hold.
+            self.cache.cache.forget(upstream.group)
         self.announcer.changed()
 
     def _log_summary(self) -> None:

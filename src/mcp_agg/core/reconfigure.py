@@ -23,6 +23,7 @@ import anyio.abc
 
 from mcp_agg.config import Config, ReplicaSpec, ServerConfig
 from mcp_agg.core.build import audit_log_for, link_failovers, pinner_for
+from mcp_agg.core.cache import cache_for
 from mcp_agg.core.reload import ReloadReport, compose, diff, keep_restart_settings
 from mcp_agg.core.sessions import quietly
 from mcp_agg.errors import ReloadError
@@ -33,6 +34,8 @@ from mcp_agg.security.limits import CallLimits
 if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
     from mcp_agg.core.announce import Announcer
+    from mcp_agg.core.cache import CallCache
+    from mcp_agg.core.pipeline import CallPipeline
     from mcp_agg.core.sessions import Sessions
     from mcp_agg.observability.audit import AuditLog
     from mcp_agg.resilience.group import ReplicaGroup
@@ -60,6 +63,10 @@ class ReconfigureHost(Protocol):
     pinner: Pinner
     store: Store
     audit: AuditLog | None
+    cache: CallCache | None
+
+    @property
+    def calls(self) -> CallPipeline: ...
 
     @property
     def visibility(self) -> Visibility: ...
@@ -276,6 +283,10 @@ class Reconfigurer:
         if access is not None and old.roles != settings.roles:
             access.policy = AccessPolicy(settings.roles)
         host.pinner = pinner
+        cache = cache_for(new, host.cache)
+        if cache is not host.cache:
+            host.cache = cache
+            host.calls.assemble()
         self._secrets |= redact.secrets_of(new.model_dump())
         redact.install(self._secrets)
         audit_settings = ("audit_log", "audit_arguments")

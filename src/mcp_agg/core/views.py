@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mcp_agg.components.forwarding import CallTarget
     from mcp_agg.config import Config, ServerConfig
     from mcp_agg.core.announce import Announcer
+    from mcp_agg.core.cache import CallCache
     from mcp_agg.core.catalog import Catalog
     from mcp_agg.core.peer import PerClient, RelayRule
     from mcp_agg.core.reload import ReloadReport
@@ -95,6 +96,9 @@ class ReplicaView(CatalogView, Protocol):
 
     @property
     def upstreams(self) -> Sequence[Upstream]: ...
+
+    @property
+    def cache(self) -> CallCache | None: ...
 
 
 class MetricsSource(ConfigView, Protocol):

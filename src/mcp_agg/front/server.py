@@ -154,7 +154,7 @@ class _GatewayServer(FastMCP[Any]):
                 # FastMCP's path: its middleware, then the tool's `run` (the pipeline
                 # too), or its answer to an unknown name.
                 return await super(_GatewayServer, self)._on_call_tool(ctx, params)
-            return await calls.call(tool, params.arguments or {})
+            return await calls.call(tool, params.arguments or {}, params.meta)
 
         return await self._relayed(ctx, params, call)
 

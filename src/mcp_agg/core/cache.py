@@ -1,0 +1,245 @@
+"""The response cache: `tools/call` results the gateway may answer again without the backend.
+
+A call is answered from the cache only where that is safe (docs/caching.md):
+
+- the operator allowed it: the server's `cache` table names the tool (`tools` patterns),
+  and the tool is read-only (the backend's `readOnlyHint`, or the operator's
+  `read_only_tools`; a tool that changes something is never cached, whatever the
+  patterns say). The 2026-07-28 spec puts cache hints on lists and reads, not on tool
+  results; a tool result that carries them anyway can only shorten the entry's life
+  (`ttlMs`) or keep it out of a shared entry (`cacheScope: "private"`);
+- the result is a complete, successful one: an error, an `isError` result or an
+  interim (`input_required`) one is never kept;
+- the caller did not ask for fresh data (`_meta: {"mcp-agg/cache": false}`).
+
+Entries are keyed by server, original tool name and the arguments as canonical JSON,
+and for a `private` rule by the caller too (`owner`): two users never share one. They
+are bounded by count and by bytes, least recently used out first, and forgotten when
+their server's listing or state changes (`forget`).
+
+The cache is a stage of the call pipeline (`mcp_agg.core.pipeline`) that exists only
+when some server has a `cache` table: without one, the call path is unchanged.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import mcp_types
+
+from mcp_agg.security.auth import ANONYMOUS, caller_id, current_user
+
+if TYPE_CHECKING:
+    from mcp_agg.config import AuthConfig, Config
+    from mcp_agg.config.cache import CacheLimitsConfig, ServerCacheConfig
+    from mcp_agg.core.pipeline import Next, ToolCall
+
+__all__ = [
+    "BYPASS_META_KEY",
+    "CacheRule",
+    "CacheStats",
+    "CallCache",
+    "ResponseCache",
+    "bypassed",
+    "cache_for",
+    "private_owner",
+    "tool_rule",
+]
+
+#: The request `_meta` key a client sets to `false` to get a fresh answer (the result is
+#: then kept for the next caller as usual).
+BYPASS_META_KEY = "mcp-agg/cache"
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRule:
+    """How a tool's results may be kept: seconds fresh, and who may share an entry."""
+
+    ttl: float
+    scope: Literal["private", "public"]
+
+
+def tool_rule(
+    tool: str,
+    annotations: mcp_types.ToolAnnotations | None,
+    config: ServerCacheConfig | None,
+) -> CacheRule | None:
+    """The rule for the backend's `tool` under its server's `cache` setting; None: never
+    cached (not named by the operator, or not read-only)."""
+    if config is None or not _matches(tool, config.tools):
+        return None
+    read_only = _matches(tool, config.read_only_tools) or bool(
+        annotations is not None and annotations.read_only_hint
+    )
+    return CacheRule(config.ttl, config.scope) if read_only else None
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+
+
+def bypassed(meta: Mapping[str, Any] | None) -> bool:
+    """Whether the request's `_meta` asks for a fresh answer."""
+    return meta is not None and meta.get(BYPASS_META_KEY) is False
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Counts since start, for the metrics."""
+
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    expires: float
+    server: str
+    value: dict[str, Any]
+    size: int
+
+
+#: (owner, server, original tool name, arguments as canonical JSON); owner "" is public.
+_Key = tuple[str, str, str, str]
+
+
+class ResponseCache:
+    """Wire results by key, bounded by entries and bytes (LRU), each fresh for its TTL."""
+
+    def __init__(
+        self,
+        limits: CacheLimitsConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_entries = limits.max_entries
+        self.max_bytes = limits.max_bytes
+        self.stats = CacheStats()
+        self._clock = clock
+        self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
+        self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def size(self) -> int:
+        """Bytes held (the entries' JSON)."""
+        return self._bytes
+
+    def get(self, key: _Key) -> dict[str, Any] | None:
+        entry = self._entries.get(key)
+        if entry is not None and entry.expires > self._clock():
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+            return entry.value
+        if entry is not None:
+            self._drop(key)
+        self.stats.misses += 1
+        return None
+
+    def put(self, key: _Key, value: dict[str, Any], ttl: float) -> None:
+        size = len(json.dumps(value, separators=(",", ":")).encode())
+        if size > self.max_bytes:
+            return  # would push out everything else for one entry
+        if key in self._entries:
+            self._drop(key)
+        self._entries[key] = _Entry(self._clock() + ttl, key[1], value, size)
+        self._bytes += size
+        while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+            self.stats.evictions += 1
+
+    def forget(self, server: str) -> None:
+        """Drop every entry of `server` (its listing changed, or it reconnected)."""
+        for key in [key for key, entry in self._entries.items() if entry.server == server]:
+            self._drop(key)
+
+    def _drop(self, key: _Key) -> None:
+        self._bytes -= self._entries.pop(key).size
+
+
+class CallCache:
+    """The pipeline stage in front of `check_result` and `relay`: answers a cacheable
+    call from `cache`, or relays it and keeps a result that may be kept.
+
+    A `private` entry belongs to its caller (`private_owner`); a caller who cannot be
+    told from others (anonymous on HTTP) gets no private entries at all.
+    """
+
+    def __init__(
+        self, cache: ResponseCache, limits: CacheLimitsConfig, auth: AuthConfig | None
+    ) -> None:
+        self.cache = cache
+        self.limits = limits
+        self.auth = auth
+
+    async def __call__(self, call: ToolCall, call_next: Next) -> dict[str, Any]:
+        rule: CacheRule | None = getattr(call.tool, "cache_rule", None)
+        if rule is None:
+            return await call_next(call)
+        owner = "" if rule.scope == "public" else private_owner(self.auth)
+        if owner is None:
+            return await call_next(call)
+        original = getattr(call.tool, "original", call.tool.name)
+        key = (owner, call.tool.server, original, _canonical(call.arguments))
+        if not bypassed(call.meta):
+            kept = self.cache.get(key)
+            if kept is not None:
+                call.relayed = {**kept}
+                return call.relayed
+        wire = await call_next(call)
+        ttl = _keepable(wire, rule)
+        if ttl is not None and wire is call.relayed:  # not refused on the way up (size)
+            self.cache.put(key, wire, ttl)
+        return wire
+
+
+def private_owner(auth: AuthConfig | None) -> str | None:
+    """Whose `private` entries the current call reads and writes: the authenticated user
+    (`security.auth.user_of`: the same person whatever client they use), the stdio
+    client (one per gateway) or the web console; None for an anonymous HTTP caller, who
+    cannot be told from another."""
+    try:
+        user = current_user(auth)
+    except RuntimeError:  # no request in context
+        user = None
+    if user is not None:
+        return f"user:{user}"
+    caller = caller_id(auth)
+    return None if caller == ANONYMOUS else f"caller:{caller}"
+
+
+def cache_for(config: Config, previous: CallCache | None = None) -> CallCache | None:
+    """The cache stage `config` needs: None while no server has a `cache` table (the
+    call path stays as it is). `previous` is kept (with its entries) when its bounds
+    are still those of the config."""
+    if not any(server.cache is not None for server in config.servers):
+        return None
+    limits, auth = config.gateway.cache, config.gateway.auth
+    if previous is not None and previous.limits == limits and previous.auth == auth:
+        return previous
+    return CallCache(ResponseCache(limits), limits, auth)
+
+
+def _canonical(arguments: Mapping[str, Any]) -> str:
+    return json.dumps(arguments, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _keepable(wire: dict[str, Any], rule: CacheRule) -> float | None:
+    """Seconds `wire` may be kept under `rule`, or None (see the module docstring)."""
+    if wire.get("isError") or wire.get("resultType", "complete") != "complete":
+        return None
+    ttl = rule.ttl
+    hinted = wire.get("ttlMs")
+    if isinstance(hinted, int) and not isinstance(hinted, bool) and hinted >= 0:
+        ttl = min(ttl, hinted / 1000)
+    if wire.get("cacheScope") == "private" and rule.scope == "public":
+        return None
+    return ttl if ttl > 0 else None
