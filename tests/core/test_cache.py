@@ -7,9 +7,10 @@ from typing import Any
 import mcp_types
 import pytest
 
+from mcp_agg.config import config_from_raw
 from mcp_agg.config.cache import CacheLimitsConfig, ServerCacheConfig
 from mcp_agg.core import cache as cache_module
-from mcp_agg.core.cache import CacheRule, CallCache, ResponseCache, tool_rule
+from mcp_agg.core.cache import CacheRule, Caching, ResponseCache, tool_rule
 from mcp_agg.core.pipeline import ToolCall
 from mcp_agg.security.auth import ANONYMOUS
 from tests.fakes import FakeClock
@@ -67,13 +68,13 @@ class Tool:
         return {"content": [{"type": "text", "text": str(self.calls)}], **self.extra}
 
 
-def stage(clock: FakeClock | None = None, **limits: int) -> CallCache:
-    bounds = CacheLimitsConfig(**limits)
-    return CallCache(ResponseCache(bounds, clock or FakeClock()), bounds, None)
+def stage(clock: FakeClock | None = None) -> Caching:
+    raw = {"servers": [{"name": "demo", "command": "x", "cache": {"tools": ["*"], "ttl": 1}}]}
+    return Caching(config_from_raw(raw, None, {}), clock or FakeClock())
 
 
 async def call(
-    cache: CallCache, tool: Tool, meta: dict[str, Any] | None = None, **arguments: Any
+    cache: Caching, tool: Tool, meta: dict[str, Any] | None = None, **arguments: Any
 ) -> str:
     async def relay(call: ToolCall) -> dict[str, Any]:
         call.relayed = await call.tool.relay(call.arguments)
@@ -94,7 +95,7 @@ async def test_a_cached_call_is_answered_again_until_its_ttl() -> None:
     assert await call(cache, tool) == "1"
     clock.advance(0.2)
     assert [await call(cache, tool), await call(cache, tool)] == ["2", "2"]
-    stats = cache.cache.stats
+    stats = cache.store.stats
     assert (stats.hits, stats.misses) == (3, 2)
 
 
@@ -118,7 +119,7 @@ async def test_arguments_are_part_of_the_key_in_any_order() -> None:
 async def test_what_is_never_kept(rule: CacheRule | None, extra: dict[str, Any]) -> None:
     cache, tool = stage(), Tool(rule, **extra)
     assert [await call(cache, tool), await call(cache, tool)] == ["1", "2"]
-    assert len(cache.cache) == 0
+    assert len(cache.store) == 0
 
 
 async def test_a_result_hint_shortens_the_ttl() -> None:
@@ -167,9 +168,11 @@ async def test_the_stdio_client_has_private_entries() -> None:
 async def test_a_server_change_forgets_its_entries() -> None:
     cache, tool = stage(), Tool(PUBLIC)
     assert await call(cache, tool) == "1"
-    cache.cache.forget("other")
+    cache.forget("other")
     assert await call(cache, tool) == "1"
-    cache.cache.forget("demo")
+    cache.forget("demo", "file:///x")  # a resource's update: only reads of that URI
+    assert await call(cache, tool) == "1"
+    cache.forget("demo")
     assert await call(cache, tool) == "2"
 
 
@@ -177,28 +180,91 @@ def entry(text: str) -> dict[str, Any]:
     return {"content": [{"type": "text", "text": text}]}
 
 
-def key(n: int) -> tuple[str, str, str, str]:
-    return ("", "demo", "get", str(n))
+def key(n: int) -> tuple[str, str, str, str, str]:
+    return ("", "demo", "tools/call", "get", str(n))
+
+
+def put(cache: ResponseCache, n: int, text: str) -> None:
+    cache.put(key(n), entry(text), 30, len(text) + 40)
 
 
 def test_bounded_by_entries_least_recently_used_first() -> None:
     cache = ResponseCache(CacheLimitsConfig(max_entries=2), FakeClock())
-    cache.put(key(1), entry("a"), 30)
-    cache.put(key(2), entry("b"), 30)
+    put(cache, 1, "a")
+    put(cache, 2, "b")
     assert cache.get(key(1)) is not None  # 2 is now the least recently used
-    cache.put(key(3), entry("c"), 30)
+    put(cache, 3, "c")
     assert [cache.get(key(n)) is not None for n in (1, 2, 3)] == [True, False, True]
     assert cache.stats.evictions == 1
 
 
 def test_bounded_by_bytes() -> None:
-    size = len('{"content":[{"type":"text","text":""}]}') + 400
-    cache = ResponseCache(CacheLimitsConfig(max_bytes=max(1024, 2 * size + 10)), FakeClock())
+    cache = ResponseCache(CacheLimitsConfig(max_bytes=1024), FakeClock())
     for n in range(3):
-        cache.put(key(n), entry("x" * 400), 30)
+        put(cache, n, "x" * 400)
     assert len(cache) == 2
-    assert cache.size == 2 * size
+    assert cache.size == 2 * 440
     assert cache.get(key(0)) is None
-    cache.put(key(9), entry("x" * 2000), 30)  # larger than the whole cache: not kept
+    put(cache, 9, "x" * 2000)  # larger than the whole cache: not kept
     assert cache.get(key(9)) is None
     assert len(cache) == 2
+
+
+class Resource:
+    """A backend resource whose every read differs, with the cache hints it is given."""
+
+    def __init__(self, **hints: Any) -> None:
+        self.hints = hints
+        self.reads = 0
+
+    async def fetch(self) -> mcp_types.ReadResourceResult:
+        self.reads += 1
+        contents = [mcp_types.TextResourceContents(uri="file:///r", text=str(self.reads))]
+        return mcp_types.ReadResourceResult(contents=contents, **self.hints)
+
+
+async def read(cache: Caching, resource: Resource, meta: dict[str, Any] | None = None) -> str:
+    result = await cache.read("demo", "file:///r", resource.fetch, meta)
+    return str(result.contents[0].text)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("hints", "kept"),
+    [
+        ({}, False),  # no hints (the handshake era): immediately stale
+        ({"ttl_ms": 0, "cache_scope": "public"}, False),
+        ({"ttl_ms": 5000, "cache_scope": "public"}, True),
+        ({"ttl_ms": 5000, "cache_scope": "private"}, True),  # the stdio client's own
+        ({"ttl_ms": 5000}, True),
+    ],
+)
+async def test_a_read_is_kept_as_its_hints_allow(hints: dict[str, Any], kept: bool) -> None:
+    cache, resource = stage(), Resource(**hints)
+    assert [await read(cache, resource), await read(cache, resource)] == (
+        ["1", "1"] if kept else ["1", "2"]
+    )
+
+
+async def test_a_read_until_its_ttl_bypass_and_update() -> None:
+    clock = FakeClock()
+    cache, resource = stage(clock), Resource(ttl_ms=2000, cache_scope="public")
+    assert await read(cache, resource) == "1"
+    clock.advance(1.9)
+    assert await read(cache, resource) == "1"
+    clock.advance(0.1)
+    assert await read(cache, resource) == "2"
+    assert await read(cache, resource, {"mcp-agg/cache": False}) == "3"
+    assert await read(cache, resource) == "3"
+    cache.forget("demo", "file:///other")
+    assert await read(cache, resource) == "3"
+    cache.forget("demo", "file:///r")  # resources/updated
+    assert await read(cache, resource) == "4"
+
+
+async def test_a_private_read_is_its_users_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    user: list[str | None] = ["alice"]
+    monkeypatch.setattr(cache_module, "current_user", lambda auth: user[0])
+    cache, resource = stage(), Resource(ttl_ms=5000, cache_scope="private")
+    assert [await read(cache, resource), await read(cache, resource)] == ["1", "1"]
+    user[0] = "bob"
+    assert [await read(cache, resource), await read(cache, resource)] == ["2", "2"]

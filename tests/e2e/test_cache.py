@@ -1,7 +1,8 @@
 """The response cache with a real backend whose answers change on every call
 (tests/e2e/backends/counting.py): a cached call answers the same within its ttl and a
 fresh one after it, a client can ask for fresh data, the backend's tool list changing
-forgets its entries, and two users of a `private` entry never share one."""
+forgets its entries, two users of a `private` entry never share one, and a resource
+read is kept as long as its backend's cache hints say."""
 
 from __future__ import annotations
 
@@ -98,3 +99,39 @@ async def test_private_entries_are_never_shared_between_users(tmp_path: Path) ->
         metrics = scraped.text
         assert "mcp_agg_cache_hits_total 2.0" in metrics, metrics
         assert "mcp_agg_cache_misses_total 2.0" in metrics, metrics
+
+
+async def test_a_read_is_kept_as_the_backends_hints_allow(tmp_path: Path) -> None:
+    config = tmp_path / "servers.toml"
+    config.write_text(
+        f"""
+[[servers]]
+name = "hinted"
+command = "python"
+args = ["{BACKENDS / "counting.py"}", "--ttl", "60"]
+protocol = "modern"
+
+[[servers]]
+name = "plain"
+command = "python"
+args = ["{BACKENDS / "counting.py"}"]
+protocol = "legacy"
+""",
+        encoding="utf-8",
+    )
+    transport = StdioTransport(PYTHON, ["-m", "mcp_agg", "serve", "-c", str(config)])
+
+    async def read(client: Client, uri: str, meta: dict[str, Any] | None = None) -> str:
+        result = await client.read_resource_mcp(uri, meta)
+        return str(result.contents[0].text)  # type: ignore[union-attr]
+
+    async with Client(transport, mode="legacy", timeout=30) as client:
+        uris = {str(r.uri) for r in await client.list_resources()}
+        # The first server keeps the URI; the second's is rewritten (Resource URIs).
+        hinted, plain = "count://reads", "count://plain/reads"
+        assert {hinted, plain} <= uris
+        assert [await read(client, hinted), await read(client, hinted)] == ["1", "1"]
+        assert await read(client, hinted, {"mcp-agg/cache": False}) == "2"
+        assert await read(client, hinted) == "2"
+        # No hints (the handshake era): never kept.
+        assert [await read(client, plain), await read(client, plain)] != ["1", "1"]

@@ -25,8 +25,9 @@ from fastmcp.tools.base import Tool, ToolResult
 from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl, BaseModel, PrivateAttr
 
+from mcp_agg.core.cache import request_meta
 from mcp_agg.core.uris import NOT_FOUND_CODES, Outgoing, UriIndex, UriMemory
-from mcp_agg.core.views import ServesCalls
+from mcp_agg.core.views import ServesCalls, ServesReads
 from mcp_agg.errors import RefusedError, UpstreamError
 from mcp_agg.observability.audit import note_failure
 from mcp_agg.security.redact import redact
@@ -184,7 +185,7 @@ class PipelineTool(Tool):
         server = get_server()  # the server running this call (FastMCP's context)
         if not isinstance(server, ServesCalls):
             raise ToolError(f"{self.name}: only the gateway's server can call this tool")
-        wire = await server.calls.call(self, arguments)
+        wire = await server.calls.call(self, arguments, request_meta())
         return relay_result(mcp_types.CallToolResult.model_validate(wire, by_name=False))
 
 
@@ -296,8 +297,14 @@ def _log_level(exc: UpstreamError | RefusedError) -> int:
 async def _read(
     group: ReplicaGroup, backend_uri: str, exposed: str, uris: Outgoing
 ) -> ResourceResult:
+    server = get_server()
     try:
-        raw = await group.read_resource(backend_uri)
+        if isinstance(server, ServesReads):
+            raw = await server.cache.read(
+                group.name, backend_uri, lambda: group.read_resource(backend_uri), request_meta()
+            )
+        else:
+            raw = await group.read_resource(backend_uri)
     except (UpstreamError, RefusedError) as exc:
         raise ResourceError(f"{exposed}: {exc}", log_level=_log_level(exc)) from exc
     return _RawResourceResult.wrap(_hop(raw), backend_uri, uris)

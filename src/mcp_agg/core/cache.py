@@ -1,6 +1,9 @@
-"""The response cache: `tools/call` results the gateway may answer again without the backend.
+"""The response cache: results the gateway may answer again without asking the backend.
 
-A call is answered from the cache only where that is safe (docs/caching.md):
+A `resources/read` result is kept as long as its backend's 2026-07-28 hints allow
+(`ttlMs` above 0; shared with every caller only when `cacheScope` is `public`).
+
+A `tools/call` is answered from the cache only where that is safe (docs/caching.md):
 
 - the operator allowed it: the server's `cache` table names the tool (`tools` patterns),
   and the tool is read-only (the backend's `readOnlyHint`, or the operator's
@@ -17,8 +20,9 @@ and for a `private` rule by the caller too (`owner`): two users never share one.
 are bounded by count and by bytes, least recently used out first, and forgotten when
 their server's listing or state changes (`forget`).
 
-The cache is a stage of the call pipeline (`mcp_agg.core.pipeline`) that exists only
-when some server has a `cache` table: without one, the call path is unchanged.
+For calls, the cache is a stage of the call pipeline (`mcp_agg.core.pipeline`) that
+exists only when some server has a `cache` table: without one, the call path is
+unchanged. A read looks in the cache only while it holds something.
 """
 
 from __future__ import annotations
@@ -27,11 +31,12 @@ import fnmatch
 import json
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import mcp_types
+from fastmcp.server.dependencies import get_context
 
 from mcp_agg.security.auth import ANONYMOUS, caller_id, current_user
 
@@ -44,11 +49,11 @@ __all__ = [
     "BYPASS_META_KEY",
     "CacheRule",
     "CacheStats",
-    "CallCache",
+    "Caching",
     "ResponseCache",
     "bypassed",
-    "cache_for",
     "private_owner",
+    "request_meta",
     "tool_rule",
 ]
 
@@ -101,26 +106,31 @@ class CacheStats:
 @dataclass(frozen=True, slots=True)
 class _Entry:
     expires: float
-    server: str
-    value: dict[str, Any]
+    value: Any
     size: int
 
 
-#: (owner, server, original tool name, arguments as canonical JSON); owner "" is public.
-_Key = tuple[str, str, str, str]
+#: (owner, server, method, original tool name or backend URI, arguments as canonical
+#: JSON); owner "" is public.
+_Key = tuple[str, str, str, str, str]
+
+_CALL = "tools/call"
+_READ = "resources/read"
 
 
 class ResponseCache:
-    """Wire results by key, bounded by entries and bytes (LRU), each fresh for its TTL."""
+    """Results by key, bounded by entries and bytes (LRU), each fresh for its TTL."""
 
     def __init__(
         self,
         limits: CacheLimitsConfig,
         clock: Callable[[], float] = time.monotonic,
+        stats: CacheStats | None = None,
     ) -> None:
         self.max_entries = limits.max_entries
         self.max_bytes = limits.max_bytes
-        self.stats = CacheStats()
+        #: Counts since start (kept across a change of bounds).
+        self.stats = CacheStats() if stats is None else stats
         self._clock = clock
         self._entries: OrderedDict[_Key, _Entry] = OrderedDict()
         self._bytes = 0
@@ -133,52 +143,72 @@ class ResponseCache:
         """Bytes held (the entries' JSON)."""
         return self._bytes
 
-    def get(self, key: _Key) -> dict[str, Any] | None:
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires > self._clock():
-            self._entries.move_to_end(key)
-            self.stats.hits += 1
-            return entry.value
-        if entry is not None:
-            self._drop(key)
+    def get(self, *keys: _Key) -> Any | None:
+        """The value of the first of `keys` that is fresh (one hit or one miss)."""
+        now = self._clock()
+        for key in keys:
+            entry = self._entries.get(key)
+            if entry is not None and entry.expires > now:
+                self._entries.move_to_end(key)
+                self.stats.hits += 1
+                return entry.value
+            if entry is not None:
+                self._drop(key)
         self.stats.misses += 1
         return None
 
-    def put(self, key: _Key, value: dict[str, Any], ttl: float) -> None:
-        size = len(json.dumps(value, separators=(",", ":")).encode())
+    def put(self, key: _Key, value: Any, ttl: float, size: int) -> None:
+        """Keep `value` (`size` bytes as JSON) for `ttl` seconds."""
         if size > self.max_bytes:
             return  # would push out everything else for one entry
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = _Entry(self._clock() + ttl, key[1], value, size)
+        self._entries[key] = _Entry(self._clock() + ttl, value, size)
         self._bytes += size
         while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))
             self.stats.evictions += 1
 
-    def forget(self, server: str) -> None:
-        """Drop every entry of `server` (its listing changed, or it reconnected)."""
-        for key in [key for key, entry in self._entries.items() if entry.server == server]:
+    def forget(self, server: str, uri: str | None = None) -> None:
+        """Drop every entry of `server` (its listing changed, or it reconnected), or
+        only its reads of `uri` (the backend said the resource was updated)."""
+        for key in [
+            key
+            for key in self._entries
+            if key[1] == server and (uri is None or key[2:4] == (_READ, uri))
+        ]:
             self._drop(key)
 
     def _drop(self, key: _Key) -> None:
         self._bytes -= self._entries.pop(key).size
 
 
-class CallCache:
-    """The pipeline stage in front of `check_result` and `relay`: answers a cacheable
-    call from `cache`, or relays it and keeps a result that may be kept.
+class Caching:
+    """The gateway's response cache: the call pipeline's stage (`__call__`), a resource
+    read (`read`), and what forgets entries (`forget`).
 
     A `private` entry belongs to its caller (`private_owner`); a caller who cannot be
     told from others (anonymous on HTTP) gets no private entries at all.
     """
 
-    def __init__(
-        self, cache: ResponseCache, limits: CacheLimitsConfig, auth: AuthConfig | None
-    ) -> None:
-        self.cache = cache
-        self.limits = limits
-        self.auth = auth
+    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store = ResponseCache(config.gateway.cache, clock)
+        self._clock = clock
+        self.auth: AuthConfig | None = None
+        #: Whether the call pipeline needs this stage: some server has a `cache` table.
+        self.caches_calls = False
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """`config`'s settings; entries are kept unless the bounds changed."""
+        limits = config.gateway.cache
+        if (limits.max_entries, limits.max_bytes) != (self.store.max_entries, self.store.max_bytes):
+            self.store = ResponseCache(limits, self._clock, self.store.stats)
+        self.auth = config.gateway.auth
+        self.caches_calls = any(server.cache is not None for server in config.servers)
+
+    def forget(self, server: str, uri: str | None = None) -> None:
+        self.store.forget(server, uri)
 
     async def __call__(self, call: ToolCall, call_next: Next) -> dict[str, Any]:
         rule: CacheRule | None = getattr(call.tool, "cache_rule", None)
@@ -188,17 +218,46 @@ class CallCache:
         if owner is None:
             return await call_next(call)
         original = getattr(call.tool, "original", call.tool.name)
-        key = (owner, call.tool.server, original, _canonical(call.arguments))
+        key = (owner, call.tool.server, _CALL, original, _canonical(call.arguments))
         if not bypassed(call.meta):
-            kept = self.cache.get(key)
+            kept = self.store.get(key)
             if kept is not None:
                 call.relayed = {**kept}
                 return call.relayed
         wire = await call_next(call)
         ttl = _keepable(wire, rule)
         if ttl is not None and wire is call.relayed:  # not refused on the way up (size)
-            self.cache.put(key, wire, ttl)
+            size = len(json.dumps(wire, separators=(",", ":")).encode())
+            self.store.put(key, wire, ttl, size)
         return wire
+
+    async def read(
+        self,
+        server: str,
+        uri: str,
+        fetch: Callable[[], Awaitable[mcp_types.ReadResourceResult]],
+        meta: Mapping[str, Any] | None,
+    ) -> mcp_types.ReadResourceResult:
+        """`server`'s resource `uri`, kept for as long as the backend's hints allow: its
+        `ttlMs`, shared with every caller if its `cacheScope` is `public`, else the
+        caller's own. Nothing is looked up while the cache is empty."""
+        store = self.store
+        if len(store) and not bypassed(meta):
+            owner = private_owner(self.auth)
+            keys = [("", server, _READ, uri, "")]
+            if owner is not None:
+                keys.append((owner, server, _READ, uri, ""))
+            kept: mcp_types.ReadResourceResult | None = store.get(*keys)
+            if kept is not None:
+                return kept
+        raw = await fetch()
+        ttl = raw.ttl_ms
+        if ttl and ttl > 0 and raw.result_type in (None, "complete"):
+            owner = "" if raw.cache_scope == "public" else private_owner(self.auth)
+            if owner is not None:
+                size = len(raw.model_dump_json(by_alias=True, exclude_none=True))
+                store.put((owner, server, _READ, uri, ""), raw, ttl / 1000, size)
+        return raw
 
 
 def private_owner(auth: AuthConfig | None) -> str | None:
@@ -216,16 +275,14 @@ def private_owner(auth: AuthConfig | None) -> str | None:
     return None if caller == ANONYMOUS else f"caller:{caller}"
 
 
-def cache_for(config: Config, previous: CallCache | None = None) -> CallCache | None:
-    """The cache stage `config` needs: None while no server has a `cache` table (the
-    call path stays as it is). `previous` is kept (with its entries) when its bounds
-    are still those of the config."""
-    if not any(server.cache is not None for server in config.servers):
+def request_meta() -> Mapping[str, Any] | None:
+    """The current request's `_meta` as the client sent it, in FastMCP's own handling of
+    a request (a resource read; a tool call while middleware takes part in calls)."""
+    try:
+        context = get_context().request_context
+    except RuntimeError:  # no request in context
         return None
-    limits, auth = config.gateway.cache, config.gateway.auth
-    if previous is not None and previous.limits == limits and previous.auth == auth:
-        return previous
-    return CallCache(ResponseCache(limits), limits, auth)
+    return None if context is None else context.meta
 
 
 def _canonical(arguments: Mapping[str, Any]) -> str:

@@ -41,7 +41,7 @@ from mcp_agg.config import Config, ReplicaSpec
 from mcp_agg.console.startup import LogStartup, ReplicaOutcome, StartupObserver, StartupSummary
 from mcp_agg.core import build
 from mcp_agg.core.announce import Announcer
-from mcp_agg.core.cache import cache_for
+from mcp_agg.core.cache import Caching
 from mcp_agg.core.catalog import Catalog, LocalTools, build_catalog, with_local_tools
 from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.core.reconfigure import Reconfigurer
@@ -70,6 +70,9 @@ _FIRST_ATTEMPT_MARGIN = 5.0
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
+        #: The response cache (`core/cache.py`): a stage of the call pipeline only while
+        #: some server caches calls; resource reads whose backend's hints allow it.
+        self.cache = Caching(config)
         #: Spans of calls and attempts while running with `[gateway.tracing]`; None
         #: (no cost per call) without it.
         self.tracer: tracing.Tracer | None = None
@@ -104,9 +107,6 @@ class Gateway:
         #: read (`collect_metrics`).
         self.metrics: GatewayMetrics | None = None
         self.observe_call: audit.CallObserver | None = None
-        #: The response cache's pipeline stage; None (no cost per call) while no server
-        #: has a `cache` table.
-        self.cache = cache_for(config)
         self.calls = CallPipeline(self)
         #: Search mode: the search and call tools instead of a long tool list.
         self.search = SearchMode(self.calls, self.visibility, lambda: self.config.gateway)
@@ -141,7 +141,7 @@ class Gateway:
             config,
             specs,
             on_change=self._on_upstream_change,
-            on_resource_updated=self.sessions.resource_updated,
+            on_resource_updated=self._on_resource_updated,
             front=self.sessions,
         )
         self._trace(groups.values())  # servers a reload adds are traced as the others
@@ -335,11 +335,14 @@ class Gateway:
     def _on_upstream_change(self, upstream: Upstream) -> None:
         # A replica that changed state may have started a process: guard its group.
         self.reaper.adopt_children()
-        if self.cache is not None:
-            # Its tools may have changed (list_changed), or it restarted: what it
-            # answered before may no longer hold.
-            self.cache.cache.forget(upstream.group)
+        # Its lists may have changed (list_changed), or it restarted: what it answered
+        # before may no longer hold.
+        self.cache.forget(upstream.group)
         self.announcer.changed()
+
+    async def _on_resource_updated(self, upstream: Upstream, backend_uri: str) -> None:
+        self.cache.forget(upstream.group, backend_uri)
+        await self.sessions.resource_updated(upstream, backend_uri)
 
     def _log_summary(self) -> None:
         self.startup.ready(StartupSummary.of(self.groups, self.catalog))

@@ -11,7 +11,7 @@ stages, each wrapping the ones after it:
    refusal is the call's result. A tool that makes a call of its own through the
    pipeline (search mode's call tool) is not admitted: the call it makes is;
 3. `cache`, only while some server has a `cache` table (`mcp_agg.core.cache`): a
-   cacheable call answered from the cache, and a result that may be kept kept;
+   cacheable call answered from the cache, and a result that may be kept, kept;
 4. `check_result`: the result's size;
 5. `relay`, last: the tool's own call: a backend's tool through its group (breaker,
    retries, failover), or one of the gateway's own tools.
@@ -32,7 +32,7 @@ from mcp_agg.observability import audit, tracing
 
 if TYPE_CHECKING:
     from mcp_agg.components.forwarding import CallTarget
-    from mcp_agg.core.cache import CallCache
+    from mcp_agg.core.cache import Caching
     from mcp_agg.core.catalog import Catalog
     from mcp_agg.observability.audit import AuditLog, CallObserver, CallRecord
     from mcp_agg.observability.tracing import Tracer
@@ -65,7 +65,7 @@ class CallHost(Protocol):
     def tracer(self) -> Tracer | None: ...
 
     @property
-    def cache(self) -> CallCache | None: ...
+    def cache(self) -> Caching: ...
 
 
 @dataclass(slots=True)
@@ -102,12 +102,13 @@ class CallPipeline:
 
     def assemble(self) -> None:
         """Bind the stages the host's settings call for (again after a reload changed
-        them): the cache's only while there is one, so that it costs nothing otherwise."""
+        them): the cache's only while some server caches calls, so that it costs
+        nothing otherwise."""
         cache = self._host.cache
         #: The stages, outermost first; `relay` comes after the last one.
         self.stages = (
             (self.record, self.admit, self.check_result)
-            if cache is None
+            if not cache.caches_calls
             else (self.record, self.admit, cache, self.check_result)
         )
         self._run = _chain(self.stages, self.relay)

@@ -23,7 +23,6 @@ import anyio.abc
 
 from mcp_agg.config import Config, ReplicaSpec, ServerConfig
 from mcp_agg.core.build import audit_log_for, link_failovers, pinner_for
-from mcp_agg.core.cache import cache_for
 from mcp_agg.core.reload import ReloadReport, compose, diff, keep_restart_settings
 from mcp_agg.core.sessions import quietly
 from mcp_agg.errors import ReloadError
@@ -34,7 +33,7 @@ from mcp_agg.security.limits import CallLimits
 if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
     from mcp_agg.core.announce import Announcer
-    from mcp_agg.core.cache import CallCache
+    from mcp_agg.core.cache import Caching
     from mcp_agg.core.pipeline import CallPipeline
     from mcp_agg.core.sessions import Sessions
     from mcp_agg.observability.audit import AuditLog
@@ -63,7 +62,7 @@ class ReconfigureHost(Protocol):
     pinner: Pinner
     store: Store
     audit: AuditLog | None
-    cache: CallCache | None
+    cache: Caching
 
     @property
     def calls(self) -> CallPipeline: ...
@@ -283,9 +282,9 @@ class Reconfigurer:
         if access is not None and old.roles != settings.roles:
             access.policy = AccessPolicy(settings.roles)
         host.pinner = pinner
-        cache = cache_for(new, host.cache)
-        if cache is not host.cache:
-            host.cache = cache
+        caches_calls = host.cache.caches_calls
+        host.cache.configure(new)
+        if host.cache.caches_calls != caches_calls:
             host.calls.assemble()
         self._secrets |= redact.secrets_of(new.model_dump())
         redact.install(self._secrets)

@@ -35,6 +35,7 @@ from mcp_agg.components.forwarding import hop_wire
 from mcp_agg.config import ServerConfig
 from mcp_agg.core.announce import Announcer
 from mcp_agg.core.bridge import PARKED_STATE, Bridge, backend_round, passed_through
+from mcp_agg.core.cache import Caching
 from mcp_agg.core.cachehints import merge_hints
 from mcp_agg.core.caller import Caller, connection_of, current_caller
 from mcp_agg.core.gateway import Gateway
@@ -135,6 +136,11 @@ class _GatewayServer(FastMCP[Any]):
     def calls(self) -> CallPipeline:
         """Where every tools/call goes (`mcp_agg.core.views.ServesCalls`)."""
         return self._gateway.calls
+
+    @property
+    def cache(self) -> Caching:
+        """The response cache resource reads look in (`mcp_agg.core.views.ServesReads`)."""
+        return self._gateway.cache
 
     def _caller(self, ctx: ServerRequestContext) -> Caller:
         sessions = self._gateway.sessions

@@ -117,8 +117,7 @@ class StateCollector:
         gateway = self._gateway
         yield from _replica_metrics(gateway.upstreams)
         yield from _gateway_metrics(gateway.groups, gateway.catalog)
-        if gateway.cache is not None:
-            yield from _cache_metrics(gateway.cache.cache)
+        yield from _cache_metrics(gateway.cache.store)
 
 
 def _replica_metrics(upstreams: Iterable[Upstream]) -> Iterator[Metric]:
@@ -193,8 +192,8 @@ def _cache_metrics(cache: ResponseCache) -> Iterator[Metric]:
     """The response cache (`mcp_agg.core.cache`): hits, misses, evictions, its size."""
     stats = cache.stats
     for name, help_text, value in (
-        ("hits", "tools/call answers from the response cache.", stats.hits),
-        ("misses", "Cacheable tools/call calls the cache could not answer.", stats.misses),
+        ("hits", "Calls and reads answered from the response cache.", stats.hits),
+        ("misses", "Cacheable calls and reads the cache could not answer.", stats.misses),
         ("evictions", "Entries pushed out of the cache by its bounds.", stats.evictions),
     ):
         yield CounterMetricFamily(f"mcp_agg_cache_{name}", help_text, value=float(value))
