@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import mcp_types
 import pytest
@@ -224,7 +225,9 @@ class Resource:
 
 
 async def read(cache: Caching, resource: Resource, meta: dict[str, Any] | None = None) -> str:
-    result = await cache.read("demo", "file:///r", resource.fetch, meta)
+    """A read whose request carried `meta` (what FastMCP's context would hold)."""
+    with patch.object(cache_module, "request_meta", lambda: meta):
+        result = await cache.read("demo", "file:///r", resource.fetch)
     return str(result.contents[0].text)  # type: ignore[union-attr]
 
 

@@ -25,7 +25,6 @@ from fastmcp.tools.base import Tool, ToolResult
 from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl, BaseModel, PrivateAttr
 
-from mcp_agg.core.cache import request_meta
 from mcp_agg.core.uris import NOT_FOUND_CODES, Outgoing, UriIndex, UriMemory
 from mcp_agg.core.views import ServesCalls, ServesReads
 from mcp_agg.errors import RefusedError, UpstreamError
@@ -185,7 +184,7 @@ class PipelineTool(Tool):
         server = get_server()  # the server running this call (FastMCP's context)
         if not isinstance(server, ServesCalls):
             raise ToolError(f"{self.name}: only the gateway's server can call this tool")
-        wire = await server.calls.call(self, arguments, request_meta())
+        wire = await server.calls.call(self, arguments)
         return relay_result(mcp_types.CallToolResult.model_validate(wire, by_name=False))
 
 
@@ -301,7 +300,7 @@ async def _read(
     try:
         if isinstance(server, ServesReads):
             raw = await server.cache.read(
-                group.name, backend_uri, lambda: group.read_resource(backend_uri), request_meta()
+                group.name, backend_uri, lambda: group.read_resource(backend_uri)
             )
         else:
             raw = await group.read_resource(backend_uri)

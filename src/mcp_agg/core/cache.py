@@ -219,7 +219,9 @@ class Caching:
             return await call_next(call)
         original = getattr(call.tool, "original", call.tool.name)
         key = (owner, call.tool.server, _CALL, original, _canonical(call.arguments))
-        if not bypassed(call.meta):
+        # The front hands over the request's `_meta`; on FastMCP's own path (middleware,
+        # search mode's call tool) it is the request in FastMCP's context.
+        if not bypassed(call.meta if call.meta is not None else request_meta()):
             kept = self.store.get(key)
             if kept is not None:
                 call.relayed = {**kept}
@@ -236,13 +238,12 @@ class Caching:
         server: str,
         uri: str,
         fetch: Callable[[], Awaitable[mcp_types.ReadResourceResult]],
-        meta: Mapping[str, Any] | None,
     ) -> mcp_types.ReadResourceResult:
         """`server`'s resource `uri`, kept for as long as the backend's hints allow: its
         `ttlMs`, shared with every caller if its `cacheScope` is `public`, else the
         caller's own. Nothing is looked up while the cache is empty."""
         store = self.store
-        if len(store) and not bypassed(meta):
+        if len(store) and not bypassed(request_meta()):
             owner = private_owner(self.auth)
             keys = [("", server, _READ, uri, "")]
             if owner is not None:
