@@ -62,6 +62,13 @@ def test_a_bad_cache_names_the_field_and_the_problem(
     assert fragment in str(raised.value), str(raised.value)
 
 
+def test_replicas_agree_on_cache(tmp_path: Path) -> None:
+    entry = '[[servers]]\nname = "a"\ncommand = "x"\n'
+    text = f'{entry}cache = {{ tools = ["g"], ttl = 3 }}\n{entry}'
+    with pytest.raises(ConfigError, match="replicas of 'a' disagree on `cache`"):
+        load_config(write(tmp_path, text), environ={})
+
+
 def test_gateway_cache_bounds(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "[gateway.cache]\nmax_entries = 5\n"), environ={})
     assert (config.gateway.cache.max_entries, config.gateway.cache.max_bytes) == (5, 16 << 20)
