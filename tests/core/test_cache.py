@@ -14,6 +14,7 @@ from mcp_agg.core import cache as cache_module
 from mcp_agg.core.cache import CacheRule, Caching, ResponseCache, tool_rule
 from mcp_agg.core.pipeline import ToolCall
 from mcp_agg.security.auth import ANONYMOUS
+from mcp_agg.store import MemoryStore
 from tests.fakes import FakeClock
 
 READ_ONLY = mcp_types.ToolAnnotations(read_only_hint=True)
@@ -71,7 +72,7 @@ class Tool:
 
 def stage(clock: FakeClock | None = None) -> Caching:
     raw = {"servers": [{"name": "demo", "command": "x", "cache": {"tools": ["*"], "ttl": 1}}]}
-    return Caching(config_from_raw(raw, None, {}), clock or FakeClock())
+    return Caching(config_from_raw(raw, None, {}), clock=clock or FakeClock())
 
 
 async def call(
@@ -271,3 +272,21 @@ async def test_a_private_read_is_its_users_own(monkeypatch: pytest.MonkeyPatch) 
     assert [await read(cache, resource), await read(cache, resource)] == ["1", "1"]
     user[0] = "bob"
     assert [await read(cache, resource), await read(cache, resource)] == ["2", "2"]
+
+
+async def test_replicas_of_a_fleet_share_entries_through_the_store() -> None:
+    """With `[gateway.store]`, an entry one replica kept answers the other, and a clear
+    by either forgets it for both."""
+    raw = {
+        "gateway": {"store": {"url": "redis://127.0.0.1:1/0"}},
+        "servers": [{"name": "demo", "command": "x", "cache": {"tools": ["*"], "ttl": 30}}],
+    }
+    config, shared, clock = config_from_raw(raw, None, {}), MemoryStore(), FakeClock()
+    first, second = Caching(config, shared, clock), Caching(config, shared, clock)
+    tool, resource = Tool(PUBLIC), Resource(ttl_ms=5000, cache_scope="public")
+    assert [await call(first, tool), await call(second, tool)] == ["1", "1"]
+    assert [await read(first, resource), await read(second, resource)] == ["1", "1"]
+    assert len(first.store) == 0  # nothing in process
+    await second.clear("demo")
+    assert [await call(first, tool), await read(first, resource)] == ["2", "2"]
+    assert (second.store.stats.hits, first.store.stats.misses) == (2, 4)

@@ -28,6 +28,7 @@ unchanged. A read looks in the cache only while it holds something.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
 import time
 from collections import OrderedDict
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from mcp_agg.config import AuthConfig, Config
     from mcp_agg.config.cache import CacheLimitsConfig, ServerCacheConfig
     from mcp_agg.core.pipeline import Next, ToolCall
+    from mcp_agg.store.base import Store
 
 __all__ = [
     "BYPASS_META_KEY",
@@ -191,8 +193,16 @@ class Caching:
     told from others (anonymous on HTTP) gets no private entries at all.
     """
 
-    def __init__(self, config: Config, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        shared: Store | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = ResponseCache(config.gateway.cache, clock)
+        #: The fleet's store with `[gateway.store]` (read once at startup, as the store
+        #: is): entries there, shared by every replica; None: entries in `store`.
+        self.shared = shared if config.gateway.store is not None else None
         self._clock = clock
         self.auth: AuthConfig | None = None
         #: Whether the call pipeline needs this stage: some server has a `cache` table.
@@ -208,7 +218,15 @@ class Caching:
         self.caches_calls = any(server.cache is not None for server in config.servers)
 
     def forget(self, server: str, uri: str | None = None) -> None:
+        """Drop this replica's entries of `server` (or of its resource `uri`); a shared
+        cache is cleared by `clear`."""
         self.store.forget(server, uri)
+
+    async def clear(self, server: str) -> None:
+        """Drop `server`'s entries in the shared store, for every replica (all of them:
+        a resource's update too, as the store knows no URIs)."""
+        if self.shared is not None:
+            await self.shared.clear(server)
 
     async def __call__(self, call: ToolCall, call_next: Next) -> dict[str, Any]:
         rule: CacheRule | None = getattr(call.tool, "cache_rule", None)
@@ -222,15 +240,14 @@ class Caching:
         # The front hands over the request's `_meta`; on FastMCP's own path (middleware,
         # search mode's call tool) it is the request in FastMCP's context.
         if not bypassed(call.meta if call.meta is not None else request_meta()):
-            kept = self.store.get(key)
+            kept = await self._get([key], json.loads)
             if kept is not None:
                 call.relayed = {**kept}
                 return call.relayed
         wire = await call_next(call)
         ttl = _keepable(wire, rule)
         if ttl is not None and wire is call.relayed:  # not refused on the way up (size)
-            size = len(json.dumps(wire, separators=(",", ":")).encode())
-            self.store.put(key, wire, ttl, size)
+            await self._put(key, wire, json.dumps(wire, separators=(",", ":")), ttl)
         return wire
 
     async def read(
@@ -241,14 +258,15 @@ class Caching:
     ) -> mcp_types.ReadResourceResult:
         """`server`'s resource `uri`, kept for as long as the backend's hints allow: its
         `ttlMs`, shared with every caller if its `cacheScope` is `public`, else the
-        caller's own. Nothing is looked up while the cache is empty."""
-        store = self.store
-        if len(store) and not bypassed(request_meta()):
+        caller's own. Nothing is looked up while an in-process cache is empty."""
+        if (self.shared is not None or len(self.store)) and not bypassed(request_meta()):
             owner = private_owner(self.auth)
             keys = [("", server, _READ, uri, "")]
             if owner is not None:
                 keys.append((owner, server, _READ, uri, ""))
-            kept: mcp_types.ReadResourceResult | None = store.get(*keys)
+            kept: mcp_types.ReadResourceResult | None = await self._get(
+                keys, mcp_types.ReadResourceResult.model_validate_json
+            )
             if kept is not None:
                 return kept
         raw = await fetch()
@@ -256,9 +274,29 @@ class Caching:
         if ttl and ttl > 0 and raw.result_type in (None, "complete"):
             owner = "" if raw.cache_scope == "public" else private_owner(self.auth)
             if owner is not None:
-                size = len(raw.model_dump_json(by_alias=True, exclude_none=True))
-                store.put((owner, server, _READ, uri, ""), raw, ttl / 1000, size)
+                text = raw.model_dump_json(by_alias=True, exclude_none=True)
+                await self._put((owner, server, _READ, uri, ""), raw, text, ttl / 1000)
         return raw
+
+    async def _get(self, keys: Sequence[_Key], decode: Callable[[str], Any]) -> Any | None:
+        """The value of the first of `keys` that is kept (one hit or one miss)."""
+        if self.shared is None:
+            return self.store.get(*keys)
+        stats = self.store.stats
+        for key in keys:
+            text = await self.shared.cached(key[1], _digest(key))
+            if text is not None:
+                stats.hits += 1
+                return decode(text)
+        stats.misses += 1
+        return None
+
+    async def _put(self, key: _Key, value: Any, text: str, ttl: float) -> None:
+        """Keep `value` (`text` as JSON) for `ttl` seconds."""
+        if self.shared is None:
+            self.store.put(key, value, ttl, len(text.encode()))
+        elif len(text) <= self.store.max_bytes:
+            await self.shared.keep(key[1], _digest(key), text, ttl)
 
 
 def private_owner(auth: AuthConfig | None) -> str | None:
@@ -284,6 +322,12 @@ def request_meta() -> Mapping[str, Any] | None:
     except RuntimeError:  # no request in context
         return None
     return None if context is None else context.meta
+
+
+def _digest(key: _Key) -> str:
+    """A key as the shared store holds it: neither the caller's identity nor the
+    arguments show in the store's key names."""
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()
 
 
 def _canonical(arguments: Mapping[str, Any]) -> str:

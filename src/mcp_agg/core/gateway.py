@@ -70,9 +70,6 @@ _FIRST_ATTEMPT_MARGIN = 5.0
 class Gateway:
     def __init__(self, config: Config) -> None:
         self.config = config
-        #: The response cache (`core/cache.py`): a stage of the call pipeline only while
-        #: some server caches calls; resource reads whose backend's hints allow it.
-        self.cache = Caching(config)
         #: Spans of calls and attempts while running with `[gateway.tracing]`; None
         #: (no cost per call) without it.
         self.tracer: tracing.Tracer | None = None
@@ -94,6 +91,10 @@ class Gateway:
         #: State shared with the other replicas of a fleet (`[gateway.store]`); in
         #: process without one.
         self.store: Store = open_store(config.gateway.store)
+        #: The response cache (`core/cache.py`): a stage of the call pipeline only while
+        #: some server caches calls; resource reads whose backend's hints allow it. In
+        #: the store with `[gateway.store]`, else in process.
+        self.cache = Caching(config, self.store)
         #: Where the users of `per_user` servers sign in and their tokens rest.
         self.sessions.team = team_sign_in(config.gateway, self.store)
         #: Rate limits and size limits of `tools/call` (`security/limits.py`).
@@ -338,10 +339,13 @@ class Gateway:
         # Its lists may have changed (list_changed), or it restarted: what it answered
         # before may no longer hold.
         self.cache.forget(upstream.group)
+        if self.cache.shared is not None and self._tg is not None:
+            self._tg.start_soon(self.cache.clear, upstream.group)
         self.announcer.changed()
 
     async def _on_resource_updated(self, upstream: Upstream, backend_uri: str) -> None:
         self.cache.forget(upstream.group, backend_uri)
+        await self.cache.clear(upstream.group)
         await self.sessions.resource_updated(upstream, backend_uri)
 
     def _log_summary(self) -> None:
