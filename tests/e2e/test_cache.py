@@ -2,7 +2,8 @@
 (tests/e2e/backends/counting.py): a cached call answers the same within its ttl and a
 fresh one after it, a client can ask for fresh data, the backend's tool list changing
 forgets its entries, two users of a `private` entry never share one, and a resource
-read is kept as long as its backend's cache hints say."""
+read is kept as long as its backend's cache hints say; with `[gateway.store]` the
+replicas of a fleet share the entries."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from fastmcp import Client
 from fastmcp.client.transports import StdioTransport, StreamableHttpTransport
 
+from tests.e2e.fleet import redis_server
 from tests.e2e.procs import BACKENDS, PYTHON, eventually, served_gateway
 
 pytestmark = pytest.mark.e2e
@@ -135,3 +137,19 @@ protocol = "legacy"
         assert await read(client, hinted) == "2"
         # No hints (the handshake era): never kept.
         assert [await read(client, plain), await read(client, plain)] != ["1", "1"]
+
+
+async def test_replicas_share_entries_through_redis(tmp_path: Path) -> None:
+    """Two gateways on one Redis, each with its own counting backend: an answer one
+    kept is the other's answer too (its own backend would have said 1)."""
+    with redis_server() as redis:
+        gateway = f'[gateway.store]\nurl = "{redis.url}"\n'
+        config = write_config(
+            tmp_path, '{ tools = ["get_*"], ttl = 60, scope = "public" }', gateway
+        )
+        with served_gateway(config) as (first, _), served_gateway(config) as (second, _):
+            async with Client(first, timeout=30) as client:
+                assert await answer(client, "c_get_count") == "1"
+                assert await answer(client, "c_get_count", {"mcp-agg/cache": False}) == "2"
+            async with Client(second, timeout=30) as client:
+                assert await answer(client, "c_get_count") == "2"
