@@ -18,11 +18,13 @@ A `tools/call` is answered from the cache only where that is safe (docs/caching.
 Entries are keyed by server, original tool name and the arguments as canonical JSON,
 and for a `private` rule by the caller too (`owner`): two users never share one. They
 are bounded by count and by bytes, least recently used out first, and forgotten when
-their server's listing or state changes (`forget`).
+their server's listing or state changes (`forget`). With `[gateway.store]` they are in
+the fleet's store instead (`Store.cached`/`keep`/`clear`), shared by every replica and
+cleared for all of them (`clear`); an unreachable store is a miss.
 
 For calls, the cache is a stage of the call pipeline (`mcp_agg.core.pipeline`) that
 exists only when some server has a `cache` table: without one, the call path is
-unchanged. A read looks in the cache only while it holds something.
+unchanged. A read looks in an in-process cache only while it holds something.
 """
 
 from __future__ import annotations
