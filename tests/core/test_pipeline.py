@@ -5,7 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from mcp_agg.config import GatewayConfig
+from mcp_agg.config import Config, GatewayConfig, config_from_raw
+from mcp_agg.core.cache import Caching
 from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.observability.audit import CallRecord
 from mcp_agg.security.access import Visibility
@@ -29,7 +30,12 @@ class Tool:
         return self.wire
 
 
-def pipeline(**limits: Any) -> tuple[CallPipeline, list[CallRecord]]:
+def config(**server: Any) -> Config:
+    """A config with one server `s` (`server` adds to its entry)."""
+    return config_from_raw({"servers": [{"name": "s", "command": "python", **server}]}, None, {})
+
+
+def pipeline(cache: Caching | None = None, **limits: Any) -> tuple[CallPipeline, list[CallRecord]]:
     records: list[CallRecord] = []
     catalog = SimpleNamespace(tool={"units_add": Tool("units_add")}.get)
     host = SimpleNamespace(
@@ -39,6 +45,7 @@ def pipeline(**limits: Any) -> tuple[CallPipeline, list[CallRecord]]:
         audit=None,
         observe_call=records.append,
         tracer=None,
+        cache=cache or Caching(config()),
     )
     return CallPipeline(host), records  # type: ignore[arg-type]
 
@@ -46,6 +53,16 @@ def pipeline(**limits: Any) -> tuple[CallPipeline, list[CallRecord]]:
 def test_the_stages_in_order() -> None:
     calls, _ = pipeline()
     assert [stage.__name__ for stage in calls.stages] == ["record", "admit", "check_result"]
+
+
+def test_the_cache_is_a_stage_only_while_a_server_caches_calls() -> None:
+    cache = Caching(config(cache={"tools": ["*"], "ttl": 1}))
+    calls, _ = pipeline(cache)
+    assert calls.stages[2] is cache
+    assert len(calls.stages) == 4
+    cache.configure(config())  # a reload: no server caches calls any more
+    calls.assemble()
+    assert cache not in calls.stages
 
 
 def test_lookup_is_the_catalog_as_the_caller_may_see_it() -> None:

@@ -50,6 +50,18 @@ class FlakyStore(MemoryStore):
     def watch_registrations(self) -> AsyncIterator[Registration]:
         return super().watch_registrations()
 
+    async def cached(self, space: str, key: str) -> str | None:
+        self._reach()
+        return await super().cached(space, key)
+
+    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
+        self._reach()
+        await super().keep(space, key, value, ttl)
+
+    async def clear(self, space: str) -> None:
+        self._reach()
+        await super().clear(space)
+
     async def get_secret(self, key: str) -> bytes | None:
         self._reach()
         return await super().get_secret(key)
@@ -186,3 +198,20 @@ async def test_secrets_are_the_shared_stores_and_never_kept_here_meanwhile() -> 
     assert await store.get_secret("alice") == b"sealed"
     await store.delete_secret("alice")
     assert await store.get_secret("alice") is None
+
+
+async def test_cached_responses_are_misses_while_the_store_is_down() -> None:
+    clock = FakeClock()
+    shared = FlakyStore(clock)
+    store = FailSafeStore(shared, address=ADDRESS, failure="closed", clock=clock)
+    await store.keep("s", "k", "v", 30)
+    assert await store.cached("s", "k") == "v"
+    shared.down = True
+    clock.advance(5)
+    assert await store.cached("s", "k") is None  # a miss, even with store_failure = closed
+    await store.keep("s", "k2", "v", 30)  # not kept, no error
+    await store.clear("s")  # lost, no error
+    shared.down = False
+    clock.advance(5)
+    assert await store.cached("s", "k") == "v"
+    assert await store.cached("s", "k2") is None

@@ -28,3 +28,18 @@ async def test_a_lapsed_revocation_can_be_made_again() -> None:
     clock.advance(11)
     assert not await store.is_revoked("state-1")
     assert await store.revoke("state-1", 10)
+
+
+async def test_cached_responses_last_their_ttl_and_a_clear_forgets_a_space() -> None:
+    clock = FakeClock()
+    store = MemoryStore(clock=clock, max_entries=2)
+    await store.keep("a", "k", "1", 10)
+    await store.keep("b", "k", "2", 10)
+    assert [await store.cached("a", "k"), await store.cached("b", "k")] == ["1", "2"]
+    await store.clear("a")
+    assert [await store.cached("a", "k"), await store.cached("b", "k")] == [None, "2"]
+    clock.advance(10)
+    assert await store.cached("b", "k") is None
+    for n in range(3):
+        await store.keep("c", str(n), "x", 10)
+    assert await store.cached("c", "0") is None  # beyond max_entries, the oldest went

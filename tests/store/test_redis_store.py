@@ -247,3 +247,29 @@ async def test_the_password_never_shows(caplog: pytest.LogCaptureFixture) -> Non
 )
 def test_the_address_shown_has_no_password(url: str, shown: str) -> None:
     assert store_address(url) == shown
+
+
+async def test_cached_responses_are_shared_and_cleared_for_every_store(
+    store: RedisStore, redis: RedisServer
+) -> None:
+    other = RedisStore(StoreConfig(url=redis.url))
+    try:
+        assert await store.cached("srv", "k") is None
+        await store.keep("srv", "k", '{"a": 1}', 30)
+        await store.keep("other", "k", "kept", 30)
+        assert await other.cached("srv", "k") == '{"a": 1}'
+        client = await raw(redis)
+        try:
+            ttl = await client.pttl("mcp-agg:cache:srv:0:k")
+            assert 0 < ttl <= 30_000
+        finally:
+            await client.aclose()
+        await other.clear("srv")
+        assert await store.cached("srv", "k") is None
+        assert await store.cached("other", "k") == "kept"
+        await store.keep("srv", "k", "new", 0.05)
+        assert await other.cached("srv", "k") == "new"
+        await anyio.sleep(0.1)
+        assert await other.cached("srv", "k") is None
+    finally:
+        await other.aclose()

@@ -26,12 +26,13 @@ from mcp.shared.exceptions import MCPError
 from pydantic import AnyUrl, BaseModel, PrivateAttr
 
 from mcp_agg.core.uris import NOT_FOUND_CODES, Outgoing, UriIndex, UriMemory
-from mcp_agg.core.views import ServesCalls
+from mcp_agg.core.views import ServesCalls, ServesReads
 from mcp_agg.errors import RefusedError, UpstreamError
 from mcp_agg.observability.audit import note_failure
 from mcp_agg.security.redact import redact
 
 if TYPE_CHECKING:
+    from mcp_agg.core.cache import CacheRule
     from mcp_agg.resilience.group import ReplicaGroup
 
 __all__ = [
@@ -191,6 +192,7 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
     """A backend tool under its exposed name."""
 
     _safe: bool = PrivateAttr(default=False)
+    _cache_rule: CacheRule | None = PrivateAttr(default=None)
 
     @classmethod
     def create(
@@ -201,6 +203,7 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
         original: str,
         *,
         safe: bool = False,
+        cache_rule: CacheRule | None = None,
         uris: Outgoing | None = None,
     ) -> ForwardingTool:
         tool = cls(
@@ -213,6 +216,7 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
         )
         tool._forward(group, original, definition.model_copy(update={"name": exposed}), uris)
         tool._safe = safe
+        tool._cache_rule = cache_rule
         return tool
 
     @property
@@ -227,6 +231,11 @@ class ForwardingTool(Forwarding[mcp_types.Tool], PipelineTool):
     def safe(self) -> bool:
         """Safe to repeat after a failure that may have reached the backend."""
         return self._safe
+
+    @property
+    def cache_rule(self) -> CacheRule | None:
+        """How its results may be kept (`mcp_agg.core.cache`); None: never."""
+        return self._cache_rule
 
     def to_mcp_tool(self, **overrides: Any) -> mcp_types.Tool:
         # The backend's definition as it was (schemas, annotations, icons, _meta), renamed.
@@ -287,8 +296,14 @@ def _log_level(exc: UpstreamError | RefusedError) -> int:
 async def _read(
     group: ReplicaGroup, backend_uri: str, exposed: str, uris: Outgoing
 ) -> ResourceResult:
+    server = get_server()
     try:
-        raw = await group.read_resource(backend_uri)
+        if isinstance(server, ServesReads):
+            raw = await server.cache.read(
+                group.name, backend_uri, lambda: group.read_resource(backend_uri)
+            )
+        else:
+            raw = await group.read_resource(backend_uri)
     except (UpstreamError, RefusedError) as exc:
         raise ResourceError(f"{exposed}: {exc}", log_level=_log_level(exc)) from exc
     return _RawResourceResult.wrap(_hop(raw), backend_uri, uris)

@@ -15,7 +15,14 @@ from mcp_agg.config.servers import ReplicaSpec, ServerConfig, effective_prefix
 __all__ = ["Config"]
 
 #: Keys every replica of a server must agree on: they describe the group, not a replica.
-_GROUP_KEYS = ("failover_for", "priority", "balancer", "max_concurrent", "queue_timeout")
+_GROUP_KEYS = (
+    "failover_for",
+    "priority",
+    "balancer",
+    "max_concurrent",
+    "queue_timeout",
+    "cache",
+)
 
 
 class Config(StrictModel):

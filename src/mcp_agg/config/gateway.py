@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, Field
 
 from mcp_agg.config.base import BalancerName, StrictModel
+from mcp_agg.config.cache import CacheLimitsConfig
 from mcp_agg.config.security import AdminConfig, AuthConfig, RateLimitConfig, RoleConfig
 from mcp_agg.config.store import StoreConfig
 from mcp_agg.security.origin import check_host_list, check_host_pattern, check_origin_pattern
@@ -140,6 +141,8 @@ class GatewayConfig(StrictModel):
     public_url: Annotated[str, Field(pattern=r"^https?://[^#\s]+$")] | None = None
     #: Shared state for a fleet (`[gateway.store]`); absent, everything stays in process.
     store: StoreConfig | None = None
+    #: The response cache's bounds (`[gateway.cache]`); servers opt in with `cache`.
+    cache: CacheLimitsConfig = CacheLimitsConfig()
 
 
 def public_url_of(gateway: GatewayConfig) -> str | None:

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from mcp_agg.config.backendauth import BackendOAuthConfig
 from mcp_agg.config.base import BalancerName, StrictModel
+from mcp_agg.config.cache import ServerCacheConfig
 from mcp_agg.config.gateway import BreakerConfig, RetryConfig
 
 __all__ = ["ReplicaSpec", "ServerConfig", "effective_prefix"]
@@ -73,6 +74,20 @@ class ServerConfig(StrictModel):
     protocol: Literal["auto", "legacy", "modern"] = "auto"
     #: Signing in to a remote backend (docs/signing-in.md); HTTP and SSE servers only.
     auth: BackendOAuthConfig | None = None
+    #: Tool calls the gateway may answer from its cache (docs/caching.md); `false` (the
+    #: default): none.
+    cache: ServerCacheConfig | None = None
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_table(cls, value: object) -> object:
+        # `false` reads as "no cache" (None); anything else but a table is one error
+        # instead of pydantic's two (one per member of the union).
+        if value is False or value is None:  # None: a config dumped and read back
+            return None
+        if not isinstance(value, dict | ServerCacheConfig):
+            raise ValueError('expected `false` or a table like { tools = ["get_*"], ttl = 30 }')
+        return value
 
     @model_validator(mode="after")
     def _check_shape(self) -> ServerConfig:

@@ -27,6 +27,7 @@ from mcp_agg.components.forwarding import (
     ForwardingTool,
     UnlistedResources,
 )
+from mcp_agg.core.cache import tool_rule
 from mcp_agg.core.naming import Claim, NameRegistry, exposed_name, exposed_uri, namespace
 from mcp_agg.core.uris import UriIndex, UriMemory
 from mcp_agg.errors import NameCollisionError
@@ -277,6 +278,7 @@ class _Merge:
                     group,
                     tool.name,
                     safe=safe,
+                    cache_rule=tool_rule(tool.name, tool.annotations, server.cache),
                     uris=uris,
                 )
 

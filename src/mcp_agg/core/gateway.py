@@ -41,6 +41,7 @@ from mcp_agg.config import Config, ReplicaSpec
 from mcp_agg.console.startup import LogStartup, ReplicaOutcome, StartupObserver, StartupSummary
 from mcp_agg.core import build
 from mcp_agg.core.announce import Announcer
+from mcp_agg.core.cache import Caching
 from mcp_agg.core.catalog import Catalog, LocalTools, build_catalog, with_local_tools
 from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.core.reconfigure import Reconfigurer
@@ -90,6 +91,10 @@ class Gateway:
         #: State shared with the other replicas of a fleet (`[gateway.store]`); in
         #: process without one.
         self.store: Store = open_store(config.gateway.store)
+        #: The response cache (`core/cache.py`): a stage of the call pipeline only while
+        #: some server caches calls; resource reads whose backend's hints allow it. In
+        #: the store with `[gateway.store]`, else in process.
+        self.cache = Caching(config, self.store)
         #: Where the users of `per_user` servers sign in and their tokens rest.
         self.sessions.team = team_sign_in(config.gateway, self.store)
         #: Rate limits and size limits of `tools/call` (`security/limits.py`).
@@ -137,7 +142,7 @@ class Gateway:
             config,
             specs,
             on_change=self._on_upstream_change,
-            on_resource_updated=self.sessions.resource_updated,
+            on_resource_updated=self._on_resource_updated,
             front=self.sessions,
         )
         self._trace(groups.values())  # servers a reload adds are traced as the others
@@ -331,7 +336,17 @@ class Gateway:
     def _on_upstream_change(self, upstream: Upstream) -> None:
         # A replica that changed state may have started a process: guard its group.
         self.reaper.adopt_children()
+        # Its lists may have changed (list_changed), or it restarted: what it answered
+        # before may no longer hold.
+        self.cache.forget(upstream.group)
+        if self.cache.shared is not None and self._tg is not None:
+            self._tg.start_soon(self.cache.clear, upstream.group)
         self.announcer.changed()
+
+    async def _on_resource_updated(self, upstream: Upstream, backend_uri: str) -> None:
+        self.cache.forget(upstream.group, backend_uri)
+        await self.cache.clear(upstream.group)
+        await self.sessions.resource_updated(upstream, backend_uri)
 
     def _log_summary(self) -> None:
         self.startup.ready(StartupSummary.of(self.groups, self.catalog))

@@ -10,8 +10,10 @@ stages, each wrapping the ones after it:
 2. `admit`: the gateway's admission (the caller's rate limit, the arguments' size); a
    refusal is the call's result. A tool that makes a call of its own through the
    pipeline (search mode's call tool) is not admitted: the call it makes is;
-3. `check_result`: the result's size;
-4. `relay`, last: the tool's own call: a backend's tool through its group (breaker,
+3. `cache`, only while some server has a `cache` table (`mcp_agg.core.cache`): a
+   cacheable call answered from the cache, and a result that may be kept, kept;
+4. `check_result`: the result's size;
+5. `relay`, last: the tool's own call: a backend's tool through its group (breaker,
    retries, failover), or one of the gateway's own tools.
 
 Every tools/call takes it: a client's (the gateway's server, `mcp_agg.front.server`),
@@ -22,7 +24,7 @@ and one made through search mode's call tool.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +32,7 @@ from mcp_agg.observability import audit, tracing
 
 if TYPE_CHECKING:
     from mcp_agg.components.forwarding import CallTarget
+    from mcp_agg.core.cache import Caching
     from mcp_agg.core.catalog import Catalog
     from mcp_agg.observability.audit import AuditLog, CallObserver, CallRecord
     from mcp_agg.observability.tracing import Tracer
@@ -61,6 +64,9 @@ class CallHost(Protocol):
     @property
     def tracer(self) -> Tracer | None: ...
 
+    @property
+    def cache(self) -> Caching: ...
+
 
 @dataclass(slots=True)
 class ToolCall:
@@ -68,8 +74,11 @@ class ToolCall:
 
     tool: CallTarget
     arguments: dict[str, Any]
-    #: The tool's result as `relay` returned it; None while it has not run (refused).
+    #: The tool's result as `relay` returned it (or the cache kept it); None while it has
+    #: not run (refused).
     relayed: dict[str, Any] | None = None
+    #: The request's `_meta` (the cache's bypass, `mcp_agg.core.cache.BYPASS_META_KEY`).
+    meta: Mapping[str, Any] | None = None
 
 
 #: The rest of the pipeline, as seen from one stage.
@@ -87,8 +96,21 @@ class CallPipeline:
 
     def __init__(self, host: CallHost) -> None:
         self._host = host
+        self.stages: tuple[Stage, ...] = ()
+        self._run: Next = self.relay
+        self.assemble()
+
+    def assemble(self) -> None:
+        """Bind the stages the host's settings call for (again after a reload changed
+        them): the cache's only while some server caches calls, so that it costs
+        nothing otherwise."""
+        cache = self._host.cache
         #: The stages, outermost first; `relay` comes after the last one.
-        self.stages: tuple[Stage, ...] = (self.record, self.admit, self.check_result)
+        self.stages = (
+            (self.record, self.admit, self.check_result)
+            if not cache.caches_calls
+            else (self.record, self.admit, cache, self.check_result)
+        )
         self._run = _chain(self.stages, self.relay)
 
     def lookup(self, name: str) -> CallTarget | None:
@@ -100,9 +122,15 @@ class CallPipeline:
         """Record a call of a tool this caller cannot see (no backend saw it)."""
         audit.unknown_tool(self._host.audit, self._host.observe_call, name, arguments)
 
-    async def call(self, tool: CallTarget, arguments: dict[str, Any]) -> dict[str, Any]:
-        """One client call of `tool`, through every stage, as a wire result."""
-        return await self._run(ToolCall(tool, arguments))
+    async def call(
+        self,
+        tool: CallTarget,
+        arguments: dict[str, Any],
+        meta: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One client call of `tool` (with its request's `_meta`), through every stage,
+        as a wire result."""
+        return await self._run(ToolCall(tool, arguments, meta=meta))
 
     async def record(self, call: ToolCall, call_next: Next) -> dict[str, Any]:
         host, tool = self._host, call.tool

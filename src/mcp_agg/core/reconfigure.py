@@ -33,6 +33,8 @@ from mcp_agg.security.limits import CallLimits
 if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
     from mcp_agg.core.announce import Announcer
+    from mcp_agg.core.cache import Caching
+    from mcp_agg.core.pipeline import CallPipeline
     from mcp_agg.core.sessions import Sessions
     from mcp_agg.observability.audit import AuditLog
     from mcp_agg.resilience.group import ReplicaGroup
@@ -60,6 +62,10 @@ class ReconfigureHost(Protocol):
     pinner: Pinner
     store: Store
     audit: AuditLog | None
+    cache: Caching
+
+    @property
+    def calls(self) -> CallPipeline: ...
 
     @property
     def visibility(self) -> Visibility: ...
@@ -276,6 +282,10 @@ class Reconfigurer:
         if access is not None and old.roles != settings.roles:
             access.policy = AccessPolicy(settings.roles)
         host.pinner = pinner
+        caches_calls = host.cache.caches_calls
+        host.cache.configure(new)
+        if host.cache.caches_calls != caches_calls:
+            host.calls.assemble()
         self._secrets |= redact.secrets_of(new.model_dump())
         redact.install(self._secrets)
         audit_settings = ("audit_log", "audit_arguments")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from mcp_agg.components.forwarding import CallTarget
     from mcp_agg.config import Config, ServerConfig
     from mcp_agg.core.announce import Announcer
+    from mcp_agg.core.cache import Caching
     from mcp_agg.core.catalog import Catalog
     from mcp_agg.core.peer import PerClient, RelayRule
     from mcp_agg.core.reload import ReloadReport
@@ -42,6 +43,7 @@ __all__ = [
     "Reconfigurable",
     "ReplicaView",
     "ServesCalls",
+    "ServesReads",
     "StateView",
 ]
 
@@ -95,6 +97,9 @@ class ReplicaView(CatalogView, Protocol):
 
     @property
     def upstreams(self) -> Sequence[Upstream]: ...
+
+    @property
+    def cache(self) -> Caching: ...
 
 
 class MetricsSource(ConfigView, Protocol):
@@ -172,8 +177,14 @@ class CallPath(Protocol):
         """Record a call of a tool the caller cannot see (no backend saw it)."""
         ...
 
-    async def call(self, tool: CallTarget, arguments: dict[str, Any]) -> dict[str, Any]:
-        """One call of `tool` through every stage, as a wire result."""
+    async def call(
+        self,
+        tool: CallTarget,
+        arguments: dict[str, Any],
+        meta: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """One call of `tool` (with its request's `_meta`) through every stage, as a
+        wire result."""
         ...
 
 
@@ -183,3 +194,11 @@ class ServesCalls(Protocol):
 
     @property
     def calls(self) -> CallPath: ...
+
+
+@runtime_checkable
+class ServesReads(Protocol):
+    """A server whose resource reads may be answered from the gateway's response cache."""
+
+    @property
+    def cache(self) -> Caching: ...

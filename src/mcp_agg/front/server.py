@@ -35,6 +35,7 @@ from mcp_agg.components.forwarding import hop_wire
 from mcp_agg.config import ServerConfig
 from mcp_agg.core.announce import Announcer
 from mcp_agg.core.bridge import PARKED_STATE, Bridge, backend_round, passed_through
+from mcp_agg.core.cache import Caching
 from mcp_agg.core.cachehints import merge_hints
 from mcp_agg.core.caller import Caller, connection_of, current_caller
 from mcp_agg.core.gateway import Gateway
@@ -136,6 +137,11 @@ class _GatewayServer(FastMCP[Any]):
         """Where every tools/call goes (`mcp_agg.core.views.ServesCalls`)."""
         return self._gateway.calls
 
+    @property
+    def cache(self) -> Caching:
+        """The response cache resource reads look in (`mcp_agg.core.views.ServesReads`)."""
+        return self._gateway.cache
+
     def _caller(self, ctx: ServerRequestContext) -> Caller:
         sessions = self._gateway.sessions
         if sessions.stdio_client is not None:
@@ -154,7 +160,7 @@ class _GatewayServer(FastMCP[Any]):
                 # FastMCP's path: its middleware, then the tool's `run` (the pipeline
                 # too), or its answer to an unknown name.
                 return await super(_GatewayServer, self)._on_call_tool(ctx, params)
-            return await calls.call(tool, params.arguments or {})
+            return await calls.call(tool, params.arguments or {}, params.meta)
 
         return await self._relayed(ctx, params, call)
 

@@ -35,6 +35,7 @@ from mcp_agg.resilience.breaker import BreakerState
 
 if TYPE_CHECKING:
     from mcp_agg.backend.upstream import Upstream
+    from mcp_agg.core.cache import ResponseCache
     from mcp_agg.core.catalog import Catalog
     from mcp_agg.core.views import ReplicaView
     from mcp_agg.resilience.group import ReplicaGroup
@@ -116,6 +117,7 @@ class StateCollector:
         gateway = self._gateway
         yield from _replica_metrics(gateway.upstreams)
         yield from _gateway_metrics(gateway.groups, gateway.catalog)
+        yield from _cache_metrics(gateway.cache.store)
 
 
 def _replica_metrics(upstreams: Iterable[Upstream]) -> Iterator[Metric]:
@@ -184,6 +186,19 @@ def _replica_metrics(upstreams: Iterable[Upstream]) -> Iterator[Metric]:
         failures.add_metric(values, float(stats.failures))
         connects.add_metric(values, float(stats.connects))
     yield from (up, healthy, breaker, opens, in_flight, latency, requests, failures, connects)
+
+
+def _cache_metrics(cache: ResponseCache) -> Iterator[Metric]:
+    """The response cache (`mcp_agg.core.cache`): hits, misses, evictions, its size."""
+    stats = cache.stats
+    for name, help_text, value in (
+        ("hits", "Calls and reads answered from the response cache.", stats.hits),
+        ("misses", "Cacheable calls and reads the cache could not answer.", stats.misses),
+        ("evictions", "Entries pushed out of the cache by its bounds.", stats.evictions),
+    ):
+        yield CounterMetricFamily(f"mcp_agg_cache_{name}", help_text, value=float(value))
+    yield GaugeMetricFamily("mcp_agg_cache_entries", "Entries in the cache.", value=len(cache))
+    yield GaugeMetricFamily("mcp_agg_cache_bytes", "Bytes held by the cache.", value=cache.size)
 
 
 def _gateway_metrics(groups: Mapping[str, ReplicaGroup], catalog: Catalog) -> Iterator[Metric]:

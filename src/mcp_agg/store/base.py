@@ -66,6 +66,19 @@ class Store(Protocol):
         """Forget the secret under `key` (nothing happens if there is none)."""
         ...
 
+    async def cached(self, space: str, key: str) -> str | None:
+        """The response kept under `key` in `space` (a server's responses), while its TTL
+        lasts and `space` was not cleared since (`mcp_agg.core.cache`)."""
+        ...
+
+    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
+        """Keep the response `value` under `key` in `space` for `ttl` seconds."""
+        ...
+
+    async def clear(self, space: str) -> None:
+        """Forget every response of `space`, for every replica."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...

@@ -15,7 +15,9 @@ While it is down:
 - registrations are not available (the admin API answers 503), and
   `watch_registrations` catches up by itself once the store is back;
 - secrets (per-user backend tokens) are not available: a sign-in kept in one
-  replica's memory would be missing on the others.
+  replica's memory would be missing on the others;
+- cached responses are misses (the calls go to the backends), kept responses are not
+  kept, and a clear is lost (the entries lapse with their TTL).
 """
 
 from __future__ import annotations
@@ -135,6 +137,21 @@ class FailSafeStore:
 
     async def delete_secret(self, key: str) -> None:
         await self._shared(lambda: self.shared.delete_secret(key))
+
+    async def cached(self, space: str, key: str) -> str | None:
+        try:
+            return await self._shared(lambda: self.shared.cached(space, key))
+        except StoreUnavailable:
+            return None  # a miss: the call goes to the backend
+
+    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
+        with contextlib.suppress(StoreUnavailable):
+            await self._shared(lambda: self.shared.keep(space, key, value, ttl))
+
+    async def clear(self, space: str) -> None:
+        # Lost while the store is down: the entries then lapse with their TTL.
+        with contextlib.suppress(StoreUnavailable):
+            await self._shared(lambda: self.shared.clear(space))
 
     def watch_registrations(self) -> AsyncIterator[Registration]:
         return self.shared.watch_registrations()

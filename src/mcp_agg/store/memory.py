@@ -35,6 +35,9 @@ class MemoryStore:
         #: Secrets (per-user backend tokens, sealed by their owner): never evicted.
         self._secrets: dict[str, bytes] = {}
         self._watchers: set[MemoryObjectSendStream[Registration]] = set()
+        #: (space, key) -> (clock reading at which it lapses, response); the least
+        #: recently kept go first beyond `max_entries`.
+        self._responses: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
 
     def __len__(self) -> int:
         """Buckets kept (a bucket idle long enough to be full again is dropped)."""
@@ -109,6 +112,22 @@ class MemoryStore:
 
     async def delete_secret(self, key: str) -> None:
         self._secrets.pop(key, None)
+
+    async def cached(self, space: str, key: str) -> str | None:
+        kept = self._responses.get((space, key))
+        if kept is None or kept[0] <= self._clock():
+            return None
+        return kept[1]
+
+    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
+        self._responses.pop((space, key), None)
+        self._responses[(space, key)] = (self._clock() + ttl, value)
+        while len(self._responses) > self._max:
+            self._responses.popitem(last=False)
+
+    async def clear(self, space: str) -> None:
+        for entry in [entry for entry in self._responses if entry[0] == space]:
+            del self._responses[entry]
 
     async def aclose(self) -> None:
         for watcher in self._watchers:

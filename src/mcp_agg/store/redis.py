@@ -8,6 +8,9 @@ Keys, all under `mcp-agg:`:
 - `mcp-agg:registrations`: servers registered through the admin API (hash: name ->
   `[[servers]]` entry as JSON); each change is also published on the channel of the
   same name, which `watch_registrations` listens to;
+- `mcp-agg:cache:<space>`: the generation of a server's cached responses (`clear`
+  increments it), and `mcp-agg:cache:<space>:<generation>:<key>` a response, with its
+  TTL; an older generation's responses are never read again and lapse by themselves;
 - `mcp-agg:secret:<key>`: a secret (per-user backend tokens, Fernet-sealed by
   `backend/oauth/peruser.py` before they get here), base64 (the client decodes
   responses as text), kept until deleted.
@@ -54,10 +57,23 @@ logger = logging.getLogger(__name__)
 PREFIX = "mcp-agg:"
 _REGISTRATIONS = f"{PREFIX}registrations"
 _SECRET = f"{PREFIX}secret:"
+_CACHE = f"{PREFIX}cache:"
 #: How long `watch_registrations` waits before subscribing again after a failure.
 _RESUBSCRIBE = 1.0
 
 _T = TypeVar("_T")
+
+#: KEYS[1]: the space's generation; ARGV[1]: the key. One round trip for both reads.
+_CACHED = """
+local generation = redis.call('GET', KEYS[1]) or '0'
+return redis.call('GET', KEYS[1] .. ':' .. generation .. ':' .. ARGV[1])
+"""
+
+#: KEYS[1]: the space's generation; ARGV: the key, the value, the TTL in milliseconds.
+_KEEP = """
+local generation = redis.call('GET', KEYS[1]) or '0'
+redis.call('SET', KEYS[1] .. ':' .. generation .. ':' .. ARGV[1], ARGV[2], 'PX', ARGV[3])
+"""
 
 #: KEYS[1]: the bucket; ARGV: rate (tokens per second), burst. Returns the seconds until
 #: a token is there ("0" when one was taken), as a string: Redis would truncate a Lua
@@ -117,6 +133,8 @@ class RedisStore:
             decode_responses=True,
         )
         self._take = self._redis.register_script(_TAKE_TOKEN)
+        self._cached = self._redis.register_script(_CACHED)
+        self._keep = self._redis.register_script(_KEEP)
 
     async def _bounded(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
         """`operation` within the timeout, its failures as `StoreUnavailable`."""
@@ -234,6 +252,22 @@ class RedisStore:
 
     async def delete_secret(self, key: str) -> None:
         await self._bounded("a secret", lambda: self._redis.delete(f"{_SECRET}{key}"))
+
+    async def cached(self, space: str, key: str) -> str | None:
+        found = await self._bounded(
+            "a cached response", lambda: self._cached(keys=[f"{_CACHE}{space}"], args=[key])
+        )
+        return None if found is None else str(found)
+
+    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
+        ms = max(1, math.ceil(ttl * 1000))
+        await self._bounded(
+            "a cached response",
+            lambda: self._keep(keys=[f"{_CACHE}{space}"], args=[key, value, ms]),
+        )
+
+    async def clear(self, space: str) -> None:
+        await self._bounded("a cache generation", lambda: self._redis.incr(f"{_CACHE}{space}"))
 
     async def aclose(self) -> None:
         await self._redis.aclose()
