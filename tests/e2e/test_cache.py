@@ -1,15 +1,16 @@
 """The response cache with a real backend whose answers change on every call
 (tests/e2e/backends/counting.py): a cached call answers the same within its ttl and a
-fresh one after it, a client can ask for fresh data, the backend's tool list changing
-forgets its entries, two users of a `private` entry never share one, and a resource
-read is kept as long as its backend's cache hints say; with `[gateway.store]` the
-replicas of a fleet share the entries."""
+fresh one after it, concurrent calls make one backend call, a client can ask for fresh
+data, the backend's tool list changing forgets its entries, two users of a `private`
+entry never share one, and a resource read is kept as long as its backend's cache hints
+say; with `[gateway.store]` the replicas of a fleet share the entries."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from fastmcp import Client
@@ -72,6 +73,24 @@ async def test_a_cached_call_until_its_ttl_a_bypass_and_list_changed(tmp_path: P
 
         await eventually(grown, "the new tool listed")
         assert await answer(client, "c_get_count") != kept  # the list changed: forgotten
+
+
+async def test_concurrent_calls_make_one_backend_call(tmp_path: Path) -> None:
+    config = write_config(tmp_path, '{ tools = ["get_*"], ttl = 60 }')
+    transport = StdioTransport(PYTHON, ["-m", "mcp_agg", "serve", "-c", str(config)])
+    async with Client(transport, mode="legacy", timeout=30) as client:
+        answers: list[str] = []
+
+        async def slow() -> None:
+            result = await client.call_tool_mcp("c_get_count", {"delay": 0.5})
+            answers.append(str(result.content[0].text))  # type: ignore[union-attr]
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(8):
+                tg.start_soon(slow)
+        assert answers == ["1"] * 8
+        # Another key: the backend's second call (it counted one for the eight).
+        assert await answer(client, "c_get_count") == "2"
 
 
 async def test_private_entries_are_never_shared_between_users(tmp_path: Path) -> None:

@@ -15,6 +15,11 @@ A `tools/call` is answered from the cache only where that is safe (docs/caching.
   interim (`input_required`) one is never kept;
 - the caller did not ask for fresh data (`_meta: {"mcp-agg/cache": false}`).
 
+Concurrent misses of one key are coalesced (single flight, in process): the first makes
+the backend call, the others wait for it and get its answer, or its error (an error is
+never kept). A waiter that gives up (cancelled, its deadline) leaves the call to the
+others; when the leader is cancelled, its waiters try again, one of them leading.
+
 Entries are keyed by server, original tool name and the arguments as canonical JSON,
 and for a `private` rule by the caller too (`owner`): two users never share one. They
 are bounded by count and by bytes, least recently used out first, and forgotten when
@@ -35,9 +40,10 @@ import json
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 import mcp_types
 from fastmcp.server.dependencies import get_context
 
@@ -105,6 +111,8 @@ class CacheStats:
     hits: int = 0
     misses: int = 0
     evictions: int = 0
+    #: Misses answered by another caller's backend call of the same key.
+    coalesced: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +125,28 @@ class _Entry:
 #: (owner, server, method, original tool name or backend URI, arguments as canonical
 #: JSON); owner "" is public.
 _Key = tuple[str, str, str, str, str]
+
+
+@dataclass(slots=True, eq=False)
+class _Flight:
+    """One backend call that concurrent calls of its key wait for. When `done` is set
+    it holds the leader's answer (`relayed`, `wire`: see `ToolCall`) or `error`; with
+    neither, the leader was cancelled."""
+
+    done: anyio.Event = field(default_factory=anyio.Event)
+    answer: tuple[dict[str, Any] | None, dict[str, Any]] | None = None
+    error: Exception | None = None
+
+    def answer_for(self, call: ToolCall) -> dict[str, Any] | None:
+        """The leader's answer as `call`'s own (its error raised); None: try again."""
+        if self.error is not None:
+            raise self.error
+        if self.answer is None:
+            return None
+        relayed, wire = self.answer
+        call.relayed = None if relayed is None else {**relayed}
+        return call.relayed if wire is relayed and call.relayed is not None else {**wire}
+
 
 _CALL = "tools/call"
 _READ = "resources/read"
@@ -209,6 +239,8 @@ class Caching:
         self.auth: AuthConfig | None = None
         #: Whether the call pipeline needs this stage: some server has a `cache` table.
         self.caches_calls = False
+        #: Backend calls of cacheable misses in progress, by key (coalescing).
+        self._flights: dict[_Key, _Flight] = {}
         self.configure(config)
 
     def configure(self, config: Config) -> None:
@@ -241,12 +273,44 @@ class Caching:
         key = (owner, call.tool.server, _CALL, original, _canonical(call.arguments))
         # The front hands over the request's `_meta`; on FastMCP's own path (middleware,
         # search mode's call tool) it is the request in FastMCP's context.
-        if not bypassed(call.meta if call.meta is not None else request_meta()):
-            kept = await self._get([key], json.loads)
-            if kept is not None:
-                call.relayed = {**kept}
-                return call.relayed
+        if bypassed(call.meta if call.meta is not None else request_meta()):
+            return await self._fetch(key, rule, call, call_next)
+        kept = await self._get([key], json.loads)
+        if kept is not None:
+            call.relayed = {**kept}
+            return call.relayed
+        while (flight := self._flights.get(key)) is not None:
+            await flight.done.wait()  # a waiter's cancellation leaves the flight alone
+            wire = flight.answer_for(call)
+            if wire is not None:
+                self.store.stats.coalesced += 1
+                return wire
+        flight = self._flights[key] = _Flight()
+        try:
+            return await self._fetch(key, rule, call, call_next, flight)
+        except Exception as exc:  # not a cancellation: the waiters try again then
+            if flight.answer is None:  # else it failed keeping an answer they have
+                flight.error = exc
+            raise
+        finally:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+            flight.done.set()
+
+    async def _fetch(
+        self,
+        key: _Key,
+        rule: CacheRule,
+        call: ToolCall,
+        call_next: Next,
+        flight: _Flight | None = None,
+    ) -> dict[str, Any]:
+        """The backend's answer to `call`, kept if it may be; told to `flight`'s waiters
+        before it is kept (they need not wait for a shared store)."""
         wire = await call_next(call)
+        if flight is not None:
+            flight.answer = (call.relayed, wire)
+            flight.done.set()
         ttl = _keepable(wire, rule)
         if ttl is not None and wire is call.relayed:  # not refused on the way up (size)
             await self._put(key, wire, json.dumps(wire, separators=(",", ":")), ttl)

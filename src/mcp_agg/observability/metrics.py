@@ -189,12 +189,14 @@ def _replica_metrics(upstreams: Iterable[Upstream]) -> Iterator[Metric]:
 
 
 def _cache_metrics(cache: ResponseCache) -> Iterator[Metric]:
-    """The response cache (`mcp_agg.core.cache`): hits, misses, evictions, its size."""
+    """The response cache (`mcp_agg.core.cache`): hits, misses, evictions, coalesced
+    misses, its size."""
     stats = cache.stats
     for name, help_text, value in (
         ("hits", "Calls and reads answered from the response cache.", stats.hits),
         ("misses", "Cacheable calls and reads the cache could not answer.", stats.misses),
         ("evictions", "Entries pushed out of the cache by its bounds.", stats.evictions),
+        ("coalesced", "Cache misses answered by a concurrent call's answer.", stats.coalesced),
     ):
         yield CounterMetricFamily(f"mcp_agg_cache_{name}", help_text, value=float(value))
     yield GaugeMetricFamily("mcp_agg_cache_entries", "Entries in the cache.", value=len(cache))

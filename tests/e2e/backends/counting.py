@@ -1,16 +1,18 @@
 """A backend whose answers change on every call, for the gateway's response cache.
 
-`get_count` (read-only) and `get_unmarked` (not annotated) both answer the number of
-calls made so far, so a repeated answer can only have come from a cache, as does the
-resource `count://reads` with the number of reads. `grow` adds a tool and tells the
-client the tool list changed. `--ttl SECONDS` sends `public` cache hints (2026-07-28)
-for that long on every cacheable result.
+`get_count` (read-only; after `delay` seconds, to hold concurrent calls in flight
+together) and `get_unmarked` (not annotated) both answer the number of calls made so
+far, so a repeated answer can only have come from a cache, as does the resource
+`count://reads` with the number of reads. `grow` adds a tool and tells the client the
+tool list changed. `--ttl SECONDS` sends `public` cache hints (2026-07-28) for that long
+on every cacheable result.
 """
 
 from __future__ import annotations
 
 import argparse
 
+import anyio
 from fastmcp import Context, FastMCP
 from mcp_types import ToolAnnotations
 
@@ -30,9 +32,11 @@ def count() -> int:
 
 
 @mcp.tool(annotations=ToolAnnotations(read_only_hint=True))
-def get_count(key: str = "") -> str:
+async def get_count(key: str = "", delay: float = 0) -> str:
     """The number of calls so far (read-only: it only counts them)."""
-    return f"{key}{count()}"
+    number = count()
+    await anyio.sleep(delay)
+    return f"{key}{number}"
 
 
 @mcp.resource("count://reads")
