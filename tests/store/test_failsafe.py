@@ -50,17 +50,19 @@ class FlakyStore(MemoryStore):
     def watch_registrations(self) -> AsyncIterator[Registration]:
         return super().watch_registrations()
 
-    async def cached(self, space: str, key: str) -> str | None:
+    async def cached(self, space: str, key: str, tag: str | None = None) -> str | None:
         self._reach()
-        return await super().cached(space, key)
+        return await super().cached(space, key, tag)
 
-    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
+    async def keep(
+        self, space: str, key: str, value: str, ttl: float, tag: str | None = None
+    ) -> None:
         self._reach()
-        await super().keep(space, key, value, ttl)
+        await super().keep(space, key, value, ttl, tag)
 
-    async def clear(self, space: str) -> None:
+    async def clear(self, space: str, tag: str | None = None) -> None:
         self._reach()
-        await super().clear(space)
+        await super().clear(space, tag)
 
     async def get_secret(self, key: str) -> bytes | None:
         self._reach()

@@ -43,3 +43,18 @@ async def test_cached_responses_last_their_ttl_and_a_clear_forgets_a_space() -> 
     for n in range(3):
         await store.keep("c", str(n), "x", 10)
     assert await store.cached("c", "0") is None  # beyond max_entries, the oldest went
+
+
+async def test_a_clear_of_a_tag_forgets_that_tags_responses_alone() -> None:
+    store = MemoryStore(clock=FakeClock())
+    await store.keep("a", "read-1", "1", 10, tag="uri-1")
+    await store.keep("a", "read-2", "2", 10, tag="uri-2")
+    await store.keep("a", "call", "3", 10)
+    await store.clear("a", "uri-1")
+    assert [
+        await store.cached("a", "read-1", "uri-1"),
+        await store.cached("a", "read-2", "uri-2"),
+    ] == [None, "2"]
+    assert await store.cached("a", "call") == "3"
+    await store.clear("a")
+    assert await store.cached("a", "read-2", "uri-2") is None

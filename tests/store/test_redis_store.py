@@ -11,10 +11,12 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
+import mcp_types
 import pytest
 from redis.asyncio import Redis
 
-from mcp_agg.config import StoreConfig
+from mcp_agg.config import StoreConfig, config_from_raw
+from mcp_agg.core.cache import Caching
 from mcp_agg.errors import StoreUnavailable
 from mcp_agg.store import Registration
 from mcp_agg.store.redis import RedisStore, store_address
@@ -273,3 +275,72 @@ async def test_cached_responses_are_shared_and_cleared_for_every_store(
         assert await other.cached("srv", "k") is None
     finally:
         await other.aclose()
+
+
+async def test_a_tags_responses_are_cleared_alone_for_every_store(
+    store: RedisStore, redis: RedisServer
+) -> None:
+    """A resource's update (a tag) forgets its responses on every replica, and only
+    them; the tag's generation lapses with the longest-lived response kept with it."""
+    other = RedisStore(StoreConfig(url=redis.url))
+    client = await raw(redis)
+    try:
+        await store.keep("tagged", "read-1", "1", 30, tag="uri-1")
+        await store.keep("tagged", "read-1b", "1b", 60, tag="uri-1")
+        await store.keep("tagged", "read-2", "2", 30, tag="uri-2")
+        await store.keep("tagged", "call", "3", 30)
+        assert await other.cached("tagged", "read-1", "uri-1") == "1"
+        assert 30_000 < await client.pttl("mcp-agg:cache:tagged:0:tag:uri-1") <= 60_000
+
+        await other.clear("tagged", "uri-1")
+        kept = [
+            await store.cached("tagged", key, tag)
+            for key, tag in [("read-1", "uri-1"), ("read-1b", "uri-1"), ("read-2", "uri-2")]
+        ]
+        assert kept == [None, None, "2"]
+        assert await store.cached("tagged", "call") == "3"
+        await store.keep("tagged", "read-1", "new", 30, tag="uri-1")
+        assert await other.cached("tagged", "read-1", "uri-1") == "new"
+
+        await other.clear("tagged", "never-kept")  # no generation made for nothing
+        assert not await client.exists("mcp-agg:cache:tagged:0:tag:never-kept")
+        await other.clear("tagged")  # the whole space: tagged responses too
+        assert await store.cached("tagged", "read-1", "uri-1") is None
+        assert await store.cached("tagged", "read-2", "uri-2") is None
+    finally:
+        await client.aclose()
+        await other.aclose()
+
+
+async def test_replicas_caches_forget_one_resource_through_redis(redis: RedisServer) -> None:
+    """Two replicas' caches on one Redis: a resource update one of them hears forgets
+    that resource's reads for both, and nothing else."""
+    raw_config = {
+        "gateway": {"store": {"url": redis.url}},
+        "servers": [{"name": "fleet", "command": "x", "cache": {"tools": ["*"], "ttl": 30}}],
+    }
+    config = config_from_raw(raw_config, None, {})
+    stores = [RedisStore(StoreConfig(url=redis.url)) for _ in range(2)]
+    first, second = (Caching(config, shared) for shared in stores)
+    try:
+        counts: dict[str, int] = {}
+
+        async def read(cache: Caching, uri: str) -> str:
+            async def fetch() -> mcp_types.ReadResourceResult:
+                counts[uri] = counts.get(uri, 0) + 1
+                text = mcp_types.TextResourceContents(uri=uri, text=str(counts[uri]))
+                return mcp_types.ReadResourceResult(
+                    contents=[text], ttl_ms=30_000, cache_scope="public"
+                )
+
+            result = await cache.read("fleet", uri, fetch)
+            return str(result.contents[0].text)  # type: ignore[union-attr]
+
+        assert [await read(first, "file:///a"), await read(first, "file:///b")] == ["1", "1"]
+        await second.clear("fleet", "file:///a")  # resources/updated, heard by the second
+        assert [await read(first, "file:///a"), await read(first, "file:///b")] == ["2", "1"]
+        await first.clear("fleet")  # list_changed, heard by the first
+        assert [await read(second, "file:///a"), await read(second, "file:///b")] == ["3", "2"]
+    finally:
+        for shared in stores:
+            await shared.aclose()

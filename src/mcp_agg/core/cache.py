@@ -25,7 +25,8 @@ and for a `private` rule by the caller too (`owner`): two users never share one.
 are bounded by count and by bytes, least recently used out first, and forgotten when
 their server's listing or state changes (`forget`). With `[gateway.store]` they are in
 the fleet's store instead (`Store.cached`/`keep`/`clear`), shared by every replica and
-cleared for all of them (`clear`); an unreachable store is a miss.
+cleared for all of them (`clear`: a server's, or one resource's reads); an unreachable
+store is a miss.
 
 For calls, the cache is a stage of the call pipeline (`mcp_agg.core.pipeline`) that
 exists only when some server has a `cache` table: without one, the call path is
@@ -256,11 +257,11 @@ class Caching:
         cache is cleared by `clear`."""
         self.store.forget(server, uri)
 
-    async def clear(self, server: str) -> None:
-        """Drop `server`'s entries in the shared store, for every replica (all of them:
-        a resource's update too, as the store knows no URIs)."""
+    async def clear(self, server: str, uri: str | None = None) -> None:
+        """Drop `server`'s entries (or its reads of its resource `uri`) in the shared
+        store, for every replica."""
         if self.shared is not None:
-            await self.shared.clear(server)
+            await self.shared.clear(server, None if uri is None else _tag(uri))
 
     async def __call__(self, call: ToolCall, call_next: Next) -> dict[str, Any]:
         rule: CacheRule | None = getattr(call.tool, "cache_rule", None)
@@ -350,7 +351,7 @@ class Caching:
             return self.store.get(*keys)
         stats = self.store.stats
         for key in keys:
-            text = await self.shared.cached(key[1], _digest(key))
+            text = await self.shared.cached(key[1], _digest(key), _tag_of(key))
             if text is not None:
                 stats.hits += 1
                 return decode(text)
@@ -362,7 +363,7 @@ class Caching:
         if self.shared is None:
             self.store.put(key, value, ttl, len(text.encode()))
         elif len(text) <= self.store.max_bytes:
-            await self.shared.keep(key[1], _digest(key), text, ttl)
+            await self.shared.keep(key[1], _digest(key), text, ttl, _tag_of(key))
 
 
 def private_owner(auth: AuthConfig | None) -> str | None:
@@ -394,6 +395,17 @@ def _digest(key: _Key) -> str:
     """A key as the shared store holds it: neither the caller's identity nor the
     arguments show in the store's key names."""
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()
+
+
+def _tag_of(key: _Key) -> str | None:
+    """The tag a shared entry is kept with: its resource's, so that an update of that
+    resource forgets its reads alone (`clear`); None for a call."""
+    return _tag(key[3]) if key[2] == _READ else None
+
+
+def _tag(uri: str) -> str:
+    """A resource's tag in the shared store (its URI does not show there either)."""
+    return hashlib.sha256(uri.encode()).hexdigest()
 
 
 def _canonical(arguments: Mapping[str, Any]) -> str:

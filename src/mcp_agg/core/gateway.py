@@ -345,7 +345,7 @@ class Gateway:
 
     async def _on_resource_updated(self, upstream: Upstream, backend_uri: str) -> None:
         self.cache.forget(upstream.group, backend_uri)
-        await self.cache.clear(upstream.group)
+        await self.cache.clear(upstream.group, backend_uri)
         await self.sessions.resource_updated(upstream, backend_uri)
 
     def _log_summary(self) -> None:

@@ -66,17 +66,22 @@ class Store(Protocol):
         """Forget the secret under `key` (nothing happens if there is none)."""
         ...
 
-    async def cached(self, space: str, key: str) -> str | None:
+    async def cached(self, space: str, key: str, tag: str | None = None) -> str | None:
         """The response kept under `key` in `space` (a server's responses), while its TTL
-        lasts and `space` was not cleared since (`mcp_agg.core.cache`)."""
+        lasts and neither `space` nor its `tag` was cleared since (`mcp_agg.core.cache`);
+        a response kept with a `tag` is asked for with that tag."""
         ...
 
-    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
-        """Keep the response `value` under `key` in `space` for `ttl` seconds."""
+    async def keep(
+        self, space: str, key: str, value: str, ttl: float, tag: str | None = None
+    ) -> None:
+        """Keep the response `value` under `key` in `space` for `ttl` seconds, as part of
+        `tag` (a resource's responses) if given."""
         ...
 
-    async def clear(self, space: str) -> None:
-        """Forget every response of `space`, for every replica."""
+    async def clear(self, space: str, tag: str | None = None) -> None:
+        """Forget every response of `space`, or only those kept with `tag`, for every
+        replica."""
         ...
 
     async def aclose(self) -> None:

@@ -138,20 +138,22 @@ class FailSafeStore:
     async def delete_secret(self, key: str) -> None:
         await self._shared(lambda: self.shared.delete_secret(key))
 
-    async def cached(self, space: str, key: str) -> str | None:
+    async def cached(self, space: str, key: str, tag: str | None = None) -> str | None:
         try:
-            return await self._shared(lambda: self.shared.cached(space, key))
+            return await self._shared(lambda: self.shared.cached(space, key, tag))
         except StoreUnavailable:
             return None  # a miss: the call goes to the backend
 
-    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
+    async def keep(
+        self, space: str, key: str, value: str, ttl: float, tag: str | None = None
+    ) -> None:
         with contextlib.suppress(StoreUnavailable):
-            await self._shared(lambda: self.shared.keep(space, key, value, ttl))
+            await self._shared(lambda: self.shared.keep(space, key, value, ttl, tag))
 
-    async def clear(self, space: str) -> None:
+    async def clear(self, space: str, tag: str | None = None) -> None:
         # Lost while the store is down: the entries then lapse with their TTL.
         with contextlib.suppress(StoreUnavailable):
-            await self._shared(lambda: self.shared.clear(space))
+            await self._shared(lambda: self.shared.clear(space, tag))
 
     def watch_registrations(self) -> AsyncIterator[Registration]:
         return self.shared.watch_registrations()

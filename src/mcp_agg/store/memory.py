@@ -18,6 +18,9 @@ __all__ = ["MemoryStore"]
 #: Most buckets and revocations kept at once; the least recently used go first.
 MAX_ENTRIES = 100_000
 
+#: A kept response: the clock reading at which it lapses, the response, its tag.
+_Kept = tuple[float, str, str | None]
+
 
 class MemoryStore:
     """`Store` in process: token buckets, revocations with their expiry, registrations,
@@ -35,9 +38,9 @@ class MemoryStore:
         #: Secrets (per-user backend tokens, sealed by their owner): never evicted.
         self._secrets: dict[str, bytes] = {}
         self._watchers: set[MemoryObjectSendStream[Registration]] = set()
-        #: (space, key) -> (clock reading at which it lapses, response); the least
-        #: recently kept go first beyond `max_entries`.
-        self._responses: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        #: (space, key) -> the response kept; the least recently kept go first beyond
+        #: `max_entries`.
+        self._responses: OrderedDict[tuple[str, str], _Kept] = OrderedDict()
 
     def __len__(self) -> int:
         """Buckets kept (a bucket idle long enough to be full again is dropped)."""
@@ -113,21 +116,24 @@ class MemoryStore:
     async def delete_secret(self, key: str) -> None:
         self._secrets.pop(key, None)
 
-    async def cached(self, space: str, key: str) -> str | None:
+    async def cached(self, space: str, key: str, tag: str | None = None) -> str | None:
         kept = self._responses.get((space, key))
-        if kept is None or kept[0] <= self._clock():
+        if kept is None or kept[0] <= self._clock() or kept[2] != tag:
             return None
         return kept[1]
 
-    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
+    async def keep(
+        self, space: str, key: str, value: str, ttl: float, tag: str | None = None
+    ) -> None:
         self._responses.pop((space, key), None)
-        self._responses[(space, key)] = (self._clock() + ttl, value)
+        self._responses[(space, key)] = (self._clock() + ttl, value, tag)
         while len(self._responses) > self._max:
             self._responses.popitem(last=False)
 
-    async def clear(self, space: str) -> None:
-        for entry in [entry for entry in self._responses if entry[0] == space]:
-            del self._responses[entry]
+    async def clear(self, space: str, tag: str | None = None) -> None:
+        for entry, kept in list(self._responses.items()):
+            if entry[0] == space and (tag is None or kept[2] == tag):
+                del self._responses[entry]
 
     async def aclose(self) -> None:
         for watcher in self._watchers:

@@ -10,7 +10,12 @@ Keys, all under `mcp-agg:`:
   same name, which `watch_registrations` listens to;
 - `mcp-agg:cache:<space>`: the generation of a server's cached responses (`clear`
   increments it), and `mcp-agg:cache:<space>:<generation>:<key>` a response, with its
-  TTL; an older generation's responses are never read again and lapse by themselves;
+  TTL; an older generation's responses are never read again and lapse by themselves.
+  A response kept with a tag (a resource's) has a generation of that tag's too,
+  `mcp-agg:cache:<space>:<generation>:tag:<tag>` (`clear` with the tag increments it),
+  in its name: `mcp-agg:cache:<space>:<generation>:<tag generation>:<key>`. A tag's
+  generation lives as long as the longest-lived response kept with it, so that it
+  never starts over at 0 while a response of an older one is there to be read;
 - `mcp-agg:secret:<key>`: a secret (per-user backend tokens, Fernet-sealed by
   `backend/oauth/peruser.py` before they get here), base64 (the client decodes
   responses as text), kept until deleted.
@@ -63,16 +68,43 @@ _RESUBSCRIBE = 1.0
 
 _T = TypeVar("_T")
 
-#: KEYS[1]: the space's generation; ARGV[1]: the key. One round trip for both reads.
+#: KEYS[1]: the space's generation; ARGV: the key, the tag ("" for none). One round trip
+#: for the generations and the response.
 _CACHED = """
-local generation = redis.call('GET', KEYS[1]) or '0'
-return redis.call('GET', KEYS[1] .. ':' .. generation .. ':' .. ARGV[1])
+local name = KEYS[1] .. ':' .. (redis.call('GET', KEYS[1]) or '0') .. ':'
+if ARGV[2] ~= '' then
+  name = name .. (redis.call('GET', name .. 'tag:' .. ARGV[2]) or '0') .. ':'
+end
+return redis.call('GET', name .. ARGV[1])
 """
 
-#: KEYS[1]: the space's generation; ARGV: the key, the value, the TTL in milliseconds.
+#: KEYS[1]: the space's generation; ARGV: the key, the value, the TTL in milliseconds,
+#: the tag ("" for none). The tag's generation is made to outlive the response.
 _KEEP = """
-local generation = redis.call('GET', KEYS[1]) or '0'
-redis.call('SET', KEYS[1] .. ':' .. generation .. ':' .. ARGV[1], ARGV[2], 'PX', ARGV[3])
+local name = KEYS[1] .. ':' .. (redis.call('GET', KEYS[1]) or '0') .. ':'
+local ttl = tonumber(ARGV[3])
+if ARGV[4] ~= '' then
+  local tag = name .. 'tag:' .. ARGV[4]
+  local generation = redis.call('GET', tag)
+  if not generation then
+    generation = '0'
+    redis.call('SET', tag, generation, 'PX', ttl)
+  elseif redis.call('PTTL', tag) < ttl then
+    redis.call('PEXPIRE', tag, ttl)
+  end
+  name = name .. generation .. ':'
+end
+redis.call('SET', name .. ARGV[1], ARGV[2], 'PX', ttl)
+"""
+
+#: KEYS[1]: the space's generation; ARGV[1]: the tag. A tag without a generation has no
+#: responses kept in this generation of the space: nothing to clear (INCR would make
+#: a generation that never lapses).
+_CLEAR_TAG = """
+local tag = KEYS[1] .. ':' .. (redis.call('GET', KEYS[1]) or '0') .. ':tag:' .. ARGV[1]
+if redis.call('EXISTS', tag) == 1 then
+  redis.call('INCR', tag)
+end
 """
 
 #: KEYS[1]: the bucket; ARGV: rate (tokens per second), burst. Returns the seconds until
@@ -135,6 +167,7 @@ class RedisStore:
         self._take = self._redis.register_script(_TAKE_TOKEN)
         self._cached = self._redis.register_script(_CACHED)
         self._keep = self._redis.register_script(_KEEP)
+        self._clear_tag = self._redis.register_script(_CLEAR_TAG)
 
     async def _bounded(self, what: str, operation: Callable[[], Awaitable[_T]]) -> _T:
         """`operation` within the timeout, its failures as `StoreUnavailable`."""
@@ -253,21 +286,30 @@ class RedisStore:
     async def delete_secret(self, key: str) -> None:
         await self._bounded("a secret", lambda: self._redis.delete(f"{_SECRET}{key}"))
 
-    async def cached(self, space: str, key: str) -> str | None:
+    async def cached(self, space: str, key: str, tag: str | None = None) -> str | None:
         found = await self._bounded(
-            "a cached response", lambda: self._cached(keys=[f"{_CACHE}{space}"], args=[key])
+            "a cached response",
+            lambda: self._cached(keys=[f"{_CACHE}{space}"], args=[key, tag or ""]),
         )
         return None if found is None else str(found)
 
-    async def keep(self, space: str, key: str, value: str, ttl: float) -> None:
+    async def keep(
+        self, space: str, key: str, value: str, ttl: float, tag: str | None = None
+    ) -> None:
         ms = max(1, math.ceil(ttl * 1000))
         await self._bounded(
             "a cached response",
-            lambda: self._keep(keys=[f"{_CACHE}{space}"], args=[key, value, ms]),
+            lambda: self._keep(keys=[f"{_CACHE}{space}"], args=[key, value, ms, tag or ""]),
         )
 
-    async def clear(self, space: str) -> None:
-        await self._bounded("a cache generation", lambda: self._redis.incr(f"{_CACHE}{space}"))
+    async def clear(self, space: str, tag: str | None = None) -> None:
+        generation = f"{_CACHE}{space}"
+        if tag is None:
+            await self._bounded("a cache generation", lambda: self._redis.incr(generation))
+        else:
+            await self._bounded(
+                "a cache generation", lambda: self._clear_tag(keys=[generation], args=[tag])
+            )
 
     async def aclose(self) -> None:
         await self._redis.aclose()
