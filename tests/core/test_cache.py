@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from unittest.mock import patch
 
@@ -11,7 +12,7 @@ import pytest
 from mcp_agg.config import config_from_raw
 from mcp_agg.config.cache import CacheLimitsConfig, ServerCacheConfig
 from mcp_agg.core import cache as cache_module
-from mcp_agg.core.cache import CacheRule, Caching, ResponseCache, tool_rule
+from mcp_agg.core.cache import BYPASS_META_KEY, CacheRule, Caching, ResponseCache, tool_rule
 from mcp_agg.core.pipeline import ToolCall
 from mcp_agg.security.auth import ANONYMOUS
 from mcp_agg.store import MemoryStore
@@ -138,6 +139,40 @@ async def test_the_client_can_ask_for_fresh_data() -> None:
     assert await call(cache, tool, {"mcp-agg/cache": False}) == "2"
     assert await call(cache, tool) == "2"  # the fresh answer is kept for the next caller
     assert await call(cache, tool, {"mcp-agg/cache": True}) == "2"
+
+
+_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+#: The 2026-07-28 schema's rules for a `_meta` key (`MetaObject`): an optional prefix of
+#: dot-separated labels and a slash, then a name.
+_META_KEY = re.compile(
+    rf"(?:({_LABEL}(?:\.{_LABEL})*)/)?(?:[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)?"
+)
+
+
+def _meta_key_ours(key: str) -> bool:
+    """Whether `key` is a valid `_meta` key outside the prefixes reserved for MCP (those
+    whose second label is `modelcontextprotocol` or `mcp`)."""
+    match = _META_KEY.fullmatch(key)
+    if match is None or match.group(1) is None:
+        return False
+    labels = match.group(1).split(".")
+    return len(labels) < 2 or labels[1] not in ("modelcontextprotocol", "mcp")
+
+
+@pytest.mark.parametrize(
+    ("key", "ours"),
+    [
+        (BYPASS_META_KEY, True),
+        ("com.example.mcp/cache", True),
+        ("io.modelcontextprotocol/cache", False),  # reserved
+        ("dev.mcp/cache", False),  # reserved
+        ("cache", False),  # no prefix: not namespaced
+        ("mcp_agg/cache", False),  # "_" is not allowed in a label
+        ("mcp-agg/-cache", False),  # a name starts with a letter or digit
+    ],
+)
+def test_the_bypass_key_follows_the_specs_meta_naming(key: str, ours: bool) -> None:
+    assert _meta_key_ours(key) is ours
 
 
 async def test_private_entries_are_each_callers_own(monkeypatch: pytest.MonkeyPatch) -> None:
