@@ -131,8 +131,8 @@ _Key = tuple[str, str, str, str, str]
 @dataclass(slots=True, eq=False)
 class _Flight:
     """One backend call that concurrent calls of its key wait for. When `done` is set
-    it holds the leader's answer (`relayed`, `wire`: see `ToolCall`) or `error`; with
-    neither, the leader was cancelled."""
+    it holds the leader's `answer` (its call's `relayed` and the wire result it got, see
+    `ToolCall`) or its `error`; with neither, the leader was cancelled."""
 
     done: anyio.Event = field(default_factory=anyio.Event)
     answer: tuple[dict[str, Any] | None, dict[str, Any]] | None = None
@@ -289,7 +289,7 @@ class Caching:
         flight = self._flights[key] = _Flight()
         try:
             return await self._fetch(key, rule, call, call_next, flight)
-        except Exception as exc:  # not a cancellation: the waiters try again then
+        except Exception as exc:  # a cancellation is not caught: its waiters try again
             if flight.answer is None:  # else it failed keeping an answer they have
                 flight.error = exc
             raise
