@@ -469,13 +469,15 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
         " first. The direct columns make the same call without a cache (every call reaches"
         " the backend); FastMCP's proxies have no response cache."
     )
+    cpu_calls = plan.rounds * plan.seq_calls
+    tick = 1 / os.sysconf("SC_CLK_TCK")
     cpu_note = (
         "◊ User + system CPU time (/proc/PID/stat) over the sequential `echo` calls of the"
         " first row, ÷ those calls: of the gateway or proxy process, and of the backend"
         " processes below it; in the direct columns, of the backend itself (so the ratio of"
-        " the backends' row shows what the hop adds to the backend's own work). Clock ticks"
-        f" are 10 ms: {plan.rounds * plan.seq_calls} calls of about 1 ms each give a"
-        " resolution of a few percent."
+        " the backends' row shows what the hop adds to the backend's own work). The kernel"
+        f" counts in {ms(tick)} ticks: over {_count(cpu_calls, 'call')} a figure is within"
+        f" {ms(tick / cpu_calls)} per call."
     )
     calls = Table(
         "Calls",
