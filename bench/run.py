@@ -88,11 +88,14 @@ class Plan:
     slow_rss_calls: int
     #: Let each front stop by itself before its process groups are killed (else kill at once).
     graceful: bool
+    #: Start the cache-hit row's mcp-agg fronts apart, so that the other rows measure a
+    #: gateway without a cache; else (quicker) the call rows' fronts cache `lookup` too.
+    cache_apart: bool
 
 
 # Call counts are per round; the mcpServers proxy takes part in the first round only.
-FULL = Plan("full", 3, 30, 200, 64, 1000, 1024, 10, 1, 5, (1, 5, 20), 3, 20, 5, 1, True)
-QUICK = Plan("quick", 1, 5, 30, 16, 160, 64, 5, 0, 1, (1, 5), 1, 1, 3, 0, False)
+FULL = Plan("full", 3, 30, 200, 64, 1000, 1024, 10, 1, 5, (1, 5, 20), 3, 20, 5, 1, True, True)
+QUICK = Plan("quick", 1, 5, 30, 16, 160, 64, 5, 0, 1, (1, 5), 1, 1, 3, 0, False, False)
 
 
 class Progress:
@@ -192,10 +195,13 @@ async def _measure_calls(
     plan: Plan, path: str, env: Env, got: CallSamples, log: Progress, tag: str
 ) -> None:
     """One round of the call rows for one path: sequential latency and the CPU it took,
-    throughput, large result, and for a direct path the uncached `lookup`."""
+    throughput, large result, and for a direct path the uncached `lookup` (for mcp-agg,
+    unless `plan.cache_apart`, the cached one)."""
     slow = path == SLOW
     name = f"{PATHS[path]}{tag}"
-    async with open_front(path, 1 if path in DIRECT_PATHS else FRONTED, env) as front:
+    cache = path in AGG_PATHS and not plan.cache_apart
+    backends = 1 if path in DIRECT_PATHS else FRONTED
+    async with open_front(path, backends, env, cache=cache) as front:
         session = front.sessions[0]
         await session.resolve_names()
         seq_calls = plan.slow_calls if slow else plan.seq_calls
@@ -230,10 +236,10 @@ async def _measure_calls(
         samples = await blob_latency(session, plan.blob_kb, blob_calls, min(warmup, 1))
         got.blob.setdefault(path, []).extend(samples)
         log(f"{name}: blob median {ms(median(samples))}")
-        if path in DIRECT_PATHS:
-            samples = await repeated_lookup(session, plan.seq_calls, plan.warmup, cached=False)
+        if path in DIRECT_PATHS or cache:
+            samples = await repeated_lookup(session, plan.seq_calls, plan.warmup, cached=cache)
             got.lookup.setdefault(path, []).extend(samples)
-            log(f"{name}: lookup p50 {ms(percentile(samples, 50))}")
+            log(f"{name}: {'cache hit' if cache else 'lookup'} p50 {ms(percentile(samples, 50))}")
 
 
 async def _measure_cache(
@@ -265,13 +271,13 @@ async def _call_rows(plan: Plan, paths: list[str], env: Env, rows: Rows, log: Pr
             targets = [rows.seq_p50, rows.seq_p99, rows.tp_one, rows.blob, rows.cpu]
             if path in HTTP_PATHS:
                 targets.append(rows.tp_multi)
-            if path in DIRECT_PATHS:
+            if path in DIRECT_PATHS or (path in AGG_PATHS and not plan.cache_apart):
                 targets.append(rows.cache_hit)
-            else:
+            if path not in DIRECT_PATHS:
                 targets.append(rows.backend_cpu)
             step = _measure_calls(plan, path, env, got, log, tag)
             ok &= await _guarded(targets, path, "call rows", log, step)
-            if path in AGG_PATHS:
+            if path in AGG_PATHS and plan.cache_apart:
                 step = _measure_cache(plan, path, env, got, log, tag)
                 ok &= await _guarded([rows.cache_hit], path, "cache-hit row", log, step)
     for path, samples in got.seq.items():
@@ -460,14 +466,20 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
         " and run; lower is better for times, CPU and memory, higher for throughput."
     )
     slow = "† FastMCP's mcpServers proxy starts every configured backend for each request"
+    cache_config = '`cache = { tools = ["lookup"], ttl = 3600, scope = "public" }` on b1'
+    cache_fronts = (
+        f"Each mcp-agg front is started again for this row with {cache_config}"
+        if plan.cache_apart
+        else f"To start fewer fronts, this mode runs the mcp-agg fronts of every row with"
+        f" {cache_config} (so their other rows include the cache stage)"
+    )
     cache_note = (
         f'¶ The same `lookup("bench")` call {plan.seq_calls} times per round after'
-        f" {_count(max(plan.warmup, 1), 'unmeasured call')}. Each mcp-agg front is started"
-        ' again for this row with `cache = { tools = ["lookup"], ttl = 3600, scope ='
-        ' "public" }` on b1 (`lookup` is `readOnlyHint`), so its figure is a cache hit:'
-        " the backend numbers its answers, and the row fails if any answer differs from the"
-        " first. The direct columns make the same call without a cache (every call reaches"
-        " the backend); FastMCP's proxies have no response cache."
+        f" {_count(max(plan.warmup, 1), 'unmeasured call')}. {cache_fronts}; `lookup` is"
+        " `readOnlyHint`, so the figure is a cache hit: the backend numbers its answers, and"
+        " the row fails if any answer differs from the first. The direct columns make the"
+        " same call without a cache (every call reaches the backend); FastMCP's proxies have"
+        " no response cache."
     )
     cpu_calls = plan.rounds * plan.seq_calls
     tick = 1 / os.sysconf("SC_CLK_TCK")
@@ -564,7 +576,7 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
     if SLOW not in paths:
         for table in (calls, startup):
             table.notes = [note for note in table.notes if not note.startswith("†")]
-    return [calls, http, startup] if http_columns else [calls, startup]
+    return [table for table in (calls, http, startup) if table.columns]
 
 
 async def _run(
