@@ -382,28 +382,19 @@ def _free_port() -> int:
 def _argv(path: str, backends: int, env: Env, port: int | None, *, cache: bool) -> list[str]:
     """The command line of a front's process (for direct: of one backend); `port` for
     the HTTP paths."""
-    at = [] if port is None else [str(port)]
+    port_arg = [] if port is None else [str(port)]
     if path in {"direct", "direct-http"}:
-        return [sys.executable, str(BACKEND), *(["--port", *at] if at else [])]
+        return [sys.executable, str(BACKEND), *(["--port", *port_arg] if port_arg else [])]
     if path in {"agg-stdio", "agg-http"}:
-        config = env.config(backends, cache=cache)
-        argv = [
-            sys.executable,
-            "-m",
-            "mcp_agg",
-            "serve",
-            "-c",
-            str(config),
-            "--log-level",
-            "warning",
-        ]
-        return [*argv, *(["--transport", "http", "--port", *at] if at else [])]
+        config = str(env.config(backends, cache=cache))
+        serve = [sys.executable, "-m", "mcp_agg", "serve", "-c", config, "--log-level", "warning"]
+        return [*serve, *(["--transport", "http", "--port", *port_arg] if port_arg else [])]
     kind = {
         "fastmcp-mounted": "mounted",
         "fastmcp-mounted-http": "mounted",
         "fastmcp-mcpservers": "mcpservers",
     }[path]
-    return [sys.executable, str(PROXY), kind, str(backends), str(BACKEND), *at]
+    return [sys.executable, str(PROXY), kind, str(backends), str(BACKEND), *port_arg]
 
 
 @dataclass(slots=True)
