@@ -200,8 +200,8 @@ async def _measure_calls(
     slow = path == SLOW
     name = f"{PATHS[path]}{tag}"
     cache = path in AGG_PATHS and not plan.cache_apart
-    backends = 1 if path in DIRECT_PATHS else FRONTED
-    async with open_front(path, backends, env, cache=cache) as front:
+    fronted = 1 if path in DIRECT_PATHS else FRONTED
+    async with open_front(path, fronted, env, cache=cache) as front:
         session = front.sessions[0]
         await session.resolve_names()
         seq_calls = plan.slow_calls if slow else plan.seq_calls
