@@ -1,9 +1,10 @@
 """Processes and client sessions for the benchmark: every path opened alike, every process reaped.
 
-A "front" is what a bench client talks to: the backend itself (direct), an mcp-agg gateway
-over stdio or HTTP, or one of FastMCP's proxies. Every process the bench starts leads its
-own process group; the bench is a child subreaper, so a backend orphaned by a dying gateway
-is re-parented to the bench instead of init and is still found and killed at the end.
+A "front" is what a bench client talks to: the backend itself (direct, over stdio or
+HTTP), an mcp-agg gateway over stdio or HTTP, or one of FastMCP's proxies. Every process
+the bench starts leads its own process group; the bench is a child subreaper, so a backend
+orphaned by a dying gateway is re-parented to the bench instead of init and is still found
+and killed at the end.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ from typing_extensions import Unpack
 
 __all__ = [
     "BACKEND",
+    "HTTP_PATHS",
     "PATHS",
     "BenchError",
     "Env",
     "Front",
     "Reaper",
     "Session",
+    "cpu_seconds",
     "open_front",
     "peak_rss_mib",
     "wait_ready",
@@ -50,7 +53,9 @@ BENCH = Path(__file__).resolve().parent
 BACKEND = BENCH / "backend.py"
 PROXY = BENCH / "fastmcp_proxy.py"
 #: The backend's tools; through a gateway they are `b1_echo`, ...
-TOOLS = ("echo", "add", "sleep_ms", "blob")
+TOOLS = ("echo", "add", "sleep_ms", "blob", "lookup")
+#: The tool a gateway started with `cache=True` answers from its cache (docs/caching.md).
+CACHED_TOOL = "lookup"
 
 #: Path key → the column title in the tables.
 PATHS: dict[str, str] = {
@@ -59,7 +64,11 @@ PATHS: dict[str, str] = {
     "agg-http": "mcp-agg http",
     "fastmcp-mounted": "fastmcp proxy (mounted)",
     "fastmcp-mcpservers": "fastmcp proxy (mcpServers)",
+    "direct-http": "direct http",
+    "fastmcp-mounted-http": "fastmcp proxy (mounted) http",
 }
+#: The paths a client reaches over streamable HTTP (each its own process on a free port).
+HTTP_PATHS = ("direct-http", "agg-http", "fastmcp-mounted-http")
 
 #: Writes its own pid (the one that `exec` keeps) to $0, then becomes the real command:
 #: the SDK's stdio client does not say which pid it spawned.
@@ -114,6 +123,21 @@ def _descendants(root: int, table: dict[int, _Proc]) -> list[_Proc]:
         found.extend(below)
         frontier = [proc.pid for proc in below]
     return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time one process has used so far (/proc/PID/stat), in seconds."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    # utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the command.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -271,12 +295,17 @@ class Env:
     def next_id(self) -> int:
         return next(self._ids)
 
-    def config(self, backends: int) -> Path:
+    def config(self, backends: int, *, cache: bool = False) -> Path:
         """`servers` if set, else a servers.toml with `backends` copies of the bench
-        backend, named b1..bN."""
+        backend, named b1..bN; with `cache`, b1's `lookup` is answered from the cache.
+
+        The cache is a stage of every call only while some server has a `cache` table,
+        so only the cache-hit row's gateways get one: the other rows measure the call
+        path as a gateway without caching runs it.
+        """
         if self.servers is not None:
             return self.servers
-        path = self.workdir / f"servers-{backends}.toml"
+        path = self.workdir / f"servers-{backends}{'-cache' * cache}.toml"
         if not path.exists():
             lines = ["[gateway]", "connect_timeout = 120", ""]
             for index in range(1, backends + 1):
@@ -285,8 +314,13 @@ class Env:
                     f'name = "b{index}"',
                     'command = "python"',
                     f"args = [{str(BACKEND)!r}]".replace("'", '"'),
-                    "",
                 ]
+                if cache and index == 1:
+                    # public: an anonymous HTTP caller gets no private entries at all.
+                    lines.append(
+                        f'cache = {{ tools = ["{CACHED_TOOL}"], ttl = 3600, scope = "public" }}'
+                    )
+                lines.append("")
             path.write_text("\n".join(lines))
         return path
 
@@ -302,9 +336,16 @@ class Front:
     url: str | None = None
     _extra: list[Client[Any]] = field(default_factory=list)
 
+    def backend_pids(self) -> list[int]:
+        """The bench backends' processes behind this front (for direct: the front itself)."""
+        if self.path.startswith("direct"):
+            return [self.pid]
+        below = _descendants(self.pid, _process_table())
+        return [proc.pid for proc in below if str(BACKEND) in _cmdline(proc.pid)]
+
     async def list_complete(self) -> None:
         """Return once every backend's tools are listed (a gateway may list late starters later)."""
-        expected = len(TOOLS) * (1 if self.path == "direct" else self.backends)
+        expected = len(TOOLS) * (1 if self.path.startswith("direct") else self.backends)
         counts: list[int] = []
         try:
             async with asyncio.timeout(REQUEST_TIMEOUT):
@@ -338,15 +379,22 @@ def _free_port() -> int:
         return port
 
 
-def _argv(path: str, backends: int, env: Env) -> list[str]:
-    """The command line of a front's process (for direct: of one backend)."""
-    if path == "direct":
-        return [sys.executable, str(BACKEND)]
+def _argv(path: str, backends: int, env: Env, port: int | None, *, cache: bool) -> list[str]:
+    """The command line of a front's process (for direct: of one backend); `port` for
+    the HTTP paths."""
+    port_arg = [] if port is None else [str(port)]
+    if path in {"direct", "direct-http"}:
+        return [sys.executable, str(BACKEND), *(["--port", *port_arg] if port_arg else [])]
     if path in {"agg-stdio", "agg-http"}:
-        argv = [sys.executable, "-m", "mcp_agg", "serve", "-c", str(env.config(backends))]
-        return [*argv, "--log-level", "warning"]
-    kind = {"fastmcp-mounted": "mounted", "fastmcp-mcpservers": "mcpservers"}[path]
-    return [sys.executable, str(PROXY), kind, str(backends), str(BACKEND)]
+        config = str(env.config(backends, cache=cache))
+        serve = [sys.executable, "-m", "mcp_agg", "serve", "-c", config, "--log-level", "warning"]
+        return [*serve, *(["--transport", "http", "--port", *port_arg] if port_arg else [])]
+    kind = {
+        "fastmcp-mounted": "mounted",
+        "fastmcp-mounted-http": "mounted",
+        "fastmcp-mcpservers": "mcpservers",
+    }[path]
+    return [sys.executable, str(PROXY), kind, str(backends), str(BACKEND), *port_arg]
 
 
 @dataclass(slots=True)
@@ -388,27 +436,34 @@ async def _bounded(step: Awaitable[object], env: Env, what: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def open_front(path: str, backends: int, env: Env) -> AsyncIterator[Front]:
+async def open_front(
+    path: str, backends: int, env: Env, *, cache: bool = False
+) -> AsyncIterator[Front]:
     """Start a path in front of `backends` backends and connect one session to it.
 
     For direct, that is one session per backend (started in parallel), as a client with
-    `backends` entries in its own config would do. On the way out, whatever happened,
-    the front is asked to stop, then every process group it and its children had is killed.
+    `backends` entries in its own config would do; direct http serves one backend. With
+    `cache`, an mcp-agg front answers b1's `lookup` from its cache. On the way out,
+    whatever happened, the front is asked to stop, then every process group it and its
+    children had is killed.
     """
     http_client: Client[Any] | None = None
     children: list[_StdioChild] = []
     http: asyncio.subprocess.Process | None = None
     front: Front | None = None
     try:
-        if path == "agg-http":
+        if path in HTTP_PATHS:
             port = _free_port()
-            argv = [*_argv(path, backends, env), "--transport", "http", "--port", str(port)]
+            argv = _argv(path, backends, env, port, cache=cache)
             http = await asyncio.create_subprocess_exec(
                 *argv, stdin=subprocess.DEVNULL, stdout=env.log, stderr=env.log,
                 start_new_session=True,
             )  # fmt: skip
             env.reaper.spawned(http.pid)
-            await wait_ready(port, http)
+            # FastMCP's HTTP servers listen once their lifespan (and, for the mounted
+            # proxy, every backend's connection) is up; mcp-agg listens at once and says
+            # when it is ready.
+            await wait_ready(port, http, readyz=path == "agg-http")
             url = f"http://127.0.0.1:{port}/mcp"
             client: Client[Any] = Client(
                 UncappedHttpTransport(url), timeout=REQUEST_TIMEOUT, init_timeout=REQUEST_TIMEOUT
@@ -417,7 +472,7 @@ async def open_front(path: str, backends: int, env: Env) -> AsyncIterator[Front]
             http_client = client
             front = Front(path, backends, http.pid, [Session(client)], url=url)
         else:
-            argv = _argv(path, backends, env)
+            argv = _argv(path, backends, env, None, cache=cache)
             children = [_StdioChild(env, argv) for _ in range(backends if path == "direct" else 1)]
             outcomes = await asyncio.gather(
                 *(child.enter() for child in children), return_exceptions=True
@@ -464,17 +519,25 @@ def _started(http: asyncio.subprocess.Process | None, children: list[_StdioChild
     return ([http.pid] if http else []) + [pid for pid in pids if pid is not None]
 
 
-async def wait_ready(port: int, process: asyncio.subprocess.Process) -> None:
-    """Poll until the HTTP front is ready, `/readyz` 200 (every 10 ms), or fail if it
-    died: it listens at once, and answers MCP requests with 503 until its backends
-    have started."""
+async def wait_ready(
+    port: int, process: asyncio.subprocess.Process, *, readyz: bool = True
+) -> None:
+    """Poll every 10 ms until the HTTP front is ready, or fail if it died: with `readyz`,
+    until `/readyz` says 200 (mcp-agg listens at once, and answers MCP requests with 503
+    until its backends have started); else until the port accepts a connection."""
     deadline = time.monotonic() + REQUEST_TIMEOUT
     async with httpx2.AsyncClient(timeout=5.0) as http:
         while time.monotonic() < deadline:
             if process.returncode is not None:
                 raise BenchError(f"HTTP front exited with {process.returncode} before ready")
-            with contextlib.suppress(httpx2.TransportError):
-                if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+            if readyz:
+                with contextlib.suppress(httpx2.TransportError):
+                    if (await http.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        return
+            else:
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
                     return
             await asyncio.sleep(0.01)
     raise BenchError(f"HTTP front on port {port} was not ready in time")

@@ -66,6 +66,11 @@ class Row:
     #: A reference figure from another row (e.g. direct's 1-session throughput).
     ref_value: float | None = None
 
+    def seen_from(self, ref: str, ref_value: float | None = None) -> Row:
+        """The same figures (shared, not copied) with ratios to another path: one row in
+        two tables, e.g. mcp-agg http against direct stdio and against direct http."""
+        return Row(self.label, self.fmt, self.values, self.failed, ref, ref_value)
+
     def cell(self, path: str) -> str:
         if path in self.failed:
             return "failed"
@@ -142,9 +147,13 @@ def source_state() -> tuple[str, str]:
         commit = _run_git("rev-parse", "--short", "HEAD")
         tree = _run_git("rev-parse", "HEAD:src")
         dirty = _run_git("status", "--porcelain", "--", "src")
+        bench_dirty = _run_git("status", "--porcelain", "--", "bench")
     except (OSError, subprocess.SubprocessError):
         return "unknown commit", ""
-    label = f"git {commit}" + (", with uncommitted changes in src/" if dirty else "")
+    changed = [name for name, diff in (("src/", dirty), ("bench/", bench_dirty)) if diff]
+    label = f"git {commit}" + (
+        f"+dirty (uncommitted changes in {', '.join(changed)})" * bool(changed)
+    )
     return label, f"{tree}\n{dirty}"
 
 
@@ -168,6 +177,7 @@ def machine_info(
         (
             "Packages",
             f"fastmcp {_version('fastmcp')}, mcp {_version('mcp')}, "
+            f"uvicorn {_version('uvicorn')}, pydantic {_version('pydantic')}, "
             f"mcp-agg {_version('mcp-agg')} ({source})",
         ),
     ]

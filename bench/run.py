@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet import FLEET_PATHS, fleet_url, haproxy_program, sessions_at
-from harness import PATHS, Env, Reaper, open_front, peak_rss_mib
+from harness import HTTP_PATHS, PATHS, Env, Reaper, cpu_seconds, open_front, peak_rss_mib
 from report import (
     Row,
     Table,
@@ -37,7 +37,14 @@ from report import (
     source_state,
     write_markdown,
 )
-from workloads import blob_latency, median, percentile, sequential_echo, throughput
+from workloads import (
+    blob_latency,
+    median,
+    percentile,
+    repeated_lookup,
+    sequential_echo,
+    throughput,
+)
 
 #: Backends behind every gateway in the call rows, so each one really aggregates (FastMCP's
 #: mcpServers proxy with a single server is a plain one-backend proxy); calls go to b1.
@@ -47,6 +54,15 @@ HTTP_SESSIONS = 4
 #: Calls in flight in the fleet rows' throughput.
 FLEET_IN_FLIGHT = (16, 64)
 SLOW = "fastmcp-mcpservers"
+#: The paths a client reaches without a gateway: the baselines of the two call tables.
+DIRECT_PATHS = ("direct", "direct-http")
+#: The mcp-agg fronts: the cache-hit row starts each again with b1's `lookup` cached.
+AGG_PATHS = ("agg-stdio", "agg-http")
+#: Columns of the "Calls" and "Startup and memory" tables (ratios to direct stdio); the
+#: "HTTP front" table has HTTP_PATHS (ratios to direct http).
+STDIO_TABLE = ("direct", "agg-stdio", "agg-http", "fastmcp-mounted", SLOW)
+#: The start of a gateway with this many backends or more gets a peak RSS row.
+RSS_MIN_BACKENDS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,11 +88,14 @@ class Plan:
     slow_rss_calls: int
     #: Let each front stop by itself before its process groups are killed (else kill at once).
     graceful: bool
+    #: Start the cache-hit row's mcp-agg fronts apart, so that the other rows measure a
+    #: gateway without a cache; else (quicker) the call rows' fronts cache `lookup` too.
+    cache_apart: bool
 
 
 # Call counts are per round; the mcpServers proxy takes part in the first round only.
-FULL = Plan("full", 3, 30, 200, 64, 1000, 1024, 10, 1, 5, (1, 5, 20), 3, 20, 5, 1, True)
-QUICK = Plan("quick", 1, 5, 30, 16, 160, 64, 5, 0, 1, (1, 5), 1, 1, 3, 0, False)
+FULL = Plan("full", 3, 30, 200, 64, 1000, 1024, 10, 1, 5, (1, 5, 20), 3, 20, 5, 1, True, True)
+QUICK = Plan("quick", 1, 5, 30, 16, 160, 64, 5, 0, 1, (1, 5), 1, 1, 3, 0, False, False)
 
 
 class Progress:
@@ -96,12 +115,15 @@ class Rows:
     tp_one: Row
     tp_multi: Row
     blob: Row
+    cache_hit: Row
+    cpu: Row
+    backend_cpu: Row
+    first_answer: Row
     startup: dict[int, Row]
-    rss: Row
+    rss: dict[int, Row]
 
 
 def _rows(plan: Plan) -> Rows:
-    rss_backends = max(plan.startup_backends)
     rounds = f"{plan.rounds} rounds of " if plan.rounds > 1 else ""
     median_of = f", median of {plan.rounds} rounds" if plan.rounds > 1 else ""
     return Rows(
@@ -112,12 +134,24 @@ def _rows(plan: Plan) -> Rows:
             f"throughput, {IN_FLIGHT} in flight, {HTTP_SESSIONS} sessions ‡{median_of}", per_second
         ),
         blob=Row(f"blob({plan.blob_kb}) latency, median of {rounds}{plan.blob_calls} calls", ms),
+        cache_hit=Row(f"cache hit: `lookup` p50 ({rounds}{plan.seq_calls} identical calls) ¶", ms),
+        cpu=Row("CPU per `echo` call, the front process ◊", ms),
+        backend_cpu=Row("CPU per `echo` call, the backends behind it ◊", ms),
+        first_answer=Row(f"start → `initialize` answered, 1 backend{_of_runs(plan)}", secs),
         startup={
-            n: Row(f"start → complete tools/list, {_count(n, 'backend')}", secs)
+            n: Row(f"start → complete tools/list, {_count(n, 'backend')}{_of_runs(plan)}", secs)
             for n in plan.startup_backends
         },
-        rss=Row(f"peak RSS (VmHWM) of the front process, {rss_backends} backends §", mib),
+        rss={
+            n: Row(f"peak RSS (VmHWM) of the front process, {n} backends §", mib)
+            for n in plan.startup_backends
+            if n >= RSS_MIN_BACKENDS
+        },
     )
+
+
+def _of_runs(plan: Plan) -> str:
+    return f", median of {plan.startup_runs} runs" if plan.startup_runs > 1 else ""
 
 
 @dataclass(slots=True)
@@ -128,6 +162,10 @@ class CallSamples:
     tp_one: dict[str, list[float]] = field(default_factory=dict)
     tp_multi: dict[str, list[float]] = field(default_factory=dict)
     blob: dict[str, list[float]] = field(default_factory=dict)
+    lookup: dict[str, list[float]] = field(default_factory=dict)
+    #: CPU seconds over the measured sequential calls, and those calls, per round.
+    cpu: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
+    backend_cpu: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
 
 
 async def _guarded(
@@ -144,20 +182,46 @@ async def _guarded(
     return True
 
 
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds the processes have used (one that has gone counts as none)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(pid)
+    return total
+
+
 async def _measure_calls(
     plan: Plan, path: str, env: Env, got: CallSamples, log: Progress, tag: str
 ) -> None:
-    """One round of rows 1-3 for one path: sequential latency, throughput, large result."""
+    """One round of the call rows for one path: sequential latency and the CPU it took,
+    throughput, large result, and for a direct path the uncached `lookup` (for mcp-agg,
+    unless `plan.cache_apart`, the cached one)."""
     slow = path == SLOW
     name = f"{PATHS[path]}{tag}"
-    async with open_front(path, 1 if path == "direct" else FRONTED, env) as front:
+    cache = path in AGG_PATHS and not plan.cache_apart
+    fronted = 1 if path in DIRECT_PATHS else FRONTED
+    async with open_front(path, fronted, env, cache=cache) as front:
         session = front.sessions[0]
         await session.resolve_names()
         seq_calls = plan.slow_calls if slow else plan.seq_calls
         warmup = plan.slow_warmup if slow else plan.warmup
-        samples = await sequential_echo(session, seq_calls, warmup)
+        await sequential_echo(session, 0, warmup)
+        # The mcpServers proxy starts its backends per request: none to read beforehand.
+        backends = [] if slow or path in DIRECT_PATHS else front.backend_pids()
+        cpu_before = (_cpu_of([front.pid]), _cpu_of(backends))
+        samples = await sequential_echo(session, seq_calls, 0)
+        cpu_after = (_cpu_of([front.pid]), _cpu_of(backends))
         got.seq.setdefault(path, []).extend(samples)
         log(f"{name}: echo p50 {ms(percentile(samples, 50))}")
+        if not slow:
+            used = cpu_after[0] - cpu_before[0]
+            got.cpu.setdefault(path, []).append((used, seq_calls))
+            if backends:
+                got.backend_cpu.setdefault(path, []).append(
+                    (cpu_after[1] - cpu_before[1], seq_calls)
+                )
+            log(f"{name}: CPU per echo call {ms(used / seq_calls)}")
         calls = plan.slow_calls if slow else plan.tp_calls
         tp_warmup = 0 if slow else plan.tp_warmup
         rate = await throughput([session], calls, min(IN_FLIGHT, calls), tp_warmup)
@@ -172,6 +236,23 @@ async def _measure_calls(
         samples = await blob_latency(session, plan.blob_kb, blob_calls, min(warmup, 1))
         got.blob.setdefault(path, []).extend(samples)
         log(f"{name}: blob median {ms(median(samples))}")
+        if path in DIRECT_PATHS or cache:
+            samples = await repeated_lookup(session, plan.seq_calls, plan.warmup, cached=cache)
+            got.lookup.setdefault(path, []).extend(samples)
+            log(f"{name}: {'cache hit' if cache else 'lookup'} p50 {ms(percentile(samples, 50))}")
+
+
+async def _measure_cache(
+    plan: Plan, path: str, env: Env, got: CallSamples, log: Progress, tag: str
+) -> None:
+    """One round of the cache-hit row for an mcp-agg front that caches b1's `lookup`:
+    the same call again and again, every answer checked to be the first one's."""
+    async with open_front(path, FRONTED, env, cache=True) as front:
+        session = front.sessions[0]
+        await session.resolve_names()
+        samples = await repeated_lookup(session, plan.seq_calls, plan.warmup, cached=True)
+        got.lookup.setdefault(path, []).extend(samples)
+        log(f"{PATHS[path]}{tag}: cache hit p50 {ms(percentile(samples, 50))}")
 
 
 async def _call_rows(plan: Plan, paths: list[str], env: Env, rows: Rows, log: Progress) -> bool:
@@ -187,14 +268,28 @@ async def _call_rows(plan: Plan, paths: list[str], env: Env, rows: Rows, log: Pr
         for path in paths:
             if path == SLOW and round_ > 0:
                 continue
-            targets = [rows.seq_p50, rows.seq_p99, rows.tp_one, rows.blob]
-            if path == "agg-http":
+            targets = [rows.seq_p50, rows.seq_p99, rows.tp_one, rows.blob, rows.cpu]
+            if path in HTTP_PATHS:
                 targets.append(rows.tp_multi)
+            if path in DIRECT_PATHS or (path in AGG_PATHS and not plan.cache_apart):
+                targets.append(rows.cache_hit)
+            if path not in DIRECT_PATHS:
+                targets.append(rows.backend_cpu)
             step = _measure_calls(plan, path, env, got, log, tag)
             ok &= await _guarded(targets, path, "call rows", log, step)
+            if path in AGG_PATHS and plan.cache_apart:
+                step = _measure_cache(plan, path, env, got, log, tag)
+                ok &= await _guarded([rows.cache_hit], path, "cache-hit row", log, step)
     for path, samples in got.seq.items():
         rows.seq_p50.values[path] = percentile(samples, 50)
         rows.seq_p99.values[path] = percentile(samples, 99)
+    for path, samples in got.lookup.items():
+        if path not in rows.cache_hit.failed:
+            rows.cache_hit.values[path] = percentile(samples, 50)
+    for row, spent in ((rows.cpu, got.cpu), (rows.backend_cpu, got.backend_cpu)):
+        for path, pairs in spent.items():
+            if path not in row.failed:
+                row.values[path] = sum(cpu for cpu, _ in pairs) / sum(n for _, n in pairs)
     for row, rates in ((rows.tp_one, got.tp_one), (rows.tp_multi, got.tp_multi)):
         for path, values in rates.items():
             row.values[path] = median(values)
@@ -204,17 +299,22 @@ async def _call_rows(plan: Plan, paths: list[str], env: Env, rows: Rows, log: Pr
 
 
 async def _measure_startup(
-    path: str, backends: int, env: Env, log: Progress, rss_calls: int | None, out: list[float],
-    rss: Row,
+    path: str, backends: int, env: Env, log: Progress, rss_calls: int | None,
+    out: tuple[list[float], list[float]], rss: Row | None,
 ) -> None:  # fmt: skip
-    """Seconds from spawning the front to a complete listing into `out`; then its VmHWM."""
+    """Seconds from spawning the front to its `initialize` answer and to a complete listing
+    into `out`; then, with `rss`, its VmHWM."""
     started = time.perf_counter()
     async with open_front(path, backends, env) as front:
+        out[0].append(time.perf_counter() - started)
         await front.list_complete()
         elapsed = time.perf_counter() - started
-        out.append(elapsed)
-        log(f"{PATHS[path]}: {_count(backends, 'backend')} listed in {secs(elapsed)}")
-        if rss_calls is None:
+        out[1].append(elapsed)
+        log(
+            f"{PATHS[path]}: {_count(backends, 'backend')}: initialize answered in"
+            f" {secs(out[0][-1])}, listed in {secs(elapsed)}"
+        )
+        if rss_calls is None or rss is None:
             return
         session = front.sessions[0]
         if rss_calls:
@@ -226,28 +326,32 @@ async def _measure_startup(
 
 
 async def _startup_rows(plan: Plan, paths: list[str], env: Env, rows: Rows, log: Progress) -> bool:
-    """Rows 4-5: start each front with N backends; RSS on the last run with the most backends.
+    """Start each front with N backends: to its `initialize` answer (1 backend) and to a
+    complete listing; RSS on the last run with 5 and with the most backends.
 
     The paths take turns within each run, so a slow drift of the machine hits all alike.
     """
     ok = True
-    rss_backends = max(plan.startup_backends)
     for backends in plan.startup_backends:
         row = rows.startup[backends]
-        times: dict[str, list[float]] = {path: [] for path in paths}
+        rss = rows.rss.get(backends)
+        first = rows.first_answer if backends == 1 else None
+        times: dict[str, tuple[list[float], list[float]]] = {path: ([], []) for path in paths}
         for run in range(plan.startup_runs):
             for path in paths:
                 if path == SLOW and backends > plan.slow_startup_max:
                     continue
                 rss_calls: int | None = None
-                if backends == rss_backends and run == plan.startup_runs - 1:
+                if rss is not None and run == plan.startup_runs - 1:
                     rss_calls = plan.slow_rss_calls if path == SLOW else plan.rss_calls
-                targets = [row] + ([rows.rss] if rss_calls is not None else [])
-                step = _measure_startup(path, backends, env, log, rss_calls, times[path], rows.rss)
+                targets = [row] + [r for r in (rss, first) if r is not None]
+                step = _measure_startup(path, backends, env, log, rss_calls, times[path], rss)
                 ok &= await _guarded(targets, path, f"startup ({backends})", log, step)
-        for path, samples in times.items():
-            if samples and path not in row.failed:
-                row.values[path] = median(samples)
+        for path, (answered, listed) in times.items():
+            if listed and path not in row.failed:
+                row.values[path] = median(listed)
+            if first is not None and answered and path not in first.failed:
+                first.values[path] = median(answered)
     return ok
 
 
@@ -352,19 +456,54 @@ def _count(number: int, noun: str) -> str:
 
 
 def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
-    columns = {
-        path: PATHS[path] + (" †" if path == SLOW else "") for path in PATHS if path in paths
-    }
+    """Calls and startup against direct stdio; the HTTP front against direct http."""
+    columns = {path: PATHS[path] + (" †" if path == SLOW else "") for path in STDIO_TABLE}
+    columns = {path: title for path, title in columns.items() if path in paths}
     rows.tp_multi.ref_value = rows.tp_one.values.get("direct")
+    rows.backend_cpu.ref_value = rows.cpu.values.get("direct")
     ratios = (
         "Each cell: the figure, then (in brackets) the figure ÷ direct's figure in the same row"
-        " and run; lower is better for times and memory, higher for throughput."
+        " and run; lower is better for times, CPU and memory, higher for throughput."
     )
     slow = "† FastMCP's mcpServers proxy starts every configured backend for each request"
+    cache_config = '`cache = { tools = ["lookup"], ttl = 3600, scope = "public" }` on b1'
+    cache_fronts = (
+        f"Each mcp-agg front is started again for this row with {cache_config}"
+        if plan.cache_apart
+        else f"To start fewer fronts, this mode runs the mcp-agg fronts of every row with"
+        f" {cache_config} (so their other rows include the cache stage)"
+    )
+    cache_note = (
+        f'¶ The same `lookup("bench")` call {plan.seq_calls} times per round after'
+        f" {_count(max(plan.warmup, 1), 'unmeasured call')}. {cache_fronts}; `lookup` is"
+        " `readOnlyHint`, so the figure is a cache hit: the backend numbers its answers, and"
+        " the row fails if any answer differs from the first. The direct columns make the"
+        " same call without a cache (every call reaches the backend); FastMCP's proxies have"
+        " no response cache."
+    )
+    cpu_calls = plan.rounds * plan.seq_calls
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+    cpu_note = (
+        "◊ User + system CPU time (/proc/PID/stat) over the sequential `echo` calls of the"
+        " first row, ÷ those calls: of the gateway or proxy process, and of the backend"
+        " processes below it; in the direct columns, of the backend itself (so the ratio of"
+        " the backends' row shows what the hop adds to the backend's own work). The kernel"
+        f" counts in {ms(tick)} ticks: over {_count(cpu_calls, 'call')} a figure is within"
+        f" {ms(tick / cpu_calls)} per call."
+    )
     calls = Table(
         "Calls",
         columns,
-        [rows.seq_p50, rows.seq_p99, rows.tp_one, rows.tp_multi, rows.blob],
+        [
+            rows.seq_p50,
+            rows.seq_p99,
+            rows.tp_one,
+            rows.tp_multi,
+            rows.blob,
+            rows.cache_hit,
+            rows.cpu,
+            rows.backend_cpu,
+        ],
         [
             ratios,
             f"Every gateway fronts {FRONTED} backends (b1, b2) and the calls go to b1; direct"
@@ -374,10 +513,42 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
             f" {plan.tp_warmup} warm-up calls.",
             f"{slow}, so its column has one round of {_count(plan.slow_calls, 'call')} per row"
             f" after {_count(plan.slow_warmup, 'warm-up call')}, with {plan.slow_calls} in"
-            f" flight instead of {IN_FLIGHT} for throughput.",
+            f" flight instead of {IN_FLIGHT} for throughput, and no CPU rows.",
             f"‡ HTTP only (a stdio process has one session); its ratio is to direct's"
             f" 1-session throughput. blob({plan.blob_kb}) returns {plan.blob_kb} KiB of text,"
             " which FastMCP sends twice (text and structured content).",
+            cache_note,
+            cpu_note,
+        ],
+    )
+    http_columns = {path: PATHS[path] for path in HTTP_PATHS if path in paths}
+    http_rows = [
+        row.seen_from("direct-http")
+        for row in (
+            rows.seq_p50,
+            rows.seq_p99,
+            rows.tp_one,
+            rows.tp_multi,
+            rows.blob,
+            rows.cache_hit,
+            rows.cpu,
+        )
+    ]
+    backend_cpu = rows.backend_cpu.seen_from("direct-http", rows.cpu.values.get("direct-http"))
+    http = Table(
+        "HTTP front",
+        http_columns,
+        [*http_rows, backend_cpu],
+        [
+            "The same rows, measured in the same rounds, over streamable HTTP; each ratio"
+            " divides by direct http's figure in the same row and run (so the mcp-agg http"
+            " column is here against the backend served over HTTP, and in the table above"
+            " against it over stdio).",
+            "direct http is the bench backend alone, served by FastMCP's own streamable HTTP"
+            " transport (`python bench/backend.py --port P`); fastmcp proxy (mounted) http is"
+            f" the mounted proxy of the table above served the same way, over {FRONTED}"
+            " stdio backends as mcp-agg http. The 4-session row's ratio is to direct http's"
+            " own 4-session figure.",
         ],
     )
     slow_rows = f"{slow}: here it runs with at most {_count(plan.slow_startup_max, 'backend')}"
@@ -386,22 +557,26 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
     startup = Table(
         "Startup and memory",
         columns,
-        [*rows.startup.values(), rows.rss],
+        [rows.first_answer, *rows.startup.values(), *rows.rss.values()],
         [
             ratios,
-            "Start: from spawning the front to a tools/list that holds every backend's tools,"
-            f" median of {_count(plan.startup_runs, 'run')}; direct is direct parallel: N"
-            " fastmcp Clients starting the N backends at once and listing each.",
-            f"§ Read after the listing and {_count(plan.rss_calls, 'echo call')}; the front"
-            " process alone, not its backends. The direct column is one backend process, for"
-            " scale.",
+            "Start → `initialize` answered: from spawning the front to the answer to the"
+            " client's `initialize` (for mcp-agg http, after `/readyz` said 200, since its"
+            " MCP endpoint answers 503 until then); the same runs as the 1-backend listing"
+            " row. Start → complete tools/list: from spawning the front to a tools/list that"
+            f" holds every backend's tools, median of {_count(plan.startup_runs, 'run')};"
+            " direct is direct parallel: N fastmcp Clients starting the N backends at once"
+            " and listing each.",
+            f"§ Read after the listing and {_count(plan.rss_calls, 'echo call')}, on the last"
+            " run with that many backends; the front process alone, not its backends. The"
+            " direct column is one backend process, for scale.",
             f"{slow_rows}.",
         ],
     )
     if SLOW not in paths:
         for table in (calls, startup):
             table.notes = [note for note in table.notes if not note.startswith("†")]
-    return [calls, startup]
+    return [table for table in (calls, http, startup) if table.columns]
 
 
 async def _run(
@@ -416,7 +591,8 @@ async def _run(
     if fleet != "only":
         rows = _rows(plan)
         ok &= await _call_rows(plan, paths, env, rows, log)
-        ok &= await _startup_rows(plan, paths, env, rows, log)
+        starting = [path for path in paths if path in STDIO_TABLE]
+        ok &= await _startup_rows(plan, starting, env, rows, log)
         tables += _tables(plan, paths, rows)
     if fleet != "no":
         fleet_rows, fleet_ok = await _fleet_rows(plan, env, log)

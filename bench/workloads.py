@@ -15,9 +15,17 @@ from collections.abc import Sequence
 
 from harness import BenchError, Session
 
-__all__ = ["blob_latency", "median", "percentile", "sequential_echo", "throughput"]
+__all__ = [
+    "blob_latency",
+    "median",
+    "percentile",
+    "repeated_lookup",
+    "sequential_echo",
+    "throughput",
+]
 
 ECHO_TEXT = "hello, gateway"
+LOOKUP_KEY = "bench"
 
 
 def percentile(samples: Sequence[float], q: float) -> float:
@@ -76,5 +84,30 @@ async def blob_latency(session: Session, kb: int, calls: int, warmup: int) -> li
         if len(text) != kb * 1024:
             raise BenchError(f"blob({kb}) returned {len(text)} characters")
         if index >= warmup:
+            samples.append(elapsed)
+    return samples
+
+
+async def repeated_lookup(
+    session: Session, calls: int, warmup: int, *, cached: bool
+) -> list[float]:
+    """Seconds per `lookup(LOOKUP_KEY)`, the same call each time, after `warmup` unmeasured
+    calls (at least one: the call that fills a cache).
+
+    The backend numbers its answers, so with `cached` every answer must be the first
+    one's: one that differs reached the backend, and the row fails instead of timing it.
+    """
+    first = ""
+    samples: list[float] = []
+    for index in range(max(warmup, 1) + calls):
+        started = time.perf_counter()
+        result = await session.call("lookup", key=LOOKUP_KEY)
+        elapsed = time.perf_counter() - started
+        text = getattr(result.content[0], "text", "") if result.content else ""
+        if index == 0:
+            first = text
+        elif cached and text != first:
+            raise BenchError(f"call {index + 1} was not a cache hit: {text!r} after {first!r}")
+        if index >= max(warmup, 1):
             samples.append(elapsed)
     return samples
