@@ -29,6 +29,7 @@ from tests.e2e.procs import (
     post_initialize,
     served_gateway,
     session_headers,
+    sse_events,
 )
 
 pytestmark = pytest.mark.e2e
@@ -284,16 +285,6 @@ async def test_an_answer_without_messages_before_it_is_plain_json(
 
 
 # ---------------------------------------------------------------- resumability (SEP-1699)
-
-
-def sse_events(text: str) -> list[dict[str, str]]:
-    """The events of an SSE body, each as its fields (`id`, `retry`, `data`, ...)."""
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-        if fields:
-            events.append({name: value.strip() for name, value in fields.items()})
-    return events
 
 
 async def test_post_streams_are_primed_and_resumable(

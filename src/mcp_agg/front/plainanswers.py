@@ -21,7 +21,10 @@ is dispatched, as the SDK does, so replay order is wire order), that first messa
 then the rest. A request whose stream the server ends early (`close_sse_stream`, SEP-1699
 polling) while still deferred gets its priming event, so the client resumes as before.
 A client that leaves while its answer is deferred is noticed (`mcp_agg.front.exchanges`
-then cancels its call), as it is on a stream.
+then cancels its call), as it is on a stream. A response that arrives while its answer is
+undecided is kept out of the SSE event store (a JSON answer is never replayed: its client
+got no event id); if the answer becomes a stream, it is stored then, after what came
+before it.
 
 `_handle_post_request` is the SDK's (mcp 2.3.0), with the SSE branch replaced: the SDK
 has no seam between validating a POST and answering it. `PlainAnswers` is FastMCP's
@@ -48,9 +51,13 @@ from mcp.server.streamable_http import (
     CONTENT_TYPE_SSE,
     MCP_SESSION_ID_HEADER,
     REQUEST_STREAM_BUFFER_SIZE,
+    EventCallback,
+    EventId,
     EventMessage,
+    EventStore,
     SSEEvent,
     StreamableHTTPServerTransport,
+    StreamId,
 )
 from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp.shared.message import SessionMessage
@@ -60,6 +67,7 @@ from mcp_types import (
     INVALID_PARAMS,
     PARSE_ERROR,
     JSONRPCError,
+    JSONRPCMessage,
     JSONRPCRequest,
     JSONRPCResponse,
     jsonrpc_message_adapter,
@@ -82,9 +90,36 @@ logger = logging.getLogger(__name__)
 _DEFER_SECONDS = 15.0
 
 
+class _UndecidedUnstored(EventStore):
+    """A transport's event store that keeps no response to a request whose answer is
+    still undecided: sent as JSON, it is never replayed (its client got no event id);
+    if the answer becomes a stream, the transport stores it then (`_stored`)."""
+
+    def __init__(self, store: EventStore, undecided: set[str]) -> None:
+        self._store = store
+        self._undecided = undecided
+
+    async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
+        if stream_id in self._undecided and isinstance(message, JSONRPCResponse | JSONRPCError):
+            return ""  # no event id: framed without one
+        return await self._store.store_event(stream_id, message)
+
+    async def replay_events_after(
+        self, last_event_id: EventId, send_callback: EventCallback
+    ) -> StreamId | None:
+        return await self._store.replay_events_after(last_event_id, send_callback)
+
+
 class DeferredStreamTransport(StreamableHTTPServerTransport):
     """The SDK's transport, answering a request as JSON unless it has to stream
     (module docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: The requests whose answer is not decided yet (JSON or a stream).
+        self._undecided: set[str] = set()
+        if self._event_store is not None:
+            self._event_store = _UndecidedUnstored(self._event_store, self._undecided)
 
     async def _handle_post_request(
         self, scope: Scope, request: Request, receive: Receive, send: Send
@@ -171,11 +206,17 @@ class DeferredStreamTransport(StreamableHTTPServerTransport):
         events, reader = anyio.create_memory_object_stream[EventMessage](REQUEST_STREAM_BUFFER_SIZE)
         self._request_streams[request_id] = (events, reader)
         dispatched = self._create_session_message(message, request, request_id, protocol_version)
-        await self._read_stream_writer.send(dispatched)
         if prefers_stream(request.headers.get("accept", "")):
-            await self._stream(scope, receive, send, request_id, reader, priming, None)
+            await self._read_stream_writer.send(dispatched)
+            await self._stream(scope, receive, send, request_id, reader, priming, [])
             return
-        first, ended, left = await _first_event(reader, receive)
+        self._undecided.add(request_id)
+        try:
+            await self._read_stream_writer.send(dispatched)
+            first, ended, left = await _first_event(reader, receive)
+        finally:
+            # From here on the SDK's router stores this request's response as any other.
+            self._undecided.discard(request_id)
         if left:
             # The client left: nobody to answer; the exchange cancels the call.
             await self._clean_up_memory_streams(request_id)
@@ -194,8 +235,24 @@ class DeferredStreamTransport(StreamableHTTPServerTransport):
             await response(scope, receive, send)
             return
         # Something to stream (or a long silence, or the stream ended early for the
-        # client to resume it): the SDK's SSE answer, `first` after the priming event.
-        await self._stream(scope, receive, send, request_id, reader, priming, first)
+        # client to resume it): the SDK's SSE answer, with what came while undecided
+        # after the priming event. No await before it is taken: the router stores
+        # whatever comes next itself.
+        pending = [] if first is None else [first]
+        while True:
+            try:
+                pending.append(reader.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+        pending = [await self._stored(request_id, event) for event in pending]
+        await self._stream(scope, receive, send, request_id, reader, priming, pending)
+
+    async def _stored(self, request_id: str, event: EventMessage) -> EventMessage:
+        """`event`, stored if the router left it out (a response while undecided)."""
+        if event.event_id or self._event_store is None:
+            return event
+        event_id = await self._event_store.store_event(request_id, event.message)
+        return EventMessage(event.message, event_id)
 
     async def _stream(
         self,
@@ -205,7 +262,7 @@ class DeferredStreamTransport(StreamableHTTPServerTransport):
         request_id: str,
         reader: MemoryObjectReceiveStream[EventMessage],
         priming: SSEEvent | None,
-        first: EventMessage | None,
+        pending: list[EventMessage],
     ) -> None:
         sse_writer, sse_reader = anyio.create_memory_object_stream[SSEEvent](0)
         self._sse_stream_writers[request_id] = sse_writer
@@ -218,7 +275,7 @@ class DeferredStreamTransport(StreamableHTTPServerTransport):
         response = EventSourceResponse(
             content=sse_reader,
             data_sender_callable=partial(
-                self._send_events, request_id, sse_writer, reader, priming, first
+                self._send_events, request_id, sse_writer, reader, priming, pending
             ),
             headers=headers,
         )
@@ -237,14 +294,20 @@ class DeferredStreamTransport(StreamableHTTPServerTransport):
         sse_writer: MemoryObjectSendStream[SSEEvent],
         reader: MemoryObjectReceiveStream[EventMessage],
         priming: SSEEvent | None,
-        first: EventMessage | None,
+        pending: list[EventMessage],
     ) -> None:
-        """The priming event and `first`, then the SDK's writer for the rest."""
+        """The priming event and what came while undecided, then the SDK's writer for
+        the rest (unless the response was among them)."""
         try:
             if priming is not None:
                 await sse_writer.send(priming)
-            if first is not None:
-                await sse_writer.send(self._create_event_data(first))
+            for event in pending:
+                await sse_writer.send(self._create_event_data(event))
+                if isinstance(event.message, JSONRPCResponse | JSONRPCError):
+                    await sse_writer.aclose()
+                    self._sse_stream_writers.pop(request_id, None)
+                    await self._clean_up_memory_streams(request_id)
+                    return
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             logger.debug("SSE stream closed before its first events")
         await self._run_sse_writer(request_id, sse_writer, reader, None)
