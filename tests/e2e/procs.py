@@ -342,6 +342,16 @@ async def open_session(http: httpx.AsyncClient, url: str, client: str) -> dict[s
     return headers
 
 
+def sse_events(text: str) -> list[dict[str, str]]:
+    """The events of an SSE body, each as its fields (`id`, `retry`, `data`, ...)."""
+    events = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
+        if fields:
+            events.append({name: value.strip() for name, value in fields.items()})
+    return events
+
+
 def messages(response: httpx.Response) -> list[Any]:
     """The JSON-RPC messages of a 200 response, sent as JSON or as SSE events."""
     if response.headers.get("content-type", "").startswith("text/event-stream"):

@@ -29,6 +29,7 @@ from tests.e2e.procs import (
     post_initialize,
     served_gateway,
     session_headers,
+    sse_events,
 )
 
 pytestmark = pytest.mark.e2e
@@ -252,17 +253,38 @@ async def test_ping_through_a_handshake_era_client(default_gateway: Gateway) -> 
         assert await client.ping() is True
 
 
+@pytest.mark.parametrize(
+    ("accept", "streamed"),
+    [
+        ("application/json, text/event-stream", False),  # the MCP SDKs' order
+        ("text/event-stream, application/json", True),
+        ("application/json;q=0.5, text/event-stream", True),
+        ("text/event-stream;q=0.9, application/json", False),
+    ],
+)
+async def test_an_answer_without_messages_before_it_is_plain_json(
+    http: httpx.AsyncClient,
+    default_gateway: Gateway,
+    session: dict[str, str],
+    accept: str,
+    streamed: bool,
+) -> None:
+    """A request nothing is sent for before its result is answered as one JSON body,
+    unless the client ranks `text/event-stream` first (front/plainanswers.py)."""
+    request = {"jsonrpc": "2.0", "id": 8, "method": "tools/call"}
+    request["params"] = {"name": "units_add", "arguments": {"a": 1, "b": 2}}
+    response = await http.post(
+        default_gateway.url, json=request, headers={**session, "Accept": accept}
+    )
+    assert response.status_code == 200, response.text
+    kind = "text/event-stream" if streamed else "application/json"
+    assert response.headers["content-type"].startswith(kind)
+    message = rpc_message(response)
+    assert message["id"] == 8
+    assert message["result"]["structuredContent"] == {"result": 3.0}
+
+
 # ---------------------------------------------------------------- resumability (SEP-1699)
-
-
-def sse_events(text: str) -> list[dict[str, str]]:
-    """The events of an SSE body, each as its fields (`id`, `retry`, `data`, ...)."""
-    events = []
-    for block in text.replace("\r\n", "\n").split("\n\n"):
-        fields = dict(line.split(":", 1) for line in block.splitlines() if ":" in line)
-        if fields:
-            events.append({name: value.strip() for name, value in fields.items()})
-    return events
 
 
 async def test_post_streams_are_primed_and_resumable(
@@ -270,9 +292,10 @@ async def test_post_streams_are_primed_and_resumable(
 ) -> None:
     """A POST's SSE stream opens with a priming event (an id, no data, the `retry`
     interval), and a client that lost the stream after it gets the answer again with
-    Last-Event-ID."""
+    Last-Event-ID. (A client ranking the stream first gets one for any request.)"""
     request = {"jsonrpc": "2.0", "id": 7, "method": "tools/list"}
-    response = await http.post(default_gateway.url, json=request, headers=session)
+    streamed = {**session, "Accept": "text/event-stream, application/json"}
+    response = await http.post(default_gateway.url, json=request, headers=streamed)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
     priming, *rest = sse_events(response.text)

@@ -9,6 +9,7 @@ streamable HTTP) in front of `backends/protocol.py` twice, once as a stdio backe
 from __future__ import annotations
 
 import itertools
+import json
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import mcp_types
 import pytest
 import pytest_asyncio
@@ -34,7 +36,9 @@ from tests.e2e.procs import (
     backend_process,
     eventually,
     free_port,
+    open_session,
     served_gateway,
+    sse_events,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="module")]
@@ -252,6 +256,41 @@ async def test_server_requests_reach_the_caller(session: Session, server: str) -
         assert roots.structured_content == {"result": []}
     else:
         assert "file:///work/project" in text(roots)
+
+
+async def test_a_call_sending_progress_is_streamed_primed_and_resumable(setup: Setup) -> None:
+    """Over HTTP, a call whose backend sends something before its result is answered as
+    an SSE stream even to a client ranking JSON first (front/plainanswers.py): the
+    priming event first, then the progress, then the result; and a client that lost the
+    stream after the priming event is sent all of it again with Last-Event-ID."""
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call"}
+    call["params"] = {"name": "ps_steps", "arguments": {"count": 2}, "_meta": {"progressToken": 5}}
+    async with httpx.AsyncClient(timeout=30) as http:
+        headers = await open_session(http, setup.http_url, "streamed")
+        response = await http.post(setup.http_url, json=call, headers=headers)
+        assert response.status_code == 200, response.text
+        assert response.headers["content-type"].startswith("text/event-stream")
+        priming, *rest = sse_events(response.text)
+        assert priming.get("id"), response.text
+        assert priming.get("data", "") == "", response.text
+        sent = [json.loads(event["data"]) for event in rest]
+        progress = [m["params"]["progress"] for m in sent if "progress" in m.get("params", {})]
+        assert progress == [1, 2]
+        assert sent[-1]["id"] == 9
+        assert sent[-1]["result"]["content"][0]["text"] == "2 steps"
+        assert all(event.get("id") for event in rest), "every event can be resumed from"
+
+        resume = {**headers, "Accept": "text/event-stream", "Last-Event-ID": priming["id"]}
+        replayed: list[dict[str, Any]] = []
+        async with http.stream("GET", setup.http_url, headers=resume) as stream:
+            assert stream.status_code == 200
+            with anyio.fail_after(10):
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:") and line[5:].strip():
+                        replayed.append(json.loads(line[5:]))
+                        if replayed[-1].get("id") == 9:
+                            break
+    assert replayed == sent
 
 
 @pytest.mark.parametrize("server", BACKENDS)

@@ -128,6 +128,10 @@ class _GatewayServer(FastMCP[Any]):
             self._on_roots_changed,
         )
         self._listen = ListenHandler(gateway.bus)
+        # Without it the SDK's modern-era HTTP entry finds a called tool's schema (for
+        # its Mcp-Param header check) by running a whole tools/list on every tools/call
+        # with arguments; the catalog has it at hand.
+        server.get_tool_input_schema = self._input_schema
         server.add_request_handler(
             "subscriptions/listen", mcp_types.SubscriptionsListenRequestParams, self._on_listen
         )
@@ -141,6 +145,14 @@ class _GatewayServer(FastMCP[Any]):
     def cache(self) -> Caching:
         """The response cache resource reads look in (`mcp_agg.core.views.ServesReads`)."""
         return self._gateway.cache
+
+    def _input_schema(self, name: str) -> Mapping[str, Any] | None:
+        """The input schema of the tool `name` as the current caller sees it (None:
+        not one it may call, which the call itself then refuses)."""
+        tool = self._gateway.catalog.tool(name)
+        if tool is None or not self._gateway.visibility.allows(name):
+            return None
+        return tool.parameters
 
     def _caller(self, ctx: ServerRequestContext) -> Caller:
         sessions = self._gateway.sessions
