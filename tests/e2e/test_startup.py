@@ -64,3 +64,26 @@ def test_a_stdio_backend_starts_before_the_gateway_imports_and_serves_its_first_
     # first session took it over rather than spawning another.
     assert started.start() < log.index("imported the gateway in ")
     assert started.group(1) == answered_by
+
+
+def test_initialize_is_answered_while_a_backend_starts_and_the_first_list_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    # The backend starts only once the test creates `gate`: until then nothing the
+    # gateway answers can have come from it.
+    gate = tmp_path / "gate"
+    script = (
+        f'while [ ! -e "{gate}" ]; do sleep 0.05; done; exec "{PYTHON}" "{BACKENDS}/answers.py"'
+    )
+    config = tmp_path / "servers.toml"
+    config.write_text(
+        f'[gateway]\nconnect_timeout = 60\n\n[[servers]]\nname = "late"\ncommand = "sh"\n'
+        f"args = {json.dumps(['-c', script])}\n"
+    )
+    with stdio_gateway(config) as peer:
+        assert peer.initialize()["serverInfo"]["name"]
+        assert peer.request("ping", {}, 1) == {"jsonrpc": "2.0", "id": 1, "result": {}}
+        peer.send({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}})
+        gate.touch()
+        tools = peer.answer(2, timeout=60)["result"]["tools"]
+        assert [tool["name"] for tool in tools] == ["late_ask"]
