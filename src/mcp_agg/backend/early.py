@@ -112,7 +112,7 @@ class EarlyStarts:
                 process = await spawn_stdio(
                     command, list(spec.server.args), dict(spec.server.env), str(spec.cwd), write_end
                 )
-            except OSError as exc:
+            except (OSError, ValueError) as exc:  # not found, not executable, a NUL byte
                 # Its session spawns it again and reports the failure as every other.
                 logger.debug("backend %s: not started early: %s", spec.id, exc)
                 os.close(read_end)
