@@ -76,3 +76,16 @@ def test_the_probe_sees_what_a_command_that_runs_the_gateway_imports(tmp_path: P
     # Else the test above could pass because the probe sees nothing.
     (tmp_path / "servers.toml").write_text(CONFIG)
     assert {"fastmcp", "mcp"} <= set(imported_by(["call", "x", "--args", "[]"], tmp_path))
+
+
+def test_what_serve_runs_before_starting_its_backends_imports_no_mcp_stack() -> None:
+    # `serve` starts its stdio backends between loading the config and importing the
+    # MCP stack (backend/early.py): an MCP import there would make the start late again.
+    probe = (
+        "import json, sys\n"
+        "import mcp_agg.backend.early, mcp_agg.cli.runner, mcp_agg.cli.serve\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []

@@ -169,6 +169,37 @@ args = ["-c", "import time; time.sleep(300)", "{marker}"]
             os.kill(pid, signal.SIGKILL)
 
 
+def test_gateway_killed_with_sigkill_while_starting_leaves_no_backend(tmp_path: Path) -> None:
+    """A backend started before the gateway's imports (backend/early.py) is guarded from
+    the start: killed during startup, the gateway leaves none, even one that never reads
+    its stdin (which a gateway's death would close)."""
+    marker = f"killed-while-starting-{tmp_path.name}"
+    config = tmp_path / "servers.toml"
+    config.write_text(
+        f"""
+[[servers]]
+name = "slow"
+command = "python"
+args = ["-c", "import time; time.sleep(300)", "{marker}"]
+"""
+    )
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: bool(pids_with_arg(marker)), 30, "the slow backend to start")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        wait_until(lambda: not pids_with_arg(marker), 10, "the backend to go")
+    finally:
+        kill_group(proc)
+        for pid in pids_with_arg(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
 def test_a_stop_signal_after_stdin_eof_hurries_the_backends(tmp_path: Path) -> None:
     """A client that closed stdin sends SIGTERM when the gateway is slow to exit (the MCP
     SDK's stdio client does after 2 s, then SIGKILL after 2 more): the gateway then ends its

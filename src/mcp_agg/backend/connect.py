@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -23,6 +23,9 @@ from mcp_agg.backend.listing import ListChangedHandler, fetch_listing
 from mcp_agg.backend.opener import SessionOpener
 from mcp_agg.backend.replica import ReplicaCore
 from mcp_agg.errors import UpstreamConnectError
+
+if TYPE_CHECKING:
+    from mcp_agg.backend.early import EarlyStart
 
 __all__ = ["LISTEN_ACK_TIMEOUT", "ConnectMixin"]
 
@@ -70,11 +73,14 @@ class ConnectMixin(ReplicaCore):
             yield client
 
     async def _open(self, stack: contextlib.AsyncExitStack) -> Client[Any]:
-        """A connected client on the replica's transport; a stdio child's stderr is kept."""
-        return await self.opener().open(stack)
+        """A connected client on the replica's transport; a stdio child's stderr is kept.
+        The first session takes the process `serve` started early, if there is one."""
+        early = self.early_starts.take(self.spec) if self.early_starts is not None else None
+        return await self.opener(early).open(stack)
 
-    def opener(self) -> SessionOpener:
-        """How a session to this replica's backend is opened, with this replica's relay."""
+    def opener(self, early: EarlyStart | None = None) -> SessionOpener:
+        """How a session to this replica's backend is opened, with this replica's relay
+        (`early`: the backend's process, already running)."""
         return SessionOpener(
             self.spec,
             self.connect_timeout,
@@ -84,6 +90,7 @@ class ConnectMixin(ReplicaCore):
             self.output,
             self.on_http_request,
             self._process_exited,
+            early=early,
         )
 
     async def _listen(

@@ -21,10 +21,12 @@ from mcp_agg.backend.process import OutputCapture, launched_process
 from mcp_agg.backend.relay import ClientRelay
 from mcp_agg.backend.transports import ExitHook, RequestHook, make_transport, relay_options
 from mcp_agg.backend.transports.http import http_transport
+from mcp_agg.backend.transports.stdio import stdio_transport
 from mcp_agg.config import ReplicaSpec
 from mcp_agg.errors import UpstreamConnectError
 
 if TYPE_CHECKING:
+    from mcp_agg.backend.early import EarlyStart
     from mcp_agg.backend.oauth.team import UserSignIn
 
 __all__ = ["SessionOpener", "close_quietly", "session_closed"]
@@ -55,6 +57,9 @@ class SessionOpener:
     #: The user whose token set a `per_user` server's session carries (a per-client
     #: session's); None: the gateway's own sign-in (`mcp-agg login`).
     user: UserSignIn | None = None
+    #: A stdio backend's process started before the session (`backend/early.py`): the
+    #: session takes it over instead of spawning one.
+    early: EarlyStart | None = None
 
     async def open(self, stack: contextlib.AsyncExitStack, *, launch: bool = True) -> Client[Any]:
         """A connected client, closed (and its process reaped) by `stack`. A server with
@@ -70,6 +75,10 @@ class SessionOpener:
             await require_sign_in(self.spec)
         if server.url is not None and server.command is not None and launch:
             return await self._connect_launched(stack)
+        if self.early is not None:
+            self.output.follow(self.early.stderr)
+            transport = stdio_transport(self.spec, on_exit=self.on_exit, process=self.early.process)
+            return await self._enter(stack, transport)
         stderr = self.output.open() if server.url is None else None
         try:
             transport = make_transport(self.spec, stderr, self.on_http_request, self.on_exit)

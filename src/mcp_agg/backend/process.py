@@ -48,8 +48,13 @@ class OutputCapture:
         """A pipe's write end to hand to the child as its stderr; read by the event loop."""
         read_fd, write_fd = os.pipe()
         self._writer = os.fdopen(write_fd, "w")
-        self._pump = asyncio.create_task(self._read(os.fdopen(read_fd, "rb", buffering=0)))
+        self.follow(read_fd)
         return self._writer
+
+    def follow(self, read_fd: int) -> None:
+        """Read a pipe whose write end a child already has (one started early: see
+        `backend/early.py`); the capture owns `read_fd` from now on."""
+        self._pump = asyncio.create_task(self._read(os.fdopen(read_fd, "rb", buffering=0)))
 
     def close_writer(self) -> None:
         """Drop our copy of the write end once the child has its own (EOF when it exits)."""

@@ -69,6 +69,9 @@ class Reaper:
         return self._process.pid if self._process else None
 
     def start(self) -> None:
+        """Start the watchdog, once (`serve` starts it before its early backends)."""
+        if self._process is not None:
+            return
         if not Path("/proc/self/stat").exists():
             logger.warning("no /proc: backends are not guarded against a gateway crash")
             return

@@ -37,6 +37,7 @@ from mcp_agg.resilience.breaker import CircuitBreaker
 from mcp_agg.resilience.health import HealthPolicy, HealthState
 
 if TYPE_CHECKING:
+    from mcp_agg.backend.early import EarlyStarts
     from mcp_agg.core.views import ClientFront
 
 __all__ = ["ReplicaCore", "ReplicaState", "ReplicaStats", "describe", "describe_exit"]
@@ -115,6 +116,9 @@ class ReplicaCore:
         #: A modern-era session's change stream (listen.py); None on the handshake era.
         self.listener: ChangeListener | None = None
         self.output = OutputCapture(spec.id)
+        #: The backends `serve` started before its imports: the first session takes
+        #: this replica's process from there (None: every session spawns its own).
+        self.early_starts: EarlyStarts | None = None
         #: The exit code of this session's backend process, once it ended by itself.
         self._exited: int | None = None
         #: Sees every HTTP request to the backend before it is sent (trace context).

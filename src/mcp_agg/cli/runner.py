@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
 from mcp_agg.cli.logs import setup_logging
 from mcp_agg.cli.output import fail
 from mcp_agg.config import Config, find_config, load_config
-from mcp_agg.core.gateway import Gateway
 from mcp_agg.errors import CatalogError, ConfigError
+
+if TYPE_CHECKING:
+    # Imported where a gateway is built: `serve` starts its stdio backends between
+    # loading the config and importing it (backend/early.py).
+    from mcp_agg.core.gateway import Gateway
 
 __all__ = ["load", "run", "snapshot", "snapshot_of"]
 
@@ -56,6 +60,8 @@ def snapshot(
 def snapshot_of(
     loaded: Config, log_level: str | None, read: Callable[[Gateway], _T]
 ) -> tuple[Gateway, _T]:
+    from mcp_agg.core.gateway import Gateway
+
     setup_logging(log_level, "warning")
     gateway = Gateway(loaded)
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
+import signal
 import sys
+import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
@@ -13,6 +18,7 @@ from mcp_agg.cli.options import ConfigOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail
 
 if TYPE_CHECKING:
+    from mcp_agg.backend.early import EarlyStarts
     from mcp_agg.config import Config
     from mcp_agg.core.gateway import Gateway
     from mcp_agg.front.listener import OpsListener
@@ -73,16 +79,8 @@ def serve(
     """
     # Imported here, not at the top: `--help` imports every command's module and needs
     # none of this (docs/benchmarks.md, "Startup and import time").
-    import anyio
-
+    from mcp_agg.backend.early import EarlyStarts
     from mcp_agg.cli.runner import load, run
-    from mcp_agg.console import startup
-    from mcp_agg.core.gateway import Gateway
-    from mcp_agg.core.reload import reload_from_file, watch_config
-    from mcp_agg.front.http import serve_http
-    from mcp_agg.front.sealedsessions import Resumption
-    from mcp_agg.front.server import build_server
-    from mcp_agg.front.stdio import serve_stdio
 
     setup_logging(log_level, "info")
     loaded = load(config, profile)
@@ -92,7 +90,67 @@ def serve(
         _check_exposure(
             loaded, metrics_host, "--metrics-port", "use its operations endpoints", insecure
         )
-    gateway = Gateway(loaded)
+
+    async def main() -> None:
+        # The stdio backends start now, before the MCP stack is imported: their own
+        # start-up overlaps the gateway's imports (backend/early.py).
+        async with EarlyStarts.started(loaded.replica_specs()) as early:
+            with _stop_signals_held() as stops:
+                _import_stack(transport)
+            if stops:
+                logger.info("stopped while starting")
+                return  # leaving stops the early backends
+            await _serve(loaded, early, transport, host, port, metrics_host, metrics_port, watch)
+
+    run(main)
+
+
+def _import_stack(transport: Transport) -> None:
+    """The MCP stack, the gateway and its front, imported while the early backends start
+    (the other front is not: uvicorn and starlette cost the stdio front memory)."""
+    started = time.perf_counter()
+    importlib.import_module("mcp_agg.core.gateway")
+    importlib.import_module("mcp_agg.front.server")
+    importlib.import_module(f"mcp_agg.front.{transport}")
+    logger.info("imported the gateway in %.2fs", time.perf_counter() - started)
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM noted, not acted on, while the event loop is blocked importing:
+    their default would end the process at once (the early backends left to the reaper)
+    and the fronts' handlers are not installed yet. The caller stops if one came."""
+    received: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda signum, _: received.append(signum))
+        for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+async def _serve(
+    loaded: Config,
+    early: EarlyStarts,
+    transport: Transport,
+    host: str,
+    port: int,
+    metrics_host: str,
+    metrics_port: int | None,
+    watch: bool,
+) -> None:
+    """The gateway over `early`'s backends, on its front, until stopped."""
+    import anyio
+
+    from mcp_agg.console import startup
+    from mcp_agg.core.gateway import Gateway
+    from mcp_agg.core.reload import reload_from_file, watch_config
+    from mcp_agg.front.server import build_server
+
+    gateway = Gateway(loaded, early)
     gateway.sessions.serve("http" if transport == "http" else "stdio")
     server = build_server(gateway, http=transport == "http")
     ops = None if metrics_port is None else _listen_ops(gateway, metrics_host, metrics_port)
@@ -100,11 +158,17 @@ def serve(
     async def reload() -> None:
         await reload_from_file(gateway.reconfigurer)
 
-    async def serving() -> None:
+    # Each backend's first connection and a summary: live on a terminal (HTTP front
+    # only), else log lines. Never on stdout: in stdio mode that is the protocol.
+    with startup.feedback(transport, sys.stderr) as observer:
+        gateway.startup = observer
         async with anyio.create_task_group() as tg:
             if watch and loaded.source is not None:
                 tg.start_soon(watch_config, loaded.source, reload)
             if transport == "http":
+                from mcp_agg.front.http import serve_http
+                from mcp_agg.front.sealedsessions import Resumption
+
                 level = logging.getLevelName(logging.getLogger().level).lower()
                 await serve_http(
                     server,
@@ -118,6 +182,8 @@ def serve(
                     resumption=Resumption.of(gateway),
                 )
             else:
+                from mcp_agg.front.stdio import serve_stdio
+
                 await serve_stdio(
                     server,
                     settings=loaded.gateway,
@@ -126,12 +192,6 @@ def serve(
                     hurry=gateway.hurry,
                 )
             tg.cancel_scope.cancel()
-
-    # Each backend's first connection and a summary: live on a terminal (HTTP front
-    # only), else log lines. Never on stdout: in stdio mode that is the protocol.
-    with startup.feedback(transport, sys.stderr) as observer:
-        gateway.startup = observer
-        run(serving)
 
 
 def _check_exposure(loaded: Config, host: str, what: str, risk: str, insecure: bool) -> None:

@@ -55,6 +55,7 @@ from mcp_agg.security.limits import CallLimits
 from mcp_agg.store import Store, open_store
 
 if TYPE_CHECKING:
+    from mcp_agg.backend.early import EarlyStarts
     from mcp_agg.observability.metrics import GatewayMetrics
 
 __all__ = ["Gateway"]
@@ -68,14 +69,16 @@ _FIRST_ATTEMPT_MARGIN = 5.0
 
 
 class Gateway:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, early: EarlyStarts | None = None) -> None:
+        """`early`: the stdio backends `serve` started before importing the gateway; each
+        replica's first session takes its process, and the gateway keeps their reaper."""
         self.config = config
         #: Spans of calls and attempts while running with `[gateway.tracing]`; None
         #: (no cost per call) without it.
         self.tracer: tracing.Tracer | None = None
         #: Told how each replica's first attempt ends, and the startup's summary.
         self.startup: StartupObserver = LogStartup()
-        self.reaper = Reaper()
+        self.reaper = Reaper() if early is None else early.reaper
         #: Modern-era clients hear of changes on `subscriptions/listen` streams fed by this.
         self.bus = InMemorySubscriptionBus()
         self.catalog = Catalog()
@@ -88,6 +91,8 @@ class Gateway:
         self.announcer = Announcer(self, self.bus)
         self.groups = self.build_groups(config, config.replica_specs())
         build.link_failovers(self.groups)
+        for upstream in self.upstreams:
+            upstream.early_starts = early
         #: State shared with the other replicas of a fleet (`[gateway.store]`); in
         #: process without one.
         self.store: Store = open_store(config.gateway.store)

@@ -30,7 +30,6 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_agg import __version__
 from mcp_agg.backend.listing import ListMethod
-from mcp_agg.backend.oauth.webflow import WebSignIn
 from mcp_agg.components.forwarding import hop_wire
 from mcp_agg.config import ServerConfig
 from mcp_agg.core.announce import Announcer
@@ -41,11 +40,8 @@ from mcp_agg.core.caller import Caller, connection_of, current_caller
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.core.sessions import quietly
-from mcp_agg.front.ops import ops_routes
 from mcp_agg.front.provider import GatewayProvider
-from mcp_agg.front.signin import GatewaySignIns, signin_routes
 from mcp_agg.observability import tracing
-from mcp_agg.security.auth import CallerAccess, build_verifier
 
 __all__ = ["build_server"]
 
@@ -56,11 +52,16 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
     For the HTTP front (`http`) with `[gateway.auth]`, the server verifies bearer
     tokens (401 without a valid one) and shows each caller what its roles allow.
     """
+    # What only the HTTP front uses is imported here: the console's templates (jinja2),
+    # sign-in and token checks cost the stdio front memory (docs/benchmarks.md).
     settings = gateway.config.gateway
     visibility = gateway.visibility
+    verifier = None
     if http and settings.auth is not None:
+        from mcp_agg.security.auth import CallerAccess, build_verifier
+
         visibility.access = CallerAccess(settings)
-    access = visibility.access
+        verifier = build_verifier(settings.auth)
     provider = GatewayProvider(
         lambda: gateway.catalog, lifespan=gateway.running, visibility=visibility
     )
@@ -70,9 +71,13 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
         version=__version__,  # else FastMCP's own version is the gateway's serverInfo
         providers=[provider],
         middleware=[_ConnectionTracker(gateway.announcer)],
-        auth=build_verifier(access.auth) if access is not None else None,
+        auth=verifier,
     )
     if http:
+        from mcp_agg.backend.oauth.webflow import WebSignIn
+        from mcp_agg.front.ops import ops_routes
+        from mcp_agg.front.signin import GatewaySignIns, signin_routes
+
         team = gateway.sessions.team
         # The browser sign-in (token_key and a public URL): users' of `per_user` servers,
         # and the gateway's own, started from the console.

@@ -11,7 +11,9 @@ three reasons:
 - the SDK's line reading has no bound and answers nothing it cannot read (`wire`);
 - the SDK ends the session when stdin closes, cutting off the calls in flight. Here
   stdin closing, SIGTERM and SIGINT drain the front instead (`drain`): the calls in
-  flight are answered, within `shutdown_grace`, before the gateway stops.
+  flight are answered, within `shutdown_grace`, before the gateway stops;
+- `run_stdio_async` starts every backend before it reads stdin. Here the front answers
+  `initialize` at once and holds the rest until the gateway has started (`starting`).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from typing import Any
 import anyio
 from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
+from mcp.server.runner import serve_dual_era_loop
 
 from mcp_agg.config import GatewayConfig
 from mcp_agg.front.drain import Drain
 from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.signals import Hurry, Reload, handle_signals
+from mcp_agg.front.starting import UntilStarted, lifespan_beside
 from mcp_agg.front.wire import LineWire
 
 __all__ = ["serve_stdio"]
@@ -59,10 +63,10 @@ async def serve_stdio(
     drain = Drain(grace=settings.shutdown_grace)
     drain.install(server)
     serving = anyio.CancelScope()
-    wire: LineWire | None = None
+    started: anyio.Event | None = None
 
     def stop() -> None:
-        if wire is None:
+        if started is None or not started.is_set():
             serving.cancel()  # still starting the backends: nothing to drain
         else:
             drain.begin("received a stop signal")
@@ -71,14 +75,19 @@ async def serve_stdio(
         # Signals are heard until the end: the stop itself may be asked to hurry.
         tg.start_soon(handle_signals, stop, on_reload, hurry)
         with serving:
-            async with serving_ops(ops), _serving_stdio(server) as pipes:
+            async with (
+                serving_ops(ops),
+                _serving_stdio() as pipes,
+                lifespan_beside(server) as started,
+            ):
                 wire = LineWire(pipes, limit=settings.max_message_bytes, on_eof=drain.begin)
-                await _serve(server, wire, drain)
+                await _serve(server, wire, drain, started)
         tg.cancel_scope.cancel()
 
 
-async def _serve(server: FastMCP[Any], wire: LineWire, drain: Drain) -> None:
-    """The server loop on the wire until drained; then every answer is flushed."""
+async def _serve(server: FastMCP[Any], wire: LineWire, drain: Drain, started: anyio.Event) -> None:
+    """The server loop on the wire until drained; then every answer is flushed. Until
+    `started`, only the handshake is answered (`starting`)."""
 
     async def end_when_drained() -> None:
         await drain.run(wire.idle)
@@ -89,8 +98,14 @@ async def _serve(server: FastMCP[Any], wire: LineWire, drain: Drain) -> None:
         tg.start_soon(wire.read_client)
         tg.start_soon(wire.write_client)
         tg.start_soon(end_when_drained)
-        await low_level.run(
-            wire.read_stream, wire.write_stream, low_level.create_initialization_options()
+        # The loop `low_level.run` drives, without the lifespan it would enter first
+        # (it is entered beside the serving); the server's own lifespan state is empty.
+        await serve_dual_era_loop(
+            low_level,
+            UntilStarted(wire.read_stream, started),
+            wire.write_stream,
+            lifespan_state={},
+            init_options=low_level.create_initialization_options(),
         )
         with anyio.move_on_after(_FLUSH_TIMEOUT):
             await wire.written.wait()
@@ -98,20 +113,15 @@ async def _serve(server: FastMCP[Any], wire: LineWire, drain: Drain) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _serving_stdio(server: FastMCP[Any]) -> AsyncIterator[_Stdio]:
-    """The lifespan (every backend), and stdin and stdout as the protocol's streams.
-
-    FastMCP has no public way to serve stdio with streams of one's own: its lifespan
-    manager is entered here as `run_stdio_async` does.
-    """
+async def _serving_stdio() -> AsyncIterator[_Stdio]:
+    """Stdin and stdout as the protocol's streams, FastMCP told its transport is stdio."""
     token = set_transport("stdio")
     try:
-        async with server._lifespan_manager():
-            pipes = _Stdio()
-            try:
-                yield pipes
-            finally:
-                pipes.restore()
+        pipes = _Stdio()
+        try:
+            yield pipes
+        finally:
+            pipes.restore()
     finally:
         reset_transport(token)
 

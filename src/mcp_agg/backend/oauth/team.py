@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mcp_agg.backend.oauth.links import LINK_SECONDS, SignInLinks, Ticket
-from mcp_agg.backend.oauth.peruser import SecretArea, UserTokens, UserTokenStorage
 from mcp_agg.backend.oauth.provider import BackendOAuth
 from mcp_agg.config.gateway import public_url_of
 from mcp_agg.errors import RefusedError, UpstreamConnectError
 
 if TYPE_CHECKING:
+    # Imported where a team signs in (`team_sign_in`): its token sets' SQLite file and
+    # key ring cost every gateway memory, and most have no `per_user` server.
+    from mcp_agg.backend.oauth.peruser import SecretArea, UserTokens, UserTokenStorage
     from mcp_agg.config import GatewayConfig, ReplicaSpec
 
 __all__ = [
@@ -96,6 +98,8 @@ def team_sign_in(gateway: GatewayConfig, store: SecretArea) -> TeamSignIn | None
     public_url = public_url_of(gateway)
     if gateway.token_key is None or public_url is None:
         return None
+    from mcp_agg.backend.oauth.peruser import UserTokens
+
     if gateway.store is not None:
         tokens = UserTokens(store, gateway.token_key, "the store ([gateway.store])")
     else:

@@ -16,14 +16,17 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-import keyring
-import keyring.errors
 from cryptography.fernet import InvalidToken
 
 from mcp_agg.errors import GatewayError
 from mcp_agg.security.keys import fernet_for
+
+if TYPE_CHECKING:
+    # Imported where a token rests or is read: every gateway imports this module (the
+    # OAuth provider does), few use the keyring (docs/benchmarks.md, memory).
+    import keyring.backend
 
 __all__ = [
     "FileVault",
@@ -66,6 +69,8 @@ class KeyringVault:
     """Records in the OS keyring, one password per key under the service `mcp-agg`."""
 
     def __init__(self, backend: keyring.backend.KeyringBackend | None = None) -> None:
+        import keyring
+
         self._backend = backend or keyring.get_keyring()
 
     @property
@@ -79,6 +84,8 @@ class KeyringVault:
         self._backend.set_password(SERVICE, key, value)
 
     def delete(self, key: str) -> None:
+        import keyring.errors
+
         with contextlib.suppress(keyring.errors.PasswordDeleteError):
             self._backend.delete_password(SERVICE, key)
 
@@ -170,6 +177,8 @@ class FileVault:
 def keyring_available(backend: keyring.backend.KeyringBackend | None = None) -> bool:
     """Whether the keyring has a real backend: the `fail` and `null` ones (priority <= 0),
     and a chainer with no backend behind it, do not keep anything."""
+    import keyring
+
     chosen = backend or keyring.get_keyring()
     return float(chosen.priority) > 0
 

@@ -4,8 +4,9 @@ The MCP SDK's `stdio_client` joins the unfinished part of a line with every chun
 from the pipe (`(buffer + chunk).split("\\n")`), so a message of n bytes costs O(n²/64 KiB)
 copying: about 34 ms for a 1 MiB result (sent twice by FastMCP, text and structured), more
 than the rest of the hop together. Here bytes are kept as a list of pieces and joined once
-per line. The process is spawned in its own process group with the SDK's helper, and each
-line parsed with the SDK's JSON-RPC adapter.
+per line. The process is spawned in its own process group by `spawn_stdio`
+(`backend/spawn.py`), or already was (`backend/early.py`), and each line parsed with the
+SDK's JSON-RPC adapter.
 
 Stopping the process is its own too. The spec's steps are the SDK's (close stdin, wait,
 SIGTERM the group, SIGKILL it), each bounded, but they run in a task of their own that no
@@ -42,6 +43,7 @@ from mcp.shared.message import SessionMessage
 from typing_extensions import Unpack
 
 from mcp_agg.backend.process import TERMINATE_GRACE
+from mcp_agg.backend.spawn import spawn_stdio
 
 if TYPE_CHECKING:
     from mcp_agg.backend.transports.http import RequestHook
@@ -141,17 +143,16 @@ async def _process_streams(
     errlog: TextIO,
     stops: set[asyncio.Task[None]],
     on_exit: ExitHook | None = None,
+    started: anyio.abc.Process | None = None,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """A backend process and the session's two streams to it; stops it on exit, in a task
-    added to `stops` until it is done.
+    added to `stops` until it is done. `started`: the process, already running (started
+    early, see `backend/early.py`), instead of a new one.
 
     A process that ends by itself has its exit code told to `on_exit` before the
     session sees its stream end, so whoever hears of the loss can say how it ended.
     """
-    process = await sdk_stdio._create_platform_compatible_process(
-        command, args, env=sdk_stdio.get_default_environment() | env, errlog=errlog, cwd=cwd
-    )
-    assert isinstance(process, anyio.abc.Process)  # POSIX only, as process groups are
+    process = started or await spawn_stdio(command, args, env, cwd, errlog)
     # No await between the spawn and the try: a cancellation there would leak it.
     read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](0)
@@ -216,7 +217,8 @@ async def _process_streams(
 
 class StdioRelayTransport(ClientTransport):
     """A backend process over stdio, for one long-lived session: closing the session
-    ends the process (and its process group)."""
+    ends the process (and its process group). `process`: one already running (started
+    early), which the first session takes instead of spawning; later ones spawn."""
 
     def __init__(
         self,
@@ -226,6 +228,7 @@ class StdioRelayTransport(ClientTransport):
         cwd: str,
         errlog: TextIO,
         on_exit: ExitHook | None = None,
+        process: anyio.abc.Process | None = None,
     ) -> None:
         self.command = command
         self.args = args
@@ -233,6 +236,7 @@ class StdioRelayTransport(ClientTransport):
         self.cwd = cwd
         self.errlog = errlog
         self.on_exit = on_exit
+        self._started = process
         #: The stops of its processes still under way.
         self._stops: set[asyncio.Task[None]] = set()
 
@@ -244,6 +248,7 @@ class StdioRelayTransport(ClientTransport):
         **session_kwargs: Unpack[SessionKwargs],
     ) -> AsyncIterator[ClientSession]:
         options = transport_options or TransportOptions()
+        started, self._started = self._started, None
         async with (
             _process_streams(
                 self.command,
@@ -253,6 +258,7 @@ class StdioRelayTransport(ClientTransport):
                 self.errlog,
                 self._stops,
                 self.on_exit,
+                started,
             ) as (read_stream, write_stream),
             options.session_class(read_stream, write_stream, **session_kwargs) as session,
         ):
@@ -273,9 +279,12 @@ def stdio_transport(
     stderr: IO[str] | None = None,
     on_request: RequestHook | None = None,
     on_exit: ExitHook | None = None,
+    *,
+    process: anyio.abc.Process | None = None,
 ) -> ClientTransport:
     """The transport to a stdio backend, its stderr to `stderr`, its exit code (when it
-    ends by itself) to `on_exit` (`on_request`: unused).
+    ends by itself) to `on_exit` (`on_request`: unused); `process`: the backend's,
+    started early, for the first session.
 
     The replica's session is long-lived and its own: closing it ends the process (and
     its process group), never leaves it running for reuse.
@@ -290,4 +299,5 @@ def stdio_transport(
         str(spec.cwd),
         cast("TextIO", stderr) if stderr is not None else sys.stderr,
         on_exit,
+        process,
     )
