@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pydantic_core
 import pytest
 from mcp_types import (
     ErrorData,
@@ -115,3 +116,18 @@ class _Model(BaseModel):
 def test_encode_writes_the_bytes_pydantic_writes(message: JSONRPCMessage) -> None:
     expected = message.model_dump_json(by_alias=True, exclude_unset=True)
     assert codec.encode(message) == expected.encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"content": [{"type": "text", "text": '√ ünïcode \n"q"'}], "isError": False},
+        [1, 2.5, None, True, "x"],
+        {"big": 2**70},  # over 64 bits: pydantic's writer
+        {1: "a non-string key"},  # pydantic's writer too
+        _Model(value=3),
+    ],
+    ids=repr,
+)
+def test_dumps_writes_the_bytes_pydantic_core_writes(value: Any) -> None:
+    assert codec.dumps(value) == pydantic_core.to_json(value)

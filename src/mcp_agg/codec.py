@@ -13,7 +13,8 @@ into its message without validation only when it has one of the three plain shap
 method, object params or result) and no other key; anything else, errors included, is
 handed to the adapter, so what it refuses and how it says so does not change. Writing
 falls back to pydantic for a value orjson does not take (an integer over 64 bits, a
-model left in a dict): the output is the same JSON either way.
+model left in a dict): the output is the same JSON either way. `dumps` is that writer for
+any JSON value (the size limits measure arguments and results with it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pydantic_core
 from mcp_types import (
     JSONRPCError,
     JSONRPCMessage,
@@ -30,7 +32,7 @@ from mcp_types import (
     jsonrpc_message_adapter,
 )
 
-__all__ = ["decode", "encode"]
+__all__ = ["decode", "dumps", "encode"]
 
 _REQUEST = frozenset({"jsonrpc", "id", "method", "params"})
 _NOTIFICATION = frozenset({"jsonrpc", "method", "params"})
@@ -88,3 +90,12 @@ def encode(message: JSONRPCMessage) -> bytes:
         except TypeError:  # orjson.JSONEncodeError: a value only pydantic can write
             pass
     return message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+
+
+def dumps(value: Any) -> bytes:
+    """`value` as compact UTF-8 JSON (no spaces, non-ASCII unescaped), as
+    `pydantic_core.to_json` writes it."""
+    try:
+        return orjson.dumps(value)
+    except TypeError:  # orjson.JSONEncodeError: a value only pydantic can write
+        return pydantic_core.to_json(value)
