@@ -1,13 +1,16 @@
-"""The FastMCP server over a gateway: what it gives the MCP SDK besides its handlers."""
+"""The FastMCP server over a gateway: what building it sets up, and what it gives the MCP
+SDK besides its handlers."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
 
+import fastmcp
 import pytest
 
-from mcp_agg.config import RoleConfig
+from mcp_agg.config import RoleConfig, load_config
+from mcp_agg.core.gateway import Gateway
 from mcp_agg.front.server import build_server
 from mcp_agg.security.access import AccessPolicy
 from tests.components.test_gateway_tools import make_gateway
@@ -36,3 +39,21 @@ def test_the_sdk_gets_a_called_tools_schema_from_the_catalog(
         expected = tools[name].parameters if name in visible else None
         assert lookup(name) == expected
     assert lookup("gateway_health") is not None
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("native", "propagation_only"),  # FastMCP's default: its spans off, propagation kept
+        ("propagation_only", "propagation_only"),
+        ("off", "off"),  # an operator's choice stands
+    ],
+)
+def test_fastmcps_own_spans_are_off_and_its_trace_propagation_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, expected: str
+) -> None:
+    monkeypatch.setattr(fastmcp.settings, "telemetry_mode", mode)
+    path = tmp_path / "servers.toml"
+    path.write_text('[[servers]]\nname = "s"\ncommand = "python"\n')
+    build_server(Gateway(load_config(path)))
+    assert fastmcp.settings.telemetry_mode == expected

@@ -7,8 +7,8 @@ waits out its own timeout for an answer that never comes. JSON-RPC 2.0 wants an 
 not a request, under the request's id when one can be read and `null` otherwise. Since
 the 2025-06-18 revision MCP has no batches, so an array is an invalid request too.
 
-A valid line costs what it cost before (one parse by the SDK's adapter); only a line
-the adapter refuses, or a notification that carries an `id` (the adapter reads an
+A valid line costs one parse (`mcp_agg.codec.decode`); only a line the SDK's adapter
+refuses, or a notification that carries an `id` (the adapter reads an
 invalid id as no id), is looked at again to say what is wrong with it.
 """
 
@@ -25,10 +25,10 @@ from mcp_types import (
     ErrorData,
     JSONRPCError,
     JSONRPCNotification,
-    jsonrpc_message_adapter,
 )
 from pydantic import ValidationError
 
+from mcp_agg.codec import decode
 from mcp_agg.front.lines import Oversized
 
 __all__ = ["Inbound", "read_line", "read_oversized"]
@@ -45,7 +45,7 @@ def read_line(line: bytes) -> Inbound:
     if not line or line.isspace():
         return None  # blank lines between messages are harmless (isspace copies nothing)
     try:
-        message = jsonrpc_message_adapter.validate_json(line, by_name=False)
+        message = decode(line)
     except ValidationError as exc:
         return _refuse(line, exc)
     if isinstance(message, JSONRPCNotification) and b'"id"' in line:

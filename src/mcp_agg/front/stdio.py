@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import selectors
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -43,6 +45,9 @@ __all__ = ["serve_stdio"]
 _CHUNK = 64 * 1024
 #: How long the last answers get to reach stdout once the session has ended.
 _FLUSH_TIMEOUT = 5.0
+#: The capacity asked for a stdout pipe (Linux's default for an unprivileged process's
+#: largest, /proc/sys/fs/pipe-max-size).
+_PIPE_SIZE = 1 << 20
 
 
 async def serve_stdio(
@@ -156,6 +161,7 @@ class _Stdio:
         os.dup2(2, 1)
         self._loop_in = _pollable(self._in, selectors.EVENT_READ)
         self._loop_out = _pollable(self._out, selectors.EVENT_WRITE)
+        _widen(self._out)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._transports: list[asyncio.BaseTransport] = []
@@ -200,6 +206,20 @@ class _Stdio:
         for fd, saved in zip((0, 1), self._saved, strict=True):
             os.dup2(saved, fd)
             os.close(saved)
+
+
+def _widen(fd: int) -> None:
+    """Let a pipe on `fd` hold 1 MiB instead of 64 KiB, where the OS allows it.
+
+    asyncio writes what the pipe takes and keeps the rest in a buffer it shifts down after
+    every write: a 2 MiB answer into a 64 KiB pipe is 32 writes, wake-ups and shifts of
+    what is left, about a millisecond of CPU (docs/performance.md). Linux only; anything
+    else (not a pipe, over the user's pipe quota) keeps the pipe as it is.
+    """
+    if sys.platform != "linux":
+        return
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
 
 
 def _write_all(fd: int, data: bytes) -> None:

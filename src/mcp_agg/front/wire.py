@@ -23,6 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCRequest, JSONRPCResponse, RequestId
 
+from mcp_agg.codec import encode
 from mcp_agg.front.inbound import Inbound, read_line, read_oversized
 from mcp_agg.front.lines import LineSplitter
 
@@ -130,7 +131,7 @@ class LineWire:
         try:
             if self._gone:
                 return
-            data = message.model_dump_json(by_alias=True, exclude_unset=True).encode() + b"\n"
+            data = encode(message)
             async with self._writing:
                 await self._pipes.write(data)
         except OSError as exc:

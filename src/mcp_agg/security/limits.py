@@ -17,8 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import pydantic_core
 
+from mcp_agg.codec import dumps
 from mcp_agg.config import GatewayConfig
 from mcp_agg.errors import BulkheadFull, RateLimited, RefusedError, TooLarge
 from mcp_agg.security.auth import caller_id
@@ -44,7 +44,7 @@ RETRY_AFTER_META = "mcp-agg/retry-after"
 
 def json_size(value: Any) -> int:
     """Bytes of `value` as compact UTF-8 JSON (no spaces, non-ASCII unescaped)."""
-    return len(pydantic_core.to_json(value))
+    return len(dumps(value))
 
 
 def check_size(value: Any, limit: int, what: str, setting: str) -> None:

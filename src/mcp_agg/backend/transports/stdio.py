@@ -5,8 +5,8 @@ from the pipe (`(buffer + chunk).split("\\n")`), so a message of n bytes costs O
 copying: about 34 ms for a 1 MiB result (sent twice by FastMCP, text and structured), more
 than the rest of the hop together. Here bytes are kept as a list of pieces and joined once
 per line. The process is spawned in its own process group by `spawn_stdio`
-(`backend/spawn.py`), or already was (`backend/early.py`), and each line parsed with the
-SDK's JSON-RPC adapter.
+(`backend/spawn.py`), or already was (`backend/early.py`), and each line read and written
+by `mcp_agg.codec` (orjson, as strict as the SDK's adapter).
 
 Stopping the process is its own too. The spec's steps are the SDK's (close stdin, wait,
 SIGTERM the group, SIGKILL it), each bounded, but they run in a task of their own that no
@@ -33,7 +33,6 @@ from typing import IO, TYPE_CHECKING, Any, TextIO, cast
 
 import anyio
 import anyio.abc
-import mcp_types
 from fastmcp.client.transports import ClientTransport
 from fastmcp.client.transports.base import SessionKwargs, TransportOptions
 from mcp.client import stdio as sdk_stdio
@@ -44,6 +43,7 @@ from typing_extensions import Unpack
 
 from mcp_agg.backend.process import TERMINATE_GRACE
 from mcp_agg.backend.spawn import spawn_stdio
+from mcp_agg.codec import decode, encode
 
 if TYPE_CHECKING:
     from mcp_agg.backend.transports.http import RequestHook
@@ -89,7 +89,7 @@ def split_lines(pending: list[bytes], chunk: bytes) -> Iterable[bytes]:
 def _parse(line: bytes) -> SessionMessage | Exception:
     """One line as a message, or the parse error as a value for the session to surface."""
     try:
-        message = mcp_types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        message = decode(line)
     except ValueError as exc:
         logger.warning("backend sent a line that is not a JSON-RPC message: %s", exc)
         return exc
@@ -184,8 +184,7 @@ async def _process_streams(
         try:
             async with write_reader:
                 async for message in write_reader:
-                    data = message.message.model_dump_json(by_alias=True, exclude_unset=True)
-                    await stdin.send(data.encode() + b"\n")
+                    await stdin.send(encode(message.message))
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, OSError):
             # The process stopped reading: end the session rather than hang a request.
             await read_writer.aclose()
