@@ -140,25 +140,28 @@ async def serve_http(
 
             tg.start_soon(handle_signals, stop, on_reload, hurry)
             tg.start_soon(exit_when_drained)
-            async with serving_ops(ops):
-                # Listening at once: /healthz 200, /readyz 503 until the lifespan (every
-                # backend) has started beside the MCP app's own (the session manager:
-                # `initialize` is answered meanwhile, every other MCP request held, the
-                # other routes 503), which then spans the web server as in run_http_async.
-                tg.start_soon(serve_web)
-                logger.info("listening on http://%s:%d (not ready until started)", host, port)
-                try:
-                    with starting, serving_beside(server):
-                        async with lifespan_beside(server) as started, lifespan:
-                            await started.wait()
-                            held.settle(started=True)
-                            app.state = "ready"
-                            logger.info("serving MCP on http://%s:%d/mcp", host, port)
-                            await served.wait()
-                finally:
-                    held.settle(started=False)  # stopped or failed while starting
-                web.should_exit = True
-                await served.wait()
+            # The MCP app's own lifespan (the SDK's session manager, up in a moment: it no
+            # longer enters the server's) before the first request is taken, then listening
+            # at once: /healthz 200, /readyz 503 until the server's lifespan (every backend)
+            # has started beside it; meanwhile `initialize` is answered, every other MCP
+            # request held, the other routes 503. The lifespan then spans the web server
+            # as in run_http_async.
+            with serving_beside(server):
+                async with serving_ops(ops), lifespan:
+                    tg.start_soon(serve_web)
+                    logger.info("listening on http://%s:%d (not ready until started)", host, port)
+                    try:
+                        with starting:
+                            async with lifespan_beside(server) as started:
+                                await started.wait()
+                                held.settle(started=True)
+                                app.state = "ready"
+                                logger.info("serving MCP on http://%s:%d/mcp", host, port)
+                                await served.wait()
+                    finally:
+                        held.settle(started=False)  # stopped or failed while starting
+                    web.should_exit = True
+                    await served.wait()
             tg.cancel_scope.cancel()
     finally:
         sock.close()
