@@ -437,13 +437,16 @@ async def _bounded(step: Awaitable[object], env: Env, what: str) -> None:
 
 @contextlib.asynccontextmanager
 async def open_front(
-    path: str, backends: int, env: Env, *, cache: bool = False
+    path: str, backends: int, env: Env, *, cache: bool = False, ready: bool = True
 ) -> AsyncIterator[Front]:
     """Start a path in front of `backends` backends and connect one session to it.
 
     For direct, that is one session per backend (started in parallel), as a client with
     `backends` entries in its own config would do; direct http serves one backend. With
-    `cache`, an mcp-agg front answers b1's `lookup` from its cache. On the way out,
+    `cache`, an mcp-agg front answers b1's `lookup` from its cache. mcp-agg http is
+    connected to once `/readyz` says 200 (every backend started), or without `ready` as
+    soon as its port accepts: it answers `initialize` while starting, as a client that
+    started it sees (its other requests wait until it has started). On the way out,
     whatever happened, the front is asked to stop, then every process group it and its
     children had is killed.
     """
@@ -463,7 +466,7 @@ async def open_front(
             # FastMCP's HTTP servers listen once their lifespan (and, for the mounted
             # proxy, every backend's connection) is up; mcp-agg listens at once and says
             # when it is ready.
-            await wait_ready(port, http, readyz=path == "agg-http")
+            await wait_ready(port, http, readyz=ready and path == "agg-http")
             url = f"http://127.0.0.1:{port}/mcp"
             client: Client[Any] = Client(
                 UncappedHttpTransport(url), timeout=REQUEST_TIMEOUT, init_timeout=REQUEST_TIMEOUT
@@ -523,8 +526,8 @@ async def wait_ready(
     port: int, process: asyncio.subprocess.Process, *, readyz: bool = True
 ) -> None:
     """Poll every 10 ms until the HTTP front is ready, or fail if it died: with `readyz`,
-    until `/readyz` says 200 (mcp-agg listens at once, and answers MCP requests with 503
-    until its backends have started); else until the port accepts a connection."""
+    until `/readyz` says 200 (mcp-agg listens at once, and says 503 until its backends
+    have started); else until the port accepts a connection."""
     deadline = time.monotonic() + REQUEST_TIMEOUT
     async with httpx2.AsyncClient(timeout=5.0) as http:
         while time.monotonic() < deadline:

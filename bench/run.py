@@ -305,7 +305,7 @@ async def _measure_startup(
     """Seconds from spawning the front to its `initialize` answer and to a complete listing
     into `out`; then, with `rss`, its VmHWM."""
     started = time.perf_counter()
-    async with open_front(path, backends, env) as front:
+    async with open_front(path, backends, env, ready=False) as front:
         out[0].append(time.perf_counter() - started)
         await front.list_complete()
         elapsed = time.perf_counter() - started
@@ -561,8 +561,9 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
         [
             ratios,
             "Start → `initialize` answered: from spawning the front to the answer to the"
-            " client's `initialize` (for mcp-agg http, after `/readyz` said 200, since its"
-            " MCP endpoint answers 503 until then); the same runs as the 1-backend listing"
+            " client's `initialize` (for the HTTP fronts, sent as soon as the port accepts"
+            " a connection: mcp-agg http answers it while its backends start, and holds"
+            " every other request until they have); the same runs as the 1-backend listing"
             " row. Start → complete tools/list: from spawning the front to a tools/list that"
             f" holds every backend's tools, median of {_count(plan.startup_runs, 'run')};"
             " direct is direct parallel: N fastmcp Clients starting the N backends at once"

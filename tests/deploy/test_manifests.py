@@ -152,7 +152,7 @@ async def test_probes_ask_the_http_fronts_paths(probe: str, state: str, status: 
         await send({"type": "http.response.start", "status": 418, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    probes = Probes(app)
+    probes = Probes(app, mcp_path="/mcp")
     probes.state = state  # type: ignore[assignment]
     transport = httpx.ASGITransport(app=probes)
     async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.7") as client:

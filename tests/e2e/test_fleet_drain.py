@@ -8,7 +8,8 @@ answers with the tag of the replica that runs it. A stream of stateless 2026-07-
 while it still serves for `drain_seconds`, 2 s; a long call in flight there keeps it up
 after that, refusing) and no call fails; restarted on its port, HAProxy readmits it and it
 serves again. With SIGKILL only the calls in flight on it fail.
-A replica listens at once while it starts: `/healthz` 200, `/readyz` and MCP 503.
+A replica listens at once while it starts: `/healthz` 200, `/readyz` 503 (and MCP's
+handshake answered, `test_startup.py`).
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ args = ["-c", "sleep 3; exec {PYTHON} {SERVERS / "units.py"}"]
         assert probe(port) == 503
         status, body = fetch(f"http://127.0.0.1:{port}/readyz")
         assert (status, body) == (503, {"status": "starting"})
-        status, body = fetch(f"http://127.0.0.1:{port}/mcp", b"{}")
+        status, body = fetch(f"http://127.0.0.1:{port}/admin/servers", b"{}")
         assert status == 503
         assert body["error"] == {
             "code": -32000,
@@ -232,7 +233,7 @@ args = ["-c", "sleep 3; exec {PYTHON} {SERVERS / "units.py"}"]
         assert probe(port, "/healthz") == 200
         assert await exited(proc, within=20) == 0
         log = stderr.read_text()
-        assert '"POST /mcp HTTP/1.1" 503' in log
+        assert '"POST /admin/servers HTTP/1.1" 503' in log
         assert "/readyz" not in log
         assert "/healthz" not in log
     finally:

@@ -1,5 +1,5 @@
 """How a real `mcp-agg` starts: its stdio backends before its imports, a backend's four
-lists asked for at once.
+lists asked for at once, the handshake answered on either front before the backends are up.
 
 The tests read logs, not a clock: the gateway's own (the order of its lines), and the
 backends' (backends/slowlists.py holds each list request until all four are in flight and
@@ -8,13 +8,28 @@ logs whether they met; backends/answers.py logs the pid that answered a call).
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.e2e.procs import BACKENDS, PYTHON, mcp_agg, stdio_gateway
+from tests.e2e.procs import (
+    ACCEPT,
+    BACKENDS,
+    HANDSHAKE,
+    INITIALIZED,
+    PYTHON,
+    free_port,
+    initialize_request,
+    listening,
+    mcp_agg,
+    probe,
+    stdio_gateway,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -66,20 +81,25 @@ def test_a_stdio_backend_starts_before_the_gateway_imports_and_serves_its_first_
     assert started.group(1) == answered_by
 
 
-def test_initialize_is_answered_while_a_backend_starts_and_the_first_list_waits_for_it(
-    tmp_path: Path,
-) -> None:
-    # The backend starts only once the test creates `gate`: until then nothing the
-    # gateway answers can have come from it.
-    gate = tmp_path / "gate"
+def gated_config(folder: Path) -> tuple[Path, Path]:
+    """A gateway with one backend that starts only once the test creates the gate file
+    (returned second): until then nothing the gateway answers can have come from it."""
+    gate = folder / "gate"
     script = (
         f'while [ ! -e "{gate}" ]; do sleep 0.05; done; exec "{PYTHON}" "{BACKENDS}/answers.py"'
     )
-    config = tmp_path / "servers.toml"
+    config = folder / "servers.toml"
     config.write_text(
         f'[gateway]\nconnect_timeout = 60\n\n[[servers]]\nname = "late"\ncommand = "sh"\n'
         f"args = {json.dumps(['-c', script])}\n"
     )
+    return config, gate
+
+
+def test_initialize_is_answered_while_a_backend_starts_and_the_first_list_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    config, gate = gated_config(tmp_path)
     with stdio_gateway(config) as peer:
         assert peer.initialize()["serverInfo"]["name"]
         assert peer.request("ping", {}, 1) == {"jsonrpc": "2.0", "id": 1, "result": {}}
@@ -87,3 +107,90 @@ def test_initialize_is_answered_while_a_backend_starts_and_the_first_list_waits_
         gate.touch()
         tools = peer.answer(2, timeout=60)["result"]["tools"]
         assert [tool["name"] for tool in tools] == ["late_ask"]
+
+
+MODERN = "2026-07-28"
+#: What a raw 2026-07-28 client puts in every request's `_meta`.
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": MODERN,
+    "io.modelcontextprotocol/clientInfo": {"name": "e2e-test", "version": "1"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
+
+
+def post(conn: http.client.HTTPConnection, message: dict[str, Any], **headers: str) -> None:
+    """Send one POST to /mcp on `conn`: once this returns, the gateway's socket has it."""
+    body = json.dumps(message).encode()
+    conn.request(
+        "POST", "/mcp", body, {"Accept": ACCEPT, "Content-Type": "application/json", **headers}
+    )
+
+
+def answer(conn: http.client.HTTPConnection) -> tuple[http.client.HTTPResponse, Any]:
+    """The response to the last POST on `conn`, and its JSON-RPC message (JSON or SSE)."""
+    response = conn.getresponse()
+    body = response.read().decode()
+    if response.getheader("content-type", "").startswith("text/event-stream"):
+        data = [line[5:] for line in body.splitlines() if line.startswith("data:")]
+        body = next(item for item in data if item.strip())
+    return response, json.loads(body) if body else None
+
+
+@pytest.mark.parametrize("era", [HANDSHAKE, MODERN])
+def test_over_http_the_handshake_is_answered_while_starting_and_the_first_list_waits(
+    tmp_path: Path, era: str
+) -> None:
+    """`/readyz` says 503 until the backend is up (a balancer keeps the replica out), but
+    the handshake is answered at once, and a list sent before the backend starts is held
+    until it has, then answered from the complete catalog."""
+    config, gate = gated_config(tmp_path)
+    port = free_port()
+    serve = [PYTHON, "-m", "mcp_agg", "serve", "-c", str(config), "--transport", "http"]
+    with listening([*serve, "--port", str(port)], port, timeout=60):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"MCP-Protocol-Version": era}
+        if era == HANDSHAKE:
+            post(conn, initialize_request("e2e-test"))
+            response, message = answer(conn)
+            assert message["result"]["serverInfo"]["name"]
+            headers["Mcp-Session-Id"] = response.getheader("mcp-session-id") or ""
+            post(conn, INITIALIZED, **headers)
+            assert answer(conn)[0].status == 202
+            params: dict[str, Any] = {}
+        else:
+            params = {"_meta": MODERN_META}
+            discover = {"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": params}
+            post(conn, discover, **headers, **{"Mcp-Method": "server/discover"})
+            assert MODERN in answer(conn)[1]["result"]["supportedVersions"]
+            headers["Mcp-Method"] = "tools/list"
+        assert probe(port) == 503
+        post(conn, {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": params}, **headers)
+        assert probe(port) == 503
+        gate.touch()
+        response, message = answer(conn)
+        assert response.status == 200
+        assert [tool["name"] for tool in message["result"]["tools"]] == ["late_ask"]
+        assert probe(port) == 200
+        conn.close()
+
+
+def test_over_http_a_request_held_while_starting_is_refused_when_the_gateway_stops(
+    tmp_path: Path,
+) -> None:
+    """A stop while starting stops at once, and what was held gets an error, not a hang."""
+    config, _ = gated_config(tmp_path)  # the backend never starts
+    port = free_port()
+    serve = [PYTHON, "-m", "mcp_agg", "serve", "-c", str(config), "--transport", "http"]
+    with listening([*serve, "--port", str(port)], port, timeout=60) as proc:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        post(conn, initialize_request("e2e-test"))
+        response, _ = answer(conn)
+        headers = {"MCP-Protocol-Version": HANDSHAKE}
+        headers["Mcp-Session-Id"] = response.getheader("mcp-session-id") or ""
+        post(conn, {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}}, **headers)
+        proc.send_signal(signal.SIGTERM)
+        response, message = answer(conn)
+        assert response.status == 503
+        assert message["error"] == {"code": -32000, "message": "mcp-agg stopped before it started"}
+        proc.wait(timeout=10)
+        conn.close()

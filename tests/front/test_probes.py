@@ -23,7 +23,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     [
         ("starting", "/healthz", 200),
         ("starting", "/readyz", 503),
-        ("starting", "/mcp", 503),
+        ("starting", "/mcp", 200),
+        ("starting", "/.well-known/oauth-protected-resource/mcp", 200),
+        ("starting", "/admin/servers", 503),
         ("ready", "/healthz", 200),
         ("ready", "/readyz", 200),
         ("ready", "/mcp", 200),
@@ -35,20 +37,21 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 async def test_probe_and_request_answers_by_state(
     state: ReadyState, path: str, status: int
 ) -> None:
-    probes = Probes(app)
+    probes = Probes(app, mcp_path="/mcp")
     probes.state = state
     transport = httpx.ASGITransport(app=probes)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        response = await (http.post(path, json={}) if path == "/mcp" else http.get(path))
+        probe = path in ("/healthz", "/readyz")
+        response = await (http.get(path) if probe else http.post(path, json={}))
     assert response.status_code == status
     if path == "/readyz":
         assert response.json() == {"status": state}
 
 
-async def test_a_request_while_starting_gets_a_json_rpc_error_and_retry_after() -> None:
-    transport = httpx.ASGITransport(app=Probes(app))
+async def test_a_route_but_mcp_while_starting_gets_a_json_rpc_error_and_retry_after() -> None:
+    transport = httpx.ASGITransport(app=Probes(app, mcp_path="/mcp"))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        response = await http.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
+        response = await http.post("/admin/servers", json={})
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
     error = response.json()

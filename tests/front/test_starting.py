@@ -1,15 +1,17 @@
-"""The stdio front while the gateway starts: which messages wait for it."""
+"""Both fronts while the gateway starts: which messages wait for it."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import anyio
 import pytest
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCNotification, JSONRPCRequest
+from starlette.types import Message, Receive, Scope, Send
 
-from mcp_agg.front.starting import UntilStarted
+from mcp_agg.front.starting import HeldUntilStarted, UntilStarted
 
 Item = SessionMessage | Exception
 
@@ -65,3 +67,74 @@ async def test_once_started_nothing_waits() -> None:
     started.set()
     item = request("tools/call")
     assert await first_through(item, started) == (item, False)
+
+
+async def held_until(
+    body: bytes, started: bool, *, settled_before: bool = False
+) -> tuple[int | None, bytes | None, bool]:
+    """POST `body` through `HeldUntilStarted`, settled (`started`) once it got through or
+    is held (or before it came): the status, the body the app behind it read, whether
+    it was held."""
+    read: list[bytes] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        read.append((await receive())["body"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    held = HeldUntilStarted(app)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/mcp", "headers": []}
+    if settled_before:
+        held.settle(started=started)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(held, scope, receive, send)
+        await anyio.wait_all_tasks_blocked()
+        waited = not sent
+        held.settle(started=started)
+    return (sent[0]["status"] if sent else None), (read[0] if read else None), waited
+
+
+def rpc(method: str, **fields: Any) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "method": method, **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "waits"),
+    [
+        (rpc("initialize", id=1, params={}), False),
+        (rpc("server/discover", id=1), False),
+        (rpc("ping", id=1), False),
+        (rpc("notifications/initialized"), False),
+        (b'{"jsonrpc": "2.0", "id": 1, "result": {}}', False),
+        (b"not JSON", False),
+        (rpc("tools/list", id=1), True),
+        (rpc("tools/call", id="a", params={"name": "t"}), True),
+        (b"[" + rpc("ping", id=1) + b"," + rpc("resources/read", id=2) + b"]", True),
+    ],
+)
+async def test_over_http_only_a_post_that_needs_the_catalog_is_held(
+    body: bytes, waits: bool
+) -> None:
+    status, read, waited = await held_until(body, started=True)
+    assert (status, read, waited) == (200, body, waits)
+
+
+@pytest.mark.parametrize("settled_before", [False, True], ids=["held", "after the stop"])
+async def test_what_needs_the_catalog_is_refused_if_the_gateway_never_starts(
+    settled_before: bool,
+) -> None:
+    got = await held_until(rpc("tools/list", id=1), False, settled_before=settled_before)
+    assert got == (503, None, not settled_before)
+    assert await held_until(rpc("ping", id=1), False, settled_before=settled_before) == (
+        200,
+        rpc("ping", id=1),
+        False,
+    )

@@ -3,7 +3,8 @@
 It replaces one piece of FastMCP's `run_http_async`: uvicorn's own signal handling
 would kill the process before the lifespan (every backend) has unwound, its
 lifespan would start every backend before it listens (a starting replica must answer
-`/readyz` with 503, `mcp_agg.front.probes`, not refuse connections), and its
+`/readyz` with 503, `mcp_agg.front.probes`, not refuse connections, and answers a
+client's `initialize` at once, `mcp_agg.front.starting`), and its
 graceful shutdown gives the requests in flight a fixed time (FastMCP's 2 s), then cuts
 their response bodies off. So the signals stay the gateway's (`mcp_agg.front.signals`),
 and a stop signal drains the front (`mcp_agg.front.drain`: calls in flight are answered,
@@ -47,6 +48,7 @@ from mcp_agg.front.probes import Probes, quiet_probe_access_log
 from mcp_agg.front.sealedsessions import Resumption, seal_sessions
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
 from mcp_agg.front.signin import quiet_signin_access_log
+from mcp_agg.front.starting import HeldUntilStarted, lifespan_beside, serving_beside
 from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
 
 __all__ = ["serve_http"]
@@ -61,6 +63,8 @@ _SSE_EVENTS = 4096
 _SSE_BYTES = 32 * 1024 * 1024
 #: How soon a client reconnects to a stream the server ended (ms, the SSE `retry` field).
 _SSE_RETRY_MS = 1000
+#: Where MCP is served: FastMCP's default `streamable_http_path`.
+_MCP_PATH = "/mcp"
 
 
 async def serve_http(
@@ -85,8 +89,8 @@ async def serve_http(
     """
     drain = Drain(grace=settings.shutdown_grace, serve_on=settings.drain_seconds)
     drain.install(server)
-    inner, exchanges, lifespan = _asgi_app(server, host, settings, resumption)
-    app = Probes(inner)
+    inner, exchanges, held, lifespan = _asgi_app(server, host, settings, resumption)
+    app = Probes(inner, mcp_path=_MCP_PATH)
     try:
         # Bound now: a taken port fails before any backend starts.
         sock = bind_port(host, port)
@@ -136,19 +140,28 @@ async def serve_http(
 
             tg.start_soon(handle_signals, stop, on_reload, hurry)
             tg.start_soon(exit_when_drained)
-            async with serving_ops(ops):
-                # Listening at once: /healthz 200, /readyz 503 and MCP requests 503 until
-                # the lifespan (every backend) has started, which then spans the web server
-                # as in run_http_async.
-                tg.start_soon(serve_web)
-                logger.info("listening on http://%s:%d (not ready until started)", host, port)
-                with starting:
-                    async with server._lifespan_manager(), lifespan:
-                        app.state = "ready"
-                        logger.info("serving MCP on http://%s:%d/mcp", host, port)
-                        await served.wait()
-                web.should_exit = True
-                await served.wait()
+            # The MCP app's own lifespan (the SDK's session manager, up in a moment: it no
+            # longer enters the server's) before the first request is taken, then listening
+            # at once: /healthz 200, /readyz 503 until the server's lifespan (every backend)
+            # has started beside it; meanwhile `initialize` is answered, every other MCP
+            # request held, the other routes 503. The lifespan then spans the web server
+            # as in run_http_async.
+            with serving_beside(server):
+                async with serving_ops(ops), lifespan:
+                    tg.start_soon(serve_web)
+                    logger.info("listening on http://%s:%d (not ready until started)", host, port)
+                    try:
+                        with starting:
+                            async with lifespan_beside(server) as started:
+                                await started.wait()
+                                held.settle(started=True)
+                                app.state = "ready"
+                                logger.info("serving MCP on http://%s:%d/mcp", host, port)
+                                await served.wait()
+                    finally:
+                        held.settle(started=False)  # stopped or failed while starting
+                    web.should_exit = True
+                    await served.wait()
             tg.cancel_scope.cancel()
     finally:
         sock.close()
@@ -156,10 +169,10 @@ async def serve_http(
 
 def _asgi_app(
     server: FastMCP[Any], host: str, settings: GatewayConfig, resumption: Resumption | None
-) -> tuple[ASGIApp, Exchanges, AbstractAsyncContextManager[object]]:
+) -> tuple[ASGIApp, Exchanges, HeldUntilStarted, AbstractAsyncContextManager[object]]:
     """FastMCP's MCP app behind our layers, outermost first: the Host/Origin guard, the
-    body limit, the exchanges (returned too, for the drain); and the MCP app's lifespan
-    (the SDK's session manager, which enters the server's lifespan)."""
+    body limit, what is held while starting, the exchanges (those two returned too, for
+    the start and the drain); and the MCP app's lifespan (the SDK's session manager)."""
     policy = HostOriginPolicy.for_bind(host, settings.allowed_hosts, settings.allowed_origins)
     logger.info(
         "HTTP front accepts Host %s and Origin %s (or none)",
@@ -170,6 +183,7 @@ def _asgi_app(
     # would otherwise stack a second one with other rules): ours replaces it, origin.py
     # says why.
     mcp_app = server.http_app(
+        path=_MCP_PATH,
         transport="http",
         host_origin_protection=False,
         event_store=BoundedEventStore(max_events=_SSE_EVENTS, max_bytes=_SSE_BYTES),
@@ -181,5 +195,6 @@ def _asgi_app(
         seal_sessions(mcp_app, resumption)
     exchanges = Exchanges(mcp_app)
     exchanges.install(server)
-    guarded = HostOriginGuard(BodyLimit(exchanges, settings.max_message_bytes), policy)
-    return guarded, exchanges, mcp_app.lifespan(mcp_app)
+    held = HeldUntilStarted(exchanges)
+    guarded = HostOriginGuard(BodyLimit(held, settings.max_message_bytes), policy)
+    return guarded, exchanges, held, mcp_app.lifespan(mcp_app)

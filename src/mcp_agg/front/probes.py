@@ -6,10 +6,13 @@ the moment it begins to drain (SIGTERM), so a load balancer stops sending it req
 while the calls in flight finish (readiness).
 
 While starting, the front already listens (a load balancer's check gets 503, not a
-refused connection) and answers every other request with 503 and a JSON-RPC error at
-once, with `Retry-After`: holding it until ready would tie up a connection for as long
-as the slowest backend's `connect_timeout`, for a client that a load balancer would not
-have sent here anyway (its checks keep a starting replica out of rotation).
+refused connection, and its checks keep a starting replica out of rotation). MCP itself
+is served from the start, for a client that reaches the replica anyway (the one that
+started it): `initialize` is answered at once, and every other request waits until the
+gateway has started (`mcp_agg.front.starting`), as on stdio. The OAuth metadata under
+`/.well-known/` passes too (it needs no backend, and a client signing in reads it
+before its `initialize`). Every other route (the console, the admin API, sign-in)
+answers 503 and a JSON-RPC error at once, with `Retry-After`.
 
 They are answered before every other layer: outside authentication (a probe has no
 token) and outside the Host/Origin guard (a kubelet's probe carries the pod's IP as its
@@ -42,16 +45,17 @@ _STARTING = {
 class Probes:
     """ASGI layer answering the probes (module docstring); everything else passes."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, mcp_path: str) -> None:
         self.app = app
         self.state: ReadyState = "starting"
+        self._mcp_path = mcp_path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         if scope["path"] not in _PATHS:
-            if self.state == "starting":
+            if self.state == "starting" and not self._served_while_starting(scope["path"]):
                 await _answer(send, 503, _STARTING, scope["method"])
             else:
                 await self.app(scope, receive, send)
@@ -64,6 +68,9 @@ class Probes:
         else:
             status = 200 if self.state == "ready" else 503
             await _answer(send, status, {"status": self.state}, scope["method"])
+
+    def _served_while_starting(self, path: str) -> bool:
+        return path == self._mcp_path or path.startswith("/.well-known/")
 
 
 async def _answer(send: Send, status: int, body: dict[str, Any], method: str) -> None:
