@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -43,14 +44,15 @@ auth = { type = "oauth", client_metadata_url = "https://example.com/mcp-agg.json
 """
 
 
-def imported_by(args: list[str], cwd: Path) -> list[str]:
-    """The HEAVY modules `mcp-agg ARGS` has imported when it ends."""
+def imported_by(args: list[str], cwd: Path, modules: Sequence[str] = HEAVY) -> list[str]:
+    """The `modules` (by default HEAVY) `mcp-agg ARGS` has imported when it ends."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)],
+        [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(list(modules))],
         capture_output=True,
         text=True,
         cwd=cwd,
         timeout=60,
+        stdin=subprocess.DEVNULL,  # `serve` on stdio: the client has gone, it stops
     )
     assert done.returncode == 0, done.stderr
     loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
@@ -89,3 +91,44 @@ def test_what_serve_runs_before_starting_its_backends_imports_no_mcp_stack() -> 
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == []
+
+
+#: What a gateway on stdio over a servers.toml uses none of: the translation of MCP
+#: clients' JSON configs (and json5), the TOML writer (`import`, `lock`), and the
+#: `--metrics-port` listener. Each is a little CPU and memory at every start, while the
+#: backends compete with the gateway for the same cores (docs/benchmarks.md).
+UNUSED_BY_SERVE = ("mcp_agg.config.mcpservers", "json5", "tomli_w", "mcp_agg.front.listener")
+
+#: A backend that exits at once: the gateway starts without it, then stops at stdin's end.
+GONE = """\
+[[servers]]
+name = "gone"
+command = "false"
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "imported"),
+    [
+        # `mcp_agg.front.stdio` shows the run got as far as the stack: else the absence
+        # of the others would prove nothing.
+        (["serve"], "servers.toml", ["mcp_agg.front.stdio"]),
+        # The other side of each: what needs them still imports them.
+        (
+            ["serve", "--metrics-port", "0"],
+            "servers.toml",
+            ["mcp_agg.front.listener", "mcp_agg.front.stdio"],
+        ),
+        (["check"], "servers.json", ["json5", "mcp_agg.config.mcpservers"]),
+    ],
+    ids=["serve", "serve --metrics-port", "check a JSON config"],
+)
+def test_serve_imports_only_what_its_config_uses(
+    args: list[str], config: str, imported: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "servers.toml").write_text(GONE)
+    (tmp_path / "servers.json").write_text(
+        json.dumps({"mcpServers": {"gone": {"command": "false"}}})
+    )
+    probed = [*UNUSED_BY_SERVE, "mcp_agg.front.stdio"]
+    assert imported_by([*args, "-c", config], tmp_path, probed) == sorted(imported)

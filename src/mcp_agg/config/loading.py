@@ -8,13 +8,14 @@ import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomli_w
+from typing import TYPE_CHECKING
 
 from mcp_agg.config.document import Config
-from mcp_agg.config.mcpservers import Variable, translate
 from mcp_agg.config.validation import config_from_raw, decode
 from mcp_agg.errors import ConfigError
+
+if TYPE_CHECKING:
+    from mcp_agg.config.mcpservers import Variable
 
 __all__ = ["Imported", "find_config", "import_mcp_servers", "load_config"]
 
@@ -51,6 +52,10 @@ def load_config(
     if path.suffix.lower() != ".json":
         raw = decode(tomllib.loads, text, "TOML", path)
         return config_from_raw(raw, path, environ, profile=profile)
+    # Imported here: a servers.toml, which `serve` and `check` read first thing, needs
+    # neither the JSON translation nor json5 (docs/benchmarks.md, "Startup and import time").
+    from mcp_agg.config.mcpservers import translate
+
     # The same translation as `import`; the values it moved out of the document (secrets,
     # envFile entries) are still the file's, so they expand its references.
     translation = translate(text, path)
@@ -76,6 +81,10 @@ def import_mcp_servers(path: Path) -> Imported:
     Credentials the file holds in clear, and VS Code's inputs and envFile entries, become
     `${NAME}` references: the text has no secret, and `variables` says what to set.
     """
+    import tomli_w
+
+    from mcp_agg.config.mcpservers import translate
+
     translation = translate(_read_text(path), path)
     raw = translation.raw
     # Validate without expanding ${VAR}: the output keeps them as written. A url that is

@@ -25,7 +25,7 @@ import os
 import selectors
 import sys
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastmcp import FastMCP
@@ -34,10 +34,12 @@ from mcp.server.runner import serve_dual_era_loop
 
 from mcp_agg.config import GatewayConfig
 from mcp_agg.front.drain import Drain
-from mcp_agg.front.listener import OpsListener, serving_ops
 from mcp_agg.front.signals import Hurry, Reload, handle_signals
 from mcp_agg.front.starting import UntilStarted, lifespan_beside
 from mcp_agg.front.wire import LineWire
+
+if TYPE_CHECKING:
+    from mcp_agg.front.listener import OpsListener
 
 __all__ = ["serve_stdio"]
 
@@ -81,13 +83,23 @@ async def serve_stdio(
         tg.start_soon(handle_signals, stop, on_reload, hurry)
         with serving:
             async with (
-                serving_ops(ops),
+                _serving(ops),
                 _serving_stdio() as pipes,
                 lifespan_beside(server) as started,
             ):
                 wire = LineWire(pipes, limit=settings.max_message_bytes, on_eof=drain.begin)
                 await _serve(server, wire, drain, started)
         tg.cancel_scope.cancel()
+
+
+def _serving(ops: OpsListener | None) -> contextlib.AbstractAsyncContextManager[None]:
+    """`ops` served while the block runs; without one (the usual stdio gateway) its
+    module, uvicorn's server and a Starlette app, is not imported at all."""
+    if ops is None:
+        return contextlib.nullcontext()
+    from mcp_agg.front.listener import serving_ops
+
+    return serving_ops(ops)
 
 
 async def _serve(server: FastMCP[Any], wire: LineWire, drain: Drain, started: anyio.Event) -> None:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import mcp_types
-import tomli_w
 
 from mcp_agg.errors import ConfigError
 
@@ -123,6 +122,8 @@ class LockFile:
 
 def write_lock(path: Path, lock: LockFile) -> None:
     """Write the lock as TOML, one table per tool in name order (diff-friendly)."""
+    import tomli_w  # only `lock` writes one; `serve` reads it
+
     document: dict[str, Any] = {"version": LOCK_VERSION, "tools": {}}
     for name in sorted(lock.tools):
         entry = lock.tools[name]
