@@ -260,9 +260,9 @@ async def test_server_requests_reach_the_caller(session: Session, server: str) -
 
 async def test_a_call_sending_progress_is_streamed_primed_and_resumable(setup: Setup) -> None:
     """Over HTTP, a call whose backend sends something before its result is answered as
-    an SSE stream even to a client ranking JSON first (front/plainanswers.py): the
-    priming event first, then the progress, then the result; and a client that lost the
-    stream after the priming event is sent all of it again with Last-Event-ID."""
+    an SSE stream: the priming event first, then the progress, then the result; and a
+    client that lost the stream after the priming event is sent all of it again with
+    Last-Event-ID."""
     call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call"}
     call["params"] = {"name": "ps_steps", "arguments": {"count": 2}, "_meta": {"progressToken": 5}}
     async with httpx.AsyncClient(timeout=30) as http:

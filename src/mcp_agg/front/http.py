@@ -43,7 +43,6 @@ from mcp_agg.front.drain import Drain
 from mcp_agg.front.events import BoundedEventStore
 from mcp_agg.front.exchanges import Exchanges
 from mcp_agg.front.listener import OpsListener, bind_port, serving_ops
-from mcp_agg.front.plainanswers import plain_answers
 from mcp_agg.front.probes import Probes, quiet_probe_access_log
 from mcp_agg.front.sealedsessions import Resumption, seal_sessions
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
@@ -190,7 +189,6 @@ def _asgi_app(
         retry_interval=_SSE_RETRY_MS,
     )
     lift_sdk_cap(mcp_app, settings.max_message_bytes)
-    plain_answers(mcp_app)
     if resumption is not None:
         seal_sessions(mcp_app, resumption)
     exchanges = Exchanges(mcp_app)

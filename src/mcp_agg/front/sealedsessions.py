@@ -59,7 +59,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from mcp_agg.errors import StoreUnavailable
 from mcp_agg.front.bodylimit import replay, session_manager
-from mcp_agg.front.plainanswers import PlainAnswers
 from mcp_agg.security.sessionids import (
     MAX_AGE,
     Owner,
@@ -135,9 +134,9 @@ def seal_sessions(app: Starlette, resumption: Resumption) -> None:
     app.router.lifespan_context = lifespan
 
 
-class SealedSessionManager(PlainAnswers):
-    """FastMCP's session manager (as `PlainAnswers` serves it), with sealed ids resumed
-    on any replica (module docstring)."""
+class SealedSessionManager(FastMCPStreamableHTTPSessionManager):
+    """FastMCP's session manager, with sealed ids resumed on any replica (module
+    docstring)."""
 
     resumption: Resumption
     #: Ids revoked through this replica (revocation key -> when it lapses, monotonic):
@@ -223,6 +222,26 @@ class SealedSessionManager(PlainAnswers):
         transport = self._register(session_id, requestor)
         if transport is not None:
             logger.info("Opened sealed session %s", fingerprint(session_id))
+        return transport
+
+    def _register(
+        self, session_id: str, requestor: AuthorizationContext | None
+    ) -> StreamableHTTPServerTransport | None:
+        """A transport for `session_id`, tracked as the SDK tracks its own; None at the
+        session limit (`max_sessions`), as the SDK's admission."""
+        if self.max_sessions is not None and len(self._server_instances) >= self.max_sessions:
+            return None
+        transport = StreamableHTTPServerTransport(
+            mcp_session_id=session_id,
+            is_json_response_enabled=self.json_response,
+            event_store=self.event_store,
+            security_settings=self.security_settings,
+            retry_interval=self.retry_interval,
+            idle_timeout=self.session_idle_timeout,
+        )
+        if requestor is not None:
+            self._session_owners[session_id] = requestor
+        self._server_instances[session_id] = transport
         return transport
 
     async def _resume(
