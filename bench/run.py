@@ -491,19 +491,20 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
         f" counts in {ms(tick)} ticks: over {_count(cpu_calls, 'call')} a figure is within"
         f" {ms(tick / cpu_calls)} per call."
     )
+    # The rows both call tables show; the backends' CPU follows, in each its own way.
+    shared = [
+        rows.seq_p50,
+        rows.seq_p99,
+        rows.tp_one,
+        rows.tp_multi,
+        rows.blob,
+        rows.cache_hit,
+        rows.cpu,
+    ]
     calls = Table(
         "Calls",
         columns,
-        [
-            rows.seq_p50,
-            rows.seq_p99,
-            rows.tp_one,
-            rows.tp_multi,
-            rows.blob,
-            rows.cache_hit,
-            rows.cpu,
-            rows.backend_cpu,
-        ],
+        [*shared, rows.backend_cpu],
         [
             ratios,
             f"Every gateway fronts {FRONTED} backends (b1, b2) and the calls go to b1; direct"
@@ -522,18 +523,7 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
         ],
     )
     http_columns = {path: PATHS[path] for path in HTTP_PATHS if path in paths}
-    http_rows = [
-        row.seen_from("direct-http")
-        for row in (
-            rows.seq_p50,
-            rows.seq_p99,
-            rows.tp_one,
-            rows.tp_multi,
-            rows.blob,
-            rows.cache_hit,
-            rows.cpu,
-        )
-    ]
+    http_rows = [row.seen_from("direct-http") for row in shared]
     backend_cpu = rows.backend_cpu.seen_from("direct-http", rows.cpu.values.get("direct-http"))
     http = Table(
         "HTTP front",

@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 from mcp_agg.backend.upstream import Listing, ReplicaState, Upstream
 from mcp_agg.config import config_from_raw
+from mcp_agg.core.gateway import Gateway
 from mcp_agg.errors import UpstreamConnectError
 
 #: A tool call's answer on the wire, and a tool's own error.
 OK = {"content": [{"type": "text", "text": "3"}]}
 TOOL_ERROR = {"content": [{"type": "text", "text": "division by zero"}], "isError": True}
+
+
+def make_gateway(tmp_path: Path, servers: list[dict[str, Any]], **gateway: Any) -> Gateway:
+    """A gateway whose catalog was built once, as at startup (which also starts its
+    metrics when `gateway_metrics` is offered)."""
+    raw = {"gateway": {"expose_gateway_tools": True, **gateway}, "servers": servers}
+    made = Gateway(config_from_raw(raw, tmp_path / "servers.toml", {}))
+    made.catalog = made.assemble_catalog(strict=True)
+    return made
 
 
 class FakeClock:

@@ -14,7 +14,6 @@ from fastmcp import Client
 
 from mcp_agg.components.gateway_tools import GatewayTool
 from mcp_agg.components.local import LocalTool
-from mcp_agg.config import config_from_raw
 from mcp_agg.core.catalog import Catalog, with_local_tools
 from mcp_agg.core.gateway import Gateway
 from mcp_agg.errors import NameCollisionError
@@ -22,18 +21,9 @@ from mcp_agg.front.server import build_server
 from mcp_agg.observability import audit
 from mcp_agg.observability.status import replica_status
 from mcp_agg.security import redact
-from tests.fakes import OK
+from tests.fakes import OK, make_gateway
 
 SECRET = "sk-metrics-secret-value"
-
-
-def make_gateway(tmp_path: Path, servers: list[dict[str, Any]], **gateway: Any) -> Gateway:
-    """A gateway whose catalog was built once, as at startup (which also starts its
-    metrics when `gateway_metrics` is offered)."""
-    raw = {"gateway": {"expose_gateway_tools": True, **gateway}, "servers": servers}
-    made = Gateway(config_from_raw(raw, tmp_path / "servers.toml", {}))
-    made.catalog = made.assemble_catalog(strict=True)
-    return made
 
 
 UNITS = [{"name": "units", "command": "python", "replicas": 2, "env": {"API_KEY": SECRET}}]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -135,15 +137,15 @@ def test_gateway_killed_with_sigkill_leaves_no_backend(tmp_path: Path) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_sigterm_while_backends_are_still_starting_reaps_them(tmp_path: Path) -> None:
-    """A stop during startup must not wait for connect_timeout, nor leave a backend."""
-    marker = f"still-starting-{tmp_path.name}"
+@contextlib.contextmanager
+def starting_with_a_slow_backend(
+    tmp_path: Path, marker: str, gateway: str = ""
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A stdio gateway whose one backend (`marker` in its arguments) never answers, once
+    that backend runs; whatever is left of either is killed afterwards."""
     config = tmp_path / "servers.toml"
     config.write_text(
-        f"""
-[gateway]
-connect_timeout = 120
-
+        f"""{gateway}
 [[servers]]
 name = "slow"
 command = "python"
@@ -158,15 +160,23 @@ args = ["-c", "import time; time.sleep(300)", "{marker}"]
     )
     try:
         wait_until(lambda: bool(pids_with_arg(marker)), 30, "the slow backend to start")
+        yield proc
+    finally:
+        kill_group(proc)
+        for pid in pids_with_arg(marker):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_sigterm_while_backends_are_still_starting_reaps_them(tmp_path: Path) -> None:
+    """A stop during startup must not wait for connect_timeout, nor leave a backend."""
+    marker = f"still-starting-{tmp_path.name}"
+    gateway = "[gateway]\nconnect_timeout = 120\n"
+    with starting_with_a_slow_backend(tmp_path, marker, gateway) as proc:
         tree = descendants(proc.pid)
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)  # far less than connect_timeout
         assert proc.returncode == 0
         wait_until(lambda: not alive(tree) and not pids_with_arg(marker), 10, "the backend to go")
-    finally:
-        kill_group(proc)
-        for pid in pids_with_arg(marker):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_gateway_killed_with_sigkill_while_starting_leaves_no_backend(tmp_path: Path) -> None:
@@ -174,30 +184,10 @@ def test_gateway_killed_with_sigkill_while_starting_leaves_no_backend(tmp_path: 
     the start: killed during startup, the gateway leaves none, even one that never reads
     its stdin (which a gateway's death would close)."""
     marker = f"killed-while-starting-{tmp_path.name}"
-    config = tmp_path / "servers.toml"
-    config.write_text(
-        f"""
-[[servers]]
-name = "slow"
-command = "python"
-args = ["-c", "import time; time.sleep(300)", "{marker}"]
-"""
-    )
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "mcp_agg", "serve", "-c", str(config)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
-        wait_until(lambda: bool(pids_with_arg(marker)), 30, "the slow backend to start")
+    with starting_with_a_slow_backend(tmp_path, marker) as proc:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
         wait_until(lambda: not pids_with_arg(marker), 10, "the backend to go")
-    finally:
-        kill_group(proc)
-        for pid in pids_with_arg(marker):
-            os.kill(pid, signal.SIGKILL)
 
 
 def test_a_stop_signal_after_stdin_eof_hurries_the_backends(tmp_path: Path) -> None:

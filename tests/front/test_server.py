@@ -9,11 +9,10 @@ from types import SimpleNamespace
 import fastmcp
 import pytest
 
-from mcp_agg.config import RoleConfig, load_config
-from mcp_agg.core.gateway import Gateway
+from mcp_agg.config import RoleConfig
 from mcp_agg.front.server import build_server
 from mcp_agg.security.access import AccessPolicy
-from tests.components.test_gateway_tools import make_gateway
+from tests.fakes import make_gateway
 
 
 @pytest.mark.parametrize(
@@ -53,7 +52,5 @@ def test_fastmcps_own_spans_are_off_and_its_trace_propagation_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, expected: str
 ) -> None:
     monkeypatch.setattr(fastmcp.settings, "telemetry_mode", mode)
-    path = tmp_path / "servers.toml"
-    path.write_text('[[servers]]\nname = "s"\ncommand = "python"\n')
-    build_server(Gateway(load_config(path)))
+    build_server(make_gateway(tmp_path, [{"name": "s", "command": "python"}]))
     assert fastmcp.settings.telemetry_mode == expected
