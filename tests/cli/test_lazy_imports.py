@@ -132,3 +132,41 @@ def test_serve_imports_only_what_its_config_uses(
     )
     probed = [*UNUSED_BY_SERVE, "mcp_agg.front.stdio"]
     assert imported_by([*args, "-c", config], tmp_path, probed) == sorted(imported)
+
+
+#: Runs `mcp-agg ARGS` with the early backends' start wrapped, and prints, as JSON, the
+#: HEAVY modules imported at that moment.
+PROBE_AT_EARLY_START = """
+import json, sys
+from mcp_agg.backend.early import EarlyStarts
+heavy = json.loads(sys.argv[2])
+seen = []
+start = EarlyStarts._start
+async def _start(self, specs):
+    seen.append(sorted(m for m in heavy if m in sys.modules))
+    await start(self, specs)
+EarlyStarts._start = _start
+sys.argv = ["mcp-agg", *json.loads(sys.argv[1])]
+from mcp_agg.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(seen))
+"""
+
+
+def test_serve_starts_its_backends_before_importing_the_mcp_stack(tmp_path: Path) -> None:
+    # What `serve` does before the start (its logging, the config) must not import the
+    # SDK either: the backends would start a second later (its import) for nothing.
+    (tmp_path / "servers.toml").write_text(GONE)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE_AT_EARLY_START, json.dumps(["serve"]), json.dumps(HEAVY)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [[]]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mcp_agg.cli.logs import setup_logging
+from mcp_agg.cli.logs import quiet_relayed_deprecations, setup_logging
 from mcp_agg.cli.options import ConfigOption, JsonOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail
 
@@ -35,6 +35,7 @@ def call(
     from mcp_agg.front.server import build_server
 
     setup_logging(log_level, "warning")
+    quiet_relayed_deprecations()
     try:
         arguments = json.loads(args)
     except json.JSONDecodeError as exc:

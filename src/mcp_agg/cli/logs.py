@@ -10,13 +10,11 @@ import warnings
 from mcp_agg.cli.output import fail
 from mcp_agg.security.redact import RedactingFilter
 
-__all__ = ["setup_logging"]
+__all__ = ["quiet_relayed_deprecations", "setup_logging"]
 
 
 def setup_logging(level: str | None, default: str) -> None:
     """Log at `level` (`--log-level`), else `$MCP_AGG_LOG_LEVEL`, else `default`."""
-    from mcp.shared.exceptions import MCPDeprecationWarning  # `mcp` is heavy: not for --help
-
     chosen = (level or os.environ.get("MCP_AGG_LOG_LEVEL") or default).upper()
     if chosen not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
         fail(2, f"--log-level: unknown level {level!r}")
@@ -36,11 +34,22 @@ def setup_logging(level: str | None, default: str) -> None:
     # The SDK and FastMCP are chatty at INFO about every request.
     for name in ("mcp", "fastmcp", "httpx", "httpx2", "httpcore2", "uvicorn.access"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
-    # The gateway speaks the handshake era to its backends on purpose and relays a
-    # client's log level, subscriptions and roots there; the SDK marks each of those
-    # methods deprecated (the modern era dropped them) and would print a warning on the
-    # first relay. Only warnings of this class raised by the gateway's own calls are
-    # silenced: any other still reaches stderr.
+
+
+def quiet_relayed_deprecations() -> None:
+    """The SDK's deprecation warnings for what the gateway relays on purpose, kept off stderr.
+
+    The gateway speaks the handshake era to its backends on purpose and relays a
+    client's log level, subscriptions and roots there; the SDK marks each of those
+    methods deprecated (the modern era dropped them) and would print a warning on the
+    first relay. Only warnings of this class raised by the gateway's own calls are
+    silenced: any other still reaches stderr. Called by each command once it has
+    imported the gateway, not with the logging: importing the warning's class imports
+    the whole SDK (`mcp/__init__`), which `serve` must not do before it has started its
+    backends (backend/early.py).
+    """
+    from mcp.shared.exceptions import MCPDeprecationWarning
+
     warnings.filterwarnings("ignore", category=MCPDeprecationWarning, module=r"mcp_agg\.")
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import anyio
 
-from mcp_agg.cli.logs import setup_logging
+from mcp_agg.cli.logs import quiet_relayed_deprecations, setup_logging
 from mcp_agg.cli.output import fail
 from mcp_agg.config import Config, find_config, load_config
 from mcp_agg.errors import CatalogError, ConfigError
@@ -63,6 +63,7 @@ def snapshot_of(
     from mcp_agg.core.gateway import Gateway
 
     setup_logging(log_level, "warning")
+    quiet_relayed_deprecations()
     gateway = Gateway(loaded)
 
     async def started() -> _T:

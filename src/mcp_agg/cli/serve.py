@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
-from mcp_agg.cli.logs import setup_logging
+from mcp_agg.cli.logs import quiet_relayed_deprecations, setup_logging
 from mcp_agg.cli.options import ConfigOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail
 
@@ -112,6 +112,7 @@ def _import_stack(transport: Transport) -> None:
     importlib.import_module("mcp_agg.core.gateway")
     importlib.import_module("mcp_agg.front.server")
     importlib.import_module(f"mcp_agg.front.{transport}")
+    quiet_relayed_deprecations()
     logger.info("imported the gateway in %.2fs", time.perf_counter() - started)
 
 
