@@ -23,7 +23,7 @@ from fastmcp.resources.template import ResourceTemplate
 from fastmcp.server.dependencies import get_server
 from fastmcp.tools.base import Tool, ToolResult
 from mcp.shared.exceptions import MCPError
-from pydantic import AnyUrl, BaseModel, PrivateAttr
+from pydantic import AnyUrl, BaseModel, ConfigDict, PrivateAttr
 
 from mcp_agg.core.uris import NOT_FOUND_CODES, Outgoing, UriIndex, UriMemory
 from mcp_agg.core.views import ServesCalls, ServesReads
@@ -47,6 +47,16 @@ __all__ = [
     "hop_wire",
     "relay_result",
 ]
+
+#: The model config of every component class here and below (`components/local.py`,
+#: search, fan-out, the gateway's tools). Pydantic builds a model class's validator and
+#: serializer when the class is defined, a millisecond or two for each subclass of
+#: FastMCP's components, and most of them are made by some configurations only (a
+#: backend without prompts makes no `ForwardingPrompt`, a gateway without `[[fanout]]`
+#: no `FanoutTool`). Deferred, the build happens at the first instance instead, and
+#: costs the same there: a start pays only for the classes its catalog uses, while its
+#: backends compete with it for the CPU (docs/benchmarks.md, "Startup and import time").
+DEFERRED = ConfigDict(defer_build=True)
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +150,8 @@ class Forwarding(BaseModel, Generic[_D]):
     its backend knows it by, the backend's definition under its exposed name, and what
     handles the URIs its results hand out (`mcp_agg.core.uris`)."""
 
+    model_config = DEFERRED
+
     _group: ReplicaGroup = PrivateAttr()
     _original: str = PrivateAttr()
     _definition: _D = PrivateAttr()
@@ -170,6 +182,8 @@ class PipelineTool(Tool):
     which hands the call to the same pipeline: either way it is admitted, recorded and
     relayed once, the same way.
     """
+
+    model_config = DEFERRED
 
     @property
     def server(self) -> str:
@@ -260,6 +274,8 @@ class _RawResourceResult(ResourceResult):
     `contents` stays empty: decoding blobs into FastMCP content objects only to encode
     them again would cost time on every read.
     """
+
+    model_config = DEFERRED
 
     _raw: mcp_types.ReadResourceResult = PrivateAttr()
     _backend_uri: str = PrivateAttr()
@@ -435,6 +451,8 @@ class _UnlistedRead(ResourceTemplate):
     """One read of an unlisted URI, already answered (`UnlistedResources.find`): the
     template FastMCP reads it through."""
 
+    model_config = DEFERRED
+
     _result: ResourceResult = PrivateAttr()
 
     @classmethod
@@ -452,6 +470,8 @@ class _UnlistedRead(ResourceTemplate):
 
 class _RawPromptResult(PromptResult):
     """A backend's `GetPromptResult`, relayed as it is."""
+
+    model_config = DEFERRED
 
     _raw: mcp_types.GetPromptResult = PrivateAttr()
 
