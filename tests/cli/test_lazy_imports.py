@@ -158,10 +158,12 @@ print(json.dumps(seen))
 
 def test_serve_starts_its_backends_before_importing_the_mcp_stack(tmp_path: Path) -> None:
     # What `serve` does before the start (its logging, the config) must not import the
-    # SDK either: the backends would start a second later (its import) for nothing.
+    # SDK either, nor starlette (the config checks the HTTP front's Host and Origin
+    # patterns): the backends would start later by their imports, for nothing.
     (tmp_path / "servers.toml").write_text(GONE)
+    probed = json.dumps([*HEAVY, "starlette"])
     done = subprocess.run(
-        [sys.executable, "-c", PROBE_AT_EARLY_START, json.dumps(["serve"]), json.dumps(HEAVY)],
+        [sys.executable, "-c", PROBE_AT_EARLY_START, json.dumps(["serve"]), probed],
         capture_output=True,
         text=True,
         cwd=tmp_path,

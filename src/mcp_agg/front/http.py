@@ -48,7 +48,8 @@ from mcp_agg.front.sealedsessions import Resumption, seal_sessions
 from mcp_agg.front.signals import Hurry, Reload, SignalFreeUvicorn, handle_signals
 from mcp_agg.front.signin import quiet_signin_access_log
 from mcp_agg.front.starting import HeldUntilStarted, lifespan_beside, serving_beside
-from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
+from mcp_agg.security.origin import HostOriginPolicy
+from mcp_agg.security.originguard import HostOriginGuard
 
 __all__ = ["serve_http"]
 

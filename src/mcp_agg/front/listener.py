@@ -23,7 +23,8 @@ from starlette.types import ASGIApp
 
 from mcp_agg.config import GatewayConfig
 from mcp_agg.front.signals import SignalFreeUvicorn
-from mcp_agg.security.origin import HostOriginGuard, HostOriginPolicy
+from mcp_agg.security.origin import HostOriginPolicy
+from mcp_agg.security.originguard import HostOriginGuard
 
 __all__ = ["OpsListener", "bind_port", "ops_listener", "serving_ops"]
 

@@ -30,25 +30,26 @@ Why not the SDK's or FastMCP's guard:
   configured host list (so configured lists cannot replace the defaults), matches host
   names without their port, and lets any loopback origin through a "same-origin fallback"
   even when `allowed_origins` is configured.
-So this small ASGI middleware does it, and `serving.serve_http` turns FastMCP's guard off.
+So this policy and a small ASGI middleware (`security/originguard.py`) do it, and
+`serving.serve_http` turns FastMCP's guard off. The config imports this module to check
+its patterns before `serve` starts its backends: it imports no web framework.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Receive, Scope, Send
+if TYPE_CHECKING:
+    from starlette.datastructures import Headers
 
 __all__ = [
     "DEFAULT_LOOPBACK_HOSTS",
     "DEFAULT_LOOPBACK_ORIGINS",
-    "HostOriginGuard",
     "HostOriginPolicy",
     "check_host_list",
     "check_host_pattern",
@@ -193,40 +194,3 @@ def _host_for_header(bind_host: str) -> str:
     if ":" in host and not host.startswith("["):
         return f"[{host}]"
     return host
-
-
-class HostOriginGuard:
-    """ASGI middleware: refuse (403) a request whose Host or Origin the policy rejects.
-
-    Runs before anything else in the app, so a refused request creates no session and
-    is never parsed. Lifespan events pass through; a refused websocket is closed.
-    """
-
-    def __init__(self, app: ASGIApp, policy: HostOriginPolicy) -> None:
-        self.app = app
-        self.policy = policy
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        reason = self.policy.refusal(Headers(scope=scope))
-        if reason is None:
-            await self.app(scope, receive, send)
-        elif scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008, "reason": reason})
-        else:
-            body = json.dumps(
-                {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": reason}}
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 403,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
