@@ -42,6 +42,7 @@ from mcp_agg.core.gateway import Gateway
 from mcp_agg.core.pipeline import CallPipeline
 from mcp_agg.core.sessions import quietly
 from mcp_agg.front.provider import GatewayProvider
+from mcp_agg.front.requeststate import ephemeral_request_state
 from mcp_agg.observability import tracing
 
 __all__ = ["build_server"]
@@ -74,6 +75,7 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
         providers=[provider],
         middleware=[_ConnectionTracker(gateway.announcer)],
         auth=verifier,
+        request_state_security=ephemeral_request_state(),
     )
     if http:
         from mcp_agg.backend.oauth.webflow import WebSignIn
