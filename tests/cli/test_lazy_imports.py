@@ -94,16 +94,35 @@ def test_what_serve_runs_before_starting_its_backends_imports_no_mcp_stack() -> 
 
 
 #: What a gateway on stdio over a servers.toml uses none of: the translation of MCP
-#: clients' JSON configs (and json5), the TOML writer (`import`, `lock`), and the
-#: `--metrics-port` listener. Each is a little CPU and memory at every start, while the
-#: backends compete with the gateway for the same cores (docs/benchmarks.md).
-UNUSED_BY_SERVE = ("mcp_agg.config.mcpservers", "json5", "tomli_w", "mcp_agg.front.listener")
+#: clients' JSON configs (and json5), the TOML writer (`import`, `lock`), the
+#: `--metrics-port` listener, and the tools of `[[fanout]]` and `expose_gateway_tools`.
+#: Each is a little CPU and memory at every start, while the backends compete with the
+#: gateway for the same cores (docs/benchmarks.md).
+UNUSED_BY_SERVE = (
+    "mcp_agg.config.mcpservers",
+    "json5",
+    "tomli_w",
+    "mcp_agg.front.listener",
+    "mcp_agg.components.fanout",
+    "mcp_agg.components.gateway_tools",
+)
 
 #: A backend that exits at once: the gateway starts without it, then stops at stdin's end.
 GONE = """\
 [[servers]]
 name = "gone"
 command = "false"
+"""
+
+#: GONE, with a fan-out and the gateway's own tools.
+WITH_OWN_TOOLS = f"""\
+[gateway]
+expose_gateway_tools = true
+
+{GONE}
+[[fanout]]
+name = "both"
+targets = ["gone_a", "gone_b"]
 """
 
 
@@ -120,13 +139,23 @@ command = "false"
             ["mcp_agg.front.listener", "mcp_agg.front.stdio"],
         ),
         (["check"], "servers.json", ["json5", "mcp_agg.config.mcpservers"]),
+        (
+            ["serve"],
+            "tools.toml",
+            [
+                "mcp_agg.components.fanout",
+                "mcp_agg.components.gateway_tools",
+                "mcp_agg.front.stdio",
+            ],
+        ),
     ],
-    ids=["serve", "serve --metrics-port", "check a JSON config"],
+    ids=["serve", "serve --metrics-port", "check a JSON config", "serve with its own tools"],
 )
 def test_serve_imports_only_what_its_config_uses(
     args: list[str], config: str, imported: list[str], tmp_path: Path
 ) -> None:
     (tmp_path / "servers.toml").write_text(GONE)
+    (tmp_path / "tools.toml").write_text(WITH_OWN_TOOLS)
     (tmp_path / "servers.json").write_text(
         json.dumps({"mcpServers": {"gone": {"command": "false"}}})
     )

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import anyio
@@ -34,8 +34,6 @@ from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_agg.backend.oauth.team import team_sign_in
 from mcp_agg.backend.reaper import Reaper
 from mcp_agg.backend.upstream import Upstream
-from mcp_agg.components.fanout import fanout_tools
-from mcp_agg.components.gateway_tools import gateway_tools
 from mcp_agg.components.search import SearchMode
 from mcp_agg.config import Config, ReplicaSpec
 from mcp_agg.console.startup import LogStartup, ReplicaOutcome, StartupObserver, StartupSummary
@@ -56,6 +54,7 @@ from mcp_agg.store import Store, open_store
 
 if TYPE_CHECKING:
     from mcp_agg.backend.early import EarlyStarts
+    from mcp_agg.components.local import LocalTool
     from mcp_agg.observability.metrics import GatewayMetrics
 
 __all__ = ["Gateway"]
@@ -118,7 +117,9 @@ class Gateway:
         self.search = SearchMode(self.calls, self.visibility, lambda: self.config.gateway)
         #: Where the gateway's own tools come from (fan-out, gateway tools while
         #: `expose_gateway_tools` is on), applied to every catalog built.
-        self.local_tools: list[LocalTools] = [fanout_tools(self), gateway_tools(self)]
+        self.local_tools: list[LocalTools] = [self._fanout_tools, self._gateway_tools]
+        self._fanout: LocalTools | None = None
+        self._own: LocalTools | None = None
         self.reconfigurer = Reconfigurer(self)
         #: Servers registered through the admin API, the same on every replica.
         self.registrations = SharedRegistrations(self.store, self.reconfigurer)
@@ -152,6 +153,27 @@ class Gateway:
         )
         self._trace(groups.values())  # servers a reload adds are traced as the others
         return groups
+
+    def _fanout_tools(self, catalog: Catalog) -> Mapping[str, LocalTool]:
+        """The `[[fanout]]` tools; their module is imported at the first config with one
+        (most have none, and every import is CPU the start shares with its backends)."""
+        if self._fanout is None:
+            if not self.config.fanout:
+                return {}
+            from mcp_agg.components.fanout import fanout_tools
+
+            self._fanout = fanout_tools(self)
+        return self._fanout(catalog)
+
+    def _gateway_tools(self, catalog: Catalog) -> Mapping[str, LocalTool]:
+        """The gateway's own tools; their module is imported once a config exposes them."""
+        if self._own is None:
+            if not self.config.gateway.expose_gateway_tools:
+                return {}
+            from mcp_agg.components.gateway_tools import gateway_tools
+
+            self._own = gateway_tools(self)
+        return self._own(catalog)
 
     def assemble_catalog(self, *, strict: bool) -> Catalog:
         """The backends' listings merged, pinned, and with the gateway's own tools.
