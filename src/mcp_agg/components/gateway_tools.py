@@ -11,7 +11,6 @@ same JSON as text (for clients that read only text), redacted of configured secr
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -70,36 +69,28 @@ class GatewayTool(LocalTool):
 
 
 def gateway_tools(gateway: StateView) -> LocalTools:
-    """The source of the gateway's own tools, for `Gateway.local_tools`.
-
-    The two tools are made at the first build that exposes them: most gateways never
-    do, and their class is built at its first instance (`forwarding.DEFERRED`)."""
-
-    @functools.cache
-    def tools() -> tuple[GatewayTool, GatewayTool]:
-        health = GatewayTool.make(
-            "gateway_health",
-            "Gateway health",
-            "Every backend replica behind this gateway: state, circuit breaker, health "
-            "checks, calls in flight, latency and last error.",
-            gateway,
-            health_report,
-        )
-        metrics = GatewayTool.make(
-            "gateway_metrics",
-            "Gateway metrics",
-            "Calls through this gateway since it started: by tool and outcome, and by "
-            "server with errors, retries and mean latency.",
-            gateway,
-            metrics_report,
-        )
-        return health, metrics
+    """The source of the gateway's own tools, for `Gateway.local_tools`."""
+    health = GatewayTool.make(
+        "gateway_health",
+        "Gateway health",
+        "Every backend replica behind this gateway: state, circuit breaker, health "
+        "checks, calls in flight, latency and last error.",
+        gateway,
+        health_report,
+    )
+    metrics = GatewayTool.make(
+        "gateway_metrics",
+        "Gateway metrics",
+        "Calls through this gateway since it started: by tool and outcome, and by "
+        "server with errors, retries and mean latency.",
+        gateway,
+        metrics_report,
+    )
 
     def source(catalog: Catalog) -> Mapping[str, LocalTool]:
         # Read at each build: a reload may turn `expose_gateway_tools` on or off.
         if not gateway.config.gateway.expose_gateway_tools:
             return {}
-        health, metrics = tools()
         if gateway.collect_metrics() is None:  # `[gateway] metrics = false`
             return {health.name: health}
         return {health.name: health, metrics.name: metrics}
