@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import contextlib
 import datetime
 import os
@@ -592,6 +593,17 @@ async def _run(
     return tables, ok
 
 
+def _compile_sources() -> None:
+    """Byte-compile `src/` as installing a package does, before any front starts.
+
+    The gateway runs from an editable install, which writes no bytecode, and with
+    PYTHONDONTWRITEBYTECODE set (as on the CI machine) nothing ever does: every front would
+    then compile its ~120 modules at each start (about 0.1 s), where FastMCP's proxies
+    load their installed, compiled modules. The start-up rows compare installations.
+    """
+    compileall.compile_dir(Path(__file__).resolve().parents[1] / "src", quiet=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run every path, print the tables, optionally write them into a Markdown file."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -614,6 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])])
 
     log = Progress()
+    _compile_sources()
     started = datetime.datetime.now(datetime.UTC)
     source, source_key = source_state()
     reaper = Reaper()
