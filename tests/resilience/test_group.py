@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import mcp_types
 import pytest
 from mcp.shared.exceptions import MCPError
@@ -17,6 +18,7 @@ from mcp_agg.errors import (
     UpstreamError,
     UpstreamRequestError,
     UpstreamSessionExpired,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from mcp_agg.resilience.breaker import BreakerState, CircuitBreaker
@@ -147,3 +149,51 @@ async def test_a_call_refused_for_its_session_may_fail_over() -> None:
     script = Script({"p-1": UpstreamSessionExpired("gone", replica="p-1")})
     assert await dispatch(primary, script, safe=False) == "ok"
     assert script.sent[-1][0] == "b-1"
+
+
+class Hung:
+    """A `send` that never answers, and says whether it was cancelled."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def __call__(self, replica: Upstream, meta: dict[str, Any]) -> Any:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled = True
+            raise
+
+
+def deadline(target: ReplicaGroup, hung: Hung) -> list[Callable[[], Any]]:
+    """A call through each way into the group, each ending in `hung`."""
+
+    async def call_on() -> Any:
+        target.replicas[0].call_tool = lambda *_, **__: hung(target.replicas[0], {})  # type: ignore[method-assign]
+        return await target.call_tool_on(target.replicas[0], "t", {})
+
+    return [lambda: target._dispatch("tool 't'", hung, safe=False), call_on]
+
+
+@pytest.mark.parametrize("way", [0, 1], ids=["balanced", "on one replica"])
+async def test_request_timeout_cancels_the_backend_request_and_names_itself(way: int) -> None:
+    target = group(1)
+    target.timeout = 0.05
+    hung = Hung()
+    with (
+        anyio.fail_after(5),
+        pytest.raises(UpstreamTimeout, match=r"within request_timeout \(0.05s\)"),
+    ):
+        await deadline(target, hung)[way]()
+    assert hung.cancelled
+    assert target.replicas[0].breaker.state is BreakerState.CLOSED  # no verdict on the replica
+
+
+@pytest.mark.parametrize("way", [0, 1], ids=["balanced", "on one replica"])
+async def test_the_callers_own_cancellation_is_not_a_timeout(way: int) -> None:
+    target = group(1)
+    hung = Hung()
+    with anyio.move_on_after(0.05) as outer:  # the caller gives up first (its deadline)
+        await deadline(target, hung)[way]()
+    assert outer.cancelled_caught  # cancelled, not turned into an UpstreamTimeout
+    assert hung.cancelled

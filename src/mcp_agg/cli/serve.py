@@ -148,6 +148,7 @@ async def _serve(
 
     from mcp_agg.console import startup
     from mcp_agg.core.gateway import Gateway
+    from mcp_agg.core.heap import SettleWhenReady
     from mcp_agg.core.reload import reload_from_file, watch_config
     from mcp_agg.front.server import build_server
 
@@ -162,7 +163,7 @@ async def _serve(
     # Each backend's first connection and a summary: live on a terminal (HTTP front
     # only), else log lines. Never on stdout: in stdio mode that is the protocol.
     with startup.feedback(transport, sys.stderr) as observer:
-        gateway.startup = observer
+        gateway.startup = SettleWhenReady(observer)  # the heap frozen once it serves
         async with anyio.create_task_group() as tg:
             if watch and loaded.source is not None:
                 tg.start_soon(watch_config, loaded.source, reload)
