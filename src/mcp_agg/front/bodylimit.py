@@ -26,7 +26,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit", "lift_sdk_cap", "replay", "session_manager"]
+__all__ = ["BodyLimit", "lift_sdk_cap", "read_body", "replay", "session_manager"]
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +70,19 @@ class BodyLimit:
         error = {"code": -32600, "message": message}
         response = JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=413)
         await response(scope, receive, send)
+
+
+async def read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The request body (bounded by `BodyLimit` in front), and a `receive` that gives it
+    again."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body"):
+            break
+    body = b"".join(m.get("body", b"") for m in messages)
+    return body, replay(messages, receive)
 
 
 def replay(chunks: list[Message], receive: Receive) -> Receive:

@@ -55,10 +55,10 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from mcp_agg.errors import StoreUnavailable
-from mcp_agg.front.bodylimit import replay, session_manager
+from mcp_agg.front.bodylimit import read_body, session_manager
 from mcp_agg.security.sessionids import (
     MAX_AGE,
     Owner,
@@ -188,7 +188,7 @@ class SealedSessionManager(FastMCPStreamableHTTPSessionManager):
     ) -> None:
         """A request without a session id: if it is `initialize`, the session it opens
         gets a sealed id (the SDK admits it, `_admit_session`)."""
-        body, receive = await _read_body(receive)
+        body, receive = await read_body(receive)
         session_id = self._mint(body, requestor)
         token = _minted.set(session_id)
         try:
@@ -352,19 +352,6 @@ def _owner(requestor: AuthorizationContext | None) -> Owner | None:
     if requestor is None:
         return None
     return (requestor["client_id"], requestor["issuer"], requestor["subject"])
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
-    """The request body (bounded by `BodyLimit` and the SDK's own cap in front), and a
-    `receive` that gives it again."""
-    messages: list[Message] = []
-    while True:
-        message = await receive()
-        messages.append(message)
-        if message["type"] != "http.request" or not message.get("more_body"):
-            break
-    body = b"".join(m.get("body", b"") for m in messages)
-    return body, replay(messages, receive)
 
 
 async def _too_many(scope: Scope, receive: Receive, send: Send) -> None:

@@ -35,9 +35,10 @@ import orjson
 from fastmcp import FastMCP
 from mcp.server.lowlevel.server import Server
 from mcp.shared.message import SessionMessage
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_agg.front.bodylimit import replay
+from mcp_agg.front.bodylimit import read_body
 
 __all__ = ["AT_ONCE", "HeldUntilStarted", "UntilStarted", "lifespan_beside", "serving_beside"]
 
@@ -127,18 +128,13 @@ class HeldUntilStarted:
         if self._started or scope["type"] != "http" or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        chunks: list[Message] = []
-        while True:
-            message = await receive()
-            chunks.append(message)
-            if message["type"] != "http.request" or not message.get("more_body"):
-                break
-        if _body_waits(b"".join(chunk.get("body", b"") for chunk in chunks)):
+        body, receive = await read_body(receive)
+        if _body_waits(body):
             await self._settled.wait()
             if not self._started:
-                await _refuse(send)
+                await _refuse(scope, receive, send)
                 return
-        await self.app(scope, replay(chunks, receive), send)
+        await self.app(scope, receive, send)
 
 
 def _body_waits(body: bytes) -> bool:
@@ -155,24 +151,12 @@ def _body_waits(body: bytes) -> bool:
     )
 
 
-#: The answer to a request held while the gateway started, when it did not: -32000, the
-#: code of the drain's refusals (the server is not taking requests).
-_NOT_STARTED = orjson.dumps(
-    {
-        "jsonrpc": "2.0",
-        "id": None,
-        "error": {"code": -32000, "message": "mcp-agg stopped before it started"},
-    }
-)
-
-
-async def _refuse(send: Send) -> None:
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(_NOT_STARTED)).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": _NOT_STARTED})
+async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+    """The answer to a request held while the gateway started, when it did not: -32000,
+    the code of the drain's refusals (the server is not taking requests)."""
+    error = {"code": -32000, "message": "mcp-agg stopped before it started"}
+    response = JSONResponse({"jsonrpc": "2.0", "id": None, "error": error}, status_code=503)
+    await response(scope, receive, send)
 
 
 @contextlib.contextmanager
