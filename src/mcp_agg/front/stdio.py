@@ -94,7 +94,8 @@ async def serve_stdio(
 
 def _serving(ops: OpsListener | None) -> contextlib.AbstractAsyncContextManager[None]:
     """`ops` served while the block runs; without one (the usual stdio gateway) its
-    module, uvicorn's server and a Starlette app, is not imported at all."""
+    module, and the Host/Origin guard's, is not imported at all (uvicorn and starlette,
+    which it serves with, come with the MCP SDK regardless)."""
     if ops is None:
         return contextlib.nullcontext()
     from mcp_agg.front.listener import serving_ops
