@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,10 +45,10 @@ auth = { type = "oauth", client_metadata_url = "https://example.com/mcp-agg.json
 """
 
 
-def imported_by(args: list[str], cwd: Path, modules: Sequence[str] = HEAVY) -> list[str]:
-    """The `modules` (by default HEAVY) `mcp-agg ARGS` has imported when it ends."""
+def probed(probe: str, args: list[str], cwd: Path, modules: Sequence[str]) -> Any:
+    """What `probe` printed last, as JSON, having run `mcp-agg ARGS` watching `modules`."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(list(modules))],
+        [sys.executable, "-c", probe, json.dumps(args), json.dumps(list(modules))],
         capture_output=True,
         text=True,
         cwd=cwd,
@@ -55,7 +56,12 @@ def imported_by(args: list[str], cwd: Path, modules: Sequence[str] = HEAVY) -> l
         stdin=subprocess.DEVNULL,  # `serve` on stdio: the client has gone, it stops
     )
     assert done.returncode == 0, done.stderr
-    loaded: list[str] = json.loads(done.stdout.splitlines()[-1])
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def imported_by(args: list[str], cwd: Path, modules: Sequence[str] = HEAVY) -> list[str]:
+    """The `modules` (by default HEAVY) `mcp-agg ARGS` has imported when it ends."""
+    loaded: list[str] = probed(PROBE, args, cwd, modules)
     return loaded
 
 
@@ -159,8 +165,8 @@ def test_serve_imports_only_what_its_config_uses(
     (tmp_path / "servers.json").write_text(
         json.dumps({"mcpServers": {"gone": {"command": "false"}}})
     )
-    probed = [*UNUSED_BY_SERVE, "mcp_agg.front.stdio"]
-    assert imported_by([*args, "-c", config], tmp_path, probed) == sorted(imported)
+    watched = [*UNUSED_BY_SERVE, "mcp_agg.front.stdio"]
+    assert imported_by([*args, "-c", config], tmp_path, watched) == sorted(imported)
 
 
 #: Runs `mcp-agg ARGS` with the early backends' start wrapped, and prints, as JSON, the
@@ -190,14 +196,5 @@ def test_serve_starts_its_backends_before_importing_the_mcp_stack(tmp_path: Path
     # SDK either, nor starlette (the config checks the HTTP front's Host and Origin
     # patterns): the backends would start later by their imports, for nothing.
     (tmp_path / "servers.toml").write_text(GONE)
-    probed = json.dumps([*HEAVY, "starlette"])
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE_AT_EARLY_START, json.dumps(["serve"]), probed],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout.splitlines()[-1]) == [[]]
+    seen = probed(PROBE_AT_EARLY_START, ["serve"], tmp_path, [*HEAVY, "starlette"])
+    assert seen == [[]]  # one start, nothing of them imported by then
