@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -24,7 +25,8 @@ from typing import Any
 import anyio
 
 #: A throwaway home for the tokens, set before the vault is chosen: no keyring, a
-#: fresh data directory per run.
+#: fresh data directory per run, removed when the run ends (the suite runs this once
+#: per scenario: every run would otherwise leave a directory with its tokens behind).
 os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="mcp-agg-conformance-")
 
@@ -84,4 +86,7 @@ async def main(url: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(anyio.run(main, sys.argv[-1]))
+    try:
+        sys.exit(anyio.run(main, sys.argv[-1]))
+    finally:
+        shutil.rmtree(os.environ["XDG_DATA_HOME"], ignore_errors=True)

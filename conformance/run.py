@@ -325,10 +325,18 @@ def run_client_suite(run: str, out: Path) -> None:
     command = f"{shlex.quote(sys.executable)} {shlex.quote(str(CLIENT))}"
     argv = [str(NODE), str(SUITE), "client", "--command", command, "-o", str(out)]
     argv += ["--suite", "auth"] if run == "auth" else ["--requirements", run]
-    _run_suite(argv, out)
+    # client.py makes a throwaway data directory (its tokens) per scenario, under a
+    # scratch TMPDIR of this run's: one it leaves behind is seen, and fails the run.
+    scratch = out.parent / f"{out.name}.tmp"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir()
+    _run_suite(argv, out, TMPDIR=str(scratch))
+    if left := sorted(path.name for path in scratch.iterdir()):
+        raise SetupError(f"client.py left {len(left)} temporary directories: {', '.join(left)}")
+    scratch.rmdir()
 
 
-def _run_suite(argv: list[str], out: Path) -> None:
+def _run_suite(argv: list[str], out: Path, **env: str) -> None:
     with (out.parent / f"{out.name}.suite.log").open("wb") as log:
         proc = subprocess.Popen(
             argv,
@@ -336,7 +344,7 @@ def _run_suite(argv: list[str], out: Path) -> None:
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "NO_COLOR": "1"},
+            env={**os.environ, "NO_COLOR": "1", **env},
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         try:
