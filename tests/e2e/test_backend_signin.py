@@ -89,7 +89,7 @@ def test_login_then_the_gateway_serves_the_backend(
 
     # The access token lives 4 s: once it has expired, a call refreshes it first.
     deadline = time.monotonic() + 10
-    while (expiry := anyio.run(stored(data_dir, backend).expires_at)) and expiry > time.time():
+    while (expiry := anyio.run(stored(data_dir, backend).expiry)) and expiry.at > time.time():
         assert time.monotonic() < deadline, "the access token never expired"
         time.sleep(0.1)
     called = mcp_agg("call", "remote_token", "-c", str(config))

@@ -7,11 +7,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx2
 import pytest
 from mcp.shared.auth import OAuthToken
 
+from mcp_agg.backend.oauth import storage as storage_module
 from mcp_agg.backend.oauth.provider import BackendOAuth, NotSignedIn
 from mcp_agg.backend.oauth.storage import VaultTokenStorage
 from mcp_agg.backend.oauth.vault import FileVault
@@ -33,6 +35,30 @@ async def test_a_stored_token_keeps_its_expiry(tmp_path: Path) -> None:
     assert expiry is not None
     # Refreshed 30 s early: an authorization server may round its expiry down.
     assert time.time() + 560 < expiry <= time.time() + 570
+
+
+@pytest.mark.parametrize(
+    ("life", "left", "sent"),
+    [
+        (4, 3.0, True),  # refreshed 2 s (half its life) early
+        (4, 0.8, False),  # its last second: an authorization server may have ended it
+        (60, 40.0, True),
+        (60, 20.0, False),  # 30 s early, though 20 s are left
+        (600, 500.0, True),
+    ],
+)
+async def test_a_stored_token_is_refreshed_early_by_its_life_as_issued(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, life: int, left: float, sent: bool
+) -> None:
+    """How early is measured from the life the token was issued with, not from what is
+    left of it, which shrinks the margin to nothing by its last second."""
+    oauth = provider(tmp_path, BackendOAuthConfig(type="oauth"))
+    issued = time.time() - (life - left)
+    monkeypatch.setattr(storage_module, "time", SimpleNamespace(time=lambda: issued))
+    await oauth.storage.set_tokens(OAuthToken(access_token="at", expires_in=life))
+    monkeypatch.undo()
+    await oauth._initialize()
+    assert oauth.context.is_token_valid() is sent
 
 
 async def test_a_configured_client_is_used_as_is(tmp_path: Path) -> None:

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import AsyncGenerator, Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -170,8 +169,7 @@ class BackendOAuth(OAuthClientProvider):
     async def _initialize(self) -> None:
         await super()._initialize()
         if self.context.current_tokens is not None:
-            self.context.token_expiry_time = await self.storage.expires_at()
-            self._refresh_early()
+            await self._restore_expiry()
         if self.config.client_id is not None:
             # An operator's client: never replaced by a registration of our own.
             self.context.client_info = configured_client(
@@ -244,9 +242,14 @@ class BackendOAuth(OAuthClientProvider):
         if stored is None or held is None or stored.access_token == held.access_token:
             return False
         self.context.current_tokens = stored
-        self.context.token_expiry_time = await self.storage.expires_at()
-        self._refresh_early()
+        await self._restore_expiry()
         return True
+
+    async def _restore_expiry(self) -> None:
+        """The stored expiry of the tokens just read back, moved `_EARLY` forward."""
+        expiry = await self.storage.expiry()
+        self.context.token_expiry_time = None if expiry is None else expiry.at
+        self._refresh_early(None if expiry is None else expiry.life)
 
     async def _perform_authorization(self) -> httpx2.Request:
         """The SDK's, asking for the configured scopes (else the SDK's choice) and every
@@ -258,19 +261,30 @@ class BackendOAuth(OAuthClientProvider):
 
     async def _handle_token_response(self, response: httpx2.Response) -> None:
         await super()._handle_token_response(response)
-        self._refresh_early()
+        self._refresh_early(self._issued_life())
 
     async def _handle_refresh_response(self, response: httpx2.Response) -> bool:
         refreshed = await super()._handle_refresh_response(response)
-        self._refresh_early()
+        self._refresh_early(self._issued_life())
         return refreshed
 
-    def _refresh_early(self) -> None:
-        """Move the in-memory expiry `_EARLY` forward (the stored one stays exact)."""
-        tokens, expiry = self.context.current_tokens, self.context.token_expiry_time
-        if tokens is None or expiry is None:
+    def _issued_life(self) -> float | None:
+        """The life of tokens just issued (not read back: those say only what is left)."""
+        tokens = self.context.current_tokens
+        return None if tokens is None else tokens.expires_in
+
+    def _refresh_early(self, life: float | None) -> None:
+        """Move the in-memory expiry `_EARLY` forward, by at most half the token's `life`
+        as issued (the stored expiry stays exact).
+
+        Half of what is *left* would shrink the margin to nothing as the token ages: one
+        read back in its last second was sent, and an authorization server that rounds its
+        own expiry down (FastMCP's keeps whole seconds) refused it, and revoked the
+        refresh token with it, so the sign-in was lost.
+        """
+        expiry = self.context.token_expiry_time
+        if expiry is None or life is None:
             return
-        life = tokens.expires_in if tokens.expires_in is not None else expiry - time.time()
         self.context.token_expiry_time = expiry - min(_EARLY, max(life, 0) / 2)
 
     async def _refuse(self, authorization_url: str) -> None:

@@ -27,7 +27,14 @@ from mcp_agg.backend.oauth.vault import TokenVaultError
 if TYPE_CHECKING:
     from mcp_agg.backend.oauth.vault import Vault
 
-__all__ = ["RecordTokenStorage", "Records", "SignIn", "VaultTokenStorage", "record_key"]
+__all__ = [
+    "Expiry",
+    "RecordTokenStorage",
+    "Records",
+    "SignIn",
+    "VaultTokenStorage",
+    "record_key",
+]
 
 
 class _Record(BaseModel):
@@ -37,6 +44,17 @@ class _Record(BaseModel):
     client: OAuthClientInformationFull | None = None
     #: Scopes the backend asked for in a `403 insufficient_scope`, asked for at sign-in.
     required_scope: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    """When the stored access token expires, and how long it lived when it was issued:
+    what is left of it says nothing of how early to refresh it."""
+
+    #: Unix seconds.
+    at: float
+    #: Seconds, as the authorization server's `expires_in` gave them.
+    life: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +131,14 @@ class RecordTokenStorage:
         record = await self._load()
         await self._save(record.model_copy(update={"client": client_info}))
 
-    async def expires_at(self) -> float | None:
-        """When the stored access token expires (Unix seconds), if it said."""
-        return (await self._load()).expires_at
+    async def expiry(self) -> Expiry | None:
+        """When the stored access token expires, if it said."""
+        record = await self._load()
+        if record.tokens is None or record.tokens.expires_in is None:
+            return None
+        if record.expires_at is None:
+            return None
+        return Expiry(at=record.expires_at, life=record.tokens.expires_in)
 
     async def sign_in(self) -> SignIn:
         record = await self._load()
