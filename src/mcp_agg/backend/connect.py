@@ -85,8 +85,7 @@ class ConnectMixin(ReplicaCore):
             self.spec,
             self.connect_timeout,
             self._relay,
-            # A lambda, not `self._refresh.set`: the event is replaced after each refresh.
-            ListChangedHandler(lambda: self._refresh.set(), self._resource_updated),
+            ListChangedHandler(self._request_refresh, self._resource_updated),
             self.output,
             self.on_http_request,
             self._process_exited,
@@ -103,7 +102,7 @@ class ConnectMixin(ReplicaCore):
         listener = ChangeListener(
             self.id,
             client.session,
-            on_change=lambda: self._refresh.set(),
+            on_change=self._request_refresh,
             on_updated=self._resource_updated,
             uris=lambda: self.subscriptions,
         )

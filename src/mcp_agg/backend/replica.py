@@ -132,7 +132,11 @@ class ReplicaCore:
         self._expedited_at = -math.inf
         #: Whether a supervisor (`Upstream.run`) looks after the replica.
         self._supervised = False
-        self._refresh = anyio.Event()
+        #: A backend said a list changed since the listing was last fetched.
+        self._refresh_wanted = False
+        #: Starts a task that fetches the listing again, while the replica serves and
+        #: none is fetching (upstream.py); None otherwise.
+        self._start_refresh: Callable[[], None] | None = None
         self._attempt: anyio.CancelScope | None = None
         #: Set once the first connection attempt has succeeded or failed.
         self.first_attempt = anyio.Event()
@@ -198,6 +202,15 @@ class ReplicaCore:
         is kept for `status` and the errors of this session."""
         self._exited = self.stats.exit_code = code
         self._lose(UpstreamConnectError("backend process ended", replica=self.id))
+
+    def _request_refresh(self) -> None:
+        """The backend said a list changed: fetch the listing again, in a task started
+        for it while the replica serves (at once if it does, else as it starts to).
+        Changes said while a fetch is under way are fetched once more after it."""
+        self._refresh_wanted = True
+        start, self._start_refresh = self._start_refresh, None  # one fetching task at most
+        if start is not None:
+            start()
 
     def _lose(self, exc: BaseException) -> None:
         """The session is unusable: record why and let the supervisor reconnect."""

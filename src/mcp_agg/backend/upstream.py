@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -140,10 +141,19 @@ class Upstream(ConnectMixin, ProbingMixin):
             async with self._connected_client() as client:
                 self._mark_connected(client)
                 async with anyio.create_task_group() as tg:
-                    tg.start_soon(self._refresh_on_request, client)
+
+                    def start_refresh() -> None:
+                        tg.start_soon(self._refresh_listing, client, start_refresh)
+
+                    self._start_refresh = start_refresh
+                    if self._refresh_wanted:  # asked for while connecting
+                        self._request_refresh()
                     if self.health.policy.interval > 0:
                         tg.start_soon(self._check_health)
-                    await self._lost.wait()
+                    try:
+                        await self._lost.wait()
+                    finally:
+                        self._start_refresh = None
                     tg.cancel_scope.cancel()
         except Exception as exc:
             if self._stopping:
@@ -187,11 +197,11 @@ class Upstream(ConnectMixin, ProbingMixin):
         self.first_attempt.set()
         self._notify()
 
-    async def _refresh_on_request(self, client: Client[Any]) -> None:
-        """Refetch the listing whenever the backend says a list changed."""
-        while True:
-            await self._refresh.wait()
-            self._refresh = anyio.Event()
+    async def _refresh_listing(self, client: Client[Any], start: Callable[[], None]) -> None:
+        """Fetch the listing until no change is left unfetched; then the next change
+        starts a task again (`start`): no task waits here between changes."""
+        while self._refresh_wanted:
+            self._refresh_wanted = False
             try:
                 self.listing = await fetch_listing(client)
             except Exception as exc:
@@ -199,3 +209,5 @@ class Upstream(ConnectMixin, ProbingMixin):
                 return
             logger.info("backend %s: listing refreshed", self.id)
             self._notify()
+        if not self._lost.is_set():  # still serving on this session
+            self._start_refresh = start
