@@ -169,6 +169,32 @@ def test_serve_imports_only_what_its_config_uses(
     assert imported_by([*args, "-c", config], tmp_path, watched) == sorted(imported)
 
 
+#: A gateway with no backend: nothing fails, nothing is retried or reconnected.
+NO_BACKENDS = """\
+[gateway]
+name = "quiet"
+"""
+
+
+@pytest.mark.parametrize(
+    ("config", "imported"),
+    [
+        (NO_BACKENDS, ["mcp_agg.front.stdio"]),
+        # A backend that exits at once: its replica reconnects, with tenacity's backoff.
+        (GONE, ["mcp_agg.front.stdio", "mcp_agg.resilience.retryloop", "tenacity"]),
+    ],
+    ids=["nothing fails", "a backend fails"],
+)
+def test_serve_imports_tenacity_at_the_first_failure(
+    config: str, imported: list[str], tmp_path: Path
+) -> None:
+    # Most gateways never retry a call or reconnect a backend: tenacity (0.35 MiB of
+    # RSS) is imported by the first failure (`resilience/retryloop.py`).
+    (tmp_path / "servers.toml").write_text(config)
+    watched = ["tenacity", "mcp_agg.resilience.retryloop", "mcp_agg.front.stdio"]
+    assert imported_by(["serve", "-c", "servers.toml"], tmp_path, watched) == imported
+
+
 #: Runs `mcp-agg ARGS` with the early backends' start wrapped, and prints, as JSON, the
 #: HEAVY modules imported at that moment.
 PROBE_AT_EARLY_START = """
