@@ -195,6 +195,51 @@ def test_serve_imports_tenacity_at_the_first_failure(
     assert imported_by(["serve", "-c", "servers.toml"], tmp_path, watched) == imported
 
 
+#: The OAuth client, its token storage and sealed sign-in links (with cryptography's
+#: Fernet): for a server with `auth` only.
+OAUTH = (
+    "cryptography.fernet",
+    "mcp_agg.backend.oauth.links",
+    "mcp_agg.backend.oauth.provider",
+    "mcp_agg.backend.oauth.storage",
+    "mcp_agg.backend.oauth.vault",
+)
+
+#: GONE, and an HTTP backend that signs in with OAuth (nothing listens: it fails).
+WITH_AUTH = f"""\
+{GONE}
+[[servers]]
+name = "web"
+url = "http://127.0.0.1:9/mcp"
+auth = {{ type = "oauth", client_metadata_url = "https://example.com/mcp-agg.json" }}
+"""
+
+
+@pytest.mark.parametrize(
+    ("config", "imported"),
+    [
+        (GONE, []),
+        (
+            WITH_AUTH,
+            [
+                "cryptography.fernet",
+                "mcp_agg.backend.oauth.provider",
+                "mcp_agg.backend.oauth.storage",
+                "mcp_agg.backend.oauth.vault",
+            ],
+        ),
+    ],
+    ids=["no server with auth", "a server with auth"],
+)
+def test_serve_imports_oauth_for_a_server_with_auth(
+    config: str, imported: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "servers.toml").write_text(config)
+    watched = [*OAUTH, "mcp_agg.front.stdio"]
+    got = imported_by(["serve", "-c", "servers.toml"], tmp_path, watched)
+    assert got == sorted([*imported, "mcp_agg.front.stdio"])
+
+
 #: Runs `mcp-agg ARGS` with the early backends' start wrapped, and prints, as JSON, the
 #: HEAVY modules imported at that moment.
 PROBE_AT_EARLY_START = """
