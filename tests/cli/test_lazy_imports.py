@@ -240,6 +240,56 @@ def test_serve_imports_oauth_for_a_server_with_auth(
     assert got == sorted([*imported, "mcp_agg.front.stdio"])
 
 
+#: Runs `mcp-agg ARGS` up to where the HTTP front would listen (its server built, the
+#: operations and sign-in routes among it), and prints, as JSON, which of the watched
+#: modules are imported by then; the front is not served.
+PROBE_HTTP_FRONT = """
+import json, sys
+import mcp_agg.front.http as front
+watched = json.loads(sys.argv[2])
+seen = []
+async def serve_http(*args, **kwargs):
+    seen.append(sorted(m for m in watched if m in sys.modules))
+front.serve_http = serve_http
+sys.argv = ["mcp-agg", *json.loads(sys.argv[1])]
+from mcp_agg.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(seen))
+"""
+
+#: The web console (its templates: jinja2) and the browser sign-in (its sealed links and
+#: flow; the console says why a sign-in failed with the links' error).
+CONSOLE = ("jinja2", "mcp_agg.front.ui")
+SIGN_IN = ("mcp_agg.backend.oauth.links", "mcp_agg.backend.oauth.webflow")
+
+
+@pytest.mark.parametrize(
+    ("gateway", "imported"),
+    [
+        ("", []),
+        (
+            '[gateway.admin]\ntoken = "an-admin-token-of-16+"\n',
+            [*CONSOLE, "mcp_agg.backend.oauth.links"],
+        ),
+        (
+            '[gateway]\ntoken_key = "a-token-key-of-16+"\npublic_url = "https://gw.example"\n',
+            SIGN_IN,
+        ),
+    ],
+    ids=["neither", "the console", "the sign-in"],
+)
+def test_the_http_front_imports_the_console_and_sign_in_where_the_config_has_them(
+    gateway: str, imported: Sequence[str], tmp_path: Path
+) -> None:
+    (tmp_path / "servers.toml").write_text(gateway)
+    args = ["serve", "--transport", "http", "--port", "0", "-c", "servers.toml"]
+    seen = probed(PROBE_HTTP_FRONT, args, tmp_path, [*CONSOLE, *SIGN_IN])
+    assert seen == [sorted(imported)]
+
+
 #: Runs `mcp-agg ARGS` with the early backends' start wrapped, and prints, as JSON, the
 #: HEAVY modules imported at that moment.
 PROBE_AT_EARLY_START = """
