@@ -169,6 +169,127 @@ def test_serve_imports_only_what_its_config_uses(
     assert imported_by([*args, "-c", config], tmp_path, watched) == sorted(imported)
 
 
+#: A gateway with no backend: nothing fails, nothing is retried or reconnected.
+NO_BACKENDS = """\
+[gateway]
+name = "quiet"
+"""
+
+
+@pytest.mark.parametrize(
+    ("config", "imported"),
+    [
+        (NO_BACKENDS, ["mcp_agg.front.stdio"]),
+        # A backend that exits at once: its replica reconnects, with tenacity's backoff.
+        (GONE, ["mcp_agg.front.stdio", "mcp_agg.resilience.retryloop", "tenacity"]),
+    ],
+    ids=["nothing fails", "a backend fails"],
+)
+def test_serve_imports_tenacity_at_the_first_failure(
+    config: str, imported: list[str], tmp_path: Path
+) -> None:
+    # Most gateways never retry a call or reconnect a backend: tenacity (0.35 MiB of
+    # RSS) is imported by the first failure (`resilience/retryloop.py`).
+    (tmp_path / "servers.toml").write_text(config)
+    watched = ["tenacity", "mcp_agg.resilience.retryloop", "mcp_agg.front.stdio"]
+    assert imported_by(["serve", "-c", "servers.toml"], tmp_path, watched) == imported
+
+
+#: The OAuth client, its token storage and sealed sign-in links (with cryptography's
+#: Fernet): for a server with `auth` only.
+OAUTH = (
+    "cryptography.fernet",
+    "mcp_agg.backend.oauth.links",
+    "mcp_agg.backend.oauth.provider",
+    "mcp_agg.backend.oauth.storage",
+    "mcp_agg.backend.oauth.vault",
+)
+
+#: GONE, and an HTTP backend that signs in with OAuth (nothing listens: it fails).
+WITH_AUTH = f"""\
+{GONE}
+[[servers]]
+name = "web"
+url = "http://127.0.0.1:9/mcp"
+auth = {{ type = "oauth", client_metadata_url = "https://example.com/mcp-agg.json" }}
+"""
+
+
+@pytest.mark.parametrize(
+    ("config", "imported"),
+    [
+        (GONE, []),
+        (
+            WITH_AUTH,
+            [
+                "cryptography.fernet",
+                "mcp_agg.backend.oauth.provider",
+                "mcp_agg.backend.oauth.storage",
+                "mcp_agg.backend.oauth.vault",
+            ],
+        ),
+    ],
+    ids=["no server with auth", "a server with auth"],
+)
+def test_serve_imports_oauth_for_a_server_with_auth(
+    config: str, imported: list[str], tmp_path: Path
+) -> None:
+    (tmp_path / "servers.toml").write_text(config)
+    watched = [*OAUTH, "mcp_agg.front.stdio"]
+    got = imported_by(["serve", "-c", "servers.toml"], tmp_path, watched)
+    assert got == sorted([*imported, "mcp_agg.front.stdio"])
+
+
+#: Runs `mcp-agg ARGS` up to where the HTTP front would listen (its server built, the
+#: operations and sign-in routes among it), and prints, as JSON, which of the watched
+#: modules are imported by then; the front is not served.
+PROBE_HTTP_FRONT = """
+import json, sys
+import mcp_agg.front.http as front
+watched = json.loads(sys.argv[2])
+seen = []
+async def serve_http(*args, **kwargs):
+    seen.append(sorted(m for m in watched if m in sys.modules))
+front.serve_http = serve_http
+sys.argv = ["mcp-agg", *json.loads(sys.argv[1])]
+from mcp_agg.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print(json.dumps(seen))
+"""
+
+#: The web console (its templates: jinja2) and the browser sign-in (its sealed links and
+#: flow; the console says why a sign-in failed with the links' error).
+CONSOLE = ("jinja2", "mcp_agg.front.ui")
+SIGN_IN = ("mcp_agg.backend.oauth.links", "mcp_agg.backend.oauth.webflow")
+
+
+@pytest.mark.parametrize(
+    ("gateway", "imported"),
+    [
+        ("", []),
+        (
+            '[gateway.admin]\ntoken = "an-admin-token-of-16+"\n',
+            [*CONSOLE, "mcp_agg.backend.oauth.links"],
+        ),
+        (
+            '[gateway]\ntoken_key = "a-token-key-of-16+"\npublic_url = "https://gw.example"\n',
+            SIGN_IN,
+        ),
+    ],
+    ids=["neither", "the console", "the sign-in"],
+)
+def test_the_http_front_imports_the_console_and_sign_in_where_the_config_has_them(
+    gateway: str, imported: Sequence[str], tmp_path: Path
+) -> None:
+    (tmp_path / "servers.toml").write_text(gateway)
+    args = ["serve", "--transport", "http", "--port", "0", "-c", "servers.toml"]
+    seen = probed(PROBE_HTTP_FRONT, args, tmp_path, [*CONSOLE, *SIGN_IN])
+    assert seen == [sorted(imported)]
+
+
 #: Runs `mcp-agg ARGS` with the early backends' start wrapped, and prints, as JSON, the
 #: HEAVY modules imported at that moment.
 PROBE_AT_EARLY_START = """

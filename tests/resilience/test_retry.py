@@ -19,16 +19,14 @@ from mcp_agg.errors import (
     UpstreamError,
     UpstreamRequestError,
 )
-from mcp_agg.resilience import retry
 from mcp_agg.resilience.retry import (
     IDEMPOTENCY_KEY,
     RetryBudget,
-    backoff,
     is_retryable,
     retry_safe,
     retrying,
-    stop_for,
 )
+from mcp_agg.resilience.retryloop import backoff, stop_for
 from tests.fakes import FakeClock
 
 
@@ -342,7 +340,7 @@ async def test_a_first_attempt_that_succeeds_sets_up_no_retry_loop(
     def no_loop(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("tenacity's loop is set up only after a failure")
 
-    monkeypatch.setattr(retry, "AsyncRetrying", no_loop)
+    monkeypatch.setattr(tenacity, "AsyncRetrying", no_loop)
     attempts = Attempts(lambda n: "ok")
     assert await run(attempts) == "ok"
     assert attempts.numbers == [1]
@@ -402,7 +400,7 @@ async def test_a_final_first_failure_sets_up_no_retry_loop(monkeypatch: pytest.M
     def no_loop(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("a final failure is raised as it is")
 
-    monkeypatch.setattr(retry, "AsyncRetrying", no_loop)
+    monkeypatch.setattr(tenacity, "AsyncRetrying", no_loop)
     attempts = Attempts(lambda n: Final("no replica"))
     with pytest.raises(Final, match="no replica"):
         await run(attempts)

@@ -16,7 +16,6 @@ from fastmcp import Client
 from fastmcp.client.messages import MessageHandler
 
 from mcp_agg.backend.era import is_modern
-from mcp_agg.backend.oauth.provider import require_sign_in
 from mcp_agg.backend.process import OutputCapture, launched_process
 from mcp_agg.backend.relay import ClientRelay
 from mcp_agg.backend.transports import ExitHook, RequestHook, make_transport, relay_options
@@ -72,6 +71,9 @@ class SessionOpener:
             transport = http_transport(self.spec, on_request=self.on_http_request, auth=auth)
             return await self._enter(stack, transport)
         if server.auth is not None:
+            # The OAuth client and token storage: imported for a server with `auth`.
+            from mcp_agg.backend.oauth.provider import require_sign_in
+
             await require_sign_in(self.spec)
         if server.url is not None and server.command is not None and launch:
             return await self._connect_launched(stack)

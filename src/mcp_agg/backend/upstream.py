@@ -22,24 +22,26 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastmcp import Client
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from mcp_agg.backend.connect import ConnectMixin
 from mcp_agg.backend.listing import Listing, fetch_listing
 from mcp_agg.backend.probing import ProbingMixin
 from mcp_agg.backend.replica import ReplicaState, ReplicaStats
 
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
 __all__ = ["Listing", "ReplicaState", "ReplicaStats", "Upstream"]
 
 logger = logging.getLogger(__name__)
 
-#: Reconnect backoff: 0.5 s doubling to 30 s, with jitter so replicas that failed
-#: together do not come back in lockstep.
-RECONNECT_WAIT = wait_exponential_jitter(multiplier=0.5, max=30.0, jitter=0.5)
+#: Reconnect backoff (tenacity's `wait_exponential_jitter`): 0.5 s doubling to 30 s, with
+#: jitter so replicas that failed together do not come back in lockstep.
+RECONNECT_WAIT = {"multiplier": 0.5, "max": 30.0, "jitter": 0.5}
 #: A session that lived this long (seconds) was not a crash loop.
 STABLE_AFTER = 5.0
 #: Calls cut a replica's reconnect backoff short at most once in this many seconds: a
@@ -67,18 +69,11 @@ class Upstream(ConnectMixin, ProbingMixin):
     async def _supervise(self) -> None:
         flapping = 0
         while not self._stopping:
-            retrying = AsyncRetrying(
-                wait=RECONNECT_WAIT,
-                retry=retry_if_exception_type(Exception),
-                stop=self._should_stop,
-                sleep=self._sleep_unless_stopping,
-                before_sleep=self._log_retry,
-                reraise=True,
-            )
             with contextlib.suppress(Exception):
-                async for attempt in retrying:
-                    with attempt:
-                        await self._serve_once()
+                try:
+                    await self._serve_once()
+                except Exception as first:
+                    await self._reconnect(first)
             # The session worked and was lost. Reconnect at once, unless it keeps
             # dying young: then back off as for a failure to connect.
             lived = time.time() - (self.stats.connected_at or 0.0)
@@ -87,6 +82,24 @@ class Upstream(ConnectMixin, ProbingMixin):
                 delay = min(30.0, 0.5 * 2 ** min(flapping, 6))
                 logger.warning("backend %s keeps dropping; reconnecting in %.1fs", self.id, delay)
                 await self._sleep_unless_stopping(delay)
+
+    async def _reconnect(self, first: Exception) -> None:
+        """Attempts after a failed one, with backoff, until one serves and its session is
+        lost, or the replica stops; re-raises the last failure when it stops. tenacity is
+        imported here, at the first failure: most replicas never fail."""
+        from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+        from mcp_agg.resilience.retryloop import resume
+
+        retrying = AsyncRetrying(
+            wait=wait_exponential_jitter(**RECONNECT_WAIT),
+            retry=retry_if_exception_type(Exception),
+            stop=self._should_stop,
+            sleep=self._sleep_unless_stopping,
+            before_sleep=self._log_retry,
+            reraise=True,
+        )
+        await resume(retrying, first, lambda _attempt: self._serve_once())
 
     async def stop(self) -> None:
         """Ask the supervisor to close the session and stop; returns at once."""

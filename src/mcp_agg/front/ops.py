@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 from starlette.routing import BaseRoute
 
 from mcp_agg.front.admin import admin_routes
-from mcp_agg.front.ui import ui_routes
 from mcp_agg.observability.endpoint import metrics_routes
 
 if TYPE_CHECKING:
@@ -29,5 +28,9 @@ def ops_routes(gateway: OpsHost, signin: WebSignIn | None = None) -> list[BaseRo
     routes: list[BaseRoute] = []
     routes += metrics_routes(gateway)
     routes += admin_routes(gateway)
-    routes += ui_routes(gateway, signin)
+    if gateway.config.gateway.admin is not None:
+        # The console (its templates: jinja2) only where it is served.
+        from mcp_agg.front.ui import ui_routes
+
+        routes += ui_routes(gateway, signin)
     return routes

@@ -17,7 +17,7 @@ does not serve itself, or serves too slowly for a relay, have handlers here:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import fastmcp
@@ -44,6 +44,9 @@ from mcp_agg.core.sessions import quietly
 from mcp_agg.front.provider import GatewayProvider
 from mcp_agg.front.requeststate import ephemeral_request_state
 from mcp_agg.observability import tracing
+
+if TYPE_CHECKING:
+    from mcp_agg.backend.oauth.webflow import WebSignIn
 
 __all__ = ["build_server"]
 
@@ -78,27 +81,29 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
         request_state_security=ephemeral_request_state(),
     )
     if http:
-        from mcp_agg.backend.oauth.webflow import WebSignIn
         from mcp_agg.front.ops import ops_routes
-        from mcp_agg.front.signin import GatewaySignIns, signin_routes
 
         team = gateway.sessions.team
         # The browser sign-in (token_key and a public URL): users' of `per_user` servers,
-        # and the gateway's own, started from the console.
-        flow = (
-            None
-            if team is None
-            else WebSignIn(
+        # and the gateway's own, started from the console. Its modules are imported only
+        # for a gateway that has one.
+        flow: WebSignIn | None = None
+        if team is not None:
+            from mcp_agg.backend.oauth.webflow import WebSignIn
+            from mcp_agg.front.signin import GatewaySignIns
+
+            flow = WebSignIn(
                 team.links,
                 team.tokens,
                 gateway.store,
                 lambda name: _server_named(gateway, name),
                 GatewaySignIns(gateway),
             )
-        )
         for route in ops_routes(gateway, flow):
             server._additional_http_routes.append(route)  # what custom_route() adds to
         if flow is not None:
+            from mcp_agg.front.signin import signin_routes
+
             server._additional_http_routes += signin_routes(flow)
     return server
 

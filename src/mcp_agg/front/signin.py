@@ -23,8 +23,6 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from mcp_agg.backend.oauth.links import MAX_SEALED, SignInError
-from mcp_agg.backend.oauth.provider import storage_for
 from mcp_agg.errors import GatewayError
 
 if TYPE_CHECKING:
@@ -59,6 +57,8 @@ class GatewaySignIns:
         self.gateway = gateway
 
     def storage(self, server: str) -> RecordTokenStorage | None:
+        from mcp_agg.backend.oauth.provider import storage_for
+
         spec = next((u.spec for u in self.gateway.upstreams if u.group == server), None)
         return None if spec is None or spec.server.auth is None else storage_for(spec)
 
@@ -72,6 +72,9 @@ class GatewaySignIns:
 
 def signin_routes(flow: WebSignIn) -> list[BaseRoute]:
     """The two routes of the browser sign-in."""
+    # The sealed links (cryptography's Fernet): imported by a gateway that signs in only;
+    # every HTTP front imports this module, for `quiet_signin_access_log`.
+    from mcp_agg.backend.oauth.links import MAX_SEALED
 
     async def authorize(request: Request) -> Response:
         ticket = request.query_params.get("ticket")
@@ -128,6 +131,8 @@ def quiet_signin_access_log() -> None:
 
 def _failure(exc: Exception) -> Response:
     """The page for a failed step: what the user can act on, never what was exchanged."""
+    from mcp_agg.backend.oauth.links import SignInError
+
     if isinstance(exc, SignInError):
         return _page(400, f"Cannot sign in: {exc}.")
     if isinstance(

@@ -1,5 +1,5 @@
-"""When a failed call is tried again: tenacity's primitives, a budget, the safety rule,
-and the loop that applies them (`retrying`).
+"""When a failed call is tried again: a budget, the safety rule, and the loop that
+applies them (`retrying`) with tenacity's primitives (`retryloop.py`).
 
 tenacity supplies the backoff (exponential with full jitter) and the stops (attempts,
 and never past the call's deadline). Two things a generic retry gets wrong for a
@@ -24,23 +24,11 @@ from typing import TypeVar
 
 import anyio
 import mcp_types
-from tenacity import (
-    AsyncRetrying,
-    DoAttempt,
-    DoSleep,
-    RetryCallState,
-    stop_after_attempt,
-    stop_before_delay,
-    wait_random_exponential,
-)
-from tenacity.retry import retry_base
-from tenacity.stop import stop_base
-from tenacity.wait import wait_base
 
 from mcp_agg.config import RetryConfig
-from mcp_agg.errors import FailureKind, classify
+from mcp_agg.errors import FailureKind
 
-__all__ = ["RetryBudget", "backoff", "is_retryable", "retry_safe", "retrying", "stop_for"]
+__all__ = ["Attempt", "RetryBudget", "is_retryable", "retry_safe", "retrying"]
 
 _T = TypeVar("_T")
 
@@ -49,16 +37,6 @@ Attempt = Callable[[int], Awaitable[_T]]
 
 #: The `_meta` key that carries one logical call's idempotency key on every attempt.
 IDEMPOTENCY_KEY = "mcp-agg/idempotency-key"
-
-
-def backoff(config: RetryConfig) -> wait_base:
-    """Exponential backoff with full jitter: a random wait in [0, base * 2^n], capped."""
-    return wait_random_exponential(multiplier=config.base_delay, max=config.max_delay)
-
-
-def stop_for(config: RetryConfig, remaining: float) -> stop_base:
-    """Stop after `attempts`, or before a wait that would pass the call's deadline."""
-    return stop_after_attempt(config.attempts) | stop_before_delay(max(remaining, 0.0))
 
 
 def is_retryable(kind: FailureKind, *, safe: bool) -> bool:
@@ -154,53 +132,15 @@ async def retrying(
     except final:
         raise
     except Exception as first:
+        # tenacity: imported at the first failure (`retryloop.py`).
+        from tenacity import AsyncRetrying
+
+        from mcp_agg.resilience.retryloop import Retryable, backoff, resume, stop_for
+
         loop = AsyncRetrying(
             wait=backoff(config),
             stop=stop_for(config, deadline - anyio.current_time()),
-            retry=_Retryable(budget, safe=safe, final=final),
+            retry=Retryable(budget, safe=safe, final=final),
             reraise=True,
         )
-        return await _retry_after(loop, first, attempt)
-
-
-class _Retryable(retry_base):
-    """tenacity's retry condition: a failure the safety rule allows, while the budget lasts."""
-
-    def __init__(
-        self, budget: RetryBudget, *, safe: bool, final: tuple[type[BaseException], ...]
-    ) -> None:
-        self.budget = budget
-        self.safe = safe
-        self.final = final
-
-    def __call__(self, retry_state: RetryCallState) -> bool:
-        outcome = retry_state.outcome
-        if outcome is None or not outcome.failed:
-            return False
-        exc = outcome.exception()
-        if exc is None or isinstance(exc, self.final):
-            return False
-        return is_retryable(classify(exc), safe=self.safe) and self.budget.try_spend()
-
-
-async def _retry_after(loop: AsyncRetrying, first: Exception, attempt: Attempt[_T]) -> _T:
-    """Go on with tenacity's own loop (what `AsyncRetrying.__call__` runs) as if it had
-    made the first attempt itself and seen it fail with `first`: its wait, stop and
-    retry decide every attempt after it, numbered from 2."""
-    loop.begin()
-    state = RetryCallState(loop, fn=None, args=(), kwargs={})
-    state.set_exception((type(first), first, first.__traceback__))
-    while True:
-        do = await loop.iter(retry_state=state)
-        if isinstance(do, DoSleep):
-            state.prepare_for_next_attempt()
-            await loop.sleep(do)  # type: ignore[misc]
-        elif isinstance(do, DoAttempt):
-            try:
-                result = await attempt(state.attempt_number)
-            except Exception as exc:  # a cancellation is not an attempt's failure
-                state.set_exception((type(exc), exc, exc.__traceback__))
-            else:
-                state.set_result(result)
-        else:
-            return do  # type: ignore[no-any-return]
+        return await resume(loop, first, attempt)

@@ -14,15 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from mcp_agg.backend.oauth.links import LINK_SECONDS, SignInLinks, Ticket
-from mcp_agg.backend.oauth.provider import BackendOAuth
 from mcp_agg.config.gateway import public_url_of
 from mcp_agg.errors import RefusedError, UpstreamConnectError
 
 if TYPE_CHECKING:
-    # Imported where a team signs in (`team_sign_in`): its token sets' SQLite file and
-    # key ring cost every gateway memory, and most have no `per_user` server.
+    # Imported where a team signs in (`team_sign_in`), a link is made or a user's
+    # session opens: its token sets' SQLite file, key ring, sealed links (cryptography's
+    # Fernet) and the SDK's OAuth client cost every gateway memory, and most have no
+    # `per_user` server. The exceptions here are on every call's path, and light.
+    from mcp_agg.backend.oauth.links import SignInLinks
     from mcp_agg.backend.oauth.peruser import SecretArea, UserTokens, UserTokenStorage
+    from mcp_agg.backend.oauth.provider import BackendOAuth
     from mcp_agg.config import GatewayConfig, ReplicaSpec
 
 __all__ = [
@@ -71,6 +73,8 @@ class SignInRequired(RefusedError):
     text goes to that caller only; what is logged is `logged`."""
 
     def __init__(self, server: str, link: str, why: str = "") -> None:
+        from mcp_agg.backend.oauth.links import LINK_SECONDS
+
         self.server = server
         self.link = link
         super().__init__(
@@ -98,6 +102,7 @@ def team_sign_in(gateway: GatewayConfig, store: SecretArea) -> TeamSignIn | None
     public_url = public_url_of(gateway)
     if gateway.token_key is None or public_url is None:
         return None
+    from mcp_agg.backend.oauth.links import SignInLinks
     from mcp_agg.backend.oauth.peruser import UserTokens
 
     if gateway.store is not None:
@@ -122,6 +127,8 @@ class UserSignIn:
     def missing(self, spec: ReplicaSpec) -> UserNotSignedIn:
         url = spec.server.url
         assert url is not None
+        from mcp_agg.backend.oauth.links import Ticket
+
         link = self.team.links.link(Ticket(self.user, spec.group, url))
         return UserNotSignedIn(spec.group, spec.id, link, self.storage(spec))
 
@@ -133,6 +140,8 @@ class UserSignIn:
         storage = self.storage(spec)
         if (await storage.get_tokens()) is None:
             raise self.missing(spec)
+        from mcp_agg.backend.oauth.provider import BackendOAuth
+
         return BackendOAuth(
             server=spec.group,
             replica=spec.id,

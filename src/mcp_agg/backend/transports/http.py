@@ -21,11 +21,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import McpHttpClientFactory, create_mcp_http_client
 from typing_extensions import Unpack
 
-from mcp_agg.backend.oauth.provider import SignInFlow, oauth_for
 from mcp_agg.backend.transports.options import relay_options
 from mcp_agg.backend.transports.sessions import note_session_refusal
 
 if TYPE_CHECKING:
+    from mcp_agg.backend.oauth.provider import SignInFlow
     from mcp_agg.backend.transports.stdio import ExitHook
     from mcp_agg.config import ReplicaSpec
 
@@ -95,6 +95,9 @@ def http_transport(
     server = spec.server
     assert server.url is not None  # the caller chose this factory for a url
     if auth is None and server.auth is not None:
+        # The OAuth client and token storage: imported for a server with `auth`.
+        from mcp_agg.backend.oauth.provider import oauth_for
+
         auth = oauth_for(spec, sign_in)
     if server.kind == "sse":
         return SSETransport(
