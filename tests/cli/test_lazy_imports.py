@@ -240,17 +240,15 @@ def test_serve_imports_oauth_for_a_server_with_auth(
     assert got == sorted([*imported, "mcp_agg.front.stdio"])
 
 
-#: Runs `mcp-agg ARGS` up to where the HTTP front would listen (its server built, the
-#: operations and sign-in routes among it), and prints, as JSON, which of the watched
-#: modules are imported by then; the front is not served.
-PROBE_HTTP_FRONT = """
+def probe_at(moment: str) -> str:
+    """A probe that runs `mcp-agg ARGS` with `moment` run first (code that patches the
+    command so that it appends to `seen` the `watched` modules imported at some point of
+    its run) and prints `seen` as JSON."""
+    return f"""
 import json, sys
-import mcp_agg.front.http as front
 watched = json.loads(sys.argv[2])
 seen = []
-async def serve_http(*args, **kwargs):
-    seen.append(sorted(m for m in watched if m in sys.modules))
-front.serve_http = serve_http
+{moment}
 sys.argv = ["mcp-agg", *json.loads(sys.argv[1])]
 from mcp_agg.cli import main
 try:
@@ -259,6 +257,16 @@ except SystemExit:
     pass
 print(json.dumps(seen))
 """
+
+
+#: Runs `mcp-agg ARGS` up to where the HTTP front would listen (its server built, the
+#: operations and sign-in routes among it); the front is not served.
+PROBE_HTTP_FRONT = probe_at("""
+import mcp_agg.front.http as front
+async def serve_http(*args, **kwargs):
+    seen.append(sorted(m for m in watched if m in sys.modules))
+front.serve_http = serve_http
+""")
 
 #: The web console (its templates: jinja2) and the browser sign-in (its sealed links and
 #: flow; the console says why a sign-in failed with the links' error).
@@ -290,26 +298,15 @@ def test_the_http_front_imports_the_console_and_sign_in_where_the_config_has_the
     assert seen == [sorted(imported)]
 
 
-#: Runs `mcp-agg ARGS` with the early backends' start wrapped, and prints, as JSON, the
-#: HEAVY modules imported at that moment.
-PROBE_AT_EARLY_START = """
-import json, sys
+#: Runs `mcp-agg ARGS` with the early backends' start wrapped: what is imported by then.
+PROBE_AT_EARLY_START = probe_at("""
 from mcp_agg.backend.early import EarlyStarts
-heavy = json.loads(sys.argv[2])
-seen = []
 start = EarlyStarts._start
 async def _start(self, specs):
-    seen.append(sorted(m for m in heavy if m in sys.modules))
+    seen.append(sorted(m for m in watched if m in sys.modules))
     await start(self, specs)
 EarlyStarts._start = _start
-sys.argv = ["mcp-agg", *json.loads(sys.argv[1])]
-from mcp_agg.cli import main
-try:
-    main()
-except SystemExit:
-    pass
-print(json.dumps(seen))
-"""
+""")
 
 
 def test_serve_starts_its_backends_before_importing_the_mcp_stack(tmp_path: Path) -> None:
