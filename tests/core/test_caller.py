@@ -32,8 +32,20 @@ class _NoOutbound:
         raise AssertionError("nothing is sent on the standalone channel")
 
 
-def connection(version: str = HANDSHAKE) -> Connection:
-    return Connection(_NoOutbound(), protocol_version=version)  # type: ignore[arg-type]
+#: What a client that takes every request a backend may send declares.
+EVERY_CAPABILITY = mcp_types.ClientCapabilities(
+    roots=mcp_types.RootsCapability(),
+    sampling=mcp_types.SamplingCapability(),
+    elicitation=mcp_types.ElicitationCapability(),
+)
+
+
+def connection(
+    version: str = HANDSHAKE, capabilities: mcp_types.ClientCapabilities | None = EVERY_CAPABILITY
+) -> Connection:
+    made = Connection(_NoOutbound(), protocol_version=version)  # type: ignore[arg-type]
+    made.client_capabilities = capabilities
+    return made
 
 
 @dataclass
@@ -395,3 +407,16 @@ async def test_relay_log_goes_to_the_owner_only(spec: ReplicaSpec) -> None:
     await upstream._relay.log(log_params("info"))
     assert len(a_session.notifications) == 1
     assert b_session.notifications == []
+
+
+@pytest.mark.parametrize("version", [HANDSHAKE, MODERN])
+async def test_a_request_the_caller_declared_no_capability_for_is_refused_for_it(
+    version: str,
+) -> None:
+    """As the client would answer (no handler): a 2026-07-28 client asked anyway refuses
+    the input, and its SDK fails the whole call the request came within."""
+    relayed, session = caller(connection(version, mcp_types.ClientCapabilities()), version=version)
+    with pytest.raises(MCPError) as info:
+        await relayed.request(mcp_types.ListRootsRequest(), mcp_types.ListRootsResult, "roots/list")
+    assert info.value.error.code == mcp_types.METHOD_NOT_FOUND
+    assert session.requests == []

@@ -37,7 +37,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 if TYPE_CHECKING:
     from mcp_agg.core.bridge import ParkedCall
 
-__all__ = ["Caller", "LogLevels", "current_caller", "log_rank"]
+__all__ = ["Caller", "LogLevels", "current_caller", "log_rank", "refuse_undeclared"]
 
 _LEVELS: tuple[mcp_types.LoggingLevel, ...] = (
     "debug",
@@ -147,6 +147,9 @@ class Caller:
         Raises MCPError when the client cannot take it (its era, its transport, its
         capabilities) or answers with an error.
         """
+        connection = self.connection
+        if connection is not None:
+            refuse_undeclared(connection, request, what)
         session = self.context.session
         if not self.handshake and self.park is not None:
             return await self.park.ask(request, result_type, what)
@@ -163,6 +166,28 @@ class Caller:
             )
         metadata = ServerMessageMetadata(related_request_id=self.context.request_id)
         return await session.send_request(request, result_type, metadata=metadata)
+
+
+#: The capability a client must have declared for each request a backend may send it.
+_NEEDS: dict[str, mcp_types.ClientCapabilities] = {
+    "roots/list": mcp_types.ClientCapabilities(roots=mcp_types.RootsCapability()),
+    "sampling/createMessage": mcp_types.ClientCapabilities(sampling=mcp_types.SamplingCapability()),
+    "elicitation/create": mcp_types.ClientCapabilities(
+        elicitation=mcp_types.ElicitationCapability()
+    ),
+}
+
+
+def refuse_undeclared(connection: Connection, request: mcp_types.ServerRequest, what: str) -> None:
+    """Answer for the client, as it would itself (it has no handler for the method), a
+    request it declared no capability for: asked anyway, a 2026-07-28 client refuses the
+    input and its SDK fails the whole call the request came within."""
+    need = _NEEDS.get(request.method)
+    if need is not None and not connection.check_capability(need):
+        raise MCPError(
+            mcp_types.METHOD_NOT_FOUND,
+            f"{what}: the client did not declare the capability for it",
+        )
 
 
 def connection_of(ctx: ServerRequestContext[Any, Any]) -> Connection | None:

@@ -24,22 +24,13 @@ import mcp_types
 from mcp.server.connection import Connection, allowed_log_levels
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 
-from mcp_agg.core.caller import LogLevels, log_rank
+from mcp_agg.core.caller import LogLevels, log_rank, refuse_undeclared
 
 if TYPE_CHECKING:
     from mcp_agg.backend.oauth.team import UserSignIn
     from mcp_agg.core.views import ClientPeer
 
 __all__ = ["ClientKey", "ConnectionPeer", "PerClient", "RelayRule"]
-
-#: The capability a client must have declared for each request a backend may send it.
-_NEEDS: dict[str, mcp_types.ClientCapabilities] = {
-    "roots/list": mcp_types.ClientCapabilities(roots=mcp_types.RootsCapability()),
-    "sampling/createMessage": mcp_types.ClientCapabilities(sampling=mcp_types.SamplingCapability()),
-    "elicitation/create": mcp_types.ClientCapabilities(
-        elicitation=mcp_types.ElicitationCapability()
-    ),
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +99,7 @@ class ConnectionPeer:
 
     async def ask(self, request: mcp_types.ServerRequest, result_type: type[Any], what: str) -> Any:
         connection = await self._ready(what)
-        need = _NEEDS.get(request.method)
-        if need is not None and not connection.check_capability(need):
-            # What the client itself would answer: it has no handler for the method.
-            raise MCPError(
-                mcp_types.METHOD_NOT_FOUND,
-                f"{what}: the client did not declare the capability for it",
-            )
+        refuse_undeclared(connection, request, what)
         try:
             return await connection.send_request(request, result_type=result_type)
         except NoBackChannelError as exc:
