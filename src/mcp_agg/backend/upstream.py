@@ -22,6 +22,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -39,9 +40,22 @@ __all__ = ["Listing", "ReplicaState", "ReplicaStats", "Upstream"]
 
 logger = logging.getLogger(__name__)
 
-#: Reconnect backoff (tenacity's `wait_exponential_jitter`): 0.5 s doubling to 30 s, with
-#: jitter so replicas that failed together do not come back in lockstep.
-RECONNECT_WAIT = {"multiplier": 0.5, "max": 30.0, "jitter": 0.5}
+
+@dataclass(frozen=True, slots=True)
+class ReconnectWait:
+    """Reconnect backoff: `multiplier` seconds doubling to `max`, with up to `jitter`
+    seconds added so replicas that failed together do not come back in lockstep."""
+
+    multiplier: float = 0.5
+    max: float = 30.0
+    jitter: float = 0.5
+
+    def after(self, failures: int) -> float:
+        """The wait after `failures` failures in a row, without the jitter."""
+        return min(self.max, self.multiplier * 2.0 ** min(failures, 16))
+
+
+RECONNECT_WAIT = ReconnectWait()
 #: A session that lived this long (seconds) was not a crash loop.
 STABLE_AFTER = 5.0
 #: Calls cut a replica's reconnect backoff short at most once in this many seconds: a
@@ -79,7 +93,7 @@ class Upstream(ConnectMixin, ProbingMixin):
             lived = time.time() - (self.stats.connected_at or 0.0)
             flapping = flapping + 1 if lived < STABLE_AFTER else 0
             if flapping and not self._stopping:
-                delay = min(30.0, 0.5 * 2 ** min(flapping, 6))
+                delay = RECONNECT_WAIT.after(flapping)
                 logger.warning("backend %s keeps dropping; reconnecting in %.1fs", self.id, delay)
                 await self._sleep_unless_stopping(delay)
 
@@ -92,7 +106,11 @@ class Upstream(ConnectMixin, ProbingMixin):
         from mcp_agg.resilience.retryloop import resume
 
         retrying = AsyncRetrying(
-            wait=wait_exponential_jitter(**RECONNECT_WAIT),
+            wait=wait_exponential_jitter(
+                multiplier=RECONNECT_WAIT.multiplier,
+                max=RECONNECT_WAIT.max,
+                jitter=RECONNECT_WAIT.jitter,
+            ),
             retry=retry_if_exception_type(Exception),
             stop=self._should_stop,
             sleep=self._sleep_unless_stopping,

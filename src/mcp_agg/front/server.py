@@ -90,7 +90,7 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
         flow: WebSignIn | None = None
         if team is not None:
             from mcp_agg.backend.oauth.webflow import WebSignIn
-            from mcp_agg.front.signin import GatewaySignIns
+            from mcp_agg.front.signin import GatewaySignIns, signin_routes
 
             flow = WebSignIn(
                 team.links,
@@ -99,11 +99,9 @@ def build_server(gateway: Gateway, *, http: bool = False) -> FastMCP[Any]:
                 lambda name: _server_named(gateway, name),
                 GatewaySignIns(gateway),
             )
-        for route in ops_routes(gateway, flow):
-            server._additional_http_routes.append(route)  # what custom_route() adds to
+        # What custom_route() adds to: the operator's routes, then the sign-in's.
+        server._additional_http_routes += ops_routes(gateway, flow)
         if flow is not None:
-            from mcp_agg.front.signin import signin_routes
-
             server._additional_http_routes += signin_routes(flow)
     return server
 
