@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ctypes
 import itertools
+import json
 import os
 import signal
 import socket
@@ -36,7 +37,9 @@ from typing_extensions import Unpack
 
 __all__ = [
     "BACKEND",
+    "BENCH",
     "HTTP_PATHS",
+    "MAGG_PATHS",
     "PATHS",
     "BenchError",
     "Env",
@@ -66,9 +69,13 @@ PATHS: dict[str, str] = {
     "fastmcp-mcpservers": "fastmcp proxy (mcpServers)",
     "direct-http": "direct http",
     "fastmcp-mounted-http": "fastmcp proxy (mounted) http",
+    "magg": "magg",
+    "magg-http": "magg http",
 }
 #: The paths a client reaches over streamable HTTP (each its own process on a free port).
-HTTP_PATHS = ("direct-http", "agg-http", "fastmcp-mounted-http")
+HTTP_PATHS = ("direct-http", "agg-http", "fastmcp-mounted-http", "magg-http")
+#: magg's paths: run by its own `magg` program, installed apart (`make bench-magg`).
+MAGG_PATHS = ("magg", "magg-http")
 
 #: Writes its own pid (the one that `exec` keeps) to $0, then becomes the real command:
 #: the SDK's stdio client does not say which pid it spawned.
@@ -287,6 +294,8 @@ class Env:
     say: Callable[[str], None] = print
     #: A gateway config of the caller's own, instead of copies of the bench backend.
     servers: Path | None = None
+    #: magg's program (`magg`), for the magg paths.
+    magg: Path | None = None
     #: Called with a front's path and pids once it has been asked to stop, before what
     #: is left of it is killed: to see what it left behind.
     before_kill: Callable[[str, list[int]], None] | None = None
@@ -322,6 +331,23 @@ class Env:
                     )
                 lines.append("")
             path.write_text("\n".join(lines))
+        return path
+
+    def magg_config(self, backends: int) -> Path:
+        """magg's config.json with `backends` copies of the bench backend under the
+        prefixes b1..bN, so its tools are `b1_echo`, ... as through mcp-agg."""
+        path = self.workdir / f"magg-{backends}.json"
+        if not path.exists():
+            servers = {
+                f"b{index}": {
+                    "source": str(BACKEND),
+                    "command": sys.executable,
+                    "args": [str(BACKEND)],
+                    "prefix": f"b{index}",
+                }
+                for index in range(1, backends + 1)
+            }
+            path.write_text(json.dumps({"servers": servers}, indent=2))
         return path
 
 
@@ -389,6 +415,19 @@ def _argv(path: str, backends: int, env: Env, port: int | None, *, cache: bool) 
         config = str(env.config(backends, cache=cache))
         serve = [sys.executable, "-m", "mcp_agg", "serve", "-c", config, "--log-level", "warning"]
         return [*serve, *(["--transport", "http", "--port", *port_arg] if port_arg else [])]
+    if path in MAGG_PATHS:
+        if env.magg is None:
+            raise BenchError("magg is not installed (make bench-magg)")
+        # Its config from this file only, as it is (no writes, no reload polling), and its
+        # log at warning, as the other fronts'.
+        settings = [
+            f"MAGG_CONFIG_PATH={env.magg_config(backends)}",
+            "MAGG_READ_ONLY=true",
+            "MAGG_AUTO_RELOAD=false",
+            "MAGG_LOG_LEVEL=WARNING",
+        ]
+        http = ["--http", "--host", "127.0.0.1", "--port", *port_arg] if port_arg else []
+        return ["env", *settings, str(env.magg), "serve", "--no-banner", *http]
     kind = {
         "fastmcp-mounted": "mounted",
         "fastmcp-mounted-http": "mounted",

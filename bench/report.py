@@ -165,9 +165,15 @@ def _version(package: str) -> str:
 
 
 def machine_info(
-    mode: str, command: str, took: float, started: datetime.datetime, source: str
+    mode: str,
+    command: str,
+    took: float,
+    started: datetime.datetime,
+    source: str,
+    magg: Path | None = None,
 ) -> str:
-    """Markdown bullets: when, where and with what the figures were measured."""
+    """Markdown bullets: when, where and with what the figures were measured; `magg`:
+    its program, whose own interpreter and packages are asked for theirs."""
     now = started.strftime("%Y-%m-%d %H:%M UTC")
     items = [
         ("Run", f"{mode} (`{command}`), {now}, {took:.0f} s wall time"),
@@ -181,7 +187,26 @@ def machine_info(
             f"mcp-agg {_version('mcp-agg')} ({source})",
         ),
     ]
+    if magg is not None:
+        items.append(("magg", _magg_versions(magg)))
     return "\n".join(f"- **{key}**: {value}" for key, value in items)
+
+
+def _magg_versions(magg: Path) -> str:
+    """magg's version, its fastmcp's and mcp's, and its interpreter's, from its own venv."""
+    probe = (
+        "import importlib.metadata as m, platform; "
+        "print(f\"magg {m.version('magg')}, fastmcp {m.version('fastmcp')}, "
+        "mcp {m.version('mcp')}, on Python {platform.python_version()}\")"
+    )
+    try:
+        done = subprocess.run(
+            [str(magg.parent / "python"), "-c", probe],
+            capture_output=True, text=True, timeout=30, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{magg} (versions unknown: {exc})"
+    return done.stdout.strip()
 
 
 def write_markdown(

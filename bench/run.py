@@ -26,7 +26,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet import FLEET_PATHS, fleet_url, haproxy_program, sessions_at
-from harness import HTTP_PATHS, PATHS, Env, Reaper, cpu_seconds, open_front, peak_rss_mib
+from harness import (
+    BENCH,
+    HTTP_PATHS,
+    MAGG_PATHS,
+    PATHS,
+    Env,
+    Reaper,
+    cpu_seconds,
+    open_front,
+    peak_rss_mib,
+)
 from report import (
     Row,
     Table,
@@ -61,7 +71,17 @@ DIRECT_PATHS = ("direct", "direct-http")
 AGG_PATHS = ("agg-stdio", "agg-http")
 #: Columns of the "Calls" and "Startup and memory" tables (ratios to direct stdio); the
 #: "HTTP front" table has HTTP_PATHS (ratios to direct http).
-STDIO_TABLE = ("direct", "agg-stdio", "agg-http", "fastmcp-mounted", SLOW)
+STDIO_TABLE = ("direct", "agg-stdio", "agg-http", "fastmcp-mounted", "magg", SLOW)
+#: How the magg columns run it.
+MAGG_NOTE = (
+    "magg runs from a venv of its own (`make bench-magg`: it needs Python 3.12 or later and"
+    " fastmcp < 4; the versions are above), as `magg serve`, or `magg serve --http` for magg"
+    " http, on a config.json of the same backends as the other fronts under the prefixes"
+    " b1, b2, ... (so its tools are `b1_echo`, ... as through mcp-agg), read-only, its config"
+    " reloading off and its log at WARNING; it lists its own `magg_*` tools beside them."
+)
+#: Where `make bench-magg` installs magg's program.
+MAGG = BENCH.parent / ".venv-magg" / "bin" / "magg"
 #: The start of a gateway with this many backends or more gets a peak RSS row.
 RSS_MIN_BACKENDS = 5
 
@@ -178,7 +198,7 @@ async def _guarded(
     except Exception as exc:  # any library failure: mark the cells, report, go on
         for row in rows:
             row.failed.add(path)
-        log(f"{PATHS[path]}: {what} FAILED: {exc!r}")
+        log(f"{(PATHS | FLEET_PATHS)[path]}: {what} FAILED: {exc!r}")
         return False
     return True
 
@@ -456,8 +476,9 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'s' * (number != 1)}"
 
 
-def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
-    """Calls and startup against direct stdio; the HTTP front against direct http."""
+def _tables(plan: Plan, paths: list[str], rows: Rows, unmeasured: str) -> list[Table]:
+    """Calls and startup against direct stdio; the HTTP front against direct http;
+    `unmeasured`: why the magg columns are missing, if they are."""
     columns = {path: PATHS[path] + (" †" if path == SLOW else "") for path in STDIO_TABLE}
     columns = {path: title for path, title in columns.items() if path in paths}
     rows.tp_multi.ref_value = rows.tp_one.values.get("direct")
@@ -568,11 +589,16 @@ def _tables(plan: Plan, paths: list[str], rows: Rows) -> list[Table]:
     if SLOW not in paths:
         for table in (calls, startup):
             table.notes = [note for note in table.notes if not note.startswith("†")]
+    for table in (calls, http, startup):
+        if unmeasured:
+            table.notes.insert(0, f"**Not measured**: {unmeasured}.")
+        elif any(path in MAGG_PATHS for path in table.columns):
+            table.notes.append(MAGG_NOTE)
     return [table for table in (calls, http, startup) if table.columns]
 
 
 async def _run(
-    plan: Plan, paths: list[str], fleet: str, env: Env, log: Progress
+    plan: Plan, paths: list[str], fleet: str, env: Env, log: Progress, unmeasured: str
 ) -> tuple[list[Table], bool]:
     task = asyncio.current_task()
     assert task is not None
@@ -585,7 +611,7 @@ async def _run(
         ok &= await _call_rows(plan, paths, env, rows, log)
         starting = [path for path in paths if path in STDIO_TABLE]
         ok &= await _startup_rows(plan, starting, env, rows, log)
-        tables += _tables(plan, paths, rows)
+        tables += _tables(plan, paths, rows, unmeasured)
     if fleet != "no":
         fleet_rows, fleet_ok = await _fleet_rows(plan, env, log)
         ok &= fleet_ok
@@ -612,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--paths", default=",".join(PATHS), help=f"comma-separated subset of {','.join(PATHS)}"
     )
+    parser.add_argument("--magg", type=Path, default=MAGG, help=f"magg's program (default: {MAGG})")
     parser.add_argument(
         "--fleet",
         choices=["yes", "no", "only"],
@@ -623,9 +650,17 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := [path for path in paths if path not in PATHS]:
         parser.error(f"unknown path(s): {', '.join(unknown)}")
     plan = QUICK if args.quick else FULL
+    magg: Path | None = args.magg.resolve()
+    unmeasured = ""
+    if any(path in MAGG_PATHS for path in paths) and not os.access(magg, os.X_OK):
+        unmeasured = f"magg is not installed ({magg} not found: `make bench-magg`)"
+        paths = [path for path in paths if path not in MAGG_PATHS]
+        magg = None
     command = shlex.join(["python", "bench/run.py", *(argv if argv is not None else sys.argv[1:])])
 
     log = Progress()
+    if unmeasured:
+        log(unmeasured)
     _compile_sources()
     started = datetime.datetime.now(datetime.UTC)
     source, source_key = source_state()
@@ -634,8 +669,8 @@ def main(argv: list[str] | None = None) -> int:
     ok, left = False, 0
     try:
         with (workdir / "children.log").open("a") as child_log:
-            env = Env(workdir, child_log, reaper, graceful=plan.graceful, say=log)
-            tables, ok = asyncio.run(_run(plan, paths, args.fleet, env, log))
+            env = Env(workdir, child_log, reaper, graceful=plan.graceful, say=log, magg=magg)
+            tables, ok = asyncio.run(_run(plan, paths, args.fleet, env, log, unmeasured))
     except (KeyboardInterrupt, asyncio.CancelledError):
         log("interrupted")
         return 130
@@ -651,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
     end_source, end_key = source_state()
     if end_key != source_key:  # every front imports mcp_agg afresh from src/ when it starts
         source += f"; src/ changed during the run, now {end_source}"
-    info = machine_info(plan.mode, command, took, started, source)
+    info = machine_info(plan.mode, command, took, started, source, magg)
     block = "\n\n".join([info, *(table.markdown() for table in tables)])
     print(block)
     if args.markdown:
