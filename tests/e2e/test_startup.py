@@ -24,6 +24,7 @@ from tests.e2e.procs import (
     INITIALIZED,
     PYTHON,
     free_port,
+    initialize_params,
     initialize_request,
     listening,
     mcp_agg,
@@ -116,6 +117,60 @@ MODERN_META = {
     "io.modelcontextprotocol/clientInfo": {"name": "e2e-test", "version": "1"},
     "io.modelcontextprotocol/clientCapabilities": {},
 }
+
+
+def handshake_at(version: str) -> dict[str, Any]:
+    """The first request of a raw client at `version`: `initialize`, or `server/discover`
+    in the 2026-07-28 era."""
+    if version == MODERN:
+        params: dict[str, Any] = {"_meta": MODERN_META}
+        return {"jsonrpc": "2.0", "id": 0, "method": "server/discover", "params": params}
+    params = {**initialize_params("e2e-test"), "protocolVersion": version}
+    return {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}
+
+
+@pytest.mark.parametrize("version", ["2024-11-05", "2025-06-18", HANDSHAKE, "1999-01-01", MODERN])
+def test_the_handshake_is_answered_before_the_mcp_stack_is_imported_as_its_sdk_answers_it(
+    tmp_path: Path, version: str
+) -> None:
+    """Answered from `serve`'s first moments (front/earlyinit.py), before the gateway has
+    imported what answered it until now; the SDK still answers it too, and the gateway
+    checks that answer against the one given (in its log) before dropping it. The
+    session goes on as usual: the first list waits for the backend."""
+    config, gate = gated_config(tmp_path)
+    meta = {"_meta": MODERN_META} if version == MODERN else {}
+    with (tmp_path / "gateway.log").open("w+b") as stderr:
+        with stdio_gateway(config, "--log-level", "debug", stderr=stderr) as peer:
+            peer.send(handshake_at(version))
+            assert "result" in peer.answer(0, timeout=60)
+            if version != MODERN:
+                peer.send(INITIALIZED)
+            peer.send({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": meta})
+            gate.touch()
+            # Everything up to the list's answer: the SDK's answer to the handshake,
+            # were it written, would come before it.
+            received = [peer.receive(timeout=60)]
+            while received[-1].get("id") != 1:
+                received.append(peer.receive(timeout=60))
+            tools = received[-1]["result"]["tools"]
+            assert [tool["name"] for tool in tools] == ["late_ask"]
+            assert not [m for m in received if m.get("id") == 0]
+        stderr.seek(0)
+        log = stderr.read().decode()
+    assert log.index("answered the handshake (0) before") < log.index("imported the gateway in ")
+    assert "the SDK's answer to the handshake is the one given early" in log
+    assert "differs" not in log
+
+
+def test_a_first_request_that_is_no_handshake_is_left_to_the_sdk(tmp_path: Path) -> None:
+    config, _gate = gated_config(tmp_path)
+    with (tmp_path / "gateway.log").open("w+b") as stderr:
+        with stdio_gateway(config, "--log-level", "debug", stderr=stderr) as peer:
+            assert peer.request("ping", {}, 5) == {"jsonrpc": "2.0", "id": 5, "result": {}}
+            assert peer.initialize()["serverInfo"]["name"] == "mcp-agg"
+        stderr.seek(0)
+        log = stderr.read().decode()
+    assert "answered the handshake" not in log
 
 
 def post(conn: http.client.HTTPConnection, message: dict[str, Any], **headers: str) -> None:

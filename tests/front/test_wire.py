@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import anyio
+import pytest
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCRequest, JSONRPCResponse
 
+from mcp_agg.front.earlyinit import EarlyAnswer
 from mcp_agg.front.wire import LineWire
 
 
@@ -99,3 +102,32 @@ async def test_a_client_that_stops_reading_ends_the_waits() -> None:
             tg.cancel_scope.cancel()
     wire.read_stream.close()
     assert eofs == ["stdout closed"]
+
+
+@pytest.mark.parametrize(
+    ("result", "error"),
+    [
+        ({"protocolVersion": "2025-11-25"}, False),
+        ({"protocolVersion": "2025-06-18"}, True),  # not the answer the client got
+    ],
+)
+async def test_the_sessions_answer_to_a_handshake_answered_early_is_checked_not_written(
+    caplog: pytest.LogCaptureFixture, result: dict[str, Any], error: bool
+) -> None:
+    early = EarlyAnswer(7, {"protocolVersion": "2025-11-25"})
+    pipes = Pipes(b"")  # the client sends nothing more
+    wire = LineWire(pipes, limit=1000, on_eof=lambda why: None, answered=early)
+    with caplog.at_level(logging.DEBUG, "mcp_agg.front.wire"), anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wire.read_client)
+            tg.start_soon(wire.write_client)
+            for request_id in (7, 8, 7):  # the handshake's answer, then any other
+                answer = JSONRPCResponse(jsonrpc="2.0", id=request_id, result=result)
+                await wire.write_stream.send(SessionMessage(answer))
+            await wire.write_stream.aclose()
+            await wire.written.wait()
+            wire.close()
+    wire.read_stream.close()
+    assert [message["id"] for message in pipes.written] == [8, 7]
+    differs = [r for r in caplog.records if "differs" in r.getMessage()]
+    assert [r.levelno for r in differs] == ([logging.ERROR] if error else [])

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from mcp_agg import __version__
 from mcp_agg.cli.logs import quiet_relayed_deprecations, setup_logging
 from mcp_agg.cli.options import ConfigOption, LogLevelOption, ProfileOption
 from mcp_agg.cli.output import fail
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from mcp_agg.backend.early import EarlyStarts
     from mcp_agg.config import Config
     from mcp_agg.core.gateway import Gateway
+    from mcp_agg.front.earlyinit import EarlyInitialize
     from mcp_agg.front.listener import OpsListener
 
 __all__ = ["serve"]
@@ -81,6 +83,7 @@ def serve(
     # none of this (docs/benchmarks.md, "Startup and import time").
     from mcp_agg.backend.early import EarlyStarts
     from mcp_agg.cli.runner import load, run
+    from mcp_agg.front.earlyinit import EarlyInitialize
 
     setup_logging(log_level, "info")
     loaded = load(config, profile)
@@ -90,6 +93,13 @@ def serve(
         _check_exposure(
             loaded, metrics_host, "--metrics-port", "use its operations endpoints", insecure
         )
+    # A stdio client's `initialize` is answered from now on, not once the MCP stack is
+    # imported (front/earlyinit.py); the stdio front takes stdin over from it.
+    early_init: EarlyInitialize | None = None
+    if transport == "stdio":
+        settings = loaded.gateway
+        early_init = EarlyInitialize(settings.name, __version__, limit=settings.max_message_bytes)
+        early_init.start()
 
     async def main() -> None:
         # The stdio backends start now, before the MCP stack is imported: their own
@@ -100,7 +110,9 @@ def serve(
             if stops:
                 logger.info("stopped while starting")
                 return  # leaving stops the early backends
-            await _serve(loaded, early, transport, host, port, metrics_host, metrics_port, watch)
+            await _serve(
+                loaded, early, early_init, transport, host, port, metrics_host, metrics_port, watch
+            )
 
     run(main)
 
@@ -136,6 +148,7 @@ def _stop_signals_held() -> Iterator[list[int]]:
 async def _serve(
     loaded: Config,
     early: EarlyStarts,
+    early_init: EarlyInitialize | None,
     transport: Transport,
     host: str,
     port: int,
@@ -143,7 +156,8 @@ async def _serve(
     metrics_port: int | None,
     watch: bool,
 ) -> None:
-    """The gateway over `early`'s backends, on its front, until stopped."""
+    """The gateway over `early`'s backends, on its front, until stopped; the stdio front
+    takes stdin over from `early_init`."""
     import anyio
 
     from mcp_agg.console import startup
@@ -192,6 +206,7 @@ async def _serve(
                     ops=ops,
                     on_reload=reload,
                     hurry=gateway.hurry,
+                    early=early_init,
                 )
             tg.cancel_scope.cancel()
 

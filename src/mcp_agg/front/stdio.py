@@ -13,7 +13,9 @@ three reasons:
   stdin closing, SIGTERM and SIGINT drain the front instead (`drain`): the calls in
   flight are answered, within `shutdown_grace`, before the gateway stops;
 - `run_stdio_async` starts every backend before it reads stdin. Here the front answers
-  `initialize` at once and holds the rest until the gateway has started (`starting`).
+  `initialize` at once and holds the rest until the gateway has started (`starting`),
+  and `serve` answers it earlier still, before the MCP stack is imported (`earlyinit`):
+  the front reads that first line again and drops the SDK's answer to it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from mcp.server.runner import serve_dual_era_loop
 
 from mcp_agg.config import GatewayConfig
 from mcp_agg.front.drain import Drain
+from mcp_agg.front.earlyinit import EarlyInitialize, write_all
 from mcp_agg.front.signals import Hurry, Reload, handle_signals
 from mcp_agg.front.starting import UntilStarted, lifespan_beside
 from mcp_agg.front.wire import LineWire
@@ -59,14 +62,17 @@ async def serve_stdio(
     ops: OpsListener | None = None,
     on_reload: Reload | None = None,
     hurry: Hurry | None = None,
+    early: EarlyInitialize | None = None,
 ) -> None:
     """What `server.run_stdio_async()` does, with stdin read by the event loop.
 
     Returns once drained after stdin EOF (the client went away) or SIGINT/SIGTERM; a stop
     signal while still starting returns at once. SIGHUP calls `on_reload`, and a stop
     signal while stopping `hurry`, if given. `settings` gives `max_message_bytes` and
-    `shutdown_grace`; `ops` is served meanwhile.
+    `shutdown_grace`; `ops` is served meanwhile. `early`: what read stdin until now
+    (`earlyinit`), which the front takes over from.
     """
+    read, answered = early.handover() if early is not None else (b"", None)
     drain = Drain(grace=settings.shutdown_grace)
     drain.install(server)
     serving = anyio.CancelScope()
@@ -84,10 +90,15 @@ async def serve_stdio(
         with serving:
             async with (
                 _serving(ops),
-                _serving_stdio() as pipes,
+                _serving_stdio(read) as pipes,
                 lifespan_beside(server) as started,
             ):
-                wire = LineWire(pipes, limit=settings.max_message_bytes, on_eof=drain.begin)
+                wire = LineWire(
+                    pipes,
+                    limit=settings.max_message_bytes,
+                    on_eof=drain.begin,
+                    answered=answered,
+                )
                 await _serve(server, wire, drain, started)
         tg.cancel_scope.cancel()
 
@@ -131,11 +142,12 @@ async def _serve(server: FastMCP[Any], wire: LineWire, drain: Drain, started: an
 
 
 @contextlib.asynccontextmanager
-async def _serving_stdio() -> AsyncIterator[_Stdio]:
-    """Stdin and stdout as the protocol's streams, FastMCP told its transport is stdio."""
+async def _serving_stdio(read: bytes) -> AsyncIterator[_Stdio]:
+    """Stdin and stdout as the protocol's streams, `read` (already read from stdin) first;
+    FastMCP told its transport is stdio."""
     token = set_transport("stdio")
     try:
-        pipes = _Stdio()
+        pipes = _Stdio(read)
         try:
             yield pipes
         finally:
@@ -161,10 +173,11 @@ class _Stdio:
 
     While serving, fd 0 reads the null device and fd 1 goes to stderr, so a stray
     `print` or a child that inherits them cannot corrupt the protocol stream; both are
-    restored on exit.
+    restored on exit. `read`: bytes of stdin read before (`earlyinit`), read first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, read: bytes = b"") -> None:
+        self._read = read
         self._in = os.dup(0)
         self._out = os.dup(1)
         self._saved = (os.dup(0), os.dup(1))
@@ -182,6 +195,9 @@ class _Stdio:
         self._owned = {self._in, self._out}
 
     async def read(self) -> bytes:
+        if self._read:
+            read, self._read = self._read, b""
+            return read
         if not self._loop_in:
             return await anyio.to_thread.run_sync(os.read, self._in, _CHUNK)
         if self._reader is None:
@@ -198,7 +214,7 @@ class _Stdio:
 
     async def write(self, data: bytes) -> None:
         if not self._loop_out:
-            await anyio.to_thread.run_sync(_write_all, self._out, data)
+            await anyio.to_thread.run_sync(write_all, self._out, data)
             return
         if self._writer is None:
             loop = asyncio.get_running_loop()
@@ -233,9 +249,3 @@ def _widen(fd: int) -> None:
         return
     with contextlib.suppress(OSError):
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]

@@ -9,7 +9,9 @@ closes (cutting off the calls in flight). Here:
 - every line is answered as JSON-RPC 2.0 says when it is not a valid message (`inbound`);
 - the requests the client sent and has no answer to yet are counted (`idle`), so the
   front can drain: stdin closing (or stdout breaking) only tells it to (`on_eof`), and
-  the session ends when the front says so (`close`), once every answer is written.
+  the session ends when the front says so (`close`), once every answer is written;
+- an `initialize` the gateway answered before the session existed (`earlyinit`) is not
+  answered twice: the session's answer is checked against it and dropped.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from collections.abc import Callable
 from typing import Protocol
 
 import anyio
+import orjson
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from mcp.shared.message import SessionMessage
 from mcp_types import JSONRPCError, JSONRPCMessage, JSONRPCRequest, JSONRPCResponse, RequestId
 
 from mcp_agg.codec import encode
+from mcp_agg.front.earlyinit import EarlyAnswer
 from mcp_agg.front.inbound import Inbound, read_line, read_oversized
 from mcp_agg.front.lines import LineSplitter
 
@@ -48,11 +52,20 @@ class LineWire:
     """The session's two streams over `pipes` (module docstring).
 
     `read_client` and `write_client` run beside the server loop, which reads
-    `read_stream` and writes `write_stream`.
+    `read_stream` and writes `write_stream`. `answered`: the `initialize` the client
+    already has its answer to.
     """
 
-    def __init__(self, pipes: ByteStreams, *, limit: int, on_eof: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        pipes: ByteStreams,
+        *,
+        limit: int,
+        on_eof: Callable[[str], None],
+        answered: EarlyAnswer | None = None,
+    ) -> None:
         self._pipes = pipes
+        self._answered_early = answered
         self._limit = limit
         self._on_eof = on_eof
         self._to_session: MemoryObjectSendStream[SessionMessage | Exception]
@@ -129,7 +142,7 @@ class LineWire:
         if isinstance(message, JSONRPCResponse | JSONRPCError) and message.id is not None:
             self._unanswered.discard(message.id)
         try:
-            if self._gone:
+            if self._gone or self._answered_before(message):
                 return
             data = encode(message)
             async with self._writing:
@@ -143,3 +156,24 @@ class LineWire:
             if not self._unanswered:
                 self._answered.set()
                 self._answered = anyio.Event()
+
+    def _answered_before(self, message: JSONRPCMessage) -> bool:
+        """Whether `message` is the session's answer to the `initialize` answered early:
+        then it is compared with the answer given, and not written."""
+        early = self._answered_early
+        if early is None or not isinstance(message, JSONRPCResponse | JSONRPCError):
+            return False
+        if message.id != early.id:
+            return False
+        self._answered_early = None
+        given = orjson.loads(encode(message)).get("result")
+        if given == early.result:
+            logger.debug("the SDK's answer to the handshake is the one given early")
+        else:
+            logger.error(
+                "the answer to the handshake given before the MCP stack was imported differs"
+                " from the SDK's: %s, not %s",
+                orjson.dumps(early.result).decode(),
+                encode(message).decode().rstrip(),
+            )
+        return True
