@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections import Counter
@@ -163,11 +164,7 @@ async def test_sigkill_fails_only_the_calls_in_flight_on_that_replica(
             # known exactly (begun there, not answered) when the victim is killed.
             (tmp_path / "mode").write_text("hold")
             await eventually(
-                lambda: (
-                    load.in_flight == 8 and started_by_replica(tmp_path).total() == load.done + 8
-                ),
-                "eight calls held in the backends",
-                timeout=20,
+                HeldStill(tmp_path, load), "eight calls held in the backends", timeout=20
             )
             started = started_by_replica(tmp_path)
             held = {tag: started[tag] - load.answers[tag] for tag in ("0", "1", "2")}
@@ -179,6 +176,28 @@ async def test_sigkill_fails_only_the_calls_in_flight_on_that_replica(
         assert failed <= held[victim], (held, dict(load.failures))
         assert load.answers.total() == 300 - failed
         assert load.answers[victim] == started[victim] - held[victim], "answered after death"
+
+
+class HeldStill:
+    """Whether every call in flight has begun in a backend and is held there: 8 of them,
+    and nothing begun or answered for longer than a call that read the mode just before
+    "hold" was written takes to answer (`SLOW`). Without that wait, such a call could be
+    taken for a held one and answer before the kill, as if after it."""
+
+    def __init__(self, folder: Path, load: Load) -> None:
+        self.folder = folder
+        self.load = load
+        self.seen: tuple[int, int] | None = None
+        self.since = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        state = (self.load.done, started_by_replica(self.folder).total())
+        if state != self.seen:
+            self.seen, self.since = state, now
+            return False
+        quiet = now - self.since > 3 * int(SLOW.split(":")[1]) / 1000
+        return quiet and self.load.in_flight == 8 and state[1] == state[0] + 8
 
 
 def fetch(url: str, body: bytes | None = None) -> tuple[int, dict[str, object]]:

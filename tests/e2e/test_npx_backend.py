@@ -39,8 +39,10 @@ env = {{ npm_config_yes = "true", npm_config_update_notifier = "false" }}
         command=PYTHON, args=["-m", "mcp_agg", "serve", "-c", str(config)], keep_alive=False
     )
     async with Client(transport, timeout=60) as client:
-        tree = descendants(gateway_pid_for(config))
         names = {tool.name for tool in await client.list_tools()}
+        # Read once the list is in: the gateway answers the handshake before npx has
+        # started node (front/earlyinit.py), and lists only once the server is up.
+        tree = descendants(gateway_pid_for(config))
         assert "everything_echo" in names
         result = await client.call_tool_mcp("everything_echo", {"message": "through the gateway"})
         assert result.is_error is False
