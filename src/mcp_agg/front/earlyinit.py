@@ -4,10 +4,10 @@ A stdio client starts the gateway and waits for its answer to `initialize` (or, 
 2026-07-28 era, `server/discover`) before it sends anything else, and gives up after a
 timeout of its own. The answer needs none of the gateway's state: the server's name,
 version and capabilities, and the protocol version negotiated from the client's
-(`front/starting.py` lets it through at once). But
-the SDK that gives it takes 1.5-2 s of CPU to import, and the backends started early
-(`backend/early.py`) import the same stack beside it on the same cores: with 5 backends
-on 2 cores the answer came after 6 s, with 20 after 20 s (docs/benchmarks.md).
+(`front/starting.py` lets it through at once). But the SDK that gives it takes 1.5-2 s of
+CPU to import, and the backends started early (`backend/early.py`) import the same stack
+beside it on the same cores: with 5 backends on 2 cores the answer came after 6 s, with
+20 after 20 s (docs/benchmarks.md).
 
 So `serve` reads the client's first line in a thread of its own as soon as the config
 is loaded. When it is a well-formed `initialize`, or a `server/discover` at a version
@@ -34,6 +34,8 @@ from typing import Any
 
 import orjson
 
+from mcp_agg.front.fds import pollable, write_all
+
 __all__ = [
     "CAPABILITIES",
     "HANDSHAKE_VERSIONS",
@@ -42,7 +44,6 @@ __all__ = [
     "EarlyAnswer",
     "EarlyInitialize",
     "early_answer",
-    "write_all",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ _CHUNK = 64 * 1024
 
 @dataclass(frozen=True, slots=True)
 class EarlyAnswer:
-    """The `initialize` answered early: its request id and the result sent."""
+    """The handshake answered early: its request id and the result sent."""
 
     id: int | str
     result: dict[str, Any]
@@ -158,21 +159,9 @@ def _client(info: object, capabilities: object) -> bool:
     )
 
 
-def write_all(fd: int, data: bytes) -> None:
-    """Write all of `data` to `fd`, waiting for room when it is non-blocking."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            with selectors.DefaultSelector() as selector:
-                selector.register(fd, selectors.EVENT_WRITE)
-                selector.select()
-
-
 class EarlyInitialize:
     """Reads the client's first line on `fd_in` in a thread and answers it on `fd_out`
-    when it is an `initialize` (module docstring), until the front takes stdin over.
+    when it is a handshake (module docstring), until the front takes stdin over.
 
     `limit`: the longest line the front reads (`max_message_bytes`); a first line
     longer than that is left to the front, which refuses it.
@@ -194,11 +183,8 @@ class EarlyInitialize:
     def start(self) -> None:
         """Start reading, when `fd_in` can be waited on (a pipe, a socket, a terminal);
         a regular file or /dev/null is left to the front."""
-        with selectors.DefaultSelector() as selector:
-            try:
-                selector.register(self._in, selectors.EVENT_READ)
-            except (OSError, ValueError):
-                return
+        if not pollable(self._in, selectors.EVENT_READ):
+            return
         self._thread = threading.Thread(target=self._run, name="early initialize", daemon=True)
         self._thread.start()
 
@@ -242,7 +228,7 @@ class EarlyInitialize:
         try:
             write_all(self._out, orjson.dumps(response) + b"\n")
         except OSError as exc:
-            logger.debug("answering initialize failed: %s", exc)
+            logger.debug("answering the handshake failed: %s", exc)
             return  # the front finds stdout closed in turn
         self._answer = answer
         logger.debug("answered the handshake (%s) before importing the MCP stack", answer.id)

@@ -36,7 +36,8 @@ from mcp.server.runner import serve_dual_era_loop
 
 from mcp_agg.config import GatewayConfig
 from mcp_agg.front.drain import Drain
-from mcp_agg.front.earlyinit import EarlyInitialize, write_all
+from mcp_agg.front.earlyinit import EarlyInitialize
+from mcp_agg.front.fds import pollable, write_all
 from mcp_agg.front.signals import Hurry, Reload, handle_signals
 from mcp_agg.front.starting import UntilStarted, lifespan_beside
 from mcp_agg.front.wire import LineWire
@@ -156,17 +157,6 @@ async def _serving_stdio(read: bytes) -> AsyncIterator[_Stdio]:
         reset_transport(token)
 
 
-def _pollable(fd: int, events: int) -> bool:
-    """Whether the event loop can wait on this descriptor: a pipe, a socket or a terminal
-    can; a regular file, or a device such as /dev/null, cannot (epoll refuses them)."""
-    with selectors.DefaultSelector() as selector:
-        try:
-            selector.register(fd, events)
-        except (OSError, ValueError):
-            return False
-    return True
-
-
 class _Stdio:
     """The protocol's stdin and stdout (`wire.ByteStreams`), driven by the event loop
     where it can (see the module docstring), else read and written in threads.
@@ -185,8 +175,8 @@ class _Stdio:
         os.dup2(null, 0)
         os.close(null)
         os.dup2(2, 1)
-        self._loop_in = _pollable(self._in, selectors.EVENT_READ)
-        self._loop_out = _pollable(self._out, selectors.EVENT_WRITE)
+        self._loop_in = pollable(self._in, selectors.EVENT_READ)
+        self._loop_out = pollable(self._out, selectors.EVENT_WRITE)
         _widen(self._out)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None

@@ -10,7 +10,7 @@ closes (cutting off the calls in flight). Here:
 - the requests the client sent and has no answer to yet are counted (`idle`), so the
   front can drain: stdin closing (or stdout breaking) only tells it to (`on_eof`), and
   the session ends when the front says so (`close`), once every answer is written;
-- an `initialize` the gateway answered before the session existed (`earlyinit`) is not
+- a handshake the gateway answered before the session existed (`earlyinit`) is not
   answered twice: the session's answer is checked against it and dropped.
 """
 
@@ -52,7 +52,7 @@ class LineWire:
     """The session's two streams over `pipes` (module docstring).
 
     `read_client` and `write_client` run beside the server loop, which reads
-    `read_stream` and writes `write_stream`. `answered`: the `initialize` the client
+    `read_stream` and writes `write_stream`. `answered`: the handshake the client
     already has its answer to.
     """
 
