@@ -316,3 +316,44 @@ def test_serve_starts_its_backends_before_importing_the_mcp_stack(tmp_path: Path
     (tmp_path / "servers.toml").write_text(GONE)
     seen = probed(PROBE_AT_EARLY_START, ["serve"], tmp_path, [*HEAVY, "starlette"])
     assert seen == [[]]  # one start, nothing of them imported by then
+
+
+#: Runs `mcp-agg serve` up to where the stdio front would serve, and notes there the
+#: modules whose classes or functions are still alive among typer's (and its vendored
+#: click's), and which of the command line's modules are imported.
+PROBE_STDIO_FRONT = probe_at("""
+import gc, types
+import mcp_agg.front.stdio as front
+async def serve_stdio(*args, **kwargs):
+    gc.collect()
+    alive = {
+        str(o.__module__) for o in gc.get_objects()
+        if isinstance(o, (type, types.FunctionType))
+        and str(o.__module__).startswith(("typer", "annotated_doc", "shellingham"))
+    }
+    seen.append({
+        "alive": sorted(alive),
+        "imported": sorted(m for m in watched if m in sys.modules),
+    })
+front.serve_stdio = serve_stdio
+""")
+
+
+def test_serve_drops_the_command_line_before_it_serves(tmp_path: Path) -> None:
+    # typer and the command modules would stay in memory for the gateway's whole life
+    # (about 1.2 MB: docs/benchmarks.md); `serve` hands its run over once they are gone.
+    # stdin is a pipe, so the early handshake's thread starts, as under a real client:
+    # threading copies `sys.excepthook` into each thread, and typer's would keep typer.
+    (tmp_path / "servers.toml").write_text(GONE)
+    watched = ["typer", "difflib", "mcp_agg.cli.commands", "mcp_agg.cli.serve"]
+    args = ["serve", "-c", "servers.toml"]
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE_STDIO_FRONT, json.dumps(args), json.dumps(watched)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+        input="",
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == [{"alive": [], "imported": []}]

@@ -9,7 +9,7 @@ import typer.main
 from typer.core import TyperCommand, TyperGroup
 
 from mcp_agg import __version__
-from mcp_agg.cli import app
+from mcp_agg.cli.commands import app
 from tests.e2e.procs import mcp_agg
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ from mcp_agg.cli.serve import serve
 from mcp_agg.cli.status import status
 from mcp_agg.cli.tools import lock, tools
 
-__all__ = ["app", "main"]
+__all__ = ["app"]
 
 app = typer.Typer(
     name="mcp-agg",
@@ -72,7 +72,3 @@ _add("check", check)
 _add("import", import_)
 _add("login", login)
 _add("logout", logout)
-
-
-def main() -> None:
-    app()
