@@ -1,4 +1,5 @@
-"""Fetching a replica's listing: its lists asked for at once, a failure raised as itself."""
+"""Fetching a replica's listing: its lists asked for at once across a network, one after
+another over a pipe; a failure raised as itself."""
 
 from __future__ import annotations
 
@@ -66,16 +67,20 @@ def client(fake: FakeClient) -> Client[Any]:
     return cast("Client[Any]", fake)
 
 
-async def test_the_four_lists_are_in_flight_together() -> None:
+@pytest.mark.parametrize(("at_once", "in_flight"), [(True, 4), (False, 1)])
+async def test_the_four_lists_are_in_flight_together_only_at_once(
+    at_once: bool, in_flight: int
+) -> None:
     fake = FakeClient(delay=0.05)
-    listing = await fetch_listing(client(fake))
-    assert fake.most_in_flight == 4
+    listing = await fetch_listing(client(fake), at_once=at_once)
+    assert fake.most_in_flight == in_flight
     assert [t.name for t in listing.tools] == ["t"]
 
 
-async def test_a_list_the_backend_does_not_implement_is_empty() -> None:
+@pytest.mark.parametrize("at_once", [True, False])
+async def test_a_list_the_backend_does_not_implement_is_empty(at_once: bool) -> None:
     fake = FakeClient(fail={"prompts/list": MCPError(-32601, "Method not found")})
-    listing = await fetch_listing(client(fake))
+    listing = await fetch_listing(client(fake), at_once=at_once)
     assert listing.prompts == ()
     assert [t.name for t in listing.tools] == ["t"]
 
@@ -84,6 +89,15 @@ async def test_a_failing_list_fails_the_listing_as_itself_and_stops_the_others()
     error = MCPError(-32000, "Connection closed")
     fake = FakeClient(fail={"resources/list": error}, delay=30, delays={"resources/list": 0})
     with anyio.fail_after(10), pytest.raises(MCPError) as raised:  # not an exception group
-        await fetch_listing(client(fake))
+        await fetch_listing(client(fake), at_once=True)
     assert raised.value is error
     assert sorted(fake.cancelled) == ["prompts/list", "resources/templates/list", "tools/list"]
+
+
+async def test_one_after_another_a_failing_list_fails_the_listing_as_itself() -> None:
+    error = MCPError(-32000, "Connection closed")
+    fake = FakeClient(fail={"resources/list": error})
+    with anyio.fail_after(10), pytest.raises(MCPError) as raised:
+        await fetch_listing(client(fake), at_once=False)
+    assert raised.value is error
+    assert fake.most_in_flight == 1

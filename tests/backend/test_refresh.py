@@ -23,7 +23,7 @@ class Fetches:
         self.count = 0
         self.release = anyio.Event()
 
-    async def __call__(self, _client: Any) -> Listing:
+    async def __call__(self, _client: Any, *, at_once: bool) -> Listing:
         self.count += 1
         await self.release.wait()
         return Listing()
@@ -94,7 +94,7 @@ async def test_a_change_said_while_connecting_is_fetched_once_serving(
 
 
 async def test_a_failed_fetch_loses_the_session(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def failing(_client: Any) -> Listing:
+    async def failing(_client: Any, *, at_once: bool) -> Listing:
         raise ConnectionError("backend went away")
 
     monkeypatch.setattr(upstream_module, "fetch_listing", failing)

@@ -37,14 +37,19 @@ class Listing:
     hints: Mapping[ListMethod, CacheHint] = field(default_factory=dict)
 
 
-async def fetch_listing(client: Client[Any]) -> Listing:
+async def fetch_listing(client: Client[Any], *, at_once: bool) -> Listing:
     """Everything the backend offers, asking only for what its capabilities announce.
 
-    The lists are asked for at once, not one after another: a replica serves only once it
-    is listed, so its startup waits for the slowest list instead of their sum. The SDK's
-    client session takes concurrent requests (each waits on its own response stream).
-    The first list that fails fails the listing, as it would one after another (not an
-    exception group, which the callers' failure classification would not see through).
+    With `at_once` (a backend across the network) the lists are asked for together: a
+    replica serves only once it is listed, and the round trips would add up one after
+    another. The SDK's client session takes concurrent requests (each waits on its own
+    response stream); the first list that fails fails the listing, as it would one
+    after another (not an exception group, which the callers' failure classification
+    would not see through). Over a pipe they are asked for one after another: a local
+    backend answers them one at a time anyway (the bench backend's lists took 11.2-11.5 ms
+    at once, 11.3-13.4 ms one by one), and each request in flight holds its tasks
+    and streams: with 20 backends listed together, 0.4 MB of the gateway's peak RSS
+    (docs/benchmarks.md, "Issue 17, sixth round").
     """
     caps = client.server_capabilities
     methods: list[ListMethod] = []
@@ -55,6 +60,10 @@ async def fetch_listing(client: Client[Any]) -> Listing:
     if caps is None or caps.prompts is not None:
         methods.append("prompts/list")
     fetched: dict[ListMethod, tuple[list[Any], CacheHint | None]] = {}
+    if not at_once:
+        for method in methods:
+            fetched[method] = await _optional(client, method)
+        return _listing(fetched)
     failures: list[Exception] = []
 
     async def fetch(method: ListMethod) -> None:
@@ -69,7 +78,10 @@ async def fetch_listing(client: Client[Any]) -> Listing:
             tg.start_soon(fetch, method)
     if failures:
         raise failures[0]
+    return _listing(fetched)
 
+
+def _listing(fetched: Mapping[ListMethod, tuple[list[Any], CacheHint | None]]) -> Listing:
     def items(method: ListMethod) -> tuple[Any, ...]:
         return tuple(fetched[method][0]) if method in fetched else ()
 

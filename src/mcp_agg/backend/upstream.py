@@ -234,7 +234,7 @@ class Upstream(ConnectMixin, ProbingMixin):
         while self._refresh_wanted:
             self._refresh_wanted = False
             try:
-                self.listing = await fetch_listing(client)
+                self.listing = await fetch_listing(client, at_once=self.spec.server.kind != "stdio")
             except Exception as exc:
                 self._lose(exc)
                 return
