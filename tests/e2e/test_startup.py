@@ -1,5 +1,6 @@
-"""How a real `mcp-agg` starts: its stdio backends before its imports, a backend's four
-lists asked for at once, the handshake answered on either front before the backends are up.
+"""How a real `mcp-agg` starts: its stdio backends before its imports, an HTTP backend's
+four lists asked for at once (a stdio backend's one after another), the handshake answered
+on either front before the backends are up.
 
 The tests read logs, not a clock: the gateway's own (the order of its lines), and the
 backends' (backends/slowlists.py holds each list request until all four are in flight and
@@ -37,22 +38,43 @@ pytestmark = pytest.mark.e2e
 LISTS = ["prompts/list", "resources/list", "resources/templates/list", "tools/list"]
 
 
-def test_a_backends_four_lists_are_fetched_at_once(tmp_path: Path) -> None:
+def _lists_logged(transport: str, wait: float, tmp_path: Path) -> list[str]:
+    """What backends/slowlists.py, served over `transport`, logged while `mcp-agg tools`
+    listed it."""
     log = tmp_path / "lists.log"
     config = tmp_path / "servers.toml"
-    argv = json.dumps([str(BACKENDS / "slowlists.py"), "--log-file", str(log), "--wait", "10"])
+    args = [str(BACKENDS / "slowlists.py"), "--log-file", str(log), "--wait", str(wait)]
+    url = ""
+    if transport == "http":
+        port = free_port()
+        args += ["--port", str(port)]
+        url = f'url = "http://127.0.0.1:{port}/mcp"\n'
     config.write_text(
         f'[gateway]\nconnect_timeout = 60\n\n[[servers]]\nname = "slow"\n'
-        f'command = "{PYTHON}"\nargs = {argv}\n'
+        f'command = "{PYTHON}"\nargs = {json.dumps(args)}\n{url}'
     )
     done = mcp_agg("tools", "-c", str(config), "--json")
     assert done.returncode == 0, done.stderr
     assert [row["name"] for row in json.loads(done.stdout)] == ["slow_echo"]
-    events = log.read_text().splitlines()
-    assert sorted(e for e in events if e.startswith("start ")) == [f"start {m}" for m in LISTS]
+    return log.read_text().splitlines()
+
+
+def test_an_http_backends_four_lists_are_fetched_at_once(tmp_path: Path) -> None:
+    # The round trips to a backend across a network overlap (backend/listing.py).
+    events = _lists_logged("http", 10, tmp_path)
+    assert sorted(events[:4]) == [f"start {m}" for m in LISTS]
     # Every list was in flight with the other three (one after another: `alone`, and
     # each of them 10 s late).
-    assert sorted(e for e in events if not e.startswith("start ")) == [f"met {m}" for m in LISTS]
+    assert sorted(events[4:]) == [f"met {m}" for m in LISTS]
+
+
+def test_a_stdio_backends_four_lists_are_fetched_one_after_another(tmp_path: Path) -> None:
+    # A local backend answers one at a time anyway, and each request in flight costs the
+    # gateway memory (backend/listing.py): each list is asked once the one before is in.
+    events = _lists_logged("stdio", 0.2, tmp_path)
+    asked = [e.removeprefix("start ") for e in events[::2]]
+    assert sorted(asked) == LISTS
+    assert [e.split(" ", 1)[1] for e in events[1::2]] == asked
 
 
 def test_a_stdio_backend_starts_before_the_gateway_imports_and_serves_its_first_session(

@@ -5,7 +5,7 @@ It offers one tool, one resource, one template and one prompt. Each list request
 until all four lists are in flight, or `--wait` seconds pass, and appends `met METHOD`
 (all four were asked for together) or `alone METHOD` (they were not) before it answers.
 A client that lists one after another gets every list `--wait` seconds late, and
-`alone` in the log. Served over stdio.
+`alone` in the log. Served over stdio, or streamable HTTP on 127.0.0.1 with `--port`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fastmcp.server.middleware import CallNext, Middleware, MiddlewareContext
 parser = argparse.ArgumentParser()
 parser.add_argument("--log-file", required=True)
 parser.add_argument("--wait", type=float, default=3.0)
+parser.add_argument("--port", type=int)
 args = parser.parse_args()
 
 LISTS = {"tools/list", "resources/list", "resources/templates/list", "prompts/list"}
@@ -83,4 +84,7 @@ def greet(name: str) -> str:
 
 
 if __name__ == "__main__":
-    mcp.run(show_banner=False, log_level="WARNING")
+    if args.port is None:
+        mcp.run(show_banner=False, log_level="WARNING")
+    else:
+        mcp.run("http", show_banner=False, log_level="WARNING", host="127.0.0.1", port=args.port)
