@@ -54,9 +54,7 @@ class ConnectMixin(ReplicaCore):
                     if self._stopping:
                         attempt.cancel()
                     client = await self._open(stack)
-                    self.listing = await fetch_listing(
-                        client, at_once=self.spec.server.kind != "stdio"
-                    )
+                    self.listing = await fetch_listing(client, at_once=self.lists_at_once)
                     await self._restore_session_state(client)
                     if is_modern(client) and announces_changes(client):
                         await self._listen(stack, beside, client)

@@ -173,6 +173,12 @@ class ReplicaCore:
     def latency(self) -> float:
         return self.ewma.value
 
+    @property
+    def lists_at_once(self) -> bool:
+        """Whether its lists are asked for together: across a network, not over a pipe
+        (`fetch_listing`)."""
+        return self.spec.server.kind != "stdio"
+
     def __repr__(self) -> str:
         return f"<Upstream {self.id} {self.state}>"
 

@@ -234,7 +234,7 @@ class Upstream(ConnectMixin, ProbingMixin):
         while self._refresh_wanted:
             self._refresh_wanted = False
             try:
-                self.listing = await fetch_listing(client, at_once=self.spec.server.kind != "stdio")
+                self.listing = await fetch_listing(client, at_once=self.lists_at_once)
             except Exception as exc:
                 self._lose(exc)
                 return

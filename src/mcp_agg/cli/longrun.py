@@ -7,7 +7,8 @@ command line from, would live on with it (about 1.2 MB of objects: docs/benchmar
 hands the rest to `hand_over`; `run_command_line` lets typer finish, drops the command
 line's modules, and runs it.
 
-The modules the long run uses (`runner`, `logs`, `output` and this one) import no typer.
+The modules the long run uses (`serving`, `runner`, `logs`, `output` and this one)
+import no typer.
 """
 
 from __future__ import annotations
